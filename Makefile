@@ -1,0 +1,66 @@
+# LLM OS — `make run` starts it on the embedded model; `make test` runs the whole default tier.
+# Both create .venv when missing and install what is needed (pip's cache is reused;
+# nothing is re-installed when pyproject.toml and constraints.txt did not change).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+# Debian packages: bubblewrap (tool sandbox), chromium (dashboard browser test)
+DEB_PKGS := bubblewrap chromium
+
+.PHONY: run test lint bench bench-quick eval clean doctor sysdeps venv
+
+run: $(STAMP) $(SYSDEPS_STAMP)
+	@$(BIN)/llmos boot
+
+test: $(STAMP) $(SYSDEPS_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+doctor: $(STAMP)
+	$(BIN)/llmos doctor
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-quick: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick | tail -n 1 || exit 1; done
+
+eval: $(STAMP) $(SYSDEPS_STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python ../shared/eval/run_eval.py
+
+venv: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# System packages: installed when missing and we are root; otherwise say what to run.
+$(SYSDEPS_STAMP): | $(VENV)/bin/python
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "note: not root, so not installing:$$missing (run: sudo apt-get install$$missing)"; \
+	    echo "      without bubblewrap the python/shell tools refuse to run; without chromium the browser test is skipped"; \
+	  fi; \
+	fi
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,205 @@
+"""Foundation commands: ``models``, ``chat``, ``doctor``."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmos.cli import state
+from llmos.errors import LLMOSError
+
+console = Console()
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def models() -> None:
+    """List the models the registry knows: size, context length and where they live.
+
+    Example: llmos models
+    """
+    from llmos.llm.models import embedded_model_path, list_models
+
+    cfg = state.config()
+    found = list_models(cfg)
+    table = Table(title="models")
+    for col in ("name", "kind", "size", "context"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("location", overflow="fold")
+    for m in found:
+        default = " (default)" if m.name == cfg.model else ""
+        where = m.location + (f"  model={m.remote_model}" if m.remote_model else "")
+        table.add_row(m.name + default, m.kind, _size(m.size_bytes),
+                      str(m.context_length or "-"), where)
+    console.print(table)
+    if not any(m.kind == "embedded" for m in found):
+        embedded_model_path()  # raises the clear "package missing" error
+
+
+def chat(
+    message: str = typer.Argument(None, help="Send one message and exit (default: interactive)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name or .gguf path."),
+    system: str = typer.Option("You are a helpful assistant.", "--system", help="System prompt."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most tokens per reply."),
+    temperature: float = typer.Option(0.2, "--temperature", min=0.0, max=5.0),
+) -> None:
+    """Chat with a model, streaming tokens as they are generated.
+
+    Example: llmos chat "write a haiku about schedulers"
+    """
+    cfg = state.config()
+    asyncio.run(_chat(cfg, message, model, system, max_tokens, temperature))
+
+
+async def _chat(cfg, message, model, system, max_tokens, temperature) -> None:
+    from llmos.llm.base import GenerationRequest, SamplingParams
+    from llmos.llm.models import resolve
+
+    info = resolve(model, cfg)
+    from llmos.llm import make_engine
+
+    engine = make_engine(info, cfg)
+    await engine.start()
+    history: list[dict] = [{"role": "system", "content": system}]
+    try:
+        interactive = message is None
+        if interactive:
+            console.print(f"[bold]llmos chat[/] — {info.name} ({info.kind}). "
+                          "Empty line or Ctrl-D to quit.")
+        while True:
+            if interactive:
+                try:
+                    message = console.input("[bold cyan]you> [/]")
+                except EOFError:
+                    break
+                if not message.strip():
+                    break
+            history.append({"role": "user", "content": message})
+            req = GenerationRequest(messages=tuple(history), owner="user",
+                                    params=SamplingParams(temperature=temperature, max_tokens=max_tokens))
+            handle = engine.submit(req)
+            if interactive:
+                console.print("[bold green]llm>[/] ", end="")
+            async for chunk in handle:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            done = await handle.result()
+            sys.stdout.write("\n")
+            history.append({"role": "assistant", "content": done.text})
+            if not interactive:
+                break
+    finally:
+        await engine.close()
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _checks() -> list[Check]:
+    out: list[Check] = []
+    v = sys.version_info
+    out.append(Check("python", v >= (3, 11), platform.python_version(),
+                     "" if v >= (3, 11) else "install Python 3.11 or newer"))
+    try:
+        cfg = state.config()
+        out.append(Check("state directory", True, str(cfg.home)))
+    except LLMOSError as e:
+        out.append(Check("state directory", False, e.message, e.hint or ""))
+        return out
+    try:
+        from llmos.llm.models import resolve
+
+        info = resolve(None, cfg)
+        out.append(Check("model", True, f"{info.name}: {info.location} ({_size(info.size_bytes)})"))
+    except LLMOSError as e:
+        out.append(Check("model", False, e.message, e.hint or ""))
+        info = None
+    try:
+        import llama_cpp
+
+        out.append(Check("engine", True, f"llama-cpp-python {llama_cpp.__version__}"))
+    except Exception as e:  # noqa: BLE001 - any import failure is the finding
+        out.append(Check("engine", False, f"llama_cpp does not import: {e}",
+                         "run `make run` again to rebuild the venv"))
+    try:
+        import llguidance  # noqa: F401
+
+        out.append(Check("constrained decoding", True, "llguidance"))
+    except Exception as e:  # noqa: BLE001
+        out.append(Check("constrained decoding", False, str(e), "pip install llguidance"))
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        out.append(Check("sandbox", False, "bubblewrap (bwrap) not found",
+                         "apt-get install bubblewrap (make does this when run as root)"))
+    else:
+        r = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "true"],
+                           capture_output=True, text=True, timeout=10)
+        out.append(Check("sandbox", r.returncode == 0,
+                         "bubblewrap works" if r.returncode == 0 else r.stderr.strip()[:120],
+                         "" if r.returncode == 0 else "user namespaces may be disabled on this host"))
+    fts = True
+    try:
+        sqlite3.connect(":memory:").execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    except sqlite3.Error:
+        fts = False
+    out.append(Check("sqlite", fts, f"SQLite {sqlite3.sqlite_version}" + (" with FTS5" if fts else ""),
+                     "" if fts else "this Python's SQLite lacks FTS5"))
+    return out
+
+
+def doctor() -> None:
+    """Check the set-up (Python, model, engine, sandbox, state directory) and say what to fix.
+
+    Example: llmos doctor
+    """
+    checks = _checks()
+    table = Table(title="llmos doctor")
+    for col in ("check", "status", "detail", "fix"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", c.detail, c.fix)
+    console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def boot() -> None:
+    """Boot the LLM OS on the configured model and open the interactive session.
+
+    This is what `make run` starts. Example: llmos boot
+    """
+    cfg = state.config()
+    from llmos.llm.models import resolve
+
+    info = resolve(None, cfg)
+    console.print(f"[bold]LLM OS[/] booting on {info.name} ({info.kind}); state in {cfg.home}")
+    asyncio.run(_chat(cfg, None, None, "You are a helpful assistant.", 256, 0.2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(boot)
+    app.command()(models)
+    app.command()(chat)
+    app.command()(doctor)

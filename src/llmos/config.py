@@ -1,0 +1,249 @@
+"""One frozen configuration, loaded once at boot.
+
+Sources, later ones win: built-in defaults (``params``) → TOML file →
+environment variables ``LLMOS_*`` → explicit overrides (CLI flags).
+
+The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
+
+    model = "smollm2-135m"          # default model for chat / planning
+    scheduler = "priority"          # fifo | rr | priority | fair | sjf
+    alloc_mode = "throughput"       # throughput | latency | cost | energy
+
+    [engine]
+    n_ctx = 8192
+    n_seq_max = 16
+    threads = 0                     # 0: all cores
+
+    [api]
+    host = "127.0.0.1"
+    port = 8420
+
+    [[remote]]                      # any OpenAI-compatible server
+    name = "local-vllm"
+    base_url = "http://127.0.0.1:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    api_key_env = "VLLM_API_KEY"    # the key itself never goes in the file
+
+    [[mcp]]                         # MCP tool servers to mount
+    name = "everything"
+    command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
+    risk = "exec"
+
+Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_SCHEDULER``,
+``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
+``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from llmos import params
+from llmos.errors import ConfigError, StateDirError
+
+__all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer",
+           "load_config", "default_home", "ensure_home"]
+
+SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
+ALLOC_MODES = ("throughput", "latency", "cost", "energy")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_ctx: int = params.ENGINE_N_CTX_TOKENS          # tokens, whole shared context
+    n_seq_max: int = params.ENGINE_N_SEQ_MAX         # sequences resident at once
+    n_batch: int = params.ENGINE_N_BATCH_TOKENS      # tokens per llama_batch
+    prefill_chunk: int = params.ENGINE_PREFILL_CHUNK_TOKENS
+    threads: int = 0                                  # 0: os.cpu_count()
+    n_gpu_layers: int = 0                             # -1: all on GPU when built with CUDA
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = params.API_HOST
+    port: int = params.API_PORT
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    name: str
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    context_length: int | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+@dataclass(frozen=True)
+class McpServer:
+    name: str
+    command: tuple[str, ...] = ()     # stdio transport
+    url: str | None = None            # streamable HTTP transport
+    risk: str = "exec"                # unknown tools need confirmation by default
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    model: str = params.DEFAULT_MODEL
+    scheduler: str = "priority"
+    alloc_mode: str = "throughput"
+    log_level: str = "INFO"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    remotes: tuple[RemoteModel, ...] = ()
+    models: tuple[tuple[str, str], ...] = ()      # extra local GGUFs: (name, path)
+    mcp: tuple[McpServer, ...] = ()
+    config_file: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "llmos.db"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("LLMOS_HOME"):
+        return Path(env["LLMOS_HOME"]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "llmos"
+
+
+def ensure_home(home: Path) -> Path:
+    """Create the state directory (and logs/) or raise StateDirError with a hint."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "logs").mkdir(exist_ok=True)
+        probe = home / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise StateDirError(
+            f"state directory {home} is not writable ({e.strerror or e})",
+            hint="set LLMOS_HOME to a writable directory, e.g. LLMOS_HOME=/tmp/llmos",
+        ) from e
+    return home
+
+
+def _int(value: Any, name: str, lo: int = 0, hi: int = 1 << 30) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if not lo <= v <= hi:
+        raise ConfigError(f"{name}: expected an integer in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    v = str(value).strip().lower()
+    if v not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return v
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the Config. Raises ConfigError naming the bad key and the expectation."""
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    home = Path(overrides.pop("home", None) or default_home(env)).expanduser()
+    cfg_path = Path(path).expanduser() if path else home / "config.toml"
+    data: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            data = tomllib.loads(cfg_path.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as e:
+            raise ConfigError(f"config file {cfg_path}: {e}",
+                              hint="fix the TOML syntax or move the file away") from e
+    elif path:
+        raise ConfigError(f"config file {cfg_path} does not exist")
+
+    eng = dict(data.get("engine", {}))
+    api = dict(data.get("api", {}))
+    top = {k: data[k] for k in ("model", "scheduler", "alloc_mode", "log_level") if k in data}
+    env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_SCHEDULER": (top, "scheduler"),
+               "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
+               "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
+               "LLMOS_THREADS": (eng, "threads"), "LLMOS_HOST": (api, "host"),
+               "LLMOS_PORT": (api, "port")}
+    for var, (target, key) in env_map.items():
+        if env.get(var):
+            target[key] = env[var]
+    for key in ("model", "scheduler", "alloc_mode", "log_level"):
+        if key in overrides:
+            top[key] = overrides.pop(key)
+    for key in ("host", "port"):
+        if key in overrides:
+            api[key] = overrides.pop(key)
+    for key in ("n_ctx", "n_seq_max", "threads", "n_gpu_layers"):
+        if key in overrides:
+            eng[key] = overrides.pop(key)
+    if overrides:
+        raise ConfigError(f"unknown config override(s): {', '.join(sorted(overrides))}")
+
+    known_eng = {f.name for f in dataclasses.fields(EngineConfig)}
+    bad = set(eng) - known_eng
+    if bad:
+        raise ConfigError(f"[engine]: unknown key(s) {', '.join(sorted(bad))}; "
+                          f"expected {', '.join(sorted(known_eng))}")
+    engine = EngineConfig(**{k: _int(v, f"engine.{k}", -1 if k == "n_gpu_layers" else 0)
+                             for k, v in eng.items()})
+    if engine.n_ctx < 256:
+        raise ConfigError(f"engine.n_ctx: expected at least 256 tokens, got {engine.n_ctx}")
+    if engine.n_seq_max < 1:
+        raise ConfigError("engine.n_seq_max: expected at least 1")
+    apic = ApiConfig(host=str(api.get("host", params.API_HOST)),
+                     port=_int(api.get("port", params.API_PORT), "api.port", 0, 65535))
+
+    remotes = []
+    for i, r in enumerate(data.get("remote", [])):
+        for req in ("name", "base_url", "model"):
+            if not isinstance(r.get(req), str) or not r.get(req):
+                raise ConfigError(f"remote[{i}].{req}: expected a non-empty string")
+        if not str(r["base_url"]).startswith(("http://", "https://")):
+            raise ConfigError(f"remote[{i}].base_url: expected an http(s) URL, got {r['base_url']!r}")
+        remotes.append(RemoteModel(name=r["name"], base_url=r["base_url"].rstrip("/"),
+                                   model=r["model"], api_key_env=r.get("api_key_env"),
+                                   context_length=r.get("context_length")))
+    models = []
+    for name, p in dict(data.get("models", {})).items():
+        models.append((str(name), str(Path(str(p)).expanduser())))
+    mcps = []
+    for i, m in enumerate(data.get("mcp", [])):
+        if not m.get("name"):
+            raise ConfigError(f"mcp[{i}].name: expected a non-empty string")
+        if not m.get("command") and not m.get("url"):
+            raise ConfigError(f"mcp[{i}]: expected 'command' (stdio) or 'url' (HTTP)")
+        cmd = m.get("command") or ()
+        if isinstance(cmd, str):
+            cmd = (cmd,)
+        mcps.append(McpServer(name=m["name"], command=tuple(cmd), url=m.get("url"),
+                              risk=str(m.get("risk", "exec")),
+                              env=tuple(sorted(dict(m.get("env", {})).items()))))
+
+    return Config(
+        home=home,
+        model=str(top.get("model", params.DEFAULT_MODEL)),
+        scheduler=_choice(top.get("scheduler", "priority"), "scheduler", SCHEDULERS),
+        alloc_mode=_choice(top.get("alloc_mode", "throughput"), "alloc_mode", ALLOC_MODES),
+        log_level=str(top.get("log_level", "INFO")).upper(),
+        engine=engine, api=apic, remotes=tuple(remotes), models=tuple(models),
+        mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None,
+    )

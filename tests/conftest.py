@@ -1,0 +1,41 @@
+"""Shared fixtures: a temporary state directory, its config, a fake clock, a fake engine.
+
+The default tier is hermetic: no model, network, GPU or wall-clock waits.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from llmos.clock import FakeClock
+from llmos.config import load_config
+from llmos.llm.fake import FakeEngine
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh $LLMOS_HOME for this test."""
+    h = tmp_path / "llmos-home"
+    h.mkdir()
+    monkeypatch.setenv("LLMOS_HOME", str(h))
+    for var in ("LLMOS_MODEL", "LLMOS_SCHEDULER", "LLMOS_ALLOC_MODE", "LLMOS_PORT", "LLMOS_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    return h
+
+
+@pytest.fixture
+def config(home):
+    return load_config(env={"LLMOS_HOME": str(home)})
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+async def fake_engine():
+    engine = FakeEngine()
+    await engine.start()
+    yield engine
+    await engine.close()

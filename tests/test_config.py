@@ -1,0 +1,76 @@
+import os
+
+import pytest
+
+from llmos.config import ensure_home, load_config
+from llmos.errors import ConfigError, StateDirError
+
+
+def test_defaults(home):
+    cfg = load_config(env={"LLMOS_HOME": str(home)})
+    assert cfg.home == home and cfg.model == "smollm2-135m"
+    assert cfg.scheduler == "priority" and cfg.api.port == 8420
+    assert cfg.db_path == home / "llmos.db"
+
+
+def test_sources_in_order(home):
+    (home / "config.toml").write_text(
+        'model = "from-file"\nscheduler = "fifo"\n[engine]\nn_ctx = 4096\n[api]\nport = 9000\n')
+    env = {"LLMOS_HOME": str(home), "LLMOS_SCHEDULER": "fair", "LLMOS_PORT": "9100"}
+    cfg = load_config(env=env, overrides={"port": 9200})
+    assert cfg.model == "from-file"          # file
+    assert cfg.engine.n_ctx == 4096          # file
+    assert cfg.scheduler == "fair"           # env beats file
+    assert cfg.api.port == 9200              # flag beats env
+
+
+def test_frozen(config):
+    with pytest.raises(AttributeError):
+        config.model = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('scheduler = "lottery"', "scheduler: expected one of"),
+    ("[engine]\nn_ctx = 'big'", "engine.n_ctx: expected an integer"),
+    ("[engine]\nwat = 1", "[engine]: unknown key"),
+    ("[api]\nport = 70000", "api.port"),
+    ('[[remote]]\nname = "x"\nbase_url = "ftp://a"\nmodel = "m"', "remote[0].base_url"),
+    ('[[remote]]\nname = "x"\nmodel = "m"', "remote[0].base_url: expected a non-empty string"),
+    ("model = [", "config file"),
+    ('[[mcp]]\nname = "m"', "mcp[0]"),
+])
+def test_bad_config_names_the_key(home, text, needle):
+    (home / "config.toml").write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(env={"LLMOS_HOME": str(home)})
+    assert needle in str(ei.value)
+
+
+def test_remote_key_comes_from_env(home, monkeypatch):
+    (home / "config.toml").write_text(
+        '[[remote]]\nname = "r"\nbase_url = "http://127.0.0.1:9/v1/"\nmodel = "m"\napi_key_env = "MY_KEY"\n')
+    monkeypatch.setenv("MY_KEY", "sekrit")
+    cfg = load_config(env={"LLMOS_HOME": str(home)})
+    (r,) = cfg.remotes
+    assert r.base_url == "http://127.0.0.1:9/v1" and r.api_key == "sekrit"
+
+
+def test_missing_explicit_file(home):
+    with pytest.raises(ConfigError):
+        load_config(home / "nope.toml", env={"LLMOS_HOME": str(home)})
+
+
+def test_unwritable_home_is_a_clear_error(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    os.chmod(target, 0o500)
+    try:
+        if os.geteuid() == 0:  # root writes anyway: use a path under a file instead
+            target = tmp_path / "file"
+            target.write_text("x")
+            target = target / "home"
+        with pytest.raises(StateDirError) as ei:
+            ensure_home(target)
+        assert ei.value.hint and "LLMOS_HOME" in ei.value.hint
+    finally:
+        os.chmod(tmp_path / "ro", 0o700)

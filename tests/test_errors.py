@@ -1,0 +1,63 @@
+import sqlite3
+
+import httpx
+import pydantic
+import pytest
+
+from llmos import errors as E
+
+
+def test_tree_shape():
+    assert issubclass(E.StateDirError, E.ConfigError)
+    assert issubclass(E.InvalidArgument, E.SyscallError)
+    assert issubclass(E.SyscallError, E.KernelError)
+    assert issubclass(E.RemoteUnavailable, E.RemoteError)
+    assert issubclass(E.NeedsConfirmation, E.ToolError)
+    for name in E.__all__:
+        obj = getattr(E, name)
+        if isinstance(obj, type):
+            assert issubclass(obj, E.LLMOSError)
+
+
+def test_every_class_is_drawn_in_the_docstring():
+    for name in E.__all__:
+        obj = getattr(E, name)
+        if isinstance(obj, type):
+            assert name in E.__doc__, name
+
+
+def test_to_dict_carries_field_and_expectation():
+    d = E.InvalidArgument("priority: out of range", field="priority", expected="-20..19").to_dict()
+    assert d == {"error": "invalid_argument", "message": "priority: out of range",
+                 "field": "priority", "expected": "-20..19"}
+    assert E.Busy("queue full", retry_after=2).to_dict()["retry_after"] == 2
+
+
+@pytest.mark.parametrize("exc, cls", [
+    (PermissionError(13, "Permission denied", "/etc/shadow"), E.PermissionDenied),
+    (FileNotFoundError(2, "No such file", "x.txt"), E.NotFound),
+    (sqlite3.OperationalError("disk I/O error"), E.JournalError),
+    (httpx.ConnectError("refused"), E.RemoteUnavailable),
+    (ValueError("bad"), E.InvalidArgument),
+    (RuntimeError("boom"), E.LLMOSError),
+])
+def test_map_foreign(exc, cls):
+    out = E.map_foreign(exc, context="ctx")
+    assert isinstance(out, cls)
+    assert out.__cause__ is exc
+    assert "\n" not in str(out) and str(out).startswith("ctx: ")
+
+
+def test_map_foreign_pydantic_names_the_field():
+    class M(pydantic.BaseModel):
+        pid: int
+
+    with pytest.raises(pydantic.ValidationError) as ei:
+        M(pid="x")
+    out = E.map_foreign(ei.value)
+    assert isinstance(out, E.InvalidArgument) and out.field == "pid"
+
+
+def test_map_foreign_keeps_project_errors():
+    e = E.NotFound("no pid 4")
+    assert E.map_foreign(e) is e
