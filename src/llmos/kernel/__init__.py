@@ -1,0 +1,53 @@
+"""The LLM OS kernel: the public surface other layers code against.
+
+    from llmos.kernel import Kernel, SyscallResult, ProcState, Agent, Capabilities
+
+    kernel = await Kernel.boot(config, engines=None, tools=None, clock=None, hal=None)
+    res = await kernel.syscall("root", "proc.spawn", {"kind": "tool", "spec": {...}})
+    async for ev in kernel.syscall_stream("root", "llm.generate", {"prompt": "hi", "stream": True}): ...
+    async for ev in kernel.events(): ...
+    await kernel.shutdown()
+
+Module map (boot order in ``boot.py``):
+  result.py     SyscallResult (value or error, never a raise)
+  syscall.py    the syscall table (name, argument schema, capability, handler) and dispatch
+  sys_*.py      thin decoders, one per subsystem
+  access.py     agents, capabilities, ``may(agent, call, resource)``
+  agents.py     the agent registry (journaled)
+  process.py    ProcState (ordered), Process, ProcessTable (one journaled transition fn)
+  storage.py    the SQLite journal (WAL, synchronous=FULL, group commit, migrations)
+  loop.py       asyncio loop: schedule -> executor.run -> update; backpressure; shutdown
+  recovery.py   replay the journal at boot
+  timers.py     durable reminders
+  memory.py     per-agent context + long-term notes with full-text search
+  core.py       Kernel: owns the subsystems, the in-process API (add_task, submit, ...)
+  sched/        scheduling policies (separate owner)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmos.kernel.access import ROOT_ID, Agent, Capabilities, Decision, Quotas, may
+from llmos.kernel.process import Process, ProcState
+from llmos.kernel.result import SyscallResult
+
+if TYPE_CHECKING:
+    from llmos.kernel.core import Kernel, TaskHandle
+
+__all__ = ["Kernel", "TaskHandle", "SyscallResult", "ProcState", "Process", "Agent",
+           "Capabilities", "Quotas", "Decision", "may", "ROOT_ID", "SYSCALLS"]
+
+
+def __getattr__(name: str) -> Any:
+    # Kernel pulls in pydantic, the executor and the scheduler: import it on first use,
+    # so `import llmos.kernel` stays cheap for code that needs only the value types.
+    if name in ("Kernel", "TaskHandle"):
+        from llmos.kernel import core
+
+        return getattr(core, name)
+    if name == "SYSCALLS":
+        from llmos.kernel.syscall import TABLE
+
+        return TABLE
+    raise AttributeError(f"module 'llmos.kernel' has no attribute {name!r}")
