@@ -1,0 +1,250 @@
+"""Token-level scheduling: the kernel's policy, asked by the engine every step.
+
+Map:
+- ``TokenPolicy``: a ``llm.base.StepPolicy`` driven by a private ``Scheduler``
+  (any policy). Each engine step it folds the last step in (tokens per
+  sequence, finished sequences, renices), then asks the scheduler whom to run
+  and whom to preempt, and turns that into a ``StepDecision``: run / pause /
+  swap_out. Install it with ``engine.set_policy(sched.step_policy())``.
+- ``measure_batch_cap(engine)``: the active-batch size past which aggregate
+  throughput stops growing, measured on the engine itself (never hard-coded).
+- ``batch_throughput(engine, sizes)``: the tok/s curve it is computed from.
+
+NOTE (one step). Sequences are the scheduler's tasks (kind "llm"); the batch is
+its running set and the cap (``batch_cap`` ∧ ``budget.max_active``) its slots.
+1. New sequences are added (in arrival order), vanished ones finish, tokens
+   prefilled + generated since the last step are charged, priority changes renice.
+2. ``schedule(now, cap − running)`` gives admissions and preemptions by the
+   policy's order and rules; its hysteresis (``min_run_tokens``) keeps a
+   sequence from being preempted right after it was (re)admitted.
+3. KV: each admission needs the cells of its next step (a prefill chunk or one
+   token) plus, for a swapped sequence, its snapshot's cells. If free cells are
+   short, sequences are swapped out (snapshotted, cells freed), least deserving
+   first: first the ones this plan preempts, then paused ones that rank behind
+   the newcomer. If that cannot make room the newcomer waits (and the victim
+   paired with it is not preempted). When even the running batch cannot grow by
+   its next step, its least deserving members are swapped out.
+4. Preempted sequences keep their KV (``pause``) unless step 3 swapped them.
+   A swapped sequence stays visible to the policy; listing it in ``run``
+   restores it (engine contract).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+
+from llmos.clock import Clock, SystemClock
+from llmos.errors import InvalidArgument
+from llmos.kernel.sched.base import Outcome, Plan, Scheduler, Task
+from llmos.llm.base import (
+    Engine,
+    FifoPolicy,
+    GenerationRequest,
+    SamplingParams,
+    SeqState,
+    SeqView,
+    StepBudget,
+    StepDecision,
+)
+
+__all__ = ["TokenPolicy", "measure_batch_cap", "batch_throughput"]
+
+KEEP_DONE = 1024          # finished request ids whose explain log stays reachable
+
+
+class TokenPolicy:
+    """A StepPolicy backed by a Scheduler it owns (give it a fresh one)."""
+
+    def __init__(self, scheduler: Scheduler, *, batch_cap: int | None = None) -> None:
+        if batch_cap is not None and (isinstance(batch_cap, bool) or not isinstance(batch_cap, int)
+                                      or batch_cap < 1):
+            raise InvalidArgument(f"batch_cap: expected a positive integer or None, got {batch_cap!r}",
+                                  field="batch_cap", expected="integer >= 1")
+        self.sched = scheduler              # private: only decide() mutates it
+        self.batch_cap = batch_cap          # sequences; None: the engine's max_active
+        self._pid: dict[str, int] = {}      # live request id -> scheduler pid
+        self._rid: dict[int, str] = {}      # pid -> request id
+        self._seen: dict[str, int] = {}     # request id -> tokens in KV at the last step
+        self._done: collections.OrderedDict[str, int] = collections.OrderedDict()  # finished rid -> pid
+        self._next = 1                      # next pid to hand out
+        self._last_s: float | None = None   # clock seconds of the last decide()
+        self.preemptions = 0                # pauses + swaps issued, in total
+        self.swaps = 0                      # swaps issued, in total
+
+    # ── StepPolicy ─────────────────────────────────────────────────────────
+    def decide(self, seqs: Sequence[SeqView], budget: StepBudget) -> StepDecision:
+        sched = self.sched
+        now = sched.clock.time()
+        views = {v.request_id: v for v in seqs if not v.state.finished}
+        self._fold(views, now)
+        cap = budget.max_active if self.batch_cap is None else min(self.batch_cap, budget.max_active)
+        running = sched.running()
+        free = cap - len(running)
+        plan = sched.schedule(now, free)
+        n, over = max(0, free), max(0, -free)
+        v_of = {p: views[r] for r, p in self._pid.items()}
+
+        def next_need(v: SeqView) -> int:
+            left = v.prompt_tokens - v.prefilled_tokens
+            return min(left, budget.max_batch_tokens) if left > 0 else 1
+
+        def resident(p: int) -> bool:
+            return v_of[p].state != SeqState.SWAPPED and v_of[p].kv_tokens > 0
+
+        preempt = list(plan.preempt[:over])
+        staying = [p for p in running if p not in plan.preempt]
+        kv_free = budget.kv_free_tokens - sum(next_need(v_of[p]) for p in staying)
+        swap: list[int] = []
+        ready_order = [t.pid for t in sched._order((sched.get(p) for p in sched.ready()), now)]
+        admitted: list[int] = []
+        notes: list[str] = []
+        for i, pid in enumerate(plan.run):
+            paired = plan.preempt[over + i - n] if i >= n else None
+            v = v_of[pid]
+            need = next_need(v) + (v.kv_tokens if v.state == SeqState.SWAPPED else 0)
+            room = kv_free + (next_need(v_of[paired]) if paired is not None else 0)
+            victims: list[int] = []
+            if need > room:
+                behind = ready_order[ready_order.index(pid) + 1:] if pid in ready_order else []
+                pool = ([paired] if paired is not None else []) + \
+                    [p for p in preempt if p not in swap] + \
+                    [p for p in reversed(behind) if p not in admitted]
+                for p in pool:
+                    if need <= room:
+                        break
+                    if p in victims or p in swap or not resident(p):
+                        continue
+                    victims.append(p)
+                    room += v_of[p].kv_tokens
+            if need > room:
+                notes.append(f"{self._rid[pid]} waits for KV ({need} cells, {max(room, 0)} free)")
+                continue
+            kv_free = room - need
+            swap.extend(victims)
+            admitted.append(pid)
+            if paired is not None:
+                preempt.append(paired)
+        # KV pressure inside the batch itself: swap the least deserving members out
+        members = staying + admitted
+        if kv_free < 0:
+            for t in sched._victim_order([sched.get(p) for p in staying], now):
+                if kv_free >= 0 or len(members) <= 1:
+                    break
+                kv_free += v_of[t.pid].kv_tokens + next_need(v_of[t.pid])
+                members.remove(t.pid)
+                preempt.append(t.pid)
+                swap.append(t.pid)
+                plan.reasons[t.pid] = f"swapped out: KV short by {-kv_free} cells"
+        applied = Plan(run=admitted, preempt=preempt, reasons=plan.reasons, at_s=now)
+        for p in swap:
+            if p in preempt:
+                applied.reasons[p] = applied.reasons.get(p, "preempted") + "; swapped out for KV"
+        sched.update(applied, Outcome())
+        pause = [p for p in preempt if p not in swap]
+        self.preemptions += len(pause) + len(swap)
+        self.swaps += len(swap)
+        for pid in admitted:
+            notes.append(f"{self._rid[pid]}: {plan.reasons.get(pid, '')}")
+        for pid in preempt:
+            notes.append(f"{self._rid[pid]}: {applied.reasons.get(pid, '')}")
+        return StepDecision(run=[self._rid[p] for p in members],
+                            pause=[self._rid[p] for p in pause],
+                            swap_out=[self._rid[p] for p in dict.fromkeys(swap)],
+                            reason=f"{sched.name}: batch {len(members)}/{cap}"
+                                   + ("; " + "; ".join(notes) if notes else ""))
+
+    def _fold(self, views: dict[str, SeqView], now: float) -> None:
+        """Bring the scheduler up to date with what the engine did since the last step."""
+        sched = self.sched
+        dt = 0.0 if self._last_s is None else max(0.0, now - self._last_s)
+        self._last_s = now
+        running = set(sched.running())
+        finished = {p for r, p in self._pid.items() if r not in views}
+        usage: dict[int, tuple[int, float]] = {}
+        stopped: list[int] = []
+        for rid, v in views.items():
+            pid = self._pid.get(rid)
+            if pid is None:
+                continue
+            progress = v.prefilled_tokens + v.generated_tokens
+            delta = progress - self._seen[rid]
+            self._seen[rid] = progress
+            if delta > 0 or pid in running:
+                usage[pid] = (max(0, delta), dt if pid in running else 0.0)
+            if v.priority != sched.get(pid).priority:
+                sched.renice(pid, v.priority)
+            if pid in running and v.state in (SeqState.PAUSED, SeqState.SWAPPED):
+                stopped.append(pid)    # the engine stopped it on its own
+        sched.update(Plan(preempt=stopped, reasons={p: "paused by the engine" for p in stopped},
+                          at_s=now), Outcome(finished, usage))
+        for p in finished:
+            rid = self._rid.pop(p)
+            del self._pid[rid]
+            del self._seen[rid]
+            self._done[rid] = p
+            while len(self._done) > KEEP_DONE:
+                self._done.popitem(last=False)
+        for v in sorted((v for r, v in views.items() if r not in self._pid),
+                        key=lambda v: (v.arrival_s, v.request_id)):
+            pid = self._next
+            self._next += 1
+            est = None if sched.estimates is not None else float(v.prompt_tokens + v.max_tokens)
+            sched.add(Task(pid, v.owner, v.priority, now, "llm", est_tokens=est))
+            self._pid[v.request_id] = pid
+            self._rid[pid] = v.request_id
+            self._seen[v.request_id] = v.prefilled_tokens + v.generated_tokens
+
+    # ── queries ────────────────────────────────────────────────────────────
+    def explain(self, request_id: str) -> list[str]:
+        pid = self._pid.get(request_id, self._done.get(request_id))
+        return [] if pid is None else self.sched.explain(pid)
+
+
+# ── measuring the batch cap ────────────────────────────────────────────────
+async def batch_throughput(engine: Engine, sizes: Sequence[int] = (1, 2, 4, 8, 16), *,
+                           max_tokens: int = 32, prompt: str = "Count from one to fifty in words:",
+                           clock: Clock | None = None) -> dict[int, float]:
+    """Aggregate generated tok/s with ``n`` concurrent requests, for each n in ``sizes``.
+
+    Runs under a FIFO step policy (restored afterwards) so the measurement
+    is of the engine, not of a policy.
+    """
+    clock = clock or SystemClock()
+    previous = getattr(engine, "policy", None)
+    engine.set_policy(FifoPolicy())
+    out: dict[int, float] = {}
+    try:
+        for n in sizes:
+            reqs = [GenerationRequest(prompt=prompt, owner=f"measure-{i}",
+                                      params=SamplingParams(max_tokens=max_tokens, temperature=0.0))
+                    for i in range(n)]
+            t0 = clock.monotonic()
+            done = await asyncio.gather(*(engine.generate(r) for r in reqs))
+            dt = clock.monotonic() - t0
+            tokens = sum(c.usage.completion_tokens for c in done)
+            out[n] = tokens / dt if dt > 0 else float("inf")
+    finally:
+        if previous is not None:
+            engine.set_policy(previous)
+    return out
+
+
+async def measure_batch_cap(engine: Engine, sizes: Sequence[int] = (1, 2, 4, 8, 16), *,
+                            gain: float = 1.10, max_tokens: int = 32,
+                            clock: Clock | None = None) -> int:
+    """Smallest batch size after which a larger one adds less than ``gain``× throughput.
+
+    ``sizes`` beyond ``engine.capabilities.max_active`` are skipped.
+    """
+    limit = max(1, engine.capabilities.max_active)
+    sizes = sorted({s for s in sizes if 1 <= s <= limit}) or [1]
+    curve = await batch_throughput(engine, sizes, max_tokens=max_tokens, clock=clock)
+    best_n, best = sizes[0], curve[sizes[0]]
+    for n in sizes[1:]:
+        if curve[n] < best * gain:
+            break
+        best_n, best = n, curve[n]
+    return best_n
+
