@@ -1,0 +1,140 @@
+"""The example library: curated plans per kind of request, plus plans the person approved.
+
+Map:
+- ``Example``: id, kind, request, the fact lines a planner would see for it, the plan
+  (planner JSON shape), and its tool signature (``files.read>calc``).
+- ``load_library()``: the curated examples shipped in ``shell/examples/*.json`` (one
+  file per kind: a generic request, the files it starts from, and the plan).
+- ``Retriever(examples)``: BM25 over normalized request words; ``top(request, k)``
+  returns the most similar examples, best first. Normalization is generic: file
+  names become their extension plus ``FILE``, numbers ``NUM``, a few stems/synonyms
+  fold together, so "how many lines in poem.txt" meets "count the lines of notes.md".
+
+Approved plans (``store.approved()``) join the curated ones; plans rated bad are never
+among them (the store filters them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from llmos.shell.extract import extract
+
+__all__ = ["Example", "load_library", "Retriever", "words"]
+
+
+@dataclass
+class Example:
+    id: str
+    kind: str
+    request: str
+    plan: dict[str, Any]
+    facts: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> str:
+        return ">".join(("each:" if s.get("each") else "") + s["tool"] for s in self.plan["steps"])
+
+    @property
+    def tools(self) -> list[str]:
+        return [s["tool"] for s in self.plan["steps"]]
+
+
+_STOP = {"a", "an", "the", "is", "are", "of", "in", "to", "me", "my", "and", "it", "this", "that",
+         "for", "on", "with", "what", "please", "i", "you", "can", "do", "does", "from", "by", "be",
+         "here", "there", "into", "as", "at", "its", "these", "those", "all", "then", "them", "tell",
+         "show", "give", "get", "will", "would", "could", "should", "called", "named"}
+_SYN = {  # fold near-synonyms onto one word
+    "remove": "delete", "erase": "delete", "rm": "delete", "del": "delete",
+    "rename": "move", "mv": "move", "biggest": "largest", "smallest": "least", "tiniest": "least",
+    "sum": "total", "add": "append", "plus": "add_op", "times": "mul_op", "multiplied": "mul_op",
+    "minus": "sub_op", "divided": "div_op", "percent": "pct", "percentage": "pct",
+    "chart": "plot", "graph": "plot", "draw": "plot", "visualize": "plot", "visualise": "plot",
+    "average": "mean", "avg": "mean", "script": "program", "code": "program",
+    "todo": "todo", "to-do": "todo", "task": "todo", "tasks": "todo", "alarm": "remind",
+    "reminder": "remind", "notify": "remind", "cheapest": "lowest", "highest": "most",
+    "longest": "most", "maximum": "most", "max": "most", "min": "lowest", "minimum": "lowest",
+    "count": "count", "number": "count", "many": "count", "make": "create", "new": "create",
+    "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
+}
+_FILE_RE = re.compile(r"[\w~/.-]*[\w-]\.([A-Za-z0-9]{1,6})\b")
+
+
+def words(text: str) -> list[str]:
+    """Normalized tokens of a request (see the module map)."""
+    t = text.lower()
+    t = re.sub(r"(?:^|\s)(?:/|~/)[\w./-]+", " ABSPATH ", t)
+    t = _FILE_RE.sub(lambda m: f" FILE {m.group(1).lower()} ", t)
+    t = re.sub(r"\d+(?:\.\d+)?", " NUM ", t)
+    t = re.sub(r"'[^']*'|\"[^\"]*\"", " QUOTED ", t)
+    out = []
+    for w in re.findall(r"[A-Za-z_]+", t):
+        if w in ("FILE", "NUM", "QUOTED", "ABSPATH"):
+            out.append(w)
+            continue
+        if w in _STOP:
+            continue
+        w = _SYN.get(w, w)
+        if len(w) > 4 and w.endswith("ing"):
+            w = w[:-3]
+        elif len(w) > 3 and w.endswith("es") and not w.endswith("ses"):
+            w = w[:-2] if w[-3] in "hsx" else w[:-1]
+        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.append(_SYN.get(w, w))
+    return out
+
+
+def load_library() -> list[Example]:
+    """The curated examples shipped with the package (validated shape, facts computed)."""
+    out: list[Example] = []
+    root = resources.files("llmos.shell") / "examples"
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".json"):
+            continue
+        data = json.loads(entry.read_text())
+        for i, ex in enumerate(data["examples"]):
+            files = ex.get("files", {})
+            facts = extract(ex["request"], files=files).lines()
+            out.append(Example(ex.get("id", f"{data['kind']}-{i}"), data["kind"], ex["request"],
+                               ex["plan"], facts, files))
+    return out
+
+
+class Retriever:
+    """BM25 (k1=1.2, b=0.75) over normalized request words."""
+
+    def __init__(self, examples: list[Example]) -> None:
+        self.examples = examples
+        self._docs = [Counter(words(e.request)) for e in examples]
+        n = max(1, len(self._docs))
+        self._avg = sum(sum(d.values()) for d in self._docs) / n if self._docs else 1.0
+        df: Counter = Counter()
+        for d in self._docs:
+            df.update(d.keys())
+        self._idf = {w: math.log(1 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
+
+    def scores(self, request: str) -> list[float]:
+        q = words(request)
+        out = []
+        for d in self._docs:
+            length = sum(d.values()) or 1
+            s = 0.0
+            for w in set(q):
+                tf = d.get(w, 0)
+                if tf:
+                    s += self._idf.get(w, 0.0) * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / self._avg))
+            out.append(s)
+        return out
+
+    def top(self, request: str, k: int = 3, *, exclude: set[str] | None = None) -> list[tuple[Example, float]]:
+        """The k most similar examples, best first (ties: the library's order)."""
+        ranked = sorted(zip(self.examples, self.scores(request), strict=True), key=lambda p: -p[1])
+        return [(e, s) for e, s in ranked if not exclude or e.id not in exclude][:k]

@@ -1,0 +1,268 @@
+"""Planner: a plain-language request -> a checked ``Plan`` of tool calls.
+
+Map:
+- ``Generate``: the planner's only door to a model, ``await generate(messages, schema,
+  max_tokens, temperature) -> text``; the runner binds it to the ``llm.generate`` syscall.
+- ``Planner(registry, generate, library, store)``: ``await plan(request, workdir, user)``.
+- ``check_plan(plan, registry)``: every tool exists, every argument fits its schema
+  (references aside), references point backwards; repairs it may make are listed in
+  ``plan.notes``; anything else raises InvalidArgument (the plan is never run).
+- ``parse_model_output(text)``: the first JSON object in the text, or InvalidArgument.
+
+NOTE (how a 135M model plans well enough). The request first goes through a
+deterministic pre-pass (``extract``: file names, paths, patterns, quoted text,
+arithmetic, durations, CSV columns). Similar examples are retrieved (BM25 over the
+curated library plus the person's approved plans, never the ones rated bad) and
+shown as few-shot turns, most similar last. The tool sequences of those examples are
+the *skeletons* the model may choose from: the JSON schema of the answer is an anyOf
+over them (``prefixItems`` fixing each step's tool), with each tool's arguments under
+that tool's own schema, path arguments narrowed to the paths the request names or the
+workspace holds, and answer text that may not hold digits (numbers come from tool
+outputs through ``$stepN.output`` references). So the model chooses the skeleton,
+fills the arguments and words the answer; the grammar makes every plan parse and name
+only existing tools with valid arguments. Code arguments (a Python program, a .py
+file's content) are written in a second, plain-text call with a code prompt, and
+checked by compiling (the runner runs them in the sandbox when the plan does).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import InvalidArgument, LLMOSError, NotFound
+from llmos.shell import schema as S
+from llmos.shell.examples import Example, Retriever, load_library
+from llmos.shell.extract import Facts, extract
+from llmos.shell.plan import REF_RE, Plan
+from llmos.types import Message
+
+__all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "CODE_ARGS", "PlanError"]
+
+Generate = Callable[[list[Message], dict | None, int, float], Awaitable[str]]
+
+TOP_K = 4                 # examples shown to the model (their skeletons are the choices)
+PLAN_MAX_TOKENS = 320     # a plan of a few steps, with reasons and answer
+CODE_MAX_TOKENS = 300     # one small program
+CODE_TRIES = 2            # code generations before giving up (greedy, then sampled)
+# arguments that hold a program: (tool, argument) -> language
+CODE_ARGS = {("code.python", "code"): "python", ("files.write", "content"): None}
+
+SYSTEM = ("You plan tool calls for a request. Reply with one JSON plan. Use only the facts "
+          "given. A later step can use an earlier result as $step1.output or $step1.output.field. "
+          "The answer is a short sentence; it takes every number from $stepN.output.")
+
+
+class PlanError(InvalidArgument):
+    """The model's output could not be turned into a valid plan."""
+
+
+@dataclass
+class PlannerConfig:
+    top_k: int = TOP_K
+    max_tokens: int = PLAN_MAX_TOKENS
+    temperature: float = 0.0
+
+
+def parse_model_output(text: str) -> Any:
+    """The first complete JSON object in ``text``; PlanError when there is none."""
+    start = text.find("{")
+    if start < 0:
+        raise PlanError("plan: the model wrote no JSON object", field="plan", expected="a JSON object")
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    except json.JSONDecodeError as e:
+        raise PlanError(f"plan: the model's JSON is malformed ({e.msg} at {e.pos})", field="plan",
+                        expected="a complete JSON object") from None
+    return obj
+
+
+def _placeholder_free(args: dict) -> tuple[dict, set[str]]:
+    """Args without the ones that are (or contain) references, and the names left out."""
+    keep, refs = {}, set()
+    for k, v in args.items():
+        if isinstance(v, str) and REF_RE.search(v):
+            refs.add(k)
+        else:
+            keep[k] = v
+    return keep, refs
+
+
+def check_plan(plan: Plan, registry: Any) -> Plan:
+    """Validate against the registry; repair what is safe to repair (noted), else raise."""
+    import jsonschema
+
+    for i, step in enumerate(plan.steps, 1):
+        try:
+            tool = registry.get(step.tool)
+        except (NotFound, LLMOSError):
+            raise PlanError(f"steps[{i}].tool: no tool named {step.tool!r}", field=f"steps[{i}].tool",
+                            expected="a registered tool") from None
+        props = tool.parameters.get("properties", {})
+        unknown = [k for k in step.args if k not in props]
+        if unknown:   # repair: drop arguments the tool does not take
+            for k in unknown:
+                step.args.pop(k)
+            plan.notes.append(f"step {i}: dropped unknown argument(s) {', '.join(unknown)}")
+        concrete, refs = _placeholder_free(step.args)
+        v = jsonschema.Draft202012Validator(dict(tool.parameters))
+        for err in v.iter_errors(concrete):
+            if err.validator == "required" and all(r in refs for r in err.validator_value
+                                                   if r not in concrete):
+                continue
+            where = ".".join(str(p) for p in err.absolute_path) or "args"
+            raise PlanError(f"steps[{i}].args.{where}: {err.message}", field=f"steps[{i}].args.{where}",
+                            expected="a value that fits the tool's schema")
+    plan.check_refs()
+    return plan
+
+
+def _code_prompt(request: str, path: str | None) -> list[Message]:
+    where = f" Save it as {path}." if path else ""
+    return [{"role": "system", "content": "You write short, correct Python 3 programs. Reply with code only."},
+            {"role": "user", "content": f"{request}{where}"}]
+
+
+def _extract_code(text: str) -> str:
+    m = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", text, re.S)
+    code = m.group(1) if m else text
+    return code.strip("\n") + "\n"
+
+
+class Planner:
+    """Plans requests; see the module map and the NOTE above."""
+
+    def __init__(self, registry: Any, generate: Generate, *, library: list[Example] | None = None,
+                 store: Any = None, config: PlannerConfig | None = None) -> None:
+        self.registry = registry
+        self.generate = generate
+        self.library = library if library is not None else load_library()
+        self.store = store
+        self.config = config or PlannerConfig()
+        self._tool_names = {t["name"] for t in registry.schemas()}
+        self._schemas = {t["name"]: t for t in registry.schemas()}
+        # library examples that name a tool this registry lacks are never shown
+        self.library = [e for e in self.library if all(t in self._tool_names for t in e.tools)]
+
+    # ── retrieval ───────────────────────────────────────────────────────────
+    def candidates(self, request: str) -> list[Example]:
+        pool = list(self.library)
+        if self.store is not None:
+            for a in self.store.approved():
+                try:
+                    Plan.from_dict(a["plan"])
+                except InvalidArgument:
+                    continue
+                ex = Example(a["id"], "approved", a["request"], a["plan"], a["facts"])
+                if all(t in self._tool_names for t in ex.tools):
+                    pool.append(ex)
+        ranked = Retriever(pool).top(request, k=len(pool))
+        out: list[Example] = []
+        seen: set[str] = set()
+        for ex, _score in ranked:
+            if len(out) >= self.config.top_k:
+                break
+            # one example per skeleton keeps the choice wide; an approved plan wins its skeleton
+            if ex.signature in seen:
+                continue
+            seen.add(ex.signature)
+            out.append(ex)
+        return out
+
+    # ── prompt and schema ──────────────────────────────────────────────────
+    def _kept_args(self, tool: str, shown: list[Example]) -> set[str]:
+        keep: set[str] = set()
+        for ex in [*shown, *self.library]:
+            for s in ex.plan["steps"]:
+                if s["tool"] == tool:
+                    keep |= set(s.get("args", {}))
+        return keep
+
+    def _tool_line(self, name: str) -> str:
+        t = self._schemas[name]
+        props = t["parameters"].get("properties", {})
+        req = t["parameters"].get("required", [])
+        args = ", ".join(p if p in req else f"{p}?" for p in props)
+        return f"- {name}({args}): {t['description']}"
+
+    def messages(self, request: str, facts: Facts, shown: list[Example]) -> list[Message]:
+        tools = []
+        for ex in shown:
+            for t in ex.tools:
+                if t not in tools:
+                    tools.append(t)
+        system = SYSTEM + "\nTools:\n" + "\n".join(self._tool_line(t) for t in tools)
+        msgs: list[Message] = [{"role": "system", "content": system}]
+        for ex in reversed(shown):        # most similar last, nearest the request
+            msgs.append({"role": "user", "content": "\n".join([f"Request: {ex.request}", *ex.facts])})
+            msgs.append({"role": "assistant", "content": json.dumps(ex.plan, separators=(",", ":"))})
+        msgs.append({"role": "user", "content": "\n".join([f"Request: {request}", *facts.lines()])})
+        return msgs
+
+    def schema_for(self, facts: Facts, shown: list[Example]) -> dict:
+        seqs = []
+        for ex in shown:
+            seq = []
+            for s in ex.plan["steps"]:
+                tool = self.registry.get(s["tool"])
+                code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
+                args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
+                                          dict(tool.path_args), code)
+                seq.append(S.step_schema(s["tool"], args, bool(s.get("each"))))
+            seqs.append(seq)
+        return S.plan_schema(skeleton_steps=seqs)
+
+    # ── planning ───────────────────────────────────────────────────────────
+    async def plan(self, request: str, workdir: str | Path, *, facts: Facts | None = None) -> Plan:
+        """Plan ``request``; raises PlanError when no valid plan comes out."""
+        if not request.strip():
+            raise InvalidArgument("request: expected a non-empty request", field="request",
+                                  expected="what you want done, in plain words")
+        facts = facts or extract(request, workdir)
+        shown = self.candidates(request)
+        if not shown:
+            raise PlanError("no example fits the available tools", field="request",
+                            expected="a request the tools can serve")
+        msgs = self.messages(request, facts, shown)
+        text = await self.generate(msgs, self.schema_for(facts, shown), self.config.max_tokens,
+                                   self.config.temperature)
+        data = parse_model_output(text)
+        plan = Plan.from_dict(data, request, source="model")
+        plan.examples = [e.id for e in shown]
+        check_plan(plan, self.registry)
+        await self.fill_code(plan, request)
+        check_plan(plan, self.registry)
+        return plan
+
+    async def fill_code(self, plan: Plan, request: str) -> None:
+        """Write program arguments with a code prompt; check they compile (noted either way)."""
+        for i, step in enumerate(plan.steps, 1):
+            for (tool, arg), _lang in CODE_ARGS.items():
+                if step.tool != tool or arg not in step.args:
+                    continue
+                path = step.args.get("path") if isinstance(step.args.get("path"), str) else None
+                if tool == "files.write" and not (path and path.endswith(".py")):
+                    continue
+                code, err = await self.write_code(request, path)
+                step.args[arg] = code
+                plan.notes.append(f"step {i}: code written by the model"
+                                  + (f" does not compile: {err}" if err else " compiles"))
+
+    async def write_code(self, request: str, path: str | None) -> tuple[str, str | None]:
+        """A program for ``request``: (code, None) when it compiles, else (last code, error)."""
+        code, err = "", "no code"
+        for attempt in range(CODE_TRIES):
+            text = await self.generate(_code_prompt(request, path), None, CODE_MAX_TOKENS,
+                                       0.0 if attempt == 0 else 0.7)
+            code = _extract_code(text)
+            try:
+                ast.parse(code)
+                return code, None
+            except SyntaxError as e:
+                err = f"line {e.lineno}: {e.msg}"
+        return code, err

@@ -1,0 +1,127 @@
+"""Words for people: the answer sentence, plan listings and the ``explain`` report.
+
+Map:
+- ``fill_answer(template, outputs, summaries) -> str``: the plan's answer template with
+  every ``$stepN.output[.field]`` replaced by the tool's value. A reference the output
+  cannot satisfy falls back to that step's whole output, rendered; a template that names
+  no step gets the last step's one-line summary added, so the answer always states what
+  the tools computed (never a number the model guessed).
+- ``short(value, n)``: a value as at most ``n`` characters of one line.
+- ``plan_lines(plan, risks)``: numbered steps with risk and reason (for ``llmos shell``).
+- ``explain_text(record) -> str``: every recorded fact of a run, for ``llmos explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from llmos.shell.plan import REF_RE, Unresolved, render_value, resolve_ref
+
+__all__ = ["fill_answer", "short", "plan_lines", "explain_text", "primary"]
+
+_PRIMARY_KEYS = ("value", "result", "answer", "text", "total", "count")
+
+
+def primary(value: Any) -> Any:
+    """The headline of a tool output: a record's value/result/... field, else the output."""
+    if isinstance(value, dict):
+        for k in _PRIMARY_KEYS:
+            if k in value and not isinstance(value[k], (dict, list)):
+                return value[k]
+    return value
+
+
+def short(value: Any, n: int = 120) -> str:
+    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str]) -> str:
+    used: set[int] = set()
+    fell_back = False
+
+    def one(m) -> str:
+        nonlocal fell_back
+        n = int(m.group(1)) if m.group(1) else None
+        if n is not None:
+            used.add(n)
+        try:
+            v = resolve_ref(m, outputs)
+            text = render_value(primary(v) if not m.group(3) else v)
+        except Unresolved:
+            fell_back = True
+            if n is None or n not in outputs:
+                return "(unknown)"
+            text = summaries.get(n) or render_value(primary(outputs[n]))
+        if "\n" in text:          # a list inside a sentence: one item per line after a colon
+            text = "\n" + text
+        return text
+
+    text = REF_RE.sub(one, template or "").strip()
+    if (not used or fell_back) and outputs:
+        last = max(outputs)
+        extra = summaries.get(last) or render_value(primary(outputs[last]))
+        if extra and extra not in text:
+            text = f"{text} ({extra})" if text else extra
+    return text
+
+
+def plan_lines(steps: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for i, s in enumerate(steps, 1):
+        each = f" for each of {s['each']}" if s.get("each") else ""
+        risk = s.get("risk", "")
+        out.append(f"{i}. [{risk}] {s['tool']}{each} {short(s.get('args', {}), 100)}"
+                   + (f" — {s['why']}" if s.get("why") else ""))
+    return out
+
+
+def explain_text(rec: dict[str, Any]) -> str:
+    """A run's full record, as text."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.get("created", 0)))
+    lines = [f"run {rec['run']}  {when}  status: {rec['status']}",
+             f"request: {rec['request']}",
+             f"workspace: {rec.get('workdir', '')}   model: {rec.get('model', '')}   user: {rec.get('user', '')}"]
+    if rec.get("rating"):
+        lines.append(f"rated: {rec['rating']}" + (f" ({rec['note']})" if rec.get("note") else ""))
+    if rec.get("examples"):
+        lines.append("examples shown to the planner: " + ", ".join(rec["examples"]))
+    if rec.get("facts"):
+        lines.append("facts the planner saw:")
+        lines += [f"  {f}" for f in rec["facts"]]
+    for h in rec.get("habits", []):
+        lines.append(f"habit applied: {h}")
+    for n in rec.get("notes", []):
+        lines.append(f"note: {n}")
+    t = rec.get("timings", {})
+    if t:
+        lines.append("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
+    if rec.get("planner"):
+        lines.append("planner call: " + short(rec["planner"], 200))
+    lines.append("plan:")
+    deps = rec.get("deps", {})
+    for i, s in enumerate(rec.get("steps", []), 1):
+        dep = deps.get(str(i)) or deps.get(i) or []
+        after = f" after step {', '.join(map(str, dep))}" if dep else ""
+        lines.append(f"  {i}. {s['tool']} [{s.get('risk', '?')}] {s.get('status', 'planned')}{after}")
+        if s.get("why"):
+            lines.append(f"     why: {s['why']}")
+        lines.append(f"     args: {short(s.get('args', {}), 200)}")
+        if s.get("summary"):
+            lines.append(f"     result: {short(s['summary'], 200)}")
+        if s.get("error"):
+            lines.append(f"     error: {s['error']}")
+        if s.get("seconds") is not None:
+            lines.append(f"     took {s['seconds']:.3f} s")
+        for k in ("pid", "kernel"):
+            if s.get(k):
+                lines.append(f"     {k}: {short(s[k], 200)}")
+    if rec.get("kernel"):
+        lines.append("kernel decisions:")
+        for k, v in rec["kernel"].items():
+            lines.append(f"  {k}: {short(v, 200)}")
+    lines.append(f"answer: {rec.get('answer', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The planner's JSON schemas, generated from the tool registry and the request's facts.
+
+Map:
+- ``tool_args_schema(tool_schema, facts, keep)``: one tool's argument schema for the
+  planner: only the arguments in ``keep`` (required ones always), descriptions dropped,
+  every value also allowed to be a reference (``$step2.output.rows``, ``$item``), and
+  path arguments narrowed to the paths the request names or the workspace holds (plus
+  a plain relative file name, so a new output file can be named).
+- ``step_schema(tool, args_schema, each)``: ``{"tool": const, ["each": ref], "args", "why"}``.
+- ``plan_schema(skeletons)``: ``{"steps": [...], "answer": str}``; with skeletons, the
+  step list is one of the given tool sequences (``prefixItems``), else any registered
+  tool per step. Strings and arrays are bounded; ``additionalProperties`` is false.
+- ``ANSWER_PATTERN``: answer text holds no digits of its own: numbers come from
+  references to tool outputs, never from the model.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from llmos.shell.extract import Facts
+from llmos.shell.plan import MAX_STEPS
+
+__all__ = ["tool_args_schema", "step_schema", "plan_schema", "REF_PATTERN", "ANSWER_PATTERN",
+           "ANSWER_MAX_CHARS", "WHY_MAX_CHARS", "Skeleton"]
+
+REF_PATTERN = r"^\$(step[1-6]\.output|item)(\.[A-Za-z0-9_]{1,24}){0,3}$"
+# text without digits, quotes or backslashes; references may carry digits
+ANSWER_PATTERN = r"^([^0-9$\"\\\n]|\$(step[1-6]\.output|item)(\.[A-Za-z0-9_]{1,24}){0,3})*$"
+ANSWER_MAX_CHARS = 160
+WHY_MAX_CHARS = 60
+NEW_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9_-]{0,30})?(\.[a-z0-9]{1,5})?$"
+STRING_CAP = 400          # longest free string the planner may write in one argument
+CODE_CAP = 1500           # longest code / file content argument
+
+Skeleton = list[tuple[str, bool]]   # [(tool name, repeated over each)]
+
+
+def _strip(s: Any) -> Any:
+    """Drop descriptions/defaults/titles (no use to the grammar; they cost nothing to keep out)."""
+    if isinstance(s, dict):
+        return {k: _strip(v) for k, v in s.items() if k not in ("description", "default", "title", "examples")}
+    if isinstance(s, list):
+        return [_strip(v) for v in s]
+    return s
+
+
+def _cap(s: dict, cap: int) -> dict:
+    if s.get("type") == "string" and "enum" not in s:
+        s["maxLength"] = min(int(s.get("maxLength", cap)), cap)
+    return s
+
+
+def _ref() -> dict:
+    return {"type": "string", "pattern": REF_PATTERN, "maxLength": 48}
+
+
+def _path_schema(facts: Facts, mode: str) -> dict:
+    names = facts.paths() + [g for g in facts.globs]
+    alts: list[dict] = []
+    if names:
+        alts.append({"enum": names})
+    if mode == "w" or not names:
+        alts.append({"type": "string", "pattern": NEW_FILE_PATTERN, "maxLength": 64})
+    alts.append(_ref())
+    return {"anyOf": alts}
+
+
+def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = None,
+                     path_args: dict[str, str] | None = None, code_args: set[str] | None = None) -> dict:
+    """One tool's arguments as the planner may write them (see the module map)."""
+    params = tool_schema["parameters"]
+    props = params.get("properties", {})
+    required = list(params.get("required", []))
+    names = [n for n in props if n in required or keep is None or n in keep]
+    out_props: dict[str, Any] = {}
+    columns = sorted({c for cols in facts.columns.values() for c in cols})
+    for n in names:
+        if path_args and n in path_args:
+            out_props[n] = _path_schema(facts, path_args[n])
+            continue
+        desc = str(props[n].get("description", "")).lower()
+        items = props[n].get("items") if props[n].get("type") == "array" else None
+        if (columns and "column" in desc and "new" not in desc and props[n].get("type") == "string"
+                and "enum" not in props[n]):
+            out_props[n] = {"anyOf": [{"enum": columns}, _ref()]}   # a column the tables have
+            continue
+        if columns and items and "column" in str(items.get("description", "")).lower():
+            out_props[n] = {"type": "array", "items": {"enum": columns},
+                            "maxItems": min(int(props[n].get("maxItems", 10)), 10)}
+            continue
+        sub = _cap(_strip(copy.deepcopy(props[n])), CODE_CAP if code_args and n in code_args else STRING_CAP)
+        out_props[n] = {"anyOf": [sub, _ref()]} if sub.get("type") != "string" or "enum" in sub else sub
+    return {"type": "object", "properties": out_props,
+            "required": [n for n in names if n in required],
+            "additionalProperties": False}
+
+
+def step_schema(tool: str, args_schema: dict, each: bool | None = None) -> dict:
+    props: dict[str, Any] = {"tool": {"const": tool}}
+    req = ["tool", "args", "why"]
+    if each is None:        # free choice
+        props["each"] = _ref()
+    elif each:
+        props["each"] = _ref()
+        req.insert(1, "each")
+    props["args"] = args_schema
+    props["why"] = {"type": "string", "maxLength": WHY_MAX_CHARS, "pattern": r"^[^\"\\\n]*$"}
+    return {"type": "object", "properties": props, "required": req, "additionalProperties": False}
+
+
+def plan_schema(step_alternatives: list[dict] | None = None, *,
+                skeleton_steps: list[list[dict]] | None = None) -> dict:
+    """The whole plan. Either any step from ``step_alternatives`` at each position, or one
+    of the fixed step sequences in ``skeleton_steps`` (each a list of step schemas)."""
+    answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": ANSWER_PATTERN}
+    if skeleton_steps:
+        seqs = [{"type": "array", "prefixItems": seq, "items": False,
+                 "minItems": len(seq), "maxItems": len(seq)} for seq in skeleton_steps]
+        steps: dict[str, Any] = seqs[0] if len(seqs) == 1 else {"anyOf": seqs}
+    else:
+        steps = {"type": "array", "items": {"anyOf": step_alternatives or []},
+                 "minItems": 1, "maxItems": MAX_STEPS}
+    return {"type": "object", "properties": {"steps": steps, "answer": answer},
+            "required": ["steps", "answer"], "additionalProperties": False}
