@@ -149,6 +149,8 @@ class ProcessTable:
         self._by_key: dict[tuple[str, str], int] = {}        # (owner, idem_key) -> pid
         self._next_pid = 1                                   # next pid to hand out
         self._listeners: list[Listener] = []                 # called after each transition
+        self.counts: list[int] = [0] * len(ProcState)        # processes per state (index = state)
+        self._live: dict[str, int] = {}                      # owner -> unfinished processes
 
     # ── reading ────────────────────────────────────────────────────────────
     def __len__(self) -> int:
@@ -159,6 +161,17 @@ class ProcessTable:
 
     def __iter__(self):
         return iter(self._procs.values())
+
+    def find(self, pid: int) -> Process | None:
+        return self._procs.get(pid)
+
+    def live_count(self, owner: str) -> int:
+        return self._live.get(owner, 0)
+
+    def _count(self, p: Process, sign: int) -> None:
+        self.counts[p.state] += sign
+        if not p.state.finished:
+            self._live[p.owner] = self._live.get(p.owner, 0) + sign
 
     def get(self, pid: int) -> Process:
         p = self._procs.get(pid)
@@ -184,6 +197,7 @@ class ProcessTable:
             if p.idem_key:
                 self._by_key[(p.owner, p.idem_key)] = p.pid
             self._next_pid = max(self._next_pid, p.pid + 1)
+            self._count(p, +1)
         for p in self._procs.values():
             if p.parent is not None and p.parent in self._procs:
                 self._procs[p.parent].children.append(p.pid)
@@ -211,6 +225,7 @@ class ProcessTable:
             self._by_key[(owner, idem_key)] = p.pid
         if parent is not None:
             self._procs[parent].children.append(p.pid)
+        self._count(p, +1)
         self._journal.insert_process(p)
         self._journal.log_transition(p.pid, now, None, p.state, reason)
         return p
@@ -239,12 +254,13 @@ class ProcessTable:
                 p.started_s = now
         if to.finished:
             p.finished_s = now
+        self._count(p, -1)
         p.state = to
+        self._count(p, +1)
         p.reason = reason
         p.updated_s = now
         self._journal.update_process(p)
-        if to != frm:
-            self._journal.log_transition(p.pid, now, frm, to, reason)
+        self._journal.log_transition(p.pid, now, frm, to, reason)
         for fn in self._listeners:
             fn(p, frm, reason)
         return p

@@ -179,7 +179,8 @@ class Journal:
     def audit(self, ts: float, agent: str, call: str, resource: str | None, allowed: bool,
               reason: str, error: str | None = None) -> None:
         self.write("INSERT INTO audit(ts, agent, call, resource, allowed, reason, error) "
-                   "VALUES (?,?,?,?,?,?,?)", (ts, agent, call, resource, int(allowed), reason, error))
+                   "VALUES (?,?,?,?,?,?,?)", (ts, _text(agent), _text(call), _text(resource),
+                                              int(allowed), _text(reason), error))
 
     # ── durability ─────────────────────────────────────────────────────────
     def _barrier(self) -> concurrent.futures.Future:
@@ -295,6 +296,13 @@ class Journal:
                 else:
                     fut.set_exception(JournalError(f"journal write failed: {failure}",
                                                    hint="check disk space and permissions"))
+
+
+def _text(s: object) -> str | None:
+    """Text safe to bind (caller-supplied names may hold lone surrogates or be non-strings)."""
+    if s is None:
+        return None
+    return str(s)[:2000].encode("utf-8", "replace").decode("utf-8")
 
 
 _PROC_INSERT = (f"INSERT OR REPLACE INTO processes({', '.join(PROC_COLUMNS)}) "

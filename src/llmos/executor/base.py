@@ -1,0 +1,157 @@
+"""The executor interface: runs what a scheduler's Plan says, returns an Outcome.
+
+Map:
+- ``Work``: everything needed to run one process (what the kernel hands over when a
+  pid is claimed); the executor never sees the process table or the kernel.
+- ``Result``: how one process ended (value or error, usage).
+- ``Outcome``: what happened during one ``run(plan)`` — ``finished`` and ``usage`` (the
+  fields a scheduler's ``update`` reads), plus ``results`` and ``preempted``.
+- ``Executor``: ``run(plan)`` starts ``plan.run`` (claiming each pid first), pauses
+  ``plan.preempt``, then returns once something finished or ``wake()`` was called.
+- ``request_from_spec``: an llm process spec -> a validated ``GenerationRequest``
+  (the kernel uses it at admission, so a bad spec is refused before it is queued).
+
+Implementations: ``local.LocalExecutor`` (this process: engines + a tool thread pool);
+``ray.RayExecutor`` later, behind the same interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llmos.errors import InvalidArgument, InvalidRequest, LLMOSError
+from llmos.llm.base import Chunk, GenerationRequest, SamplingParams
+
+__all__ = ["Work", "Result", "Outcome", "Executor", "PlanLike", "Claim", "request_from_spec"]
+
+
+class PlanLike(Protocol):
+    run: list[int]          # pids to start or resume, in order
+    preempt: list[int]      # running pids to pause
+
+
+@dataclass
+class Work:
+    """One claimed process. Built by the kernel; read-only for the executor."""
+
+    pid: int
+    kind: str                               # llm | tool | job
+    owner: str                              # agent id
+    priority: int                           # nice-like -20..19
+    spec: dict[str, Any]                    # the process spec (see the kernel's admission)
+    attempt: int = 1                        # 1 on the first run, more after recovery/preemption
+    idempotency_key: str | None = None      # carried into the tool context
+    workdir: str | None = None              # tool working directory (resolved)
+    read_roots: tuple[str, ...] = ()        # the agent's capabilities, for the tool context
+    write_roots: tuple[str, ...] = ()
+    network: bool = False
+    memory_bytes: int | None = None         # per-process memory limit (agent quota)
+    sink: Callable[[Chunk], None] | None = None          # streamed tokens go here
+    set_timer: Callable[[float, str], Any] | None = None  # for the timer tool
+    call: Callable[[], Any] | None = None   # job: the callable to run, arguments bound
+
+
+@dataclass
+class Result:
+    pid: int
+    ok: bool
+    value: Any = None                       # JSON-able on success
+    error: LLMOSError | None = None         # on failure
+    exc: BaseException | None = None        # the raw exception a job raised (in-process API)
+    tokens_in: int = 0                      # prompt tokens
+    tokens_out: int = 0                     # generated tokens
+    cpu_s: float = 0.0                      # CPU seconds of tool/job code (its thread)
+    wall_s: float = 0.0                     # seconds from start to end of this attempt
+
+
+@dataclass
+class Outcome:
+    finished: set[int] = field(default_factory=set)       # pids that ended this run
+    usage: dict[int, tuple[int, float]] = field(default_factory=dict)  # pid -> (tokens, s) this run
+    results: dict[int, Result] = field(default_factory=dict)            # pid -> how it ended
+    preempted: set[int] = field(default_factory=set)      # pids paused this run (state kept)
+
+
+# The kernel's claim: given pids to start, mark them running (durably) and return their
+# Work; a pid missing from the answer was killed meanwhile and must not run.
+Claim = Callable[[Sequence[int]], Awaitable[dict[int, Work]]]
+
+
+class Executor(abc.ABC):
+    @abc.abstractmethod
+    async def run(self, plan: PlanLike) -> Outcome:
+        """Start/resume ``plan.run``, pause ``plan.preempt``; return what happened."""
+
+    @abc.abstractmethod
+    def cancel(self, pid: int) -> bool:
+        """Stop a running process now; its result is discarded. False if not running."""
+
+    @abc.abstractmethod
+    def running(self) -> set[int]:
+        """Pids started and not yet reported finished (paused ones included)."""
+
+    @abc.abstractmethod
+    def wake(self) -> None:
+        """Make a pending ``run`` return early (new work arrived)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Cancel everything still running."""
+
+
+def _num(spec: dict, key: str, default: Any) -> Any:
+    v = spec.get(key, default)
+    return default if v is None else v
+
+
+def request_from_spec(spec: dict[str, Any], *, owner: str, priority: int,
+                      request_id: str | None = None) -> GenerationRequest:
+    """Build and validate the engine request for an llm process spec.
+
+    Spec keys: messages | prompt, max_tokens, temperature, top_p, top_k, seed, stop,
+    json_schema, grammar, model. Raises InvalidArgument naming the field.
+    """
+    if not isinstance(spec, dict):
+        raise InvalidArgument("spec: expected an object", field="spec", expected="object")
+    known = {"messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
+             "stop", "json_schema", "grammar", "model"}
+    extra = sorted(set(spec) - known)
+    if extra:
+        raise InvalidArgument(f"spec.{extra[0]}: unknown field for an llm process",
+                              field=f"spec.{extra[0]}", expected=", ".join(sorted(known)))
+    stop = spec.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    messages = spec.get("messages")
+    try:
+        params = SamplingParams(
+            temperature=_num(spec, "temperature", 0.0), top_p=_num(spec, "top_p", 1.0),
+            top_k=_num(spec, "top_k", 0), seed=spec.get("seed"),
+            max_tokens=_num(spec, "max_tokens", SamplingParams.max_tokens),
+            stop=tuple(stop) if isinstance(stop, (list, tuple)) else stop)
+        kw: dict[str, Any] = {}
+        if request_id:
+            kw["request_id"] = request_id
+        req = GenerationRequest(
+            messages=tuple(messages) if isinstance(messages, list) else messages,
+            prompt=spec.get("prompt"), params=params, json_schema=spec.get("json_schema"),
+            grammar=spec.get("grammar"), priority=priority, owner=owner,
+            model=spec.get("model"), **kw)
+        req.validate()
+    except InvalidRequest as e:
+        msg = f"spec.{e.message}" if e.field and e.message.startswith(e.field) else f"spec: {e.message}"
+        raise InvalidArgument(msg,
+                              field=f"spec.{e.field}" if e.field else "spec",
+                              expected=e.expected) from None
+    except TypeError as e:
+        raise InvalidArgument(f"spec: {e}", field="spec", expected="valid generation fields") from None
+    if req.model is not None and not isinstance(req.model, str):
+        raise InvalidArgument("spec.model: expected a model name", field="spec.model",
+                              expected="string")
+    if req.params.seed is not None and (isinstance(req.params.seed, bool) or
+                                        not isinstance(req.params.seed, int)):
+        raise InvalidArgument("spec.seed: expected an integer", field="spec.seed", expected="integer")
+    return req

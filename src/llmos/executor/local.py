@@ -1,0 +1,240 @@
+"""LocalExecutor: runs processes in this Python process.
+
+- llm: submitted to an engine (continuous batching happens inside the engine, under
+  the step policy the kernel installed); chunks stream to ``Work.sink``.
+- tool: ``ToolRegistry.call`` in a bounded thread pool (tools that need isolation
+  start their own sandboxed subprocess inside the registry).
+- job: ``Work.call`` — awaited when it is a coroutine function, else in the pool.
+
+Preemption pauses an llm sequence with ``engine.suspend`` (KV snapshotted) and
+``resume`` continues it; tools and jobs are not preemptible (the kernel's scheduler
+is told so). ``cancel`` stops an llm at once; a tool thread cannot be interrupted,
+so its late result is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from llmos.errors import Cancelled, EngineError, LLMOSError, NotFound, map_foreign
+from llmos.executor.base import Claim, Executor, Outcome, PlanLike, Result, Work, request_from_spec
+from llmos.llm.base import Engine
+
+__all__ = ["LocalExecutor", "TOOL_WORKERS"]
+
+log = logging.getLogger(__name__)
+
+TOOL_WORKERS = 4   # threads running tool/job code at once
+
+
+class LocalExecutor(Executor):
+    def __init__(self, claim: Claim, *, engine_for: Callable[[str | None], Awaitable[Engine]] | None = None,
+                 tools: Any = None, workers: int = TOOL_WORKERS) -> None:
+        self._claim = claim
+        self._engine_for = engine_for
+        self._tools = tools
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="llmos-tool")
+        self._tasks: dict[int, asyncio.Task] = {}          # pid -> task running it
+        self._handles: dict[int, tuple[Engine, Any]] = {}  # llm pid -> (engine, handle)
+        self._paused: set[int] = set()                     # llm pids suspended by preemption
+        self._progress: dict[int, list[float]] = {}        # pid -> [tokens, s] not yet reported
+        self._last_report = time.monotonic()               # s; when usage was last reported
+        self._wake = asyncio.Event()
+
+    # ── interface ──────────────────────────────────────────────────────────
+    def running(self) -> set[int]:
+        return set(self._tasks)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, pid: int) -> bool:
+        task = self._tasks.get(pid)
+        if task is None:
+            return False
+        h = self._handles.get(pid)
+        if h is not None:
+            h[1].cancel()
+        task.cancel()
+        self._paused.discard(pid)
+        return True
+
+    async def run(self, plan: PlanLike) -> Outcome:
+        out = Outcome()
+        for pid in plan.preempt:
+            if await self._pause(pid):
+                out.preempted.add(pid)
+        todo = [p for p in plan.run if p not in self._tasks or p in self._paused]
+        if todo:
+            works = await self._claim(todo)
+            for pid in todo:
+                w = works.get(pid)
+                if w is None:
+                    continue
+                if pid in self._paused:
+                    await self._resume(pid)
+                else:
+                    self._progress[pid] = [0, 0.0]
+                    self._tasks[pid] = asyncio.get_running_loop().create_task(
+                        self._exec(w), name=f"llmos-pid-{pid}")
+        started = bool(todo) or bool(out.preempted)
+        if not started and not any(t.done() for t in self._tasks.values()):
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            live = [t for p, t in self._tasks.items() if p not in self._paused]
+            try:
+                await asyncio.wait([waiter, *live], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        self._collect(out)
+        return out
+
+    async def close(self) -> None:
+        for pid in list(self._tasks):
+            self.cancel(pid)
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ── internals ──────────────────────────────────────────────────────────
+    def _collect(self, out: Outcome) -> None:
+        now = time.monotonic()
+        dt = now - self._last_report
+        self._last_report = now
+        for pid, task in list(self._tasks.items()):
+            prog = self._progress.get(pid, [0, 0.0])
+            if task.done():
+                del self._tasks[pid]
+                self._handles.pop(pid, None)
+                self._paused.discard(pid)
+                self._progress.pop(pid, None)
+                if task.cancelled():
+                    res = Result(pid, False, error=Cancelled(f"process {pid} was cancelled"))
+                else:
+                    res = task.result()
+                out.finished.add(pid)
+                out.results[pid] = res
+                out.usage[pid] = (int(prog[0]), min(dt, res.wall_s) if res.wall_s else dt)
+            elif pid not in self._paused:
+                out.usage[pid] = (int(prog[0]), dt)
+                prog[0] = 0
+
+    async def _pause(self, pid: int) -> bool:
+        h = self._handles.get(pid)
+        if h is None or pid in self._paused:
+            return False       # tools and jobs are not preemptible
+        engine, handle = h
+        try:
+            await engine.suspend(handle.request_id)
+        except EngineError as e:
+            log.info("pid %d not paused: %s", pid, e)
+            return False
+        self._paused.add(pid)
+        return True
+
+    async def _resume(self, pid: int) -> None:
+        engine, handle = self._handles[pid]
+        self._paused.discard(pid)
+        try:
+            await engine.resume(handle.request_id)
+        except EngineError as e:   # the sequence is gone; its task reports the failure
+            log.warning("pid %d could not resume: %s", pid, e)
+
+    async def _exec(self, w: Work) -> Result:
+        t0 = time.monotonic()
+        try:
+            if w.kind == "llm":
+                res = await self._exec_llm(w)
+            elif w.kind == "tool":
+                res = await self._exec_tool(w)
+            elif w.kind == "job":
+                res = await self._exec_job(w)
+            else:
+                raise NotFound(f"the executor cannot run processes of kind {w.kind!r}")
+        except asyncio.CancelledError:
+            raise
+        except LLMOSError as e:
+            res = Result(w.pid, False, error=e, exc=e)
+        except Exception as e:   # a tool or job bug must not take the executor down
+            res = Result(w.pid, False, error=map_foreign(e, context=f"{w.kind} pid {w.pid}"), exc=e)
+        res.wall_s = time.monotonic() - t0
+        return res
+
+    async def _exec_llm(self, w: Work) -> Result:
+        if self._engine_for is None:
+            raise EngineError("no engine is configured for llm processes")
+        req = request_from_spec(w.spec, owner=w.owner, priority=w.priority,
+                                request_id=f"pid{w.pid}.{w.attempt}")
+        engine = await self._engine_for(req.model)
+        handle = engine.submit(req)
+        self._handles[w.pid] = (engine, handle)
+        prog = self._progress.setdefault(w.pid, [0, 0.0])
+        async for chunk in handle:
+            prog[0] += 1
+            if w.sink is not None:
+                w.sink(chunk)
+        comp = await handle.result()
+        if comp.finish_reason == "cancelled":
+            raise Cancelled(f"generation for pid {w.pid} was cancelled")
+        value = {"text": comp.text, "finish_reason": comp.finish_reason,
+                 "usage": comp.usage.to_dict(), "model": comp.model or engine.model}
+        return Result(w.pid, True, value, tokens_in=comp.usage.prompt_tokens,
+                      tokens_out=comp.usage.completion_tokens)
+
+    async def _exec_tool(self, w: Work) -> Result:
+        if self._tools is None:
+            raise NotFound("no tool registry is configured")
+        name = w.spec["tool"]
+        args = dict(w.spec.get("args") or {})
+        ctx = self._tool_context(w)
+        call = self._tools.call
+        if inspect.iscoroutinefunction(call):
+            t0 = time.thread_time()
+            res = await call(name, args, ctx)
+            cpu = time.thread_time() - t0
+        else:
+            def run() -> tuple[Any, float]:
+                c0 = time.thread_time()
+                r = call(name, args, ctx)
+                return r, time.thread_time() - c0
+            res, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        value = {"output": getattr(res, "output", res), "summary": getattr(res, "summary", ""),
+                 "files": list(getattr(res, "files", ()) or ()), "risk": w.spec.get("risk")}
+        return Result(w.pid, True, value, cpu_s=cpu)
+
+    def _tool_context(self, w: Work) -> Any:
+        from llmos.tools.registry import ToolContext
+
+        fields = {"workdir": w.workdir, "agent": w.owner, "network": w.network,
+                  "read_roots": w.read_roots, "write_roots": w.write_roots,
+                  "set_timer": w.set_timer, "idempotency_key": w.idempotency_key,
+                  "memory_bytes": w.memory_bytes}
+        if dataclasses.is_dataclass(ToolContext):
+            names = {f.name for f in dataclasses.fields(ToolContext)}
+        else:
+            names = set(inspect.signature(ToolContext).parameters)
+        return ToolContext(**{k: v for k, v in fields.items() if k in names})
+
+    async def _exec_job(self, w: Work) -> Result:
+        if w.call is None:
+            raise NotFound(f"job pid {w.pid} has nothing to run")
+        fn = w.call
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
+            t0 = time.thread_time()
+            value = await fn()
+            cpu = time.thread_time() - t0
+        else:
+            def run() -> tuple[Any, float]:
+                c0 = time.thread_time()
+                v = fn()
+                return v, time.thread_time() - c0
+            value, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return Result(w.pid, True, value, cpu_s=cpu)

@@ -1,0 +1,89 @@
+"""The agent registry: who may call the kernel, with which capabilities (journaled).
+
+Map:
+- ``AgentRegistry.load()``: read agents from the journal (root is built in, never stored).
+- ``create(name, caps, creator)``: a new agent whose capabilities must lie within the
+  creator's (checked by the caller through ``access.may(..., CapsRef)``); returns the
+  agent and a bearer token shown once (only its SHA-256 is stored).
+- ``get`` / ``find`` / ``list`` / ``authenticate(token)``.
+
+Capabilities are immutable once created: there is no update path, so nothing an
+agent reads (model output, tool output) can widen what it may do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from llmos.errors import InvalidArgument, NotFound, PermissionDenied
+from llmos.kernel.access import ROOT, ROOT_ID, Agent, Capabilities
+
+if TYPE_CHECKING:
+    from llmos.kernel.storage import Journal
+
+__all__ = ["AgentRegistry", "NAME_RE"]
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AgentRegistry:
+    def __init__(self, journal: Journal, clock_time: Callable[[], float]) -> None:
+        self._journal = journal
+        self._now = clock_time
+        self._agents: dict[str, Agent] = {ROOT_ID: ROOT}     # id -> agent; create() only
+        self._tokens: dict[str, str] = {}                    # token sha256 -> agent id
+
+    def load(self) -> None:
+        for aid, caps, created, creator, token_hash in self._journal.query(
+                "SELECT id, caps, created_s, creator, token_hash FROM agents"):
+            self._agents[aid] = Agent(aid, Capabilities.from_dict(json.loads(caps)), created, creator)
+            if token_hash:
+                self._tokens[token_hash] = aid
+
+    def get(self, agent_id: str) -> Agent:
+        agent = self._agents.get(agent_id) if isinstance(agent_id, str) else None
+        if agent is None:
+            raise NotFound(f"no agent named {agent_id!r}", hint="run `llmos agents` to list them")
+        return agent
+
+    def find(self, agent_id: object) -> Agent | None:
+        return self._agents.get(agent_id) if isinstance(agent_id, str) else None
+
+    def list(self) -> list[Agent]:
+        return sorted(self._agents.values(), key=lambda a: (a.id != ROOT_ID, a.id))
+
+    def authenticate(self, token: str) -> Agent:
+        """The agent a bearer token belongs to (constant-time comparison of hashes)."""
+        h = _hash(token or "")
+        for known, aid in self._tokens.items():
+            if hmac.compare_digest(known, h):
+                return self._agents[aid]
+        raise PermissionDenied("unknown or revoked agent token", reason="bad token")
+
+    def create(self, name: str, caps: Capabilities, creator: str) -> tuple[Agent, str]:
+        """Journal a new agent; returns (agent, token). The caller awaits durability."""
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InvalidArgument(f"name: expected lowercase letters, digits, '-' or '_' "
+                                  f"(starting with a letter, at most 63), got {name!r}",
+                                  field="name", expected="[a-z][a-z0-9_-]{0,62}")
+        if name in self._agents:
+            raise InvalidArgument(f"name: agent {name!r} already exists", field="name",
+                                  expected="a new agent name")
+        token = "llmos_" + secrets.token_urlsafe(24)
+        agent = Agent(name, caps, self._now(), creator)
+        self._journal.write("INSERT INTO agents(id, caps, created_s, creator, token_hash) "
+                            "VALUES (?,?,?,?,?)",
+                            (name, json.dumps(caps.to_dict()), agent.created_s, creator, _hash(token)))
+        self._agents[name] = agent
+        self._tokens[_hash(token)] = name
+        return agent, token

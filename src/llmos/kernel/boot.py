@@ -1,0 +1,73 @@
+"""Boot: one ordered list, one comment per line (as xv6's main.c).
+
+Everything that can fail does so before the loop starts, and a failure undoes what
+was opened (the state directory lock above all), so a failed boot leaves nothing held.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from llmos import params
+from llmos.clock import Clock, SystemClock
+from llmos.config import Config, ensure_home, load_config
+from llmos.executor.local import TOOL_WORKERS, LocalExecutor
+from llmos.kernel.loop import KernelLoop
+from llmos.kernel.recovery import recover
+from llmos.kernel.storage import Journal, StateLock
+
+if TYPE_CHECKING:
+    from llmos.kernel.core import Kernel
+    from llmos.llm.base import Engine
+
+__all__ = ["boot", "make_scheduler_for"]
+
+log = logging.getLogger(__name__)
+
+
+def make_scheduler_for(name: str, clock: Clock, home: Any) -> Any:
+    """The process scheduler: tools and jobs are never preempted, generations may be."""
+    from llmos.kernel.estimates import Estimates
+    from llmos.kernel.sched import make_scheduler
+
+    estimates = Estimates(home / "estimates.db") if name == "sjf" else None
+    return make_scheduler(name, clock, estimates, preemptible_kinds=("llm",))
+
+
+async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, Engine] | None,
+               tools: Any, clock: Clock | None, hal: Any, scheduler: str | None,
+               run_loop: bool) -> Kernel:
+    config = config or load_config()                        # 1. configuration (file, env)
+    clock = clock or SystemClock()                          # 2. time source (FakeClock in tests)
+    ensure_home(config.home)                                # 3. state directory exists, writable
+    lock = StateLock(config.home)
+    lock.acquire()                                          # 4. one kernel per state directory
+    journal = None
+    try:
+        journal = Journal(config.db_path)                   # 5. journal open, schema migrated
+        k = cls(config, clock=clock, journal=journal, lock=lock, tools=tools, hal=hal,
+                engines=engines)                            # 6. empty tables wired to the journal
+        k.queue_max = params.KERNEL_QUEUE_MAX               # 7. backpressure bound
+        k.agents.load()                                     # 8. agents (root is built in)
+        k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 9. policy
+        k.recovery = recover(k)                             # 10. replay processes; fire late timers
+        await journal.durable()                             # 11. recovery decisions on disk first
+        for engine in (engines or {}).values():             # 12. given engines: started, and the
+            await engine.start()                            #     scheduler's token-level hook
+            engine.set_policy(k.sched.step_policy())        #     installed (built ones: on first use)
+        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 13. executor
+        k.loop = KernelLoop(k.sched, k.executor, k.update, clock,
+                            slots=config.engine.n_seq_max + TOOL_WORKERS)  # 14. loop
+        k._on_transition_idle()                             # 15. idle flag from the recovered table
+        if run_loop:
+            k.loop.start()                                  # 16. start stepping
+            k.start_timers()                                # 17. reminders fire on the kernel clock
+        log.info("kernel booted: %d processes, %d re-queued, %d need confirmation",
+                 k.recovery.processes, len(k.recovery.requeued), len(k.recovery.needs_confirmation))
+        return k
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        lock.release()
+        raise

@@ -1,0 +1,56 @@
+"""LLM syscalls: ``llm.generate`` (thin decoder).
+
+A generation is an ``llm`` process owned by the calling agent: it is journaled,
+scheduled (token-level, under the kernel's step policy) and accounted like any other.
+With ``stream: true`` (through ``Kernel.syscall_stream``) chunks flow to the caller
+while it runs; the final value is the same either way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from llmos.kernel.argtypes import Args, Pid, Priority, text
+from llmos.kernel.syscall import Call, Syscall
+
+if TYPE_CHECKING:
+    from llmos.kernel.core import Kernel
+
+__all__ = ["ROWS", "GenerateArgs"]
+
+
+class GenerateArgs(Args):
+    messages: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    prompt: text(1 << 20, 1) | None = None           # type: ignore[valid-type]
+    max_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+    temperature: float | None = Field(default=None, ge=0, le=5)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    seed: int | None = None
+    stop: list[text(200, 1)] | text(200, 1) | None = None   # type: ignore[valid-type]
+    json_schema: dict[str, Any] | None = None
+    grammar: text(1 << 16, 1) | None = None           # type: ignore[valid-type]
+    model: text(200, 1) | None = None                 # type: ignore[valid-type]
+    priority: Priority = 0
+    stream: bool = False
+    parent: Pid | None = None
+
+
+_SPEC_FIELDS = ("messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
+                "stop", "json_schema", "grammar", "model")
+
+
+async def generate(k: Kernel, call: Call, a: GenerateArgs) -> dict:
+    spec = {f: getattr(a, f) for f in _SPEC_FIELDS if getattr(a, f) is not None}
+    p, _ = await k.spawn(call, "llm", spec, priority=a.priority, parent=a.parent,
+                         sink=call.sink if a.stream else None)
+    value = await k.result(p.pid)
+    return {**value, "pid": p.pid}
+
+
+ROWS = [
+    Syscall("llm.generate", GenerateArgs, "llm.generate", generate,
+            "generate text (messages or prompt) as an llm process; optional streaming"),
+]

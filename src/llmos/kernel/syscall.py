@@ -1,0 +1,198 @@
+"""The syscall table and ``dispatch``: the only door into the kernel.
+
+Map:
+- ``Syscall``: one row — name, argument schema (a pydantic model), the capability it
+  needs, the handler (a thin decoder in ``sys_*.py``), and a one-line doc.
+- ``TABLE``: every row, built from the ``ROWS`` of each ``sys_*`` module.
+- ``Call``: one call in flight — the agent, the syscall, the resources it touched;
+  ``call.check(resource)`` asks ``access.may`` and raises the denial.
+- ``dispatch(kernel, agent_id, name, args, sink=None) -> SyscallResult``: look up ->
+  capability -> validate -> handler -> audit. Never raises (except cancellation):
+  any failure becomes ``SyscallResult(ok=False, error=...)``, and every call — allowed
+  or denied, with the reason — is written to the audit log.
+
+Adding a syscall touches three places: its args model and handler in a ``sys_*``
+module, and one ``Syscall`` row in that module's ``ROWS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from llmos.errors import (
+    InvalidArgument,
+    KernelError,
+    LLMOSError,
+    NeedsConfirmation,
+    PermissionDenied,
+    QuotaExceeded,
+    UnknownSyscall,
+    map_foreign,
+)
+from llmos.kernel.access import (
+    Agent,
+    CapsRef,
+    NetRef,
+    PathRef,
+    ProcRef,
+    Resource,
+    UsageRef,
+    may,
+)
+from llmos.kernel.result import SyscallResult
+
+if TYPE_CHECKING:
+    from llmos.kernel.core import Kernel
+
+__all__ = ["Syscall", "Call", "TABLE", "dispatch", "describe"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Kernel", "Call", Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str                          # "group.verb"
+    args: type[pydantic.BaseModel]     # argument schema (extra fields forbidden)
+    capability: str                    # what the agent's syscall set must allow
+    handler: Handler                   # thin decoder: (kernel, call, args) -> JSON value
+    doc: str = ""                      # one line for `llmos help` / the API schema
+
+
+class Call:
+    """One syscall in flight. ``resources`` and ``reason`` end up in the audit row."""
+
+    __slots__ = ("agent", "name", "sink", "resources", "reason")
+
+    def __init__(self, agent: Agent, name: str, sink: Callable[[Any], None] | None = None) -> None:
+        self.agent = agent
+        self.name = name
+        self.sink = sink                       # token stream for llm.generate(stream=True)
+        self.resources: list[str] = []         # what was checked, in order
+        self.reason = "allowed"                # the last access decision's reason
+
+    def check(self, resource: Resource) -> None:
+        """Ask ``may``; raise PermissionDenied / QuotaExceeded with its reason if refused."""
+        d = may(self.agent, self.name, resource)
+        if resource is not None:
+            self.resources.append(describe(resource))
+        self.reason = d.reason
+        if not d.allowed:
+            if d.quota:
+                raise QuotaExceeded(d.reason, hint="wait, or ask for a larger quota")
+            raise PermissionDenied(d.reason, reason=d.reason)
+
+
+def describe(resource: Resource) -> str:
+    if isinstance(resource, ProcRef):
+        return f"pid {resource.pid} (owner {resource.owner})"
+    if isinstance(resource, PathRef):
+        return f"{resource.path} ({resource.mode})"
+    if isinstance(resource, NetRef):
+        return f"network {resource.what}".strip()
+    if isinstance(resource, UsageRef):
+        return f"usage procs={resource.live_procs} tokens/min={resource.tokens_last_min}"
+    if isinstance(resource, CapsRef):
+        return "capabilities"
+    return ""
+
+
+def _pydantic_error(name: str, exc: pydantic.ValidationError) -> InvalidArgument:
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "args"
+    msg = str(err.get("msg", "invalid value"))
+    expected = msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
+    got = err.get("input")
+    shown = repr(got)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    if err.get("type") == "missing":
+        return InvalidArgument(f"{name}: {field}: required field is missing", field=field,
+                               expected="a value")
+    if err.get("type") == "extra_forbidden":
+        return InvalidArgument(f"{name}: {field}: unknown field", field=field,
+                               expected="one of the syscall's fields")
+    return InvalidArgument(f"{name}: {field}: expected {expected}, got {shown}", field=field,
+                           expected=expected)
+
+
+_DENIALS = (PermissionDenied, QuotaExceeded, UnknownSyscall, NeedsConfirmation)
+
+
+async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
+                   sink: Callable[[Any], None] | None = None) -> SyscallResult:
+    call: Call | None = None
+    error: LLMOSError | None = None
+    value: Any = None
+    try:
+        if kernel.closed:
+            raise KernelError("the kernel is shut down", hint="boot it again")
+        row = TABLE.get(name) if isinstance(name, str) else None
+        if row is None:
+            raise UnknownSyscall(f"unknown syscall {name!r}",
+                                 hint="known: " + ", ".join(sorted(TABLE)))
+        agent = kernel.agents.find(agent_id)
+        if agent is None:
+            raise PermissionDenied(f"unknown agent {agent_id!r}", reason="no such agent")
+        call = Call(agent, name, sink)
+        _check_cap(call, row.capability)
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise InvalidArgument(f"{name}: args: expected an object, got {type(args).__name__}",
+                                  field="args", expected="object")
+        try:
+            parsed = row.args.model_validate(args)
+        except pydantic.ValidationError as e:
+            raise _pydantic_error(name, e) from None
+        value = await row.handler(kernel, call, parsed)
+    except asyncio.CancelledError:
+        raise
+    except LLMOSError as e:
+        error = e
+    except Exception as e:   # a bug in a handler: reported as a value, logged in full
+        log.exception("syscall %s failed", name)
+        error = map_foreign(e, context=str(name)[:80])
+    reason = call.reason if call is not None else ""
+    if error is not None:
+        reason = getattr(error, "reason", None) or error.message
+    try:
+        kernel.journal.audit(kernel.clock.time(), agent_id if isinstance(agent_id, str) else repr(agent_id),
+                             name if isinstance(name, str) else repr(name),
+                             "; ".join(call.resources) if call is not None else None,
+                             error is None or not isinstance(error, _DENIALS), reason,
+                             None if error is None else error.code)
+    except LLMOSError:   # journal closed during shutdown: the result still goes back
+        pass
+    if error is not None:
+        return SyscallResult.failure(error, name if isinstance(name, str) else "")
+    return SyscallResult.success(value, name)
+
+
+def _check_cap(call: Call, capability: str) -> None:
+    d = may(call.agent, capability)
+    call.reason = d.reason
+    if not d.allowed:
+        raise PermissionDenied(d.reason, reason=d.reason)
+
+
+def _build_table() -> dict[str, Syscall]:
+    from llmos.kernel import sys_agent, sys_llm, sys_memory, sys_proc, sys_timer, sys_tool
+
+    table: dict[str, Syscall] = {}
+    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory):
+        for row in mod.ROWS:
+            if row.name in table:
+                raise RuntimeError(f"syscall {row.name} defined twice")
+            table[row.name] = row
+    return table
+
+
+TABLE: dict[str, Syscall] = _build_table()
