@@ -144,6 +144,7 @@ class Scheduler:
         self._ready_since: dict[int, float] = {}    # pid -> s it became ready (arrival or preemption)
         self._used: dict[int, list[float]] = {}     # pid -> [tokens, seconds] charged in total
         self._slice: dict[int, list[float]] = {}    # pid -> [tokens, seconds] since dispatch
+        self._now = -math.inf                       # latest time seen (add / schedule / update)
         self._log: collections.OrderedDict[int, collections.deque[str]] = collections.OrderedDict()
         self._init()
 
@@ -237,6 +238,7 @@ class Scheduler:
         if task.pid in self._tasks:
             raise InvalidArgument(f"pid {task.pid} is already queued", field="pid",
                                   expected="a pid not already in the scheduler")
+        self._now = max(self._now, task.arrival_s)
         self._tasks[task.pid] = task
         self._ready_since[task.pid] = task.arrival_s
         self._used[task.pid] = [0.0, 0.0]
@@ -278,6 +280,7 @@ class Scheduler:
         if isinstance(free_slots, bool) or not isinstance(free_slots, int):
             raise InvalidArgument(f"free_slots: expected an integer, got {free_slots!r}",
                                   field="free_slots", expected="integer")
+        self._now = max(self._now, now)
         plan = Plan(at_s=now)
         ready = self._order((self._tasks[p] for p in self.ready()), now)
         running = [self._tasks[p] for p in self._running]
@@ -311,6 +314,7 @@ class Scheduler:
     def update(self, plan: Plan, outcome: Outcome) -> None:
         """Apply ``plan`` (dispatch / preempt), then ``outcome`` (usage, finishes)."""
         now = plan.at_s
+        self._now = max(self._now, now)
         for pid in plan.preempt:
             if pid in self._running:
                 del self._running[pid]

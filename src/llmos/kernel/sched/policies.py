@@ -129,17 +129,24 @@ class FairShare(Scheduler):
 
     The agent with the least virtual time goes next; each slot handed out in
     one plan advances that agent's provisional time by ``quantum / weight``,
-    so slots interleave by weight. An agent that was idle re-enters at the
-    smallest virtual time among active agents (no banking idle credit). A
+    so slots interleave by weight. An agent that comes back after more than
+    ``idle_grace_s`` without queued tasks re-enters at the smallest virtual
+    time among active agents (no banking idle credit); one back sooner (the
+    usual agent loop: result, think, next call) keeps its place. A
     running task is preempted when its agent leads the candidate's by more
     than the candidate's quantum (hysteresis band).
     """
 
     name = "fair"
-    options = {"preempt": True, "quantum": float(params.RR_SLICE_TOKENS), "unit": "tokens"}
+    options = {"preempt": True, "quantum": float(params.RR_SLICE_TOKENS), "unit": "tokens",
+               "idle_grace_s": 5.0}
 
     def _check_opts(self) -> None:
         super()._check_opts()
+        g = self.opts["idle_grace_s"]
+        if not _finite(g) or g < 0:
+            raise InvalidArgument(f"idle_grace_s: expected a number >= 0, got {g!r}",
+                                  field="idle_grace_s", expected="seconds >= 0")
         q, u = self.opts["quantum"], self.opts["unit"]
         if not _finite(q) or q <= 0:
             raise InvalidArgument(f"quantum: expected a positive number, got {q!r}", field="quantum",
@@ -152,6 +159,8 @@ class FairShare(Scheduler):
         self._vt: dict[str, float] = {}       # owner -> service/weight (unit of opts['unit']); _charge
         self._weight: dict[str, float] = {}   # owner -> weight of its latest task; _on_add
         self._queued: dict[str, int] = {}     # owner -> tasks queued (ready or running); add/remove
+        self._floor = 0.0                     # least virtual time among active agents, never decreases
+        self._idle_since: dict[str, float] = {}  # owner -> s its last queued task left
 
     def vtime(self, owner: str) -> float:
         return self._vt.get(owner, 0.0)
@@ -160,13 +169,21 @@ class FairShare(Scheduler):
         o = task.owner
         if not self._queued.get(o):
             active = [self._vt[a] for a, n in self._queued.items() if n and a in self._vt]
-            floor = min(active) if active else max(self._vt.values(), default=0.0)
-            self._vt[o] = max(self._vt.get(o, 0.0), floor)
+            if active:
+                self._floor = max(self._floor, min(active))
+            idle = task.arrival_s - self._idle_since.get(o, -math.inf)
+            if idle > self.opts["idle_grace_s"]:
+                self._vt[o] = max(self._vt.get(o, 0.0), self._floor)
         self._queued[o] = self._queued.get(o, 0) + 1
         self._weight[o] = task.weight
 
     def _on_remove(self, task: Task) -> None:
+        active = [self._vt[a] for a, n in self._queued.items() if n and a in self._vt]
+        if active:
+            self._floor = max(self._floor, min(active))
         self._queued[task.owner] -= 1
+        if not self._queued[task.owner]:
+            self._idle_since[task.owner] = self._now
 
     def _charge(self, pid: int, tokens: int, seconds: float) -> None:
         task = self._tasks[pid]
