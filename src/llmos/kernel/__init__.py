@@ -21,6 +21,9 @@ Module map (boot order in ``boot.py``):
   timers.py     durable reminders
   memory.py     per-agent context + long-term notes with full-text search
   core.py       Kernel: owns the subsystems, the in-process API (add_task, submit, ...)
+  sync.py       SyncKernel: the same API for programs without an event loop
+  specs.py      what each process kind's spec must say (checked at admission)
+  boot.py       the ordered boot list
   sched/        scheduling policies (separate owner)
 """
 
@@ -34,8 +37,9 @@ from llmos.kernel.result import SyscallResult
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel, TaskHandle
+    from llmos.kernel.sync import SyncKernel, SyncTaskHandle
 
-__all__ = ["Kernel", "TaskHandle", "SyscallResult", "ProcState", "Process", "Agent",
+__all__ = ["Kernel", "TaskHandle", "SyncKernel", "SyncTaskHandle", "SyscallResult", "ProcState", "Process", "Agent",
            "Capabilities", "Quotas", "Decision", "may", "ROOT_ID", "SYSCALLS"]
 
 
@@ -46,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from llmos.kernel import core
 
         return getattr(core, name)
+    if name in ("SyncKernel", "SyncTaskHandle"):
+        from llmos.kernel import sync
+
+        return getattr(sync, name)
     if name == "SYSCALLS":
         from llmos.kernel.syscall import TABLE
 

@@ -1,0 +1,272 @@
+"""Kernel commands: ``ps``, ``kill``, ``nice``, ``agents``, ``top``, ``explain``.
+
+Reading commands (ps, agents, top, explain) read the journal directly (read-only), so
+they work whether or not a kernel is running. Changing commands (kill, nice) boot
+the kernel in-process on the state directory without starting its loop, make the
+syscall as root and shut down; while another kernel (the daemon) owns the state
+directory they say so instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from llmos.cli import state
+from llmos.errors import LLMOSError, StateDirError
+from llmos.kernel.process import ProcState
+from llmos.kernel.storage import PROC_COLUMNS, Reader, StateLock
+
+__all__ = ["register", "ps", "kill", "nice", "agents", "top", "explain", "explain_lines"]
+
+console = Console()
+S = ProcState
+TOP_WINDOW_S = 10.0      # tok/s is measured over processes that finished this recently
+
+
+def _reader() -> tuple[Any, Reader]:
+    cfg = state.config()
+    return cfg, Reader(cfg.db_path)
+
+
+def _rows(reader: Reader, where: str = "", args: tuple = (), limit: int = 50) -> list[dict]:
+    sql = f"SELECT {', '.join(PROC_COLUMNS)} FROM processes {where} ORDER BY pid DESC LIMIT ?"
+    return [dict(zip(PROC_COLUMNS, r, strict=True)) for r in reader.query(sql, (*args, limit))]
+
+
+def _what(r: dict) -> str:
+    spec = json.loads(r["spec"])
+    if r["kind"] == "tool":
+        return spec.get("tool", "?")
+    if r["kind"] == "llm":
+        text = spec.get("prompt") or next((m.get("content", "") for m in reversed(spec.get("messages") or [])
+                                           if m.get("role") == "user"), "")
+        return text.replace("\n", " ")[:40]
+    if r["kind"] == "job":
+        return spec.get("name") or spec.get("type", "?")
+    return (spec.get("title") or spec.get("request") or "")[:40]
+
+
+def _age(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    d = max(0.0, time.time() - ts)
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= n:
+            return f"{d / n:.0f}{unit}"
+    return f"{d:.0f}s"
+
+
+def _proc_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title, expand=False)
+    for col in ("pid", "agent", "kind", "state", "prio", "tokens", "age", "what"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("reason", overflow="fold", max_width=48)
+    for r in rows:
+        st = S(r["state"]).name.lower()
+        style = {"running": "green", "failed": "red", "killed": "red", "waiting": "yellow"}.get(st, "")
+        t.add_row(str(r["pid"]), r["owner"], r["kind"], Text(st, style=style), str(r["priority"]),
+                  str(r["tokens_in"] + r["tokens_out"]), _age(r["created_s"]), _what(r), r["reason"] or "")
+    return t
+
+
+def ps(all_: bool = typer.Option(False, "--all", "-a", help="Include finished processes."),
+       agent: str = typer.Option(None, "--agent", help="Only this agent's processes."),
+       limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most rows."),
+       as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
+    """List processes (live ones; --all for finished too).
+
+    Example: llmos ps --all --agent root
+    """
+    _, reader = _reader()
+    conds, args = [], []
+    if not all_:
+        conds.append(f"state < {int(S.SUCCEEDED)}")
+    if agent:
+        conds.append("owner = ?")
+        args.append(agent)
+    rows = _rows(reader, ("WHERE " + " AND ".join(conds)) if conds else "", tuple(args), limit)
+    if as_json:
+        for r in rows:
+            r["state"] = S(r["state"]).name.lower()
+            r["spec"] = json.loads(r["spec"])
+            r.pop("result", None)
+            r.pop("error", None)
+        typer.echo(json.dumps({"processes": rows}))
+        return
+    if not rows:
+        console.print("no processes" + ("" if all_ else " running (use --all to see finished ones)"))
+        return
+    console.print(_proc_table(rows, "processes"))
+
+
+def _with_kernel(name: str, args: dict) -> dict:
+    """Boot in-process (no loop), make one root syscall, shut down."""
+    from llmos.kernel import Kernel
+
+    cfg = state.config()
+    holder = StateLock(cfg.home).holder()
+    if holder is not None:
+        raise StateDirError(f"a kernel (pid {holder}) is running on {cfg.home}",
+                            hint="use its API, or stop it first")
+
+    async def go() -> dict:
+        k = await Kernel.boot(cfg, run_loop=False)
+        try:
+            return (await k.syscall("root", name, args)).unwrap()
+        finally:
+            await k.shutdown()
+    return asyncio.run(go())
+
+
+def kill(pid: int = typer.Argument(..., help="Process id."),
+         reason: str = typer.Option(None, "--reason", help="Why (kept in the history).")) -> None:
+    """Kill a process and its live children.
+
+    Example: llmos kill 42
+    """
+    out = _with_kernel("proc.kill", {"pid": pid, **({"reason": reason} if reason else {})})
+    console.print(f"pid {out['pid']}: {out['state']}")
+
+
+def nice(pid: int = typer.Argument(..., help="Process id."),
+         priority: int = typer.Argument(..., help="New priority, -20 (urgent) .. 19 (idle).")) -> None:
+    """Change a process's priority (lower runs first).
+
+    Example: llmos nice 42 -5
+    """
+    out = _with_kernel("proc.nice", {"pid": pid, "priority": priority})
+    console.print(f"pid {out['pid']}: priority {out['priority']}")
+
+
+def _agent_usage(reader: Reader) -> dict[str, dict]:
+    rows = reader.query(f"SELECT owner, SUM(tokens_in + tokens_out), SUM(cpu_s), SUM(joules), "
+                        f"SUM(state < {int(S.SUCCEEDED)}), COUNT(*) FROM processes GROUP BY owner")
+    return {o: {"tokens": t or 0, "cpu_s": c or 0.0, "joules": j, "live": lv or 0, "total": n}
+            for o, t, c, j, lv, n in rows}
+
+
+def agents(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
+    """List agents with their capabilities and usage.
+
+    Example: llmos agents
+    """
+    _, reader = _reader()
+    usage = _agent_usage(reader)
+    rows = [("root", {"syscalls": ["*"], "read_roots": ["/"], "write_roots": ["/"], "network": True,
+                      "others": True, "quotas": {}}, None)]
+    rows += [(a, json.loads(c), cr) for a, c, cr in reader.query("SELECT id, caps, creator FROM agents ORDER BY id")]
+    if as_json:
+        typer.echo(json.dumps({"agents": [{"id": a, "capabilities": c, "creator": cr, **usage.get(a, {})}
+                                          for a, c, cr in rows]}))
+        return
+    t = Table(title="agents")
+    for col in ("agent", "syscalls", "read", "write", "net", "quotas", "live", "procs", "tokens", "cpu s"):
+        t.add_column(col, overflow="fold")
+    for a, c, _ in rows:
+        u = usage.get(a, {})
+        q = ", ".join(f"{k}={v}" for k, v in (c.get("quotas") or {}).items() if v is not None) or "-"
+        t.add_row(a, ", ".join(c.get("syscalls") or []) or "-", ", ".join(c.get("read_roots") or []) or "-",
+                  ", ".join(c.get("write_roots") or []) or "-", "yes" if c.get("network") else "no", q,
+                  str(u.get("live", 0)), str(u.get("total", 0)), str(u.get("tokens", 0)),
+                  f"{u.get('cpu_s', 0.0):.1f}")
+    console.print(t)
+
+
+def _top_frame(reader: Reader) -> Group:
+    now = time.time()
+    counts = dict(reader.query("SELECT state, COUNT(*) FROM processes GROUP BY state"))
+    recent = reader.query("SELECT SUM(tokens_out) FROM processes WHERE finished_s >= ?", (now - TOP_WINDOW_S,))
+    tok_s = (recent[0][0] or 0) / TOP_WINDOW_S
+    joules = reader.query("SELECT SUM(joules) FROM processes")[0][0]
+    head = Text.assemble(
+        ("llmos top  ", "bold"), f"running {counts.get(int(S.RUNNING), 0)}  ",
+        f"queued {counts.get(int(S.QUEUED), 0)}  ", f"waiting {counts.get(int(S.WAITING), 0)}  ",
+        f"preempted {counts.get(int(S.PREEMPTED), 0)}  ", f"tok/s {tok_s:.1f}  ",
+        f"energy {joules:.1f} J" if joules is not None else "energy n/a")
+    live = _rows(reader, f"WHERE state < {int(S.SUCCEEDED)}", (), 25)
+    per = Table(title="per agent")
+    for col in ("agent", "live", "processes", "tokens", "cpu s", "joules"):
+        per.add_column(col)
+    for a, u in sorted(_agent_usage(reader).items()):
+        per.add_row(a, str(u["live"]), str(u["total"]), str(u["tokens"]), f"{u['cpu_s']:.1f}",
+                    "-" if u["joules"] is None else f"{u['joules']:.1f}")
+    return Group(head, _proc_table(live, "live processes"), per)
+
+
+def top(interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes."),
+        once: bool = typer.Option(False, "--once", help="Print one frame and exit.")) -> None:
+    """A live view: processes, queue depth, tok/s, per-agent usage, energy.
+
+    Example: llmos top
+    """
+    _, reader = _reader()
+    if once:
+        console.print(_top_frame(reader))
+        return
+    with Live(_top_frame(reader), console=console, refresh_per_second=max(1, int(1 / interval))) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(_top_frame(reader))
+        except KeyboardInterrupt:
+            pass
+
+
+def explain_lines(reader: Reader, pid: int) -> list[str]:
+    """The kernel's account of one process: what, who, every transition with its reason
+    (scheduler decisions included), usage and outcome. Shared with ``llmos explain``."""
+    rows = _rows(reader, "WHERE pid = ?", (pid,), 1)
+    if not rows:
+        raise LLMOSError(f"no process with pid {pid}", hint="run `llmos ps --all` to list them")
+    r = rows[0]
+    st = S(r["state"]).name.lower()
+    out = [f"pid {pid}: {r['kind']} '{_what(r)}' by agent {r['owner']}, priority {r['priority']}, "
+           f"now {st}" + (f" (parent {r['parent']})" if r["parent"] else "")]
+    for ts, frm, to, why in reader.query("SELECT ts, from_state, to_state, reason FROM transitions "
+                                         "WHERE pid = ? ORDER BY id", (pid,)):
+        clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+        move = S(to).name.lower() if frm is None else f"{S(frm).name.lower()} -> {S(to).name.lower()}"
+        out.append(f"  {clock}  {move:<22} {why}")
+    usage = f"tokens in/out {r['tokens_in']}/{r['tokens_out']}, cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} s"
+    if r["joules"] is not None:
+        usage += f", {r['joules']:.1f} J"
+    out.append(f"  usage: {usage}, attempts {r['attempts']}")
+    if r["error"]:
+        e = json.loads(r["error"])
+        out.append(f"  error: {e.get('message')}" + (f" (hint: {e['hint']})" if e.get("hint") else ""))
+    if st == "waiting" and (r["reason"] or "").startswith("needs_confirmation"):
+        out.append(f"  waiting for a person: confirm with the API (proc.confirm {pid}) or `llmos kill {pid}`")
+    kids = reader.query("SELECT pid, state FROM processes WHERE parent = ? ORDER BY pid", (pid,))
+    if kids:
+        out.append("  children: " + ", ".join(f"{c} ({S(s).name.lower()})" for c, s in kids))
+    return out
+
+
+def explain(pid: int = typer.Argument(..., help="Process id.")) -> None:
+    """Why a process is where it is: its state history and the scheduler's reasons.
+
+    Example: llmos explain 42
+    """
+    _, reader = _reader()
+    for line in explain_lines(reader, pid):
+        console.print(line, highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    taken = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    app.command()(ps)
+    app.command()(kill)
+    app.command(context_settings={"ignore_unknown_options": True})(nice)   # `nice 42 -5`
+    app.command()(agents)
+    app.command()(top)
+    if "explain" not in taken:     # the shell may register a richer `explain` that calls explain_lines
+        app.command()(explain)
