@@ -2,7 +2,8 @@
 
 ``StubServer`` runs a FastAPI app under uvicorn on 127.0.0.1 (a free port) in a
 background thread. By default it behaves like a real server: it answers chat requests
-with the last user message and prompt requests with the prompt (word-ish tokens), honours
+with the last user message (continuing it when the last message is a partial assistant
+answer) and prompt requests with the prompt (word-ish tokens), honours
 ``max_tokens``, ``stop`` and ``response_format`` (it emits the smallest instance of the
 schema), and streams usage when asked. ``stub.script = fn(body) -> Reply`` scripts any
 other behaviour: HTTP errors, slow headers, slow tokens, dropped connections, error
@@ -94,8 +95,13 @@ def default_answer(body: dict) -> str:
         if isinstance(schema, dict):
             return json.dumps(schema_instance(schema))
     if "messages" in body:
-        users = [m for m in body["messages"] if m.get("role") == "user"]
-        return (users[-1] if users else body["messages"][-1]).get("content", "")
+        msgs = body["messages"]
+        users = [m for m in msgs if m.get("role") == "user"]
+        answer = (users[-1] if users else msgs[-1]).get("content", "")
+        if msgs[-1].get("role") == "assistant":   # continue a partial answer (assistant prefill)
+            partial = msgs[-1].get("content", "")
+            return answer[len(partial):] if answer.startswith(partial) else ""
+        return answer
     return body.get("prompt", "")
 
 

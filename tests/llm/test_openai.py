@@ -479,7 +479,8 @@ async def test_admission_limit_holds(server):
         await eng.close()
     assert all(r.text == "a b c d" for r in results)
     assert server.max_active == 2 and len(server.requests) == 6
-    assert [b["messages"][0]["content"] for b in server.requests] == [f"r{i}" for i in range(6)]
+    order = [b["messages"][0]["content"] for b in server.requests]
+    assert sorted(order[:2]) == ["r0", "r1"] and sorted(order[2:]) == ["r2", "r3", "r4", "r5"]
 
 
 async def test_priority_admission_order(server):
@@ -601,6 +602,76 @@ async def test_chat_preemption_only_with_chat_resume(server):
     assert done.text == full and done.usage.preemptions == 1
     resumed = server.requests[2]
     assert resumed["messages"][-1]["role"] == "assistant" and resumed["continue_final_message"] is True
+
+
+async def test_run_omitting_an_in_flight_request_preempts_it(server):
+    full = " a b c d e f"
+    server.script = _continuing(full, "p:")
+    policy = HoldBack()
+    policy.open = True
+    eng = await make(server, policy=policy)
+    try:
+        h = eng.submit(prompt("p:"))
+        await wait_for(lambda: eng.stats().tokens_generated >= 2)
+        policy.open = False
+        eng.step()                                    # run is empty now: the stream is aborted
+        assert [v.state for v in eng.views()] == [SeqState.SWAPPED]
+        await wait_for(lambda: server.aborted == [0])
+        policy.open = True
+        eng.step()
+        done = await h.result()
+    finally:
+        await eng.close()
+    assert done.text == full and done.usage.preemptions == 1 and len(server.requests) == 2
+
+
+async def test_suspend_resume_continues_exactly(server):
+    full = " one two three four five six"
+    server.script = _continuing(full, "n:")
+    eng = await make(server)
+    try:
+        h = eng.submit(prompt("n:"))
+        seen = 0
+        async for _ in h:
+            seen += 1
+            if seen == 2:
+                await eng.suspend(h.request_id, to_disk=True)
+                assert eng.views() == [] and eng.stats().waiting == 1   # held: invisible to the policy
+                await asyncio.sleep(0.05)
+                assert len(server.requests) == 1
+                await eng.resume(h.request_id)
+        done = await h.result()
+        with pytest.raises(EngineError):
+            await eng.suspend(h.request_id)
+        with pytest.raises(EngineError):
+            await eng.resume("nope")
+    finally:
+        await eng.close()
+    assert done.text == full and done.usage.preemptions == 1
+    assert server.requests[1]["prompt"] == "n: one two"
+
+
+async def test_suspend_chat_needs_chat_resume(server):
+    server.script = lambda body: Reply(text="a b c d e f", token_delay_s=0.05)
+    eng = await make(server)
+    try:
+        h = eng.submit(chat("x"))
+        with pytest.raises(EngineError) as ei:
+            await eng.suspend(h.request_id)
+        assert "chat_resume" in ei.value.hint
+        await h.result()
+    finally:
+        await eng.close()
+
+
+async def test_prompt_surely_over_the_context_fails_at_submit(server):
+    eng = await make(server, context_length=512)
+    try:
+        with pytest.raises(ContextOverflow, match="at least"):
+            eng.submit(prompt("word " * 1000, max_tokens=8))
+        await eng.generate(prompt("word " * 300, max_tokens=8))   # may fit: the server decides
+    finally:
+        await eng.close()
 
 
 # ── embeddings, capabilities, wire helpers ───────────────────────────────────

@@ -9,18 +9,19 @@ Map:
 
 NOTE (admission model): a remote server batches on its own, so the kernel's hand on
 a remote engine is admission, not tokens. Every event that changes the set of live
-requests (submit, finish, cancel, ``set_policy``, ``step()``) asks ``policy.decide``
-over ``SeqView``s of the queued and in-flight requests, with ``budget.max_active =
-max_in_flight``. ``run`` lists which may be in flight, in order: queued ones start
-in that order while fewer than ``max_in_flight`` are in flight; an in-flight request
-is never stopped just because ``run`` omits it. ``pause`` / ``swap_out`` of an
-in-flight request is cancel-and-resume: the stream is aborted (the server stops
-generating), the text so far is kept, and when ``run`` lists it again it continues
-with a new request whose prompt ends with that text and whose ``max_tokens`` is what
-is left. Only requests that can continue exactly are preempted: every ``prompt``
-request, and ``messages`` requests when ``chat_resume`` says how the server continues
-a trailing assistant message. Other preemption orders are ignored (SeqView shows them
-still DECODING).
+requests (submit, finish, cancel, suspend, resume, ``set_policy``, ``step()``) asks
+``policy.decide`` over ``SeqView``s of the queued and in-flight requests (not those
+held by ``suspend``), with ``budget.max_active = max_in_flight``. ``run`` lists which
+may be in flight, in order: queued ones start in that order while fewer than
+``max_in_flight`` are in flight. An in-flight request that ``run`` omits, or that
+``pause`` / ``swap_out`` names, is preempted by cancel-and-resume: the stream is
+aborted (the server stops generating and frees its KV), the text so far is kept, and
+when ``run`` lists it again it continues with a new request whose prompt ends with
+that text and whose ``max_tokens`` is what is left. ``suspend`` / ``resume`` do the
+same on the caller's order. Only requests that can continue exactly are preempted:
+every ``prompt`` request, and ``messages`` requests when ``chat_resume`` says how the
+server continues a trailing assistant message; other in-flight requests run to the
+end (their SeqView stays DECODING) and ``suspend`` refuses them.
 
 Retries: only when the connection could not be made (refused, connect timeout, no
 pooled connection), with exponential backoff. A request the server accepted is never
@@ -70,10 +71,9 @@ from llmos.llm.base import (
 )
 
 if TYPE_CHECKING:
-    from llmos.llm.server import ManagedServer
-
     from llmos.config import Config
     from llmos.llm.models import ModelInfo
+    from llmos.llm.server import ManagedServer
 
 __all__ = ["OpenAIEngine", "PriorityAdmission"]
 
@@ -85,6 +85,7 @@ REMOTE_READ_TIMEOUT_S = 120.0      # longest silence between two stream chunks
 REMOTE_RETRIES = 3                 # extra connection attempts after the first
 REMOTE_BACKOFF_S = 0.25            # first retry delay; doubles each time
 REMOTE_BACKOFF_MAX_S = 4.0
+REMOTE_MAX_CHARS_PER_TOKEN = 8     # no tokenizer packs more: a prompt surely needs len/8 tokens
 DECISION_LOG_MAX = 256
 
 
@@ -118,6 +119,7 @@ class _Req:
     first_token_at: float | None = None   # monotonic s
     last_token_at: float | None = None
     preemptions: int = 0
+    held: bool = False                    # suspended by the caller: invisible to the policy
 
 
 class OpenAIEngine(Engine):
@@ -236,6 +238,12 @@ class OpenAIEngine(Engine):
             raise ContextOverflow(
                 f"max_tokens ({request.params.max_tokens}) does not fit the context of "
                 f"{self.model} ({self._ctx} tokens)", hint="lower max_tokens")
+        text = _prompt_text(request)
+        if self._ctx and len(text) // REMOTE_MAX_CHARS_PER_TOKEN + request.params.max_tokens > self._ctx:
+            raise ContextOverflow(
+                f"prompt (at least {len(text) // REMOTE_MAX_CHARS_PER_TOKEN} tokens) + max_tokens "
+                f"({request.params.max_tokens}) exceed the context of {self.model} ({self._ctx} tokens)",
+                hint="shorten the prompt or lower max_tokens")
         if request.request_id in self._reqs:
             raise InvalidRequest(f"request_id {request.request_id!r} is already live",
                                  field="request_id", expected="an id not in use")
@@ -245,8 +253,7 @@ class OpenAIEngine(Engine):
                              hint="retry shortly")
         self._ensure_client()
         handle = GenerationHandle(request, self)
-        self._reqs[request.request_id] = _Req(handle, time.monotonic(),
-                                              self.count_tokens(_prompt_text(request)))
+        self._reqs[request.request_id] = _Req(handle, time.monotonic(), self.count_tokens(text))
         self.step()
         return handle
 
@@ -263,6 +270,33 @@ class OpenAIEngine(Engine):
 
     def set_policy(self, policy: StepPolicy) -> None:
         self.policy = policy
+        self.step()
+
+    async def suspend(self, request_id: str, *, to_disk: bool = False) -> None:
+        """Abort the request's stream (the server frees its KV) and hold it, text kept,
+        until ``resume``; ``to_disk`` changes nothing (the state is the text so far)."""
+        r = self._reqs.get(request_id)
+        if r is None:
+            raise EngineError(f"no live request {request_id!r}")
+        if not self._resumable(r):
+            raise EngineError(
+                f"cannot suspend chat request {request_id!r}: the engine does not know how "
+                f"{self.base_url} continues a partial answer",
+                hint="build the engine with chat_resume={} (llama.cpp server, Ollama) or "
+                     "chat_resume={'continue_final_message': True, 'add_generation_prompt': False} (vLLM)")
+        if r.state == SeqState.DECODING:
+            self._preempt(r)
+        else:
+            r.state = SeqState.SWAPPED
+            r.preemptions += 1
+        r.held = True
+        self.step()
+
+    async def resume(self, request_id: str) -> None:
+        r = self._reqs.get(request_id)
+        if r is None:
+            raise EngineError(f"no live request {request_id!r}")
+        r.held = False
         self.step()
 
     def stats(self) -> EngineStats:
@@ -303,6 +337,8 @@ class OpenAIEngine(Engine):
     def views(self) -> list[SeqView]:
         out = []
         for rid, r in self._reqs.items():
+            if r.held:
+                continue
             req = r.handle.request
             in_kv = r.prompt_estimate + r.generated if r.state == SeqState.DECODING else 0
             out.append(SeqView(rid, req.owner, req.priority, r.state, r.arrival, r.prompt_estimate,
@@ -321,16 +357,21 @@ class OpenAIEngine(Engine):
         decision = self.policy.decide(views, budget)
         self.decision_log.append(decision)
         self._stats.steps += 1
-        for rid in (*decision.swap_out, *decision.pause):
-            r = self._reqs.get(rid)
-            if r is not None and r.state == SeqState.DECODING and self._resumable(r):
+        run = [rid for rid in dict.fromkeys(decision.run)
+               if rid in self._reqs and not self._reqs[rid].held][: self._max_in_flight]
+        stop = set(decision.swap_out) | set(decision.pause)
+        for rid, r in list(self._reqs.items()):
+            if (r.state == SeqState.DECODING and (rid in stop or rid not in run)
+                    and self._resumable(r)):
                 self._preempt(r)
         running = sum(1 for r in self._reqs.values() if r.state == SeqState.DECODING)
-        for rid in decision.run:
+        for rid in run:
             if running >= self._max_in_flight:
                 break
-            r = self._reqs.get(rid)
-            if r is not None and r.state in (SeqState.WAITING, SeqState.PAUSED, SeqState.SWAPPED):
+            r = self._reqs[rid]
+            if rid in stop:
+                continue
+            if r.state in (SeqState.WAITING, SeqState.PAUSED, SeqState.SWAPPED):
                 if r.generated >= r.handle.request.params.max_tokens:   # preempted at the limit
                     self._reqs.pop(rid, None)
                     self._complete(r, "length")
@@ -457,6 +498,8 @@ class OpenAIEngine(Engine):
                         hint=f"is a server running at {self.base_url}? "
                              "(check base_url under [[remote]] in config.toml)") from e
                 await asyncio.sleep(min(REMOTE_BACKOFF_MAX_S, self._backoff_s * (2 ** attempt)))
+                if self._server is not None:   # a managed child may be restarting: wait for it
+                    await self._server.wait_ready()
                 attempt += 1
             except httpx.TimeoutException as e:
                 raise RemoteUnavailable(f"remote server {self.base_url} timed out ({type(e).__name__})",
