@@ -29,8 +29,9 @@ import enum
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from llmos import params as P
 from llmos.errors import Cancelled, EngineError, InvalidRequest, LLMOSError
