@@ -175,7 +175,7 @@ def test_command_prefers_llama_server_on_path(tmp_path, gguf, monkeypatch):
     assert argv[0] == str(exe)
     assert argv[1:] == ["-m", str(gguf), "--host", "127.0.0.1", "--port", "9000", "-c", "4096",
                         "-np", "4", "-ngl", "0", "-t", "2", "--alias", "m"]
-    assert opts == {"max_in_flight": 4, "response_format": "json_schema"}
+    assert opts == {"max_in_flight": 4, "response_format": "json_schema", "context_length": 1024}
 
 
 def test_command_falls_back_to_llama_cpp_python(tmp_path, gguf, monkeypatch):
@@ -184,7 +184,7 @@ def test_command_falls_back_to_llama_cpp_python(tmp_path, gguf, monkeypatch):
     argv, opts = llama_server_command(gguf, host="127.0.0.1", port=9001, n_ctx=2048)
     assert argv[:3] == [sys.executable, "-m", "llmos.llm.server"]
     assert argv[argv.index("--model") + 1] == str(gguf) and "--interrupt_requests" in argv
-    assert opts == {"max_in_flight": 1, "response_format": "json_object"}
+    assert opts == {"max_in_flight": 1, "response_format": "json_object", "context_length": 2048}
 
 
 def test_missing_server_extra_names_what_to_install(tmp_path, gguf, monkeypatch):

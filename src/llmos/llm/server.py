@@ -110,7 +110,9 @@ def llama_server_command(model_path: str | Path, *, host: str, port: int, n_ctx:
             argv += ["-t", str(threads)]
         if alias:
             argv += ["--alias", alias]
-        return argv, {"max_in_flight": parallel, "response_format": "json_schema"}
+        # llama-server splits the context evenly between its slots
+        return argv, {"max_in_flight": parallel, "response_format": "json_schema",
+                      "context_length": max(1, n_ctx // max(1, parallel))}
     if prefer == "binary":
         raise EngineError("no llama-server binary on PATH",
                           hint="install llama.cpp (it ships llama-server) or add its bin/ to PATH")
@@ -129,7 +131,7 @@ def llama_server_command(model_path: str | Path, *, host: str, port: int, n_ctx:
         argv += ["--n_threads", str(threads)]
     if alias:
         argv += ["--model_alias", alias]
-    return argv, {"max_in_flight": 1, "response_format": "json_object"}
+    return argv, {"max_in_flight": 1, "response_format": "json_object", "context_length": n_ctx}
 
 
 class ManagedServer:
