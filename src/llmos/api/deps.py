@@ -1,0 +1,96 @@
+"""What every route gets: the app's services, the calling principal, a syscall helper.
+
+Map:
+- ``Services``: everything the app owns while it runs (kernel, token store, event hub,
+  run manager, metrics, MCP mounts, start time). Built by the lifespan in ``app.py``.
+- ``services(request)`` / ``principal(request)``: FastAPI dependencies. ``principal``
+  reads ``Authorization: Bearer <token>`` and resolves it through the token store,
+  then through the kernel's own agent tokens (those ``agent.create`` returns).
+- ``call(svc, who, name, args)``: one syscall as the principal's agent; returns the
+  value or raises the kernel's error (the app's handlers make it a JSON body).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from llmos.api.auth import AuthError, Principal, TokenStore
+from llmos.config import Config
+from llmos.errors import LLMOSError
+
+if TYPE_CHECKING:
+    from llmos.api.events import EventHub
+    from llmos.api.metrics import Metrics
+    from llmos.api.runs import RunManager
+
+__all__ = ["Services", "services", "principal", "call", "bearer"]
+
+
+@dataclass
+class Services:
+    config: Config
+    kernel: Any                                    # llmos.kernel.Kernel (booted by the lifespan or given)
+    tokens: TokenStore
+    hub: EventHub
+    metrics: Metrics
+    runs: RunManager | None = None
+    mounts: Any = None                             # tools.mcp.McpMounts when config.mcp is set
+    started: float = field(default_factory=time.time)   # epoch seconds the app started
+    owns_kernel: bool = False                      # shut the kernel down at exit
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    svc = getattr(request.app.state, "svc", None)
+    if svc is None:
+        raise LLMOSError("the daemon is starting or stopping", hint="retry in a moment")
+    return svc
+
+
+def bearer(request: Request) -> str | None:
+    h = request.headers.get("authorization", "")
+    scheme, _, value = h.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def principal(request: Request) -> Principal:
+    """The agent this request acts for (401 without a valid bearer token)."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    svc = services(request)
+    token = bearer(request)
+    try:
+        who = svc.tokens.resolve(token)
+    except AuthError:
+        who = _kernel_token(svc, token)
+        if who is None:
+            raise
+    request.state.principal = who
+    return who
+
+
+def _kernel_token(svc: Services, token: str | None) -> Principal | None:
+    """A token the kernel issued at ``agent.create`` (the kernel keeps only its hash)."""
+    agents = getattr(svc.kernel, "agents", None)
+    auth = getattr(agents, "authenticate", None)
+    if not token or auth is None:
+        return None
+    try:
+        agent = auth(token)
+    except LLMOSError:
+        return None
+    return Principal(str(getattr(agent, "id", agent)))
+
+
+async def call(svc: Services, who: Principal, name: str, args: dict[str, Any] | None = None) -> Any:
+    res = await svc.kernel.syscall(who.agent, name, args or {})
+    if not res.ok:
+        raise res.error
+    return res.value

@@ -1,0 +1,127 @@
+"""Pure-ASGI middleware (no per-request task, streaming-safe).
+
+Map:
+- ``Guard``: one pass per request that (1) refuses non-loopback peers unless remote
+  access was allowed, (2) refuses bodies over ``max_body`` bytes, by Content-Length
+  at once or by counting a chunked body as it arrives, (3) records the request in
+  ``Metrics`` with the route template (not the raw path, so labels stay bounded).
+
+Every refusal is a JSON error body with ``error``, ``message`` and ``hint``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmos.api.auth import is_loopback
+
+__all__ = ["Guard", "BodyTooLarge"]
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the limit; FastAPI re-raises
+    HTTPExceptions from body parsing, so the app's handler answers a JSON 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+
+
+def _json(status: int, body: dict, path: str) -> tuple[dict, bytes]:
+    if path.startswith("/v1/"):
+        body = {"error": {"message": body["message"], "type": "invalid_request_error",
+                          "param": None, "code": body["error"], "hint": body.get("hint")}}
+    raw = json.dumps(body).encode()
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(raw)).encode())]}
+    return start, raw
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, *, max_body: int, allow_remote: bool = False,
+                 observe: Callable[[str, str, int, float], None] | None = None) -> None:
+        self.app = app
+        self.max_body = max_body          # bytes; larger request bodies get 413
+        self.allow_remote = allow_remote  # False: only loopback peers are answered
+        self.observe = observe            # metrics hook: (method, route, status, seconds)
+
+    async def _refuse(self, send: Send, status: int, body: dict, path: str) -> None:
+        start, raw = _json(status, body, path)
+        await send(start)
+        await send({"type": "http.response.body", "body": raw})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        client = scope.get("client")
+        if not self.allow_remote and not is_loopback(client[0] if client else None):
+            await self._refuse(send, 403, {
+                "error": "forbidden", "message": f"remote peer {client[0] if client else '?'} refused",
+                "hint": "the daemon answers loopback only; start it with --allow-remote to change "
+                        "that"}, path)
+            return
+        declared = None
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    declared = -1
+                break
+        if declared is not None and (declared < 0 or declared > self.max_body):
+            await self._refuse(send, 413 if declared > 0 else 400, {
+                "error": "too_large" if declared > 0 else "invalid_argument",
+                "message": (f"request body of {declared} bytes exceeds the limit of {self.max_body}"
+                            if declared > 0 else "Content-Length: expected a non-negative integer"),
+                "hint": "send a smaller body"}, path)
+            return
+
+        seen = 0
+        started = False
+        status_box = [0]
+        t0 = time.perf_counter()
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return msg
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+                status_box[0] = msg["status"]
+                if self.observe is not None:
+                    route = _route_of(scope)
+                    self.observe(scope.get("method", "?"), route, msg["status"], time.perf_counter() - t0)
+            await send(msg)
+
+        try:
+            await self.app(scope, counted_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send, 413, {
+                    "error": "too_large",
+                    "message": f"request body exceeds the limit of {self.max_body} bytes",
+                    "hint": "send a smaller body"}, path)
+
+
+def _route_of(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    p = getattr(route, "path", None)
+    if p:
+        return str(p)
+    path = str(scope.get("path", ""))
+    return path if path in ("/", "/metrics") or path.startswith("/dashboard") else "other"

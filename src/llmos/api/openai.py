@@ -1,0 +1,366 @@
+"""OpenAI-compatible API under ``/v1``: models, chat completions, completions, embeddings.
+
+Map:
+- ``GET /v1/models``: the models the kernel can serve (its engines) and the registry's.
+- ``POST /v1/chat/completions``: one ``llm.generate`` syscall per choice, as the calling
+  agent, so each request is a scheduled, accounted, capability-checked kernel process.
+  Priority comes from the ``X-LLMOS-Priority`` header (nice-like, -20..19), else the
+  agent's default. ``stream: true`` answers server-sent ``chat.completion.chunk``s
+  (then ``[DONE]``); ``tools`` work through constrained JSON (``openai_tools``);
+  ``response_format`` ``json_object`` / ``json_schema`` constrain the output.
+- ``POST /v1/completions``: the same for raw prompts (``echo`` supported).
+- ``POST /v1/embeddings``: through the kernel's ``llm.embed`` syscall when it has one;
+  otherwise a clear "not supported" error.
+
+Errors use OpenAI's envelope (``{"error": {message, type, param, code}}``) so unchanged
+OpenAI clients raise their usual exceptions; ``param`` names the bad field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from llmos import params
+from llmos.api.auth import Principal
+from llmos.api.deps import Services, call, principal, services
+from llmos.api.errors import ApiError
+from llmos.api.openai_schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+from llmos.api.openai_tools import ToolPlan
+from llmos.errors import InvalidArgument, LLMOSError, map_foreign
+
+__all__ = ["router", "priority_from_header", "registry_models"]
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+Who = Depends(principal)
+Svc = Depends(services)
+DEFAULT_ALIASES = ("default", "llmos")      # model names that mean "the configured default"
+_ERR = {"description": "OpenAI error envelope: {error: {message, type, param, code}}"}
+RESPONSES: dict[int | str, dict[str, Any]] = {s: _ERR for s in (400, 401, 403, 404, 413, 422, 429)}
+
+
+def priority_from_header(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        p = int(value.strip())
+    except ValueError:
+        p = None
+    if p is None or not params.PRIORITY_MIN <= p <= params.PRIORITY_MAX:
+        raise InvalidArgument(f"X-LLMOS-Priority: expected an integer in [{params.PRIORITY_MIN}, "
+                              f"{params.PRIORITY_MAX}], got {value!r}", field="X-LLMOS-Priority",
+                              expected=f"integer in [{params.PRIORITY_MIN}, {params.PRIORITY_MAX}]")
+    return p
+
+
+def _model_arg(svc: Services, model: str) -> str | None:
+    """The ``model`` argument for llm.generate: None for the default engine."""
+    if model in DEFAULT_ALIASES or model == svc.config.model:
+        return None
+    return model
+
+
+def _usage(final: dict[str, Any]) -> dict[str, int]:
+    u = final.get("usage") if isinstance(final.get("usage"), dict) else {}
+    pt = int(u.get("prompt_tokens", final.get("tokens_in", 0)) or 0)
+    ct = int(u.get("completion_tokens", final.get("tokens_out", 0)) or 0)
+    return {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+
+
+def _ttft(final: dict[str, Any]) -> float | None:
+    u = final.get("usage") if isinstance(final.get("usage"), dict) else {}
+    v = u.get("ttft_s", final.get("ttft_s"))
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _finish(final: dict[str, Any]) -> str:
+    r = str(final.get("finish_reason") or "stop")
+    return r if r in ("stop", "length", "tool_calls", "content_filter") else "stop"
+
+
+def _chunk_text(item: Any) -> str | None:
+    """Text of a streamed ``{"type": "chunk"}`` item; None for the final result."""
+    if isinstance(item, dict) and item.get("type") == "chunk":
+        return str(item.get("text", ""))
+    return None
+
+
+def _raise_if_error(item: Any) -> None:
+    """A failed final ``{"type": "result", "ok": false, "error": {...}}`` as its LLMOSError."""
+    if isinstance(item, dict) and item.get("type") == "result" and not item.get("ok", True):
+        from llmos.sdk.errors import from_body
+
+        raise from_body(0, item.get("error") or {"error": "error", "message": "generation failed"})
+
+
+def _final_value(item: Any) -> dict[str, Any]:
+    v = item.get("value") if isinstance(item, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
+async def _stream(svc: Services, who: Principal, args: dict[str, Any]) -> AsyncIterator[Any]:
+    """``kernel.syscall_stream`` with errors raised as LLMOSError."""
+    try:
+        async for item in svc.kernel.syscall_stream(who.agent, "llm.generate", {**args, "stream": True}):
+            _raise_if_error(item)
+            yield item
+    except LLMOSError:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - mapped at this boundary
+        raise map_foreign(e, context="llm.generate") from e
+
+
+async def _prime(gen: AsyncIterator[Any]) -> tuple[list[Any], bool]:
+    """Read up to the first chunk, so errors before any output become HTTP errors."""
+    head: list[Any] = []
+    async for item in gen:
+        head.append(item)
+        if _chunk_text(item) is not None:
+            return head, False
+    return head, True
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+# ── models ──────────────────────────────────────────────────────────────────
+async def registry_models(svc: Services) -> list[Any]:
+    """The model registry's list, read once per daemon in a thread (GGUF headers are slow
+    to parse) and started at boot so the first ``/v1/models`` does not wait for it."""
+    task = svc.extra.get("registry_models")
+    if task is None:
+        from llmos.llm.models import list_models
+
+        task = svc.extra["registry_models"] = asyncio.ensure_future(
+            asyncio.to_thread(list_models, svc.config))
+    try:
+        return list(await asyncio.shield(task))
+    except LLMOSError:
+        return []
+
+
+@router.get("/models", responses=RESPONSES)
+async def models(who: Principal = Who, svc: Services = Svc) -> dict:
+    """Models this daemon can serve: each engine's model, then the registry's."""
+    from llmos.api.observe import _engine_map
+
+    seen: dict[str, dict] = {}
+    for name, eng in _engine_map(svc.kernel).items():
+        for mid in (str(name), str(getattr(eng, "model", "") or "")):
+            if mid and mid not in seen:
+                seen[mid] = {"id": mid, "object": "model", "created": int(svc.started),
+                             "owned_by": "llmos", "engine": str(name)}
+    for m in await registry_models(svc):
+        seen.setdefault(m.name, {"id": m.name, "object": "model", "created": int(svc.started),
+                                 "owned_by": "llmos", "kind": m.kind,
+                                 "context_length": m.context_length})
+    return {"object": "list", "data": list(seen.values())}
+
+
+# ── chat ────────────────────────────────────────────────────────────────────
+@router.post("/chat/completions", responses=RESPONSES)
+async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Services = Svc,
+                           x_llmos_priority: str | None = Header(None)) -> Response:
+    body.check()
+    prio = priority_from_header(x_llmos_priority)
+    plan = ToolPlan.build(body)
+    args: dict[str, Any] = {"messages": plan.engine_messages(body.messages)}
+    mt = body.max_completion_tokens or body.max_tokens
+    for k, v in (("max_tokens", mt), ("temperature", body.temperature), ("top_p", body.top_p),
+                 ("seed", body.seed), ("json_schema", plan.schema), ("priority", prio),
+                 ("model", _model_arg(svc, body.model))):
+        if v is not None:
+            args[k] = v
+    if body.stops():
+        args["stop"] = body.stops()
+    cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+    created = int(time.time())
+    if body.stream:
+        return await _chat_stream(svc, who, args, plan, body, cid, created)
+    t0 = time.perf_counter()
+    finals = await asyncio.gather(*(call(svc, who, "llm.generate", args) for _ in range(body.n)))
+    choices = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for i, final in enumerate(finals):
+        content, tool_calls = plan.parse(str(final.get("text", "")))
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            msg["tool_calls"] = tool_calls
+        choices.append({"index": i, "message": msg, "logprobs": None,
+                        "finish_reason": "tool_calls" if tool_calls else _finish(final)})
+        u = _usage(final)
+        usage = {k: usage[k] + u[k] for k in usage}
+        svc.metrics.observe_ttft(_ttft(final))
+    if not finals or _ttft(finals[0]) is None:
+        svc.metrics.observe_ttft(time.perf_counter() - t0)
+    return JSONResponse({"id": cid, "object": "chat.completion", "created": created,
+                         "model": body.model, "choices": choices, "usage": usage,
+                         "system_fingerprint": None,
+                         "llmos": {"pids": [f.get("pid") for f in finals]}})
+
+
+async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan, body: ChatRequest,
+                       cid: str, created: int) -> Response:
+    t0 = time.perf_counter()
+    gen = _stream(svc, who, args)
+    head, ended = await _prime(gen)
+    if not ended:
+        svc.metrics.observe_ttft(time.perf_counter() - t0)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+            "system_fingerprint": None}
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                          "finish_reason": finish}]})
+
+    async def events() -> AsyncIterator[bytes]:
+        yield chunk({"role": "assistant", "content": ""})
+        buffered: list[str] = []          # tool mode: the JSON is parsed once complete
+        final: dict[str, Any] = {}
+        try:
+            async def items() -> AsyncIterator[Any]:
+                for it in head:
+                    yield it
+                if not ended:
+                    async for it in gen:
+                        yield it
+
+            async for item in items():
+                text = _chunk_text(item)
+                if text is None:
+                    final = _final_value(item)
+                    continue
+                if plan.active:
+                    buffered.append(text)
+                elif text:
+                    yield chunk({"content": text})
+        except LLMOSError as e:
+            yield _sse({"error": {"message": e.message, "type": "server_error", "code": e.code}})
+            yield b"data: [DONE]\n\n"
+            return
+        finish = _finish(final)
+        if plan.active:
+            content, tool_calls = plan.parse("".join(buffered) or str(final.get("text", "")))
+            if tool_calls:
+                yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(tool_calls)]})
+                finish = "tool_calls"
+            elif content:
+                yield chunk({"content": content})
+        yield chunk({}, finish)
+        if include_usage:
+            yield _sse({**base, "choices": [], "usage": _usage(final)})
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# ── completions ─────────────────────────────────────────────────────────────
+@router.post("/completions", responses=RESPONSES)
+async def completions(body: CompletionRequest, who: Principal = Who, svc: Services = Svc,
+                      x_llmos_priority: str | None = Header(None)) -> Response:
+    body.check()
+    prio = priority_from_header(x_llmos_priority)
+    base_args: dict[str, Any] = {}
+    for k, v in (("max_tokens", body.max_tokens), ("temperature", body.temperature),
+                 ("top_p", body.top_p), ("seed", body.seed), ("priority", prio),
+                 ("model", _model_arg(svc, body.model))):
+        if v is not None:
+            base_args[k] = v
+    if body.stops():
+        base_args["stop"] = body.stops()
+    cid = "cmpl-" + uuid.uuid4().hex[:24]
+    created = int(time.time())
+    base = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
+    if body.stream:
+        prompt = body.prompts()[0] if len(body.prompts()) == 1 else None
+        if prompt is None:
+            raise InvalidArgument("prompt: streaming takes one prompt", field="prompt",
+                                  expected="a single string when stream=true")
+        gen = _stream(svc, who, {**base_args, "prompt": prompt})
+        head, ended = await _prime(gen)
+
+        async def events() -> AsyncIterator[bytes]:
+            final: dict[str, Any] = {}
+            if body.echo:
+                yield _sse({**base, "choices": [{"index": 0, "text": prompt, "logprobs": None,
+                                                 "finish_reason": None}]})
+            try:
+                async def items() -> AsyncIterator[Any]:
+                    for it in head:
+                        yield it
+                    if not ended:
+                        async for it in gen:
+                            yield it
+
+                async for item in items():
+                    text = _chunk_text(item)
+                    if text is None:
+                        final = _final_value(item)
+                    elif text:
+                        yield _sse({**base, "choices": [{"index": 0, "text": text, "logprobs": None,
+                                                         "finish_reason": None}]})
+            except LLMOSError as e:
+                yield _sse({"error": {"message": e.message, "type": "server_error", "code": e.code}})
+                yield b"data: [DONE]\n\n"
+                return
+            yield _sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                             "finish_reason": _finish(final)}]})
+            if body.stream_options and body.stream_options.include_usage:
+                yield _sse({**base, "choices": [], "usage": _usage(final)})
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    jobs = [(p, {**base_args, "prompt": p}) for p in body.prompts() for _ in range(body.n)]
+    finals = await asyncio.gather(*(call(svc, who, "llm.generate", a) for _, a in jobs))
+    choices = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for i, ((prompt, _), final) in enumerate(zip(jobs, finals, strict=True)):
+        text = str(final.get("text", ""))
+        choices.append({"index": i, "text": (prompt + text) if body.echo else text, "logprobs": None,
+                        "finish_reason": _finish(final)})
+        u = _usage(final)
+        usage = {k: usage[k] + u[k] for k in usage}
+        svc.metrics.observe_ttft(_ttft(final))
+    return JSONResponse({**base, "choices": choices, "usage": usage,
+                         "llmos": {"pids": [f.get("pid") for f in finals]}})
+
+
+# ── embeddings ──────────────────────────────────────────────────────────────
+@router.post("/embeddings", responses=RESPONSES)
+async def embeddings(body: EmbeddingRequest, who: Principal = Who, svc: Services = Svc) -> Response:
+    from llmos.kernel import SYSCALLS
+
+    if "llm.embed" not in SYSCALLS:
+        raise ApiError(400, "unsupported", f"model {body.model!r} does not compute embeddings here",
+                       field="model", expected="a model whose engine supports embeddings",
+                       hint="this kernel has no llm.embed syscall")
+    args: dict[str, Any] = {"input": body.inputs()}
+    if _model_arg(svc, body.model) is not None:
+        args["model"] = body.model
+    res = await call(svc, who, "llm.embed", args)
+    vectors = res.get("embeddings", res) if isinstance(res, dict) else res
+    data = []
+    for i, v in enumerate(vectors):
+        v = list(v)[: body.dimensions] if body.dimensions else list(v)
+        if body.encoding_format == "base64":
+            import base64
+            import struct
+
+            v = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": v})
+    tokens = int(res.get("tokens", 0)) if isinstance(res, dict) else 0
+    return JSONResponse({"object": "list", "data": data, "model": body.model,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -1,0 +1,49 @@
+"""Daemon commands: ``llmos serve`` (REST + OpenAI API + dashboard) and ``llmos mcp``."""
+
+from __future__ import annotations
+
+import typer
+
+from llmos.cli import state
+
+__all__ = ["register", "serve", "mcp"]
+
+
+def serve(
+    host: str = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", min=0, max=65535, help="Port (default 8420; 0: any free one)."),
+    allow_remote: bool = typer.Option(False, "--allow-remote",
+                                      help="Allow a non-loopback --host (clients still need a token)."),
+) -> None:
+    """Run the LLM OS daemon: REST API, OpenAI-compatible API, metrics and the dashboard.
+
+    Example: llmos serve --port 8420
+    """
+    from llmos.api.server import dashboard_url
+    from llmos.api.server import serve as run
+
+    cfg = state.config(host=host, port=port)
+
+    def ready(url: str, token: str) -> None:
+        typer.echo(f"llmos daemon on {url}  (state: {cfg.home})")
+        typer.echo(f"dashboard:  {dashboard_url(url, token)}")
+        typer.echo(f"OpenAI API: {url}/v1   (api key: the admin token in {cfg.home / 'admin.token'})")
+        typer.echo("stop with Ctrl-C")
+
+    run(cfg, allow_remote=allow_remote, on_ready=ready)
+
+
+def mcp() -> None:
+    """Serve runs, processes and memory as MCP tools over stdio (for MCP clients).
+
+    Uses the running daemon when there is one, else an in-process kernel.
+    Example (client config): {"command": "llmos", "args": ["mcp"]}
+    """
+    from llmos.api.mcp_server import run_stdio
+
+    run_stdio(state.config())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(mcp)
