@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
     from llmos.llm.server import ManagedServer
 
 __all__ = ["OpenAIEngine", "PriorityAdmission"]
+
+log = logging.getLogger("llmos.llm.openai")
 
 # ── named defaults (seconds unless named otherwise) ──────────────────────────
 REMOTE_MAX_IN_FLIGHT = 8           # requests streaming from one server at once
@@ -140,6 +143,23 @@ class OpenAIEngine(Engine):
                  headers: Mapping[str, str] | None = None, policy: StepPolicy | None = None,
                  server: ManagedServer | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``base_url`` ends with ``/v1``; ``model`` is the id the server knows.
+
+        - ``api_key`` or ``api_key_env`` (the variable holding it): sent as a Bearer token.
+        - ``context_length``: tokens per request (0/None: unknown; the server checks).
+        - ``max_in_flight`` / ``queue_max``: admission (see NOTE); ``policy`` orders it.
+        - ``connect_timeout_s``, ``read_timeout_s`` (longest silence), ``request_timeout_s``
+          (longest one stream may take); ``retries`` / ``backoff_s``: connection failures only.
+        - ``stream_usage``: ask for ``stream_options.include_usage`` (else tokens are counted).
+        - ``response_format``: how a JSON schema is sent: OpenAI's ``json_schema``, or
+          ``json_object`` + ``schema`` (llama-cpp-python's server).
+        - ``grammar_field``: the body field a server takes a grammar in (none: refused).
+        - ``chat_resume``: body fields that make the server continue a trailing assistant
+          message (``{}`` for llama.cpp's server and Ollama); None: chat requests are never
+          preempted or suspended.
+        - ``extra_body`` / ``headers``: added to every request; ``server``: a ManagedServer
+          started and stopped with the engine; ``transport``: an httpx transport (tests).
+        """
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidRequest(f"base_url: expected an http(s) URL, got {base_url!r}",
                                  field="base_url", expected="http(s) URL such as http://127.0.0.1:8000/v1")
@@ -238,7 +258,7 @@ class OpenAIEngine(Engine):
             raise ContextOverflow(
                 f"max_tokens ({request.params.max_tokens}) does not fit the context of "
                 f"{self.model} ({self._ctx} tokens)", hint="lower max_tokens")
-        text = _prompt_text(request)
+        text = wire.prompt_text(request)
         if self._ctx and len(text) // REMOTE_MAX_CHARS_PER_TOKEN + request.params.max_tokens > self._ctx:
             raise ContextOverflow(
                 f"prompt (at least {len(text) // REMOTE_MAX_CHARS_PER_TOKEN} tokens) + max_tokens "
@@ -314,6 +334,8 @@ class OpenAIEngine(Engine):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not self._embeddings:
             raise EngineError(f"{self.name} engine for {self.model} was built without embeddings")
+        if self._closed:
+            raise EngineError("engine is closed")
         if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
             raise InvalidRequest("texts: expected a non-empty list of strings", field="texts",
                                  expected="non-empty list of strings")
@@ -419,7 +441,10 @@ class OpenAIEngine(Engine):
             if r.task is me:
                 r.task = None
             if not self._closed:
-                self.step()
+                try:
+                    self.step()
+                except Exception:   # a failing policy must not vanish inside a task
+                    log.exception("step policy %s failed", type(self.policy).__name__)
 
     async def _stream(self, r: _Req, me: asyncio.Task | None) -> str | None:
         """Send one segment of ``r`` and deliver its chunks; returns the finish reason."""
@@ -481,34 +506,10 @@ class OpenAIEngine(Engine):
         return self._client.stream("POST", url, json=body, headers=self._auth())
 
     async def _connect(self, make: Any) -> Any:
-        """Open a request (``make()``: a coroutine or a stream context manager to enter) with
-        retries on connection failures only; returns the response / entered stream manager."""
-        attempt = 0
-        while True:
-            try:
-                obj = make()
-                if hasattr(obj, "__aenter__"):
-                    return _Entered(obj, await obj.__aenter__())
-                return await obj
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
-                if attempt >= self._retries or self._closed:
-                    raise RemoteUnavailable(
-                        f"cannot connect to remote server {self.base_url} "
-                        f"({type(e).__name__}, {attempt + 1} attempt{'s' if attempt else ''})",
-                        hint=f"is a server running at {self.base_url}? "
-                             "(check base_url under [[remote]] in config.toml)") from e
-                await asyncio.sleep(min(REMOTE_BACKOFF_MAX_S, self._backoff_s * (2 ** attempt)))
-                if self._server is not None:   # a managed child may be restarting: wait for it
-                    await self._server.wait_ready()
-                attempt += 1
-            except httpx.TimeoutException as e:
-                raise RemoteUnavailable(f"remote server {self.base_url} timed out ({type(e).__name__})",
-                                        hint=f"check the server at {self.base_url}") from e
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-                raise RemoteUnavailable(
-                    f"remote server {self.base_url} dropped the connection ({type(e).__name__}); "
-                    "not retried because the request may have reached it",
-                    hint=f"check the server at {self.base_url}") from e
+        wait = self._server.wait_ready if self._server is not None else None
+        return await wire.connect(make, base_url=self.base_url, retries=self._retries,
+                                  backoff_s=self._backoff_s, backoff_max_s=REMOTE_BACKOFF_MAX_S,
+                                  give_up=lambda: self._closed, wait_server=wait)
 
     def _deliver(self, r: _Req, piece: str) -> str | None:
         """Push one streamed piece; returns a finish reason when a local limit ends it."""
@@ -589,22 +590,3 @@ class OpenAIEngine(Engine):
                 timeout=self._timeout, transport=self._transport,
                 limits=httpx.Limits(max_connections=self._max_in_flight + 4,
                                     max_keepalive_connections=self._max_in_flight))
-
-
-class _Entered:
-    """A stream context manager already entered once (so retries happen before the body)."""
-
-    def __init__(self, cm: Any, value: Any) -> None:
-        self._cm, self._value = cm, value
-
-    async def __aenter__(self) -> Any:
-        return self._value
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._cm.__aexit__(*exc)
-
-
-def _prompt_text(req: GenerationRequest) -> str:
-    if req.prompt is not None:
-        return req.prompt
-    return "\n".join(f"{m.get('role')}: {m.get('content', '')}" for m in req.messages or ())

@@ -3,7 +3,9 @@
 Map:
 - ``request_body``: a ``GenerationRequest`` (plus any text already generated, when a
   preempted request resumes) as the JSON body of ``/chat/completions`` or ``/completions``.
+- ``connect``: open a request, retrying only while no connection could be made.
 - ``iter_sse``: the ``data:`` payloads of a streamed response.
+- ``prompt_text``: a request's prompt as plain text (for estimates).
 - ``finish_reason``: a server's finish reason in the engine's vocabulary.
 - ``error_fields`` / ``http_error``: a server's error body (OpenAI, FastAPI, Ollama or
   plain text) as one line, the offending field, and the matching error of the tree.
@@ -11,18 +13,20 @@ Map:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
 
-from llmos.errors import ContextOverflow, EngineError, InvalidRequest, RemoteError
+from llmos.errors import ContextOverflow, EngineError, InvalidRequest, RemoteError, RemoteUnavailable
 from llmos.llm.base import FinishReason, GenerationRequest
 
-__all__ = ["request_body", "iter_sse", "finish_reason", "error_fields", "http_error"]
+__all__ = ["request_body", "connect", "iter_sse", "prompt_text", "finish_reason", "error_fields",
+           "http_error"]
 
 _CONTEXT_RE = re.compile(r"context (length|size|window)|too long|maximum context|exceeds the available",
                          re.IGNORECASE)
@@ -71,6 +75,57 @@ def request_body(req: GenerationRequest, model: str, *, generated_text: str = ""
     return body
 
 
+async def connect(make: Callable[[], Any], *, base_url: str, retries: int, backoff_s: float,
+                  backoff_max_s: float, give_up: Callable[[], bool] = lambda: False,
+                  wait_server: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """Open a request: ``make()`` returns a coroutine (awaited: the response) or a stream
+    context manager (entered: headers read; returned as a manager already entered).
+
+    Only failures to connect (refused, connect timeout, no pooled connection) are
+    retried, after ``backoff_s`` doubling up to ``backoff_max_s``, then ``wait_server()``
+    (a managed server that may be restarting). Anything after the request could have
+    reached the server is raised at once as RemoteUnavailable."""
+    attempt = 0
+    while True:
+        try:
+            obj = make()
+            if hasattr(obj, "__aenter__"):
+                return _Entered(obj, await obj.__aenter__())
+            return await obj
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            if attempt >= retries or give_up():
+                raise RemoteUnavailable(
+                    f"cannot connect to remote server {base_url} "
+                    f"({type(e).__name__}, {attempt + 1} attempt{'s' if attempt else ''})",
+                    hint=f"is a server running at {base_url}? "
+                         "(check base_url under [[remote]] in config.toml)") from e
+            await asyncio.sleep(min(backoff_max_s, backoff_s * (2 ** attempt)))
+            if wait_server is not None:
+                await wait_server()
+            attempt += 1
+        except httpx.TimeoutException as e:
+            raise RemoteUnavailable(f"remote server {base_url} timed out ({type(e).__name__})",
+                                    hint=f"check the server at {base_url}") from e
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            raise RemoteUnavailable(
+                f"remote server {base_url} dropped the connection ({type(e).__name__}); "
+                "not retried because the request may have reached it",
+                hint=f"check the server at {base_url}") from e
+
+
+class _Entered:
+    """A stream context manager already entered once (so retries happen before the body)."""
+
+    def __init__(self, cm: Any, value: Any) -> None:
+        self._cm, self._value = cm, value
+
+    async def __aenter__(self) -> Any:
+        return self._value
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._cm.__aexit__(*exc)
+
+
 async def iter_sse(resp: httpx.Response) -> AsyncIterator[str]:
     """The payload of each SSE ``data:`` line. OpenAI-compatible servers put one JSON
     object on each line, and some omit the blank line between events, so every data
@@ -82,6 +137,12 @@ async def iter_sse(resp: httpx.Response) -> AsyncIterator[str]:
         payload = value.strip()
         if payload:
             yield payload
+
+
+def prompt_text(req: GenerationRequest) -> str:
+    if req.prompt is not None:
+        return req.prompt
+    return "\n".join(f"{m.get('role')}: {m.get('content', '')}" for m in req.messages or ())
 
 
 def finish_reason(raw: Any) -> FinishReason:
