@@ -49,6 +49,7 @@ async def put(k: Kernel, call: Call, a: PutArgs) -> dict:
 
 
 async def get(k: Kernel, call: Call, a: KeyArgs) -> dict:
+    await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return k.memory.get(call.agent.id, a.key)
 
 
@@ -59,6 +60,7 @@ async def delete(k: Kernel, call: Call, a: KeyArgs) -> dict:
 
 
 async def search(k: Kernel, call: Call, a: SearchArgs) -> dict:
+    await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return {"results": k.memory.search(call.agent.id, a.query, a.limit)}
 
 
@@ -69,6 +71,7 @@ async def append(k: Kernel, call: Call, a: AppendArgs) -> dict:
 
 
 async def context(k: Kernel, call: Call, a: ContextArgs) -> dict:
+    await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return {"messages": k.memory.context(call.agent.id, a.limit)}
 
 

@@ -95,6 +95,8 @@ async def nice(k: Kernel, call: Call, a: NiceArgs) -> dict:
 async def get(k: Kernel, call: Call, a: GetArgs) -> dict:
     p = k.procs.get(a.pid)
     call.check(ProcRef(p.pid, p.owner))
+    if a.history:
+        await k.journal.durable()    # the history is read back from the journal
     return k.view(p, history=a.history)
 
 

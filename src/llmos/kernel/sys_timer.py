@@ -53,6 +53,7 @@ async def set_(k: Kernel, call: Call, a: SetArgs) -> dict:
 
 
 async def cancel(k: Kernel, call: Call, a: IdArgs) -> dict:
+    await k.journal.durable()    # finished timers are read back from the journal
     t = k.timers.get(a.id)
     call.check(ProcRef(0, t.owner))     # own timers, or the 'others' capability
     t = k.timers.cancel(a.id)
@@ -62,6 +63,8 @@ async def cancel(k: Kernel, call: Call, a: IdArgs) -> dict:
 
 async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
     owner = None if call.agent.caps.others else call.agent.id
+    if a.all:
+        await k.journal.durable()
     return {"timers": [t.to_dict() for t in k.timers.list(owner, include_done=a.all, limit=a.limit)]}
 
 
