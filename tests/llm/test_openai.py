@@ -728,3 +728,42 @@ def test_request_body_resume_forms():
                              extra_body={"keep_alive": "5m"})
     assert body["messages"][-1] == {"role": "assistant", "content": "par"}
     assert body["continue_final_message"] is True and body["keep_alive"] == "5m"
+
+
+# ── against the project's own OpenAI-compatible API (/v1, FakeEngine behind the kernel) ─
+async def test_against_llmos_own_v1_api(config):
+    from llmos.api.app import create_app, lifespan_services
+    from llmos.hal.fake import FakeHAL
+    from llmos.llm.fake import FakeEngine
+    from llmos.tools.registry import default_registry
+
+    fake = FakeEngine("alpha beta gamma delta", model="fake")
+    app = create_app(config, engines={"fake": fake}, tools=default_registry(), hal=FakeHAL(),
+                     preload_models=False)
+    async with lifespan_services(app) as svc:
+        eng = OpenAIEngine("http://llmos.test/v1", "fake", api_key=svc.tokens.admin_token(),
+                           transport=httpx.ASGITransport(app=app))
+        try:
+            done = await eng.generate(chat("hello", max_tokens=3))
+            full = await eng.generate(prompt("p", stop=["gamma"]))
+        finally:
+            await eng.close()
+        eng = OpenAIEngine("http://llmos.test/v1", "no-such-model", api_key=svc.tokens.admin_token(),
+                           transport=httpx.ASGITransport(app=app))
+        try:
+            with pytest.raises(EngineError) as ei:
+                await eng.generate(chat("hello"))
+        finally:
+            await eng.close()
+        eng = OpenAIEngine("http://llmos.test/v1", "fake", api_key="wrong",
+                           transport=httpx.ASGITransport(app=app))
+        try:
+            with pytest.raises(RemoteError) as bad_key:
+                await eng.generate(chat("hello"))
+        finally:
+            await eng.close()
+    assert type(ei.value) is RemoteError and "404" in str(ei.value) and "no-such-model" in str(ei.value)
+    assert "401" in str(bad_key.value) and "refused the API key" in bad_key.value.hint
+    assert done.text == "alpha beta gamma" and done.finish_reason == "length"
+    assert done.usage.completion_tokens == 3 and done.usage.prompt_tokens > 0
+    assert full.text == "alpha beta " and full.finish_reason == "stop"

@@ -576,7 +576,7 @@ class OpenAIEngine(Engine):
 
     def _http_error(self, status: int, content: bytes) -> EngineError:
         return wire.http_error(status, content, base_url=self.base_url, model=self.model,
-                               api_key_env=self._api_key_env)
+                               api_key_env=self._api_key_env, key_sent=bool(self._api_key))
 
     def _auth(self) -> dict[str, str]:
         h = dict(self._headers)

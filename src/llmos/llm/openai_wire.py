@@ -174,7 +174,7 @@ def error_fields(content: bytes) -> tuple[str, str | None, str | None]:
 
 
 def http_error(status: int, content: bytes, *, base_url: str, model: str,
-               api_key_env: str | None = None) -> EngineError:
+               api_key_env: str | None = None, key_sent: bool = False) -> EngineError:
     """The error of the tree for an HTTP error status from the server at ``base_url``."""
     msg, param, code = error_fields(content)
     where = f"remote server {base_url}"
@@ -188,6 +188,8 @@ def http_error(status: int, content: bytes, *, base_url: str, model: str,
         if api_key_env:
             state = "is set; check its value" if os.environ.get(api_key_env) else "is not set"
             hint = f"the API key comes from ${api_key_env}, which {state}"
+        elif key_sent:
+            hint = "the server refused the API key; check it"
         else:
             hint = "this server needs an API key: set api_key_env under [[remote]] in config.toml"
     elif status == 404:
