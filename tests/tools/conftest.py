@@ -44,8 +44,8 @@ def reg():
 @pytest.fixture
 def call(reg, ctx):
     """call(name, **args) -> ToolResult, in the test's workspace."""
-    def _call(name, _ctx=None, **args):
-        return reg.call(name, args, _ctx or ctx)
+    def _call(_tool, _ctx=None, **args):
+        return reg.call(_tool, args, _ctx or ctx)
     return _call
 
 

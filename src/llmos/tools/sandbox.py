@@ -289,7 +289,8 @@ class Sandbox:
         venv_bin = os.path.dirname(self.python_argv()[0])
         env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
                "LANG": "C.UTF-8", "USER": "sandbox", "LOGNAME": "sandbox", "PYTHONUNBUFFERED": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib",
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(workdir),   # workspace modules import
+               "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         a += ["--chdir", str(workdir), "--clearenv"]
         for k, v in env.items():
@@ -322,18 +323,19 @@ class Sandbox:
             if self._cgroup_base:
                 cg = _PidsCgroup(self._cgroup_base, lim.nproc + 2)   # + bwrap's two processes
                 argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cg.procs_file, *argv]
-            return self._supervise(argv, lim, cg)
+            return self._supervise(argv, lim, cg, str(workdir))
         finally:
             if cg:
                 cg.close()
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _supervise(self, argv: list[str], lim: SandboxLimits, cg: _PidsCgroup | None) -> SandboxResult:
+    def _supervise(self, argv: list[str], lim: SandboxLimits, cg: _PidsCgroup | None,
+                   cwd: str) -> SandboxResult:
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
+                                    stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"}, cwd=cwd,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             raise SandboxError(f"cannot start bubblewrap: {exc.strerror}") from exc

@@ -97,8 +97,8 @@ def expand(ctx: ToolContext, pattern: str, mode: PathMode, *, field: str = "path
             continue
         # reads follow a matched link (and check where it leads); writes act on the link
         # itself, but the directories above it may be links too: check its parent
-        if mode == "r":
-            out.append(ctx.resolve(str(m), "r", field=field))
+        if mode == "r" or m.name in ("", ".", ".."):
+            out.append(ctx.resolve(str(m), mode, field=field))
         else:
             out.append(ctx.resolve(str(m.parent), "w", field=field) / m.name)
         if len(out) > GLOB_MAX_MATCHES:

@@ -80,7 +80,9 @@ def _execute(ctx: ToolContext, a: dict, command: list[str], what: str,
 
 
 def python_run(ctx: ToolContext, a: dict) -> ToolResult:
-    py = _sandbox(ctx).python_argv()
+    sb = _sandbox(ctx)
+    sb.check()                      # refuse before writing anything
+    py = sb.python_argv()
     if a.get("save_as"):
         p = ctx.resolve(a["save_as"], "w", field="save_as")
         write_text(p, a["code"] if a["code"].endswith("\n") else a["code"] + "\n")

@@ -27,7 +27,7 @@ from llmos.types import Risk
 
 LINES_OUT_MAX = 2000     # most lines returned in a tool's output (the saved file has all)
 TEXT_FILE_MAX_BYTES = 16 << 20
-_NUM = re.compile(r"[-+]?(?:\d[\d_]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+_NUM = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d[\d_]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _lines(ctx: ToolContext, path: str) -> list[str]:
