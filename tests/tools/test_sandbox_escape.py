@@ -79,8 +79,8 @@ def test_no_network(sandbox, ws):
     port = srv.getsockname()[1]
     code = ("import socket\nfor host in ('127.0.0.1', '1.1.1.1', '10.0.0.1'):\n"
             "    s = socket.socket(); s.settimeout(1)\n"
-            "    try:\n        s.connect((host, %d)); print('CONNECTED', host)\n"
-            "    except OSError as e:\n        print('BLOCKED', host, e.strerror)\n") % port
+            f"    try:\n        s.connect((host, {port})); print('CONNECTED', host)\n"
+            "    except OSError as e:\n        print('BLOCKED', host, e.strerror)\n")
     try:
         r = run_py(sandbox, ws, code)
         with pytest.raises(OSError):
@@ -156,8 +156,8 @@ def test_no_privileges_inside(sandbox, ws):
     lines = r.stdout.split()
     assert "0000000000000000" in lines and "65534" in lines and "sandbox" in lines
     assert int(lines[-2]) < 10          # own PID namespace: host processes are invisible
-    r = run_py(sandbox, ws, "import os\ntry:\n    os.kill(%d, 0); print('SEEN')\nexcept OSError:\n"
-                            "    print('HIDDEN')" % os.getpid())
+    r = run_py(sandbox, ws, f"import os\ntry:\n    os.kill({os.getpid()}, 0); print('SEEN')\n"
+                            "except OSError:\n    print('HIDDEN')")
     assert "HIDDEN" in r.stdout
     r = run_sh(sandbox, ws, "unshare -U -r true && echo NESTED || echo REFUSED")
     assert "REFUSED" in r.stdout
