@@ -67,10 +67,32 @@ async def api(config, script):
             yield Api(client, svc, engine, app, token)
 
 
+def start_daemon(config, script: Any = None) -> ServerThread:
+    """A started daemon thread on a FakeEngine (``.engine``); the caller stops it."""
+    engine = FakeEngine(script, model="fake")
+    srv = ServerThread(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL(),
+                       preload_models=False)
+    srv.engine = engine
+    return srv.start()
+
+
 @pytest.fixture
 def daemon(config, script):
-    engine = FakeEngine(script, model="fake")
-    with ServerThread(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL(),
-                      preload_models=False) as srv:
-        srv.engine = engine
-        yield srv
+    srv = start_daemon(config, script)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def daemon_factory():
+    """``start_daemon`` for module-scoped fixtures (conftest is not importable by name)."""
+    return start_daemon
+
+
+@pytest.fixture(scope="module")
+def module_config(tmp_path_factory):
+    """A config on a state directory shared by one module's tests (for a shared daemon)."""
+    from llmos.config import load_config
+
+    home = tmp_path_factory.mktemp("llmos-home")
+    return load_config(env={"LLMOS_HOME": str(home)})

@@ -134,15 +134,28 @@ def _sse(obj: Any) -> bytes:
 
 
 # ── models ──────────────────────────────────────────────────────────────────
-async def registry_models(svc: Services) -> list[Any]:
-    """The model registry's list, read once per daemon in a thread (GGUF headers are slow
-    to parse) and started at boot so the first ``/v1/models`` does not wait for it."""
+def _registry_names(config: Any) -> list[tuple[str, str]]:
+    """(name, kind) of every model the registry knows, without reading GGUF headers
+    (that parse takes seconds; /v1/models needs names only)."""
+    from llmos.llm.models import embedded_model_path
+
+    out: list[tuple[str, str]] = []
+    try:
+        embedded_model_path()
+        out.append((params.DEFAULT_MODEL, "embedded"))
+    except LLMOSError:
+        pass
+    out += [(name, "gguf") for name, _ in config.models]
+    out += [(r.name, "remote") for r in config.remotes]
+    return out
+
+
+async def registry_models(svc: Services) -> list[tuple[str, str]]:
+    """The registry's model names, looked up once per daemon (in a thread)."""
     task = svc.extra.get("registry_models")
     if task is None:
-        from llmos.llm.models import list_models
-
         task = svc.extra["registry_models"] = asyncio.ensure_future(
-            asyncio.to_thread(list_models, svc.config))
+            asyncio.to_thread(_registry_names, svc.config))
     try:
         return list(await asyncio.shield(task))
     except LLMOSError:
@@ -160,10 +173,9 @@ async def models(who: Principal = Who, svc: Services = Svc) -> dict:
             if mid and mid not in seen:
                 seen[mid] = {"id": mid, "object": "model", "created": int(svc.started),
                              "owned_by": "llmos", "engine": str(name)}
-    for m in await registry_models(svc):
-        seen.setdefault(m.name, {"id": m.name, "object": "model", "created": int(svc.started),
-                                 "owned_by": "llmos", "kind": m.kind,
-                                 "context_length": m.context_length})
+    for name, kind in await registry_models(svc):
+        seen.setdefault(name, {"id": name, "object": "model", "created": int(svc.started),
+                               "owned_by": "llmos", "kind": kind})
     return {"object": "list", "data": list(seen.values())}
 
 
@@ -341,6 +353,7 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
 # ── embeddings ──────────────────────────────────────────────────────────────
 @router.post("/embeddings", responses=RESPONSES)
 async def embeddings(body: EmbeddingRequest, who: Principal = Who, svc: Services = Svc) -> Response:
+    body.check()
     from llmos.kernel import SYSCALLS
 
     if "llm.embed" not in SYSCALLS:

@@ -20,6 +20,7 @@ __all__ = ["ChatMessage", "FunctionDef", "ToolDef", "ToolChoiceFunction", "Respo
 
 N_MAX = 8          # most choices per request
 STOP_MAX = 4       # most stop strings (as OpenAI)
+EMBED_MAX = 2048   # most inputs per embeddings request (as OpenAI)
 
 
 def _bad(field: str, message: str, expected: str) -> InvalidArgument:
@@ -174,7 +175,7 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(max_length=N_MAX)
+    prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1, le=1 << 20)
     echo: bool = False
     suffix: str | None = None
@@ -187,6 +188,8 @@ class CompletionRequest(_Sampling):
         if self.suffix:
             raise _bad("suffix", "fill-in-the-middle is not supported by this server", "null")
         prompts = self.prompts()
+        if len(prompts) > N_MAX:
+            raise _bad("prompt", f"{len(prompts)} prompts", f"at most {N_MAX} prompts")
         if not prompts or any(not p for p in prompts):
             raise _bad("prompt", "empty prompt", "a non-empty string or a list of them")
         if len(prompts) * self.n > N_MAX:
@@ -199,10 +202,15 @@ class CompletionRequest(_Sampling):
 
 class EmbeddingRequest(_Body):
     model: str = Field(min_length=1, max_length=200)
-    input: str | list[str] = Field(max_length=2048)
+    input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, le=65536)
     user: str | None = Field(None, max_length=256)
+
+    def check(self) -> None:
+        items = self.inputs()
+        if not items or len(items) > EMBED_MAX or any(not x for x in items):
+            raise _bad("input", "empty, or too many inputs", f"1..{EMBED_MAX} non-empty strings")
 
     def inputs(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)

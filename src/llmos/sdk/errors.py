@@ -33,11 +33,14 @@ class DaemonError(E.LLMOSError):
 
 
 def _classes() -> dict[str, type[E.LLMOSError]]:
+    """code -> class, for the classes of ``llmos.errors`` only (so the answer does not
+    depend on which other modules this process happened to import)."""
     out: dict[str, type[E.LLMOSError]] = {}
     stack: list[type[E.LLMOSError]] = [E.LLMOSError]
     while stack:
         cls = stack.pop()
-        out.setdefault(cls.code, cls)
+        if cls.__module__ == E.__name__:
+            out.setdefault(cls.code, cls)
         stack.extend(cls.__subclasses__())
     return out
 
