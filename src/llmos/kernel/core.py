@@ -437,7 +437,7 @@ class Kernel:
         else:
             sleeper = asyncio.ensure_future(self.clock.sleep(timeout_s))
             try:
-                await asyncio.wait([asyncio.shield(fut), sleeper], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([fut, sleeper], return_when=asyncio.FIRST_COMPLETED)   # never cancels fut
             finally:
                 sleeper.cancel()
         return p, p.state.finished

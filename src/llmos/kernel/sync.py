@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmos.config import Config
+from llmos.errors import KernelError
 from llmos.kernel.core import Kernel
 from llmos.kernel.result import SyscallResult
 
@@ -56,6 +57,9 @@ class SyncKernel:
             raise
 
     def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        if self._loop.is_closed():
+            coro.close()
+            raise KernelError("this SyncKernel is closed", hint="open a new one")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def syscall(self, agent_id: str, name: str, args: dict | None = None) -> SyscallResult:
