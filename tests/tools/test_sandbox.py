@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -107,3 +111,45 @@ def test_python_prefixes_are_bound_read_only(sandbox):
     ro = sandbox._python_ro()
     assert all(not p.startswith("/usr") for p in ro)
     assert all(Path(p).exists() for p in ro)
+
+
+NOBODY = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from llmos.tools.sandbox import Sandbox, SandboxLimits
+sb = Sandbox(python="/usr/bin/python3", limits=SandboxLimits(timeout_s=5, nproc=12))
+ws = Path(sys.argv[2])
+fork = ("import os, time\\nok = 0\\nfor i in range(60):\\n    try:\\n        pid = os.fork()\\n"
+        "    except OSError:\\n        continue\\n    if pid == 0:\\n        time.sleep(1); os._exit(0)\\n"
+        "    ok += 1\\nprint(ok)")
+r1 = sb.run(["/usr/bin/python3", "-c", fork], workdir=ws)
+r2 = sb.run(["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; wait"], workdir=ws)
+r3 = sb.run(["/bin/sh", "-c", "id -u; echo ok > f.txt; cat /etc/shadow"], workdir=ws)
+print(json.dumps({"how": sb.info()["process_limit"], "forked": r1.stdout.strip(), "bomb": r2.limit,
+                  "id": r3.stdout.split()[0], "shadow": r3.exit_code}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root (to become nobody), setpriv and /usr/bin/python3")
+def test_as_a_normal_user_the_process_limit_is_an_rlimit(sandbox):
+    """The usual deployment: not root, so RLIMIT_NPROC (in the sandbox's user namespace)
+    caps the processes. Run the sandbox as nobody to check that path too."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    ws = tempfile.mkdtemp(prefix="llmos-nobody-")
+    try:
+        os.chmod(ws, 0o777)
+        p = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                            "/usr/bin/python3", "-c", NOBODY, src, ws],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0 and ("Permission denied" in p.stderr or "ModuleNotFound" in p.stderr):
+            pytest.skip(f"nobody cannot run the source tree here: {p.stderr.strip()[-200:]}")
+        assert p.returncode == 0, p.stderr
+        got = json.loads(p.stdout.strip().splitlines()[-1])
+        assert got["how"].startswith("RLIMIT_NPROC")
+        assert int(got["forked"]) < 12 and got["bomb"] in ("nproc", "timeout")
+        assert got["id"] == "65534" and got["shadow"] != 0
+        assert Path(ws, "f.txt").read_text() == "ok\n"
+    finally:
+        shutil.rmtree(ws, ignore_errors=True)

@@ -275,15 +275,17 @@ class _Validator:
     """JSON-schema validation with errors that name the field and the expectation."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        import jsonschema
-
         self._schema = dict(schema)
-        self._v = jsonschema.Draft202012Validator(self._schema)
+        self._v: Any = None           # compiled on first use (jsonschema takes ~0.2 s to import)
 
     def validate(self, tool: str, args: Any) -> None:
         if not isinstance(args, dict):
             raise InvalidArgument(f"{tool}: arguments: expected an object, got {_short(args)}",
                                   field="arguments", expected="an object")
+        if self._v is None:
+            import jsonschema
+
+            self._v = jsonschema.Draft202012Validator(self._schema)
         errs = sorted(self._v.iter_errors(args), key=lambda e: (len(e.absolute_path), e.validator))
         if not errs:
             return

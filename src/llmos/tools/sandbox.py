@@ -64,7 +64,8 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime"
 _ETC_NET = ("resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf", "ssl", "ca-certificates",
             "ca-certificates.conf")
 _MEMORY_MARKS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
-_NPROC_MARKS = ("Resource temporarily unavailable", "Cannot fork", "fork: retry", "can't fork")
+_FORK_MARKS = ("Cannot fork", "fork: retry", "can't fork", "fork: Resource temporarily unavailable")
+_NPROC_MARKS = ("Resource temporarily unavailable", *_FORK_MARKS)
 
 _LAUNCHER = r"""
 import os, resource as r, sys
@@ -395,7 +396,8 @@ def _explain(res: SandboxResult, stopped: str | None, lim: SandboxLimits, pid_hi
         res.limit, res.reason = "fsize", f"a file passed the size limit ({lim.fsize_bytes} bytes)"
     elif res.exit_code != 0 and any(m in tail for m in _MEMORY_MARKS):
         res.limit, res.reason = "memory", f"ran out of its memory limit ({lim.memory_bytes >> 20} MiB)"
-    elif pid_hits or (res.exit_code != 0 and any(m in tail for m in _NPROC_MARKS)):
+    elif pid_hits or any(m in tail for m in _FORK_MARKS) or (
+            res.exit_code != 0 and any(m in tail for m in _NPROC_MARKS)):
         res.limit, res.reason = "nproc", f"hit the process limit ({lim.nproc} processes)"
     elif sig:
         try:
