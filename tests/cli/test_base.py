@@ -52,3 +52,11 @@ def test_errors_are_logged(home, capsys):
 def test_usage_errors_do_not_trace(argv, capsys):
     assert main(argv) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_doctor_reports_every_check(home, capsys):
+    rc = main(["doctor"])
+    out = capsys.readouterr().out
+    for name in ("python", "state directory", "model", "engine", "sandbox", "sqlite"):
+        assert name in out
+    assert rc in (0, 1) and (rc == 0) == ("FAIL" not in out)

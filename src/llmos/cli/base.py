@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
-import shutil
 import sqlite3
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -149,16 +147,14 @@ def _checks() -> list[Check]:
         out.append(Check("constrained decoding", True, "llguidance"))
     except Exception as e:  # noqa: BLE001
         out.append(Check("constrained decoding", False, str(e), "pip install llguidance"))
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        out.append(Check("sandbox", False, "bubblewrap (bwrap) not found",
-                         "apt-get install bubblewrap (make does this when run as root)"))
-    else:
-        r = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "true"],
-                           capture_output=True, text=True, timeout=10)
-        out.append(Check("sandbox", r.returncode == 0,
-                         "bubblewrap works" if r.returncode == 0 else r.stderr.strip()[:120],
-                         "" if r.returncode == 0 else "user namespaces may be disabled on this host"))
+    from llmos.tools.sandbox import default_sandbox
+
+    try:
+        info = default_sandbox().info()
+        out.append(Check("sandbox", True, f"bubblewrap at {info['bwrap']}; processes limited by "
+                                          f"{info['process_limit']}"))
+    except LLMOSError as e:
+        out.append(Check("sandbox", False, e.message, e.hint or ""))
     fts = True
     try:
         sqlite3.connect(":memory:").execute("CREATE VIRTUAL TABLE t USING fts5(x)")
