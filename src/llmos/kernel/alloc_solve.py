@@ -28,12 +28,14 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from llmos.errors import AllocError, InvalidArgument
 from llmos.kernel.alloc_explain import explanation
+from llmos.kernel.alloc_large import LARGE_PAIRS, solve_large
 from llmos.kernel.alloc_model import Objective, Problem
 
 __all__ = ["Binding", "Solution", "Model", "solve", "lp_bound", "greedy", "evaluate", "diagnose",
            "alloc_error"]
 
 _TOL = 1e-6
+LARGE_GAP = 2e-3          # the large path stops within this relative gap of the LP bound
 
 
 @dataclass(frozen=True)
@@ -394,8 +396,13 @@ def _bindings(m: Model, x: np.ndarray, duals: np.ndarray | None) -> tuple[list[B
 
 def solve(problem: Problem, objective: Objective | str | Mapping[str, float], *,
           time_limit_s: float = 1.0, mip_rel_gap: float = 1e-4, duals: bool = True,
-          explain: bool = True) -> Solution:
-    """Solve to optimality within the time limit; greedy fallback when HiGHS has no solution."""
+          explain: bool = True, large: bool = True) -> Solution:
+    """Solve to optimality within the time limit; greedy fallback when HiGHS has no solution.
+
+    Problems with more than ``LARGE_PAIRS`` pairs and a linear objective take the
+    LP + repair + local-search path (``alloc_large``), stopping at a gap of
+    ``max(mip_rel_gap, LARGE_GAP)`` to the LP bound; ``large=False`` forces the plain MILP.
+    """
     t0 = time.perf_counter()
     obj = Objective.of(objective)
     m = Model(problem, obj)
@@ -404,48 +411,66 @@ def solve(problem: Problem, objective: Objective | str | Mapping[str, float], *,
                               expected="number > 0")
     if any(not t.optional and not problem.allowed[i].any() for i, t in enumerate(problem.tasks)):
         raise diagnose(m, time_limit_s)
-    if len(m.c) == 0:                     # nothing may run anywhere and every task is optional
-        res = _Trivial()
-    else:
-        res = milp(m.c, integrality=m.integrality, bounds=Bounds(np.zeros(len(m.ub)), m.ub),
-                   constraints=LinearConstraint(m.A, m.lo, m.hi),
-                   options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap})
     notes = list(problem.notes)
-    if res.status == 2:
-        raise diagnose(m, time_limit_s)
-    if res.x is not None and res.status in (0, 1):
-        x = res.x
-        method = "milp" if res.status == 0 else "milp (time limit)"
-        optimal = res.status == 0
-        bound = getattr(res, "mip_dual_bound", None)
-        if bound is not None and obj.single == "probability":
-            bound = -bound                    # HiGHS minimized −Σ p
-        if res.status == 1:
-            notes.append(f"HiGHS reached the {time_limit_s:g} s time limit; this is its best assignment")
-    else:
-        a = greedy(m)
-        if a is None:
-            if res.status == 1:
-                raise alloc_error(f"no assignment found within the {time_limit_s:g} s time limit "
-                                  "(greedy fallback could not place every task either)",
-                                  hint="raise the time limit or add capacity")
+    bounds_min: list[float] = []          # valid lower bounds on min m.c·x
+    row_duals = None
+    x = None
+    if large and not m.has_z and m.n_pairs > LARGE_PAIRS:
+        gap_target = max(mip_rel_gap, LARGE_GAP)
+        out = solve_large(m, time_limit_s, gap_target)
+        if out is None:
             raise diagnose(m, time_limit_s)
-        x = m.pairs_of(a)
-        method, optimal, bound = "greedy fallback", False, None
-        notes.append(f"HiGHS found no solution ({res.message.strip()}); "
-                     "used the greedy fallback (not proven optimal)")
+        xl, lb, row_duals, method = out
+        bounds_min.append(lb)
+        if not np.isnan(xl).any():
+            x = xl
+            optimal = abs(float(m.c @ x) - lb) <= gap_target * max(abs(float(m.c @ x)), 1e-9)
+            notes.append(f"large problem: LP relaxation, exact repair of the tasks it split, local search; "
+                         f"stops within {gap_target:.2%} of the LP bound")
+    if x is None:
+        left = max(0.05, time_limit_s - (time.perf_counter() - t0))
+        if len(m.c) == 0:                 # nothing may run anywhere and every task is optional
+            res = _Trivial()
+        else:
+            res = milp(m.c, integrality=m.integrality, bounds=Bounds(np.zeros(len(m.ub)), m.ub),
+                       constraints=LinearConstraint(m.A, m.lo, m.hi),
+                       options={"time_limit": left, "mip_rel_gap": mip_rel_gap})
+        if res.status == 2:
+            raise diagnose(m, time_limit_s)
+        if res.x is not None and res.status in (0, 1):
+            x = res.x
+            method = "milp" if res.status == 0 else "milp (time limit)"
+            optimal = res.status == 0
+            db = getattr(res, "mip_dual_bound", None)
+            if db is not None and math.isfinite(db):
+                bounds_min.append(float(db))
+            if res.status == 1:
+                notes.append(f"HiGHS reached the {time_limit_s:g} s time limit; this is its best assignment")
+        else:
+            a = greedy(m)
+            if a is None:
+                if res.status == 1:
+                    raise alloc_error(f"no assignment found within the {time_limit_s:g} s time limit "
+                                      "(greedy fallback could not place every task either)",
+                                      hint="raise the time limit or add capacity")
+                raise diagnose(m, time_limit_s)
+            x = m.pairs_of(a)
+            method, optimal = "greedy fallback", False
+            notes.append(f"HiGHS found no solution ({res.message.strip()}); "
+                         "used the greedy fallback (not proven optimal)")
     assign = m.assignment(x)
     if m.has_z:
         x = m.pairs_of(assign)
     totals = evaluate(problem, assign)
     value = _value(obj, totals)
-    row_duals = None
-    if duals and len(m.c):
+    if duals and row_duals is None and len(m.c):
         lp_val, row_duals = lp_bound(problem, obj, m)
-        if bound is None and not math.isnan(lp_val):
-            bound = lp_val
-    gap = None
-    if bound is not None and math.isfinite(bound):
+        if not math.isnan(lp_val):
+            bounds_min.append(-lp_val if obj.single == "probability" else lp_val)
+    bound = gap = None
+    if bounds_min:
+        bmin = max(bounds_min)
+        bound = -bmin if obj.single == "probability" else bmin
         gap = abs(value - bound) / max(abs(value), 1e-9)
     binding, slack = _bindings(m, x, row_duals)
     dual_map = {}
