@@ -23,7 +23,8 @@ its running set and the cap (``batch_cap`` ∧ ``budget.max_active``) its slots.
    first: first the ones this plan preempts, then paused ones that rank behind
    the newcomer. If that cannot make room the newcomer waits (and the victim
    paired with it is not preempted). When even the running batch cannot grow by
-   its next step, its least deserving members are swapped out.
+   its next step, resident sequences outside it are swapped out, then the
+   batch's least deserving members (never its last one).
 4. Preempted sequences keep their KV (``pause``) unless step 3 swapped them.
    A swapped sequence stays visible to the policy; listing it in ``run``
    restores it (engine contract).
@@ -94,7 +95,8 @@ class TokenPolicy:
             return v_of[p].state != SeqState.SWAPPED and v_of[p].kv_tokens > 0
 
         preempt = list(plan.preempt[:over])
-        staying = [p for p in running if p not in plan.preempt]
+        staying = [p for p in running if p not in preempt]   # a paired victim stays unless its
+        #                                                      replacement gets in (below)
         kv_free = budget.kv_free_tokens - sum(next_need(v_of[p]) for p in staying)
         swap: list[int] = []
         ready_order = [t.pid for t in sched._order((sched.get(p) for p in sched.ready()), now)]
@@ -104,13 +106,13 @@ class TokenPolicy:
             paired = plan.preempt[over + i - n] if i >= n else None
             v = v_of[pid]
             need = next_need(v) + (v.kv_tokens if v.state == SeqState.SWAPPED else 0)
-            room = kv_free + (next_need(v_of[paired]) if paired is not None else 0)
+            room = kv_free + (next_need(v_of[paired]) if paired is not None else 0)  # it stops growing
             victims: list[int] = []
             if need > room:
                 behind = ready_order[ready_order.index(pid) + 1:] if pid in ready_order else []
                 pool = ([paired] if paired is not None else []) + \
                     [p for p in preempt if p not in swap] + \
-                    [p for p in reversed(behind) if p not in admitted]
+                    [p for p in reversed(behind) if p not in plan.run]
                 for p in pool:
                     if need <= room:
                         break
@@ -126,8 +128,19 @@ class TokenPolicy:
             admitted.append(pid)
             if paired is not None:
                 preempt.append(paired)
-        # KV pressure inside the batch itself: swap the least deserving members out
+                staying.remove(paired)
+        # KV pressure: the batch cannot grow by its next step. Swap out resident sequences
+        # that are not in it (least deserving first), then the batch's least deserving members.
         members = staying + admitted
+        if kv_free < 0:
+            idle = [p for p in reversed(ready_order) if p not in admitted and p not in swap
+                    and resident(p)]
+            idle += [p for p in preempt if p not in swap and p not in idle and resident(p)]
+            for p in idle:
+                if kv_free >= 0:
+                    break
+                kv_free += v_of[p].kv_tokens
+                swap.append(p)
         if kv_free < 0:
             for t in sched._victim_order([sched.get(p) for p in staying], now):
                 if kv_free >= 0 or len(members) <= 1:
