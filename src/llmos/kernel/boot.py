@@ -53,9 +53,8 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 9. policy
         k.recovery = recover(k)                             # 10. replay processes; fire late timers
         await journal.durable()                             # 11. recovery decisions on disk first
-        for engine in (engines or {}).values():             # 12. given engines: started, and the
-            await engine.start()                            #     scheduler's token-level hook
-            engine.set_policy(k.sched.step_policy())        #     installed (built ones: on first use)
+        await k.engines.start_given()                       # 12. given engines started under the
+                                                            #     scheduler's step policy (others: lazily)
         k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 13. executor
         k.loop = KernelLoop(k.sched, k.executor, k.update, clock,
                             slots=config.engine.n_seq_max + TOOL_WORKERS)  # 14. loop

@@ -9,22 +9,19 @@ Map:
   ``wait``, ``result``, ``confirm``, ``exit`` — each through ``ProcessTable.transition``.
 - the loop's hooks: ``_claim`` (pids -> Work, marked RUNNING durably before any tool
   runs) and ``update`` (fold an Outcome: scheduler, usage, energy, final states).
-- in-process API for programs: ``submit``, ``add_task``, ``wait``, ``run_until_idle``
-  (``sync.SyncKernel`` wraps them for code without an event loop).
+- in-process API for programs (``programs.ProgramAPI``): ``submit``, ``add_task``,
+  ``run_until_idle``, ``register_job`` (``sync.SyncKernel`` wraps them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
-import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmos import errors as _errors
 from llmos.clock import Clock
 from llmos.config import Config
 from llmos.errors import (
@@ -35,15 +32,17 @@ from llmos.errors import (
     KernelError,
     LLMOSError,
     NotFound,
-    PermissionDenied,
-    QuotaExceeded,
 )
 from llmos.executor.base import Outcome, Result, Work
 from llmos.kernel.access import ROOT, ProcRef, UsageRef
+from llmos.kernel.accounting import Accounting
 from llmos.kernel.agents import AgentRegistry
+from llmos.kernel.engines import EngineSet
+from llmos.kernel.events import EventBus
 from llmos.kernel.memory import Memory
 from llmos.kernel.process import Process, ProcessTable, ProcState
-from llmos.kernel.result import SyscallResult
+from llmos.kernel.programs import ProgramAPI, TaskHandle
+from llmos.kernel.result import SyscallResult, error_from_dict, jsonable
 from llmos.kernel.specs import JobType, check_spec
 from llmos.kernel.syscall import Call, dispatch
 from llmos.kernel.timers import Timer, Timers
@@ -55,38 +54,15 @@ if TYPE_CHECKING:
     from llmos.kernel.storage import Journal, StateLock
     from llmos.llm.base import Engine
 
-__all__ = ["Kernel", "TaskHandle", "SHUTDOWN_GRACE_S", "EVENT_QUEUE_MAX"]
+__all__ = ["Kernel", "TaskHandle", "SHUTDOWN_GRACE_S"]
 
 log = logging.getLogger(__name__)
 S = ProcState
 
 SHUTDOWN_GRACE_S = 5.0     # running tools may finish this long after shutdown starts
-EVENT_QUEUE_MAX = 1000     # events kept per slow subscriber (oldest dropped)
-TOKEN_WINDOW_S = 60.0      # tokens_per_min quota window
 
 
-class TaskHandle:
-    """A process started by ``add_task``/``submit``: ``await handle`` gives its value."""
-
-    def __init__(self, kernel: Kernel, pid: int) -> None:
-        self.kernel = kernel
-        self.pid = pid
-
-    async def result(self, timeout: float | None = None) -> Any:
-        return await self.kernel.result(self.pid, timeout_s=timeout, raw=True)
-
-    def __await__(self):
-        return self.result().__await__()
-
-    @property
-    def state(self) -> ProcState:
-        return self.kernel.procs.get(self.pid).state
-
-    def __repr__(self) -> str:
-        return f"TaskHandle(pid={self.pid}, state={self.state.name.lower()})"
-
-
-class Kernel:
+class Kernel(ProgramAPI):
     """Build with ``await Kernel.boot(config, ...)``; the constructor only wires tables."""
 
     def __init__(self, config: Config, *, clock: Clock, journal: Journal, lock: StateLock | None,
@@ -107,16 +83,12 @@ class Kernel:
         self.job_types: dict[str, JobType] = {}   # job type -> runner; register_job()
         self.queue_max = 4096                     # processes QUEUED at most (params.KERNEL_QUEUE_MAX)
         self.closed = False
-        self._engines: dict[str, Engine] = dict(engines or {})   # name -> engine
-        self._own_engines: set[str] = set()       # engines this kernel built (and closes)
-        self._engine_lock = asyncio.Lock()
+        self.engines = EngineSet(config, engines, lambda: self.sched.step_policy())
+        self.usage = Accounting(clock.time)
+        self.bus = EventBus()
         self._sinks: dict[int, Callable[[Any], None]] = {}     # pid -> token stream sink
         self._calls: dict[int, Callable[[], Any]] = {}         # pid -> in-process job callable
         self._waiters: dict[int, asyncio.Future] = {}          # pid -> resolves with Result|None
-        self._subscribers: list[asyncio.Queue] = []
-        self._tokens: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        self._totals: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])  # agent -> [tokens, cpu_s]
-        self._joules_seen: float | None = None    # J; last total energy reading
         self._idle = asyncio.Event()
         self._closed_event = asyncio.Event()
         self._timer_task: asyncio.Task | None = None
@@ -162,13 +134,11 @@ class Kernel:
             await self.journal.durable()
         finally:
             self.journal.close()
-            for name in self._own_engines:
-                await self._engines[name].close()
+            await self.engines.close_built()
             if self.lock is not None:
                 self.lock.release()
-            self._publish({"type": "shutdown", "ts": self.clock.time()})
-            for q in self._subscribers:
-                q.put_nowait(None)
+            self.bus.publish({"type": "shutdown", "ts": self.clock.time()})
+            self.bus.close()
             self._closed_event.set()
 
     async def _drain(self, grace_s: float) -> None:
@@ -236,24 +206,9 @@ class Kernel:
             if not task.done():   # the consumer went away; the process itself keeps running
                 task.cancel()
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    def events(self) -> AsyncIterator[dict[str, Any]]:
         """Process transitions, timer firings and shutdown, as dicts with a ``type``."""
-        q: asyncio.Queue = asyncio.Queue(EVENT_QUEUE_MAX)
-        self._subscribers.append(q)
-        try:
-            while True:
-                ev = await q.get()
-                if ev is None:
-                    return
-                yield ev
-        finally:
-            self._subscribers.remove(q)
-
-    def _publish(self, ev: dict[str, Any]) -> None:
-        for q in self._subscribers:
-            if q.full():
-                q.get_nowait()   # a slow watcher loses its oldest event, never stalls the kernel
-            q.put_nowait(ev)
+        return self.bus.subscribe()
 
     def _busy(self) -> int:
         """Processes that still need the loop (waiting ones don't)."""
@@ -268,8 +223,8 @@ class Kernel:
 
     def _on_transition(self, p: Process, frm: ProcState, reason: str) -> None:
         self._on_transition_idle()
-        if self._subscribers:
-            self._publish({"type": "process", "pid": p.pid, "kind": p.kind, "owner": p.owner,
+        if self.bus.watched:
+            self.bus.publish({"type": "process", "pid": p.pid, "kind": p.kind, "owner": p.owner,
                            "parent": p.parent, "state": p.state.name.lower(),
                            "prev": frm.name.lower(), "reason": reason, "ts": p.updated_s})
 
@@ -279,7 +234,7 @@ class Kernel:
             self.memory.append(t.owner, "system", f"{prefix}: {t.message}")
         except LLMOSError as e:
             log.warning("timer %d: could not add to context: %s", t.id, e)
-        self._publish({"type": "timer", **t.to_dict()})
+        self.bus.publish({"type": "timer", **t.to_dict()})
 
     # ── process operations (used by the sys_proc decoders) ─────────────────
     def view(self, p: Process, *, history: bool = False) -> dict[str, Any]:
@@ -314,10 +269,10 @@ class Kernel:
             call.check(ProcRef(par.pid, par.owner))
         norm = check_spec(self, call, kind, spec, priority=priority, confirmed=confirmed,
                           in_process=job_call is not None)
-        tok, cpu = self._totals[agent.id]
         call.check(UsageRef(live_procs=self.procs.live_count(agent.id),
-                            tokens_last_min=self.tokens_last_min(agent.id) if kind == "llm" else 0,
-                            cpu_s=cpu if kind in ("tool", "job") else 0.0, new_procs=1))
+                            tokens_last_min=self.usage.tokens_last_min(agent.id) if kind == "llm" else 0,
+                            cpu_s=self.usage.cpu_s(agent.id) if kind in ("tool", "job") else 0.0,
+                            new_procs=1))
         if kind != "run" and self.procs.counts[S.QUEUED] >= self.queue_max:
             raise Busy(f"run queue full ({self.queue_max} processes waiting)", retry_after=1.0)
         p = self.procs.create(kind=kind, owner=agent.id, spec=norm, priority=priority, parent=parent,
@@ -419,10 +374,10 @@ class Kernel:
             raise InvalidArgument(f"run {pid} still has live steps: {', '.join(map(str, live))}",
                                   field="ok", expected="wait for the steps, or exit with ok=false")
         if ok:
-            self._end(p, S.SUCCEEDED, message or "run finished", result=_jsonable(result))
+            self._end(p, S.SUCCEEDED, message or "run finished", result=jsonable(result))
         else:
             err = KernelError(message or "run failed").to_dict()
-            self._end(p, S.FAILED, message or "run failed", error=err, result=_jsonable(result))
+            self._end(p, S.FAILED, message or "run failed", error=err, result=jsonable(result))
         await self.journal.durable()
         return p
 
@@ -538,7 +493,7 @@ class Kernel:
     def _fold(self, plan: Any, outcome: Outcome, *, shutting_down: bool = False) -> None:
         if self.sched is not None:
             self.sched.update(plan, outcome)
-        self._attribute_energy(outcome)
+        self.usage.attribute_energy(self.hal, [p for pid in outcome.usage if (p := self.procs.find(pid))])
         for pid in outcome.preempted:
             p = self.procs.find(pid)
             if p is not None and p.state == S.RUNNING:
@@ -548,7 +503,7 @@ class Kernel:
             if p is None or p.state.finished:
                 continue   # killed while running: its late result is dropped
             tokens = res.tokens_in + res.tokens_out
-            self._account(p.owner, tokens, res.cpu_s)
+            self.usage.charge(p.owner, tokens, res.cpu_s)
             usage = {"tokens_in": p.tokens_in + res.tokens_in, "tokens_out": p.tokens_out + res.tokens_out,
                      "cpu_s": p.cpu_s + res.cpu_s, "wall_s": p.wall_s + res.wall_s}
             if shutting_down and isinstance(res.error, Cancelled):
@@ -558,142 +513,20 @@ class Kernel:
             if fut is not None and not fut.done():
                 fut.set_result(res)    # before _end, which would resolve it with None
             if res.ok:
-                self._end(p, S.SUCCEEDED, "finished", result=_jsonable(res.value), **usage)
+                self._end(p, S.SUCCEEDED, "finished", result=jsonable(res.value), **usage)
             else:
                 err = res.error or KernelError("failed")
                 self._end(p, S.FAILED, err.message, error=err.to_dict(), **usage)
 
-    def _attribute_energy(self, outcome: Outcome) -> None:
-        if self.hal is None or not outcome.usage:
-            return
-        try:
-            total = sum(r.joules for r in self.hal.read_energy())
-        except Exception as e:   # a flaky counter must not stop the loop
-            log.debug("energy reading failed: %s", e)
-            return
-        if self._joules_seen is not None and total >= self._joules_seen:
-            share = (total - self._joules_seen) / len(outcome.usage)
-            for pid in outcome.usage:
-                p = self.procs.find(pid)
-                if p is not None:
-                    p.joules = (p.joules or 0.0) + share
-        self._joules_seen = total
+    # ── engines and usage (thin: the work is in engines.py / accounting.py) ──
+    async def engine_for(self, model: str | None) -> Engine:
+        return await self.engines.get(model)
 
-    def _account(self, agent: str, tokens: int, cpu_s: float) -> None:
-        t = self._totals[agent]
-        t[0] += tokens
-        t[1] += cpu_s
-        if tokens:
-            self._tokens[agent].append((self.clock.time(), tokens))
-
-    def tokens_last_min(self, agent: str) -> int:
-        q = self._tokens.get(agent)
-        if not q:
-            return 0
-        cutoff = self.clock.time() - TOKEN_WINDOW_S
-        while q and q[0][0] < cutoff:
-            q.popleft()
-        return sum(n for _, n in q)
+    def check_model(self, name: str) -> None:
+        self.engines.check(name)
 
     def usage_of(self, agent: str) -> dict[str, Any]:
-        tok, cpu = self._totals.get(agent, [0, 0.0])
-        return {"live_procs": self.procs.live_count(agent), "tokens_total": int(tok),
-                "tokens_last_min": self.tokens_last_min(agent), "cpu_s": round(cpu, 3)}
-
-    # ── engines ────────────────────────────────────────────────────────────
-    def check_model(self, name: str) -> None:
-        if name in self._engines:
-            return
-        from llmos.llm.models import resolve
-
-        resolve(name, self.config)
-
-    async def engine_for(self, model: str | None) -> Engine:
-        """The engine for ``model`` (None: the default); built on first use from the registry."""
-        if model is None:
-            if self.config.model in self._engines:
-                return self._engines[self.config.model]
-            if self._engines:
-                return next(iter(self._engines.values()))
-        name = model or self.config.model
-        if name in self._engines:
-            return self._engines[name]
-        async with self._engine_lock:
-            if name not in self._engines:
-                from llmos.llm.models import resolve
-
-                info = resolve(name, self.config)
-                if info.kind == "remote":
-                    from llmos.llm.openai import OpenAIEngine
-
-                    engine: Engine = OpenAIEngine(info.location, info.remote_model or name,
-                                                  api_key_env=info.api_key_env,
-                                                  context_length=info.context_length)
-                else:
-                    from llmos.llm.llamacpp import LlamaCppEngine
-
-                    engine = LlamaCppEngine.from_config(self.config, name)
-                await engine.start()
-                engine.set_policy(self.sched.step_policy())
-                self._engines[name] = engine
-                self._own_engines.add(name)
-        return self._engines[name]
-
-    # ── in-process API ─────────────────────────────────────────────────────
-    def register_job(self, name: str, fn: Callable[..., Any], *, idempotent: bool = False) -> None:
-        """Make ``{"type": name, "args": {...}}`` runnable as a job process (``fn(**args)``)."""
-        self.job_types[name] = JobType(name, fn, idempotent)
-
-    async def submit(self, kind: str, spec: dict | None = None, *, agent: str = "root",
-                     priority: int = 0, parent: int | None = None,
-                     idempotency_key: str | None = None, confirmed: bool = False) -> int:
-        """``proc.spawn`` for programs: returns the pid or raises the error."""
-        args: dict[str, Any] = {"kind": kind, "spec": spec or {}, "priority": priority,
-                                "confirmed": confirmed}
-        if parent is not None:
-            args["parent"] = parent
-        if idempotency_key is not None:
-            args["idempotency_key"] = idempotency_key
-        return (await self.syscall(agent, "proc.spawn", args)).unwrap()["pid"]
-
-    async def add_task(self, fn: Callable[..., Any], *args: Any, name: str | None = None,
-                       priority: int = 0, agent: str = "root", **kwargs: Any) -> TaskHandle:
-        """Run ``fn(*args, **kwargs)`` as a scheduled, journaled job process.
-
-        Coroutine functions run on the loop, plain ones in the tool pool. The callable
-        lives in this process only: after a restart the job is marked failed.
-        """
-        label = str(name or getattr(fn, "__qualname__", "task"))[:200]
-        call = Call(self.agents.get(agent), "proc.spawn")
-        err: LLMOSError | None = None
-        try:
-            call.check(None)
-            p, _ = await self.spawn(call, "job", {"type": "call", "args": {}, "name": label},
-                                    priority=priority, job_call=functools.partial(fn, *args, **kwargs))
-            self._waiter(p.pid)       # keep the raw value for the handle
-        except LLMOSError as e:
-            err = e
-            raise
-        finally:
-            self.journal.audit(self.clock.time(), agent, "proc.spawn", f"job {label}",
-                               err is None or not isinstance(err, (PermissionDenied, QuotaExceeded)),
-                               getattr(err, "reason", None) or (err.message if err else call.reason),
-                               err.code if err else None)
-        return TaskHandle(self, p.pid)
-
-    async def run_until_idle(self, timeout: float | None = None) -> None:
-        """Return once nothing is queued or running (waiting processes don't count)."""
-        if not self._busy():
-            return
-        if self.loop is not None and self.loop.running:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return
-
-        async def step_until_idle() -> None:
-            while not self._idle.is_set():
-                await self.loop.step()
-        await asyncio.wait_for(step_until_idle(), timeout)
-
+        return {"live_procs": self.procs.live_count(agent), **self.usage.of(agent)}
 
 class _EmptyPlan:
     def __init__(self) -> None:
@@ -701,27 +534,3 @@ class _EmptyPlan:
         self.preempt: list[int] = []
         self.reasons: dict[int, str] = {}
         self.at_s = 0.0
-
-
-def _jsonable(v: Any) -> Any:
-    """A JSON value for the journal and syscall answers (unknown objects become strings)."""
-    try:
-        return json.loads(json.dumps(v, default=str))
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def error_from_dict(d: dict[str, Any]) -> LLMOSError:
-    """Rebuild an error value from its ``to_dict()`` form (e.g. read back from the journal)."""
-    code = d.get("error", "error")
-    cls: type[LLMOSError] = LLMOSError
-    for name in _errors.__all__:
-        obj = getattr(_errors, name)
-        if isinstance(obj, type) and issubclass(obj, LLMOSError) and obj.code == code:
-            cls = obj
-            break
-    err = LLMOSError.__new__(cls)
-    LLMOSError.__init__(err, str(d.get("message", code)), hint=d.get("hint"))
-    for k in ("field", "expected", "reason", "retry_after"):
-        setattr(err, k, d.get(k))
-    return err

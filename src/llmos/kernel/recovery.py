@@ -49,10 +49,7 @@ def recover(k: Kernel) -> RecoveryReport:
     procs = [Process.from_row(r) for r in k.journal.load_processes()]
     rep.processes = len(procs)
     k.procs.load(procs)
-    for p in procs:
-        t = k._totals[p.owner]
-        t[0] += p.tokens_in + p.tokens_out
-        t[1] += p.cpu_s
+    k.usage.seed(procs)
     for p in procs:
         if p.state.finished or p.state == S.WAITING:
             continue

@@ -1,13 +1,19 @@
-"""``SyscallResult``: what every syscall returns — a value or an error, never a raise."""
+"""``SyscallResult``: what every syscall returns — a value or an error, never a raise.
+
+Also the two value converters the kernel uses at its edge: ``jsonable`` (anything ->
+JSON data) and ``error_from_dict`` (an error's ``to_dict()`` form -> the error again).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from llmos import errors as _errors
 from llmos.errors import LLMOSError
 
-__all__ = ["SyscallResult"]
+__all__ = ["SyscallResult", "error_from_dict", "jsonable"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +43,27 @@ class SyscallResult:
             return {"ok": True, "value": self.value}
         assert self.error is not None
         return {"ok": False, "error": self.error.to_dict()}
+
+
+def jsonable(v: Any) -> Any:
+    """A JSON value for the journal and syscall answers (unknown objects become strings)."""
+    try:
+        return json.loads(json.dumps(v, default=str))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def error_from_dict(d: dict[str, Any]) -> LLMOSError:
+    """Rebuild an error value from its ``to_dict()`` form (e.g. read back from the journal)."""
+    code = d.get("error", "error")
+    cls: type[LLMOSError] = LLMOSError
+    for name in _errors.__all__:
+        obj = getattr(_errors, name)
+        if isinstance(obj, type) and issubclass(obj, LLMOSError) and obj.code == code:
+            cls = obj
+            break
+    err = LLMOSError.__new__(cls)
+    LLMOSError.__init__(err, str(d.get("message", code)), hint=d.get("hint"))
+    for k in ("field", "expected", "reason", "retry_after"):
+        setattr(err, k, d.get(k))
+    return err
