@@ -134,3 +134,22 @@ async def test_wake_returns_an_idle_run(h):
     h.ex.wake()
     out = await asyncio.wait_for(task, 1)
     assert out.finished == set()
+
+
+async def test_memory_quota_tightens_the_tool_sandbox(h, tmp_path):
+    from llmos.tools.sandbox import default_sandbox
+
+    seen = []
+    orig = h.ex._tool_context
+
+    def spy(w):
+        ctx = orig(w)
+        seen.append(ctx.sandbox)
+        return ctx
+    h.ex._tool_context = spy
+    h.works[1] = Work(1, "tool", "a", 0, {"tool": "test.echo", "args": {"text": "x"}}, workdir=str(tmp_path),
+                      memory_bytes=64 << 20)
+    h.works[2] = Work(2, "tool", "a", 0, {"tool": "test.echo", "args": {"text": "x"}}, workdir=str(tmp_path))
+    await h.until_done([1, 2], Plan(run=[1, 2]))
+    assert seen[0].limits.memory_bytes == 64 << 20 < default_sandbox().limits.memory_bytes
+    assert seen[1] is None

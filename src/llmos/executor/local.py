@@ -47,6 +47,7 @@ class LocalExecutor(Executor):
         self._progress: dict[int, list[float]] = {}        # pid -> [tokens, s] not yet reported
         self._last_report = time.monotonic()               # s; when usage was last reported
         self._wake = asyncio.Event()
+        self._sandboxes: dict[int, Any] = {}               # memory limit (bytes) -> Sandbox
 
     # ── interface ──────────────────────────────────────────────────────────
     def running(self) -> set[int]:
@@ -216,12 +217,28 @@ class LocalExecutor(Executor):
         fields = {"workdir": w.workdir, "agent": w.owner, "network": w.network,
                   "read_roots": w.read_roots, "write_roots": w.write_roots,
                   "set_timer": w.set_timer, "idempotency_key": w.idempotency_key,
-                  "memory_bytes": w.memory_bytes}
+                  "sandbox": self._sandbox_for(w.memory_bytes)}
         if dataclasses.is_dataclass(ToolContext):
             names = {f.name for f in dataclasses.fields(ToolContext)}
         else:
             names = set(inspect.signature(ToolContext).parameters)
         return ToolContext(**{k: v for k, v in fields.items() if k in names})
+
+    def _sandbox_for(self, memory_bytes: int | None) -> Any:
+        """None (the default sandbox) unless the agent's memory quota is tighter than it;
+        one Sandbox per distinct limit, so each is probed once."""
+        if memory_bytes is None:
+            return None
+        from llmos.tools.sandbox import Sandbox, default_sandbox
+
+        limits = default_sandbox().limits
+        if memory_bytes >= limits.memory_bytes:
+            return None
+        box = self._sandboxes.get(memory_bytes)
+        if box is None:
+            box = self._sandboxes[memory_bytes] = Sandbox(
+                limits=dataclasses.replace(limits, memory_bytes=memory_bytes))
+        return box
 
     async def _exec_job(self, w: Work) -> Result:
         if w.call is None:

@@ -20,9 +20,14 @@ Module map (boot order in ``boot.py``):
   recovery.py   replay the journal at boot
   timers.py     durable reminders
   memory.py     per-agent context + long-term notes with full-text search
-  core.py       Kernel: owns the subsystems, the in-process API (add_task, submit, ...)
+  core.py       Kernel: owns the subsystems; process operations; the loop's hooks
+  programs.py   the in-process API (submit, add_task, run_until_idle, register_job)
   sync.py       SyncKernel: the same API for programs without an event loop
   specs.py      what each process kind's spec must say (checked at admission)
+  accounting.py per-agent usage (tokens/min window, CPU s, energy attribution)
+  engines.py    given engines + engines built on first use from the model registry
+  events.py     the event bus (bounded per subscriber)
+  argtypes.py   argument types shared by the syscall schemas
   boot.py       the ordered boot list
   sched/        scheduling policies (separate owner)
 """
