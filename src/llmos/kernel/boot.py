@@ -53,7 +53,7 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 9. policy
         k.recovery = recover(k)                             # 10. replay processes; fire late timers
         await journal.durable()                             # 11. recovery decisions on disk first
-        await k.engines.start_given()                       # 12. given engines started under the
+        await k.engine_set.start_given()                       # 12. given engines started under the
                                                             #     scheduler's step policy (others: lazily)
         k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 13. executor
         k.loop = KernelLoop(k.sched, k.executor, k.update, clock,

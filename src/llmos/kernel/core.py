@@ -83,7 +83,7 @@ class Kernel(ProgramAPI):
         self.job_types: dict[str, JobType] = {}   # job type -> runner; register_job()
         self.queue_max = 4096                     # processes QUEUED at most (params.KERNEL_QUEUE_MAX)
         self.closed = False
-        self.engines = EngineSet(config, engines, lambda: self.sched.step_policy())
+        self.engine_set = EngineSet(config, engines, lambda: self.sched.step_policy())
         self.usage = Accounting(clock.time)
         self.bus = EventBus()
         self._sinks: dict[int, Callable[[Any], None]] = {}     # pid -> token stream sink
@@ -134,7 +134,7 @@ class Kernel(ProgramAPI):
             await self.journal.durable()
         finally:
             self.journal.close()
-            await self.engines.close_built()
+            await self.engine_set.close_built()
             if self.lock is not None:
                 self.lock.release()
             self.bus.publish({"type": "shutdown", "ts": self.clock.time()})
@@ -519,11 +519,16 @@ class Kernel(ProgramAPI):
                 self._end(p, S.FAILED, err.message, error=err.to_dict(), **usage)
 
     # ── engines and usage (thin: the work is in engines.py / accounting.py) ──
+    @property
+    def engines(self) -> dict[str, Engine]:
+        """Engines loaded now, name -> engine (read-only: the kernel owns them)."""
+        return self.engine_set.loaded
+
     async def engine_for(self, model: str | None) -> Engine:
-        return await self.engines.get(model)
+        return await self.engine_set.get(model)
 
     def check_model(self, name: str) -> None:
-        self.engines.check(name)
+        self.engine_set.check(name)
 
     def usage_of(self, agent: str) -> dict[str, Any]:
         return {"live_procs": self.procs.live_count(agent), **self.usage.of(agent)}

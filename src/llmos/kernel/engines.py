@@ -25,6 +25,10 @@ class EngineSet:
         self._built: set[str] = set()                    # names this set built (and closes)
         self._lock = asyncio.Lock()
 
+    @property
+    def loaded(self) -> dict[str, Engine]:
+        return self._engines
+
     async def start_given(self) -> None:
         for engine in self._engines.values():
             await engine.start()
