@@ -6,12 +6,16 @@ Map:
   at once or by counting a chunked body as it arrives, (3) records the request in
   ``Metrics`` with the route template (not the raw path, so labels stay bounded).
 
+  (4) catches any exception no handler took and answers it as JSON (Starlette's own
+  last-resort handler would re-raise it after answering).
+
 Every refusal is a JSON error body with ``error``, ``message`` and ``hint``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmos.api.auth import is_loopback
 
 __all__ = ["Guard", "BodyTooLarge"]
+
+log = logging.getLogger("llmos.api")
 
 
 class BodyTooLarge(HTTPException):
@@ -34,8 +40,9 @@ class BodyTooLarge(HTTPException):
 
 def _json(status: int, body: dict, path: str) -> tuple[dict, bytes]:
     if path.startswith("/v1/"):
-        body = {"error": {"message": body["message"], "type": "invalid_request_error",
-                          "param": None, "code": body["error"], "hint": body.get("hint")}}
+        body = {"error": {"message": body["message"],
+                          "type": "server_error" if status >= 500 else "invalid_request_error",
+                          "param": body.get("field"), "code": body["error"], "hint": body.get("hint")}}
     raw = json.dumps(body).encode()
     start = {"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"),
@@ -55,6 +62,25 @@ class Guard:
         start, raw = _json(status, body, path)
         await send(start)
         await send({"type": "http.response.body", "body": raw})
+
+    async def _unexpected(self, send: Send, scope: Scope, exc: Exception, started: bool) -> None:
+        """An exception no handler took: mapped to the error tree and answered as JSON
+        (a foreign ValueError is a 400 naming what it can; anything else a logged 500)."""
+        from llmos.api.errors import status_for
+        from llmos.errors import map_foreign
+
+        method, path = scope.get("method", "?"), scope.get("path", "")
+        err = map_foreign(exc, context=f"{method} {path}")
+        status = status_for(err)
+        if status >= 500:
+            log.error("unexpected error in %s %s", method, path, exc_info=exc)
+            body = {"error": "internal", "message": f"internal error ({type(exc).__name__})",
+                    "hint": "the daemon log has the details"}
+        else:
+            body = err.to_dict()
+        if started:              # headers are out: all we can do is end the stream
+            return
+        await self._refuse(send, status, body, path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,6 +142,8 @@ class Guard:
                     "error": "too_large",
                     "message": f"request body exceeds the limit of {self.max_body} bytes",
                     "hint": "send a smaller body"}, path)
+        except Exception as exc:  # noqa: BLE001 - the last boundary: one JSON line, never a traceback
+            await self._unexpected(send, scope, exc, started)
 
 
 def _route_of(scope: dict[str, Any]) -> str:
