@@ -70,8 +70,12 @@ def explanation(problem: Problem, m: Model, sol: Solution) -> str:
     T, R = problem.shape
     obj = sol.objective
     unit = UNITS.get(obj.single or "", "")
+    status = _STATUS.get(sol.method, sol.method)
+    if sol.method.startswith("lp"):
+        status = (f"{sol.method} (HiGHS LP relaxation for the bound, then a feasible assignment "
+                  f"{'proven optimal' if sol.optimal else 'judged by its gap to that bound'})")
     lines = [f"Objective: {obj.describe()}.",
-             f"Method: {_STATUS.get(sol.method, sol.method)}; {T} tasks × {R} resources, "
+             f"Method: {status}; {T} tasks × {R} resources, "
              f"{sol.solve_s * 1000:.1f} ms."]
     v = f"Value: {fmt(sol.value, unit)}"
     if sol.bound is not None and math.isfinite(sol.bound) and sol.gap is not None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["solve_large", "LARGE_PAIRS"]
 
 LARGE_PAIRS = 5000          # pairs above which solve() takes this path (when the objective is linear)
+EJECT_PER_PASS = 200        # ejection tries per pass, most-to-gain first; all when a capped pass finds none
 MAX_LS_DIMS = 16            # local search keeps a dense (dims × T × R) array; above this it is skipped
 _TOL = 1e-7
 
@@ -129,15 +130,17 @@ def _greedy_repair(d: _Dense, assign: np.ndarray, split: np.ndarray) -> np.ndarr
     return assign
 
 
-def _improve(d: _Dense, assign: np.ndarray, deadline: float) -> np.ndarray:
-    """Shift (t: a→b) and ejection (t: a→b, u: b→c) moves that keep every limit; best gain first."""
+def _improve(d: _Dense, assign: np.ndarray, deadline: float, good_enough: float = -np.inf) -> np.ndarray:
+    """Shift (t: a→b) and ejection (t: a→b, u: b→c) moves that keep every limit; best gain first.
+    Stops at the deadline, when no move improves, or once the total is ≤ ``good_enough``."""
     C, a = d.C, d.a
     T, R = C.shape
     idx = np.arange(T)
     S = d.room(assign)
     cur = C[idx, assign]
     best_row = C.min(axis=1)
-    while time.perf_counter() < deadline:
+    cap: int | None = EJECT_PER_PASS          # ejection tries this pass; None: all (the last pass)
+    while time.perf_counter() < deadline and cur.sum() > good_enough:
         changed = False
         fits = np.all(a <= S[:, None, :] + 1e-9, axis=0)                      # (T, R)
         gain = np.where(fits, cur[:, None] - C, -np.inf)
@@ -151,8 +154,13 @@ def _improve(d: _Dense, assign: np.ndarray, deadline: float) -> np.ndarray:
                 S[:, assign[t]] += a[:, t, assign[t]]
                 S[:, b] -= a[:, t, b]
                 assign[t], cur[t], changed = b, C[t, b], True
-        wish = np.flatnonzero(cur > best_row + _TOL)
-        for t in wish[np.argsort(-(cur[wish] - best_row[wish]))]:
+        # ejection can only help t where some cheaper b could take t once its biggest user leaves
+        maxa = np.zeros_like(S)
+        for k in range(len(S)):
+            np.maximum.at(maxa[k], assign, a[k, idx, assign])
+        room = np.all(a <= (S + maxa)[:, None, :] + 1e-9, axis=0) & (cur[:, None] - _TOL > C)   # (T, R+1)
+        wish = np.flatnonzero(room.any(axis=1) & (cur > best_row + _TOL))
+        for t in wish[np.argsort(-(cur[wish] - best_row[wish]))][:cap]:
             if time.perf_counter() > deadline:
                 break
             at = assign[t]
@@ -170,25 +178,31 @@ def _improve(d: _Dense, assign: np.ndarray, deadline: float) -> np.ndarray:
             okc[np.arange(len(us)), bu] = False
             g = np.where(okc, (cur[t] - C[t, bu] + C[us, bu])[:, None] - C[us, :], -np.inf)
             k = np.unravel_index(np.argmax(g), g.shape)
-            if g[k] > _TOL:
-                u, b, c = us[k[0]], bu[k[0]], int(k[1])
-                S[:, at] += a[:, t, at]
-                S[:, b] += a[:, u, b] - a[:, t, b]
-                S[:, c] -= a[:, u, c]
-                assign[t], cur[t] = b, C[t, b]
-                assign[u], cur[u] = c, C[u, c]
-                changed = True
+            if g[k] <= _TOL:
+                continue
+            u, b, c = us[k[0]], bu[k[0]], int(k[1])
+            S[:, at] += a[:, t, at]
+            S[:, b] += a[:, u, b] - a[:, t, b]
+            S[:, c] -= a[:, u, c]
+            assign[t], cur[t] = b, C[t, b]
+            assign[u], cur[u] = c, C[u, c]
+            changed = True
         if not changed:
-            break
+            if cap is None:
+                break
+            cap = None                          # a capped pass found nothing: try every task once
+        else:
+            cap = EJECT_PER_PASS
     return assign
 
 
 def _pairs(m: Model, assign: np.ndarray) -> np.ndarray:
+    T, R = m.problem.shape
+    pos = np.full((T, R + 1), -1)          # column R: "left out", no pair
+    pos[m.ti, m.ri] = np.arange(len(m.ti))
+    p = pos[np.arange(T), np.where(assign < 0, R, assign)]
     x = np.zeros(len(m.c))
-    key = {(int(t), int(r)): p for p, (t, r) in enumerate(zip(m.ti, m.ri, strict=True))}
-    for t, r in enumerate(assign):
-        if (t, int(r)) in key:             # r == R ("left out") and -1 have no pair
-            x[key[(t, int(r))]] = 1.0
+    x[p[p >= 0]] = 1.0
     return x
 
 
@@ -221,6 +235,6 @@ def solve_large(m: Model, time_limit_s: float, rel_gap: float
     if d is not None:
         value = float(d.C[np.arange(len(assign)), assign].sum())
         if abs(value - bound) > rel_gap * max(abs(value), 1e-9):
-            assign = _improve(d, assign, deadline)
+            assign = _improve(d, assign, deadline, good_enough=bound + rel_gap * abs(bound))
             method += " + local search"
     return _pairs(m, assign), bound, duals, method

@@ -35,7 +35,7 @@ __all__ = ["Binding", "Solution", "Model", "solve", "lp_bound", "greedy", "evalu
            "alloc_error"]
 
 _TOL = 1e-6
-LARGE_GAP = 2e-3          # the large path stops within this relative gap of the LP bound
+LARGE_GAP = 5e-3          # the large path stops within this relative gap of the LP bound
 
 
 @dataclass(frozen=True)
@@ -424,7 +424,7 @@ def solve(problem: Problem, objective: Objective | str | Mapping[str, float], *,
         bounds_min.append(lb)
         if not np.isnan(xl).any():
             x = xl
-            optimal = abs(float(m.c @ x) - lb) <= gap_target * max(abs(float(m.c @ x)), 1e-9)
+            optimal = abs(float(m.c @ x) - lb) <= mip_rel_gap * max(abs(float(m.c @ x)), 1e-9)
             notes.append(f"large problem: LP relaxation, exact repair of the tasks it split, local search; "
                          f"stops within {gap_target:.2%} of the LP bound")
     if x is None:
