@@ -65,3 +65,10 @@ def test_agents_top_and_explain(state):
     assert "queued 0" in top and "waiting 2" in top and "per agent" in top
     exp = invoke("explain", str(state["done"])).stdout
     assert "job 'seven' by agent root" in exp and "queued -> running" in exp and "dispatched:" in exp
+
+
+def test_reading_commands_work_on_a_fresh_state_dir(home):
+    assert "no processes" in invoke("ps").stdout
+    assert json.loads(invoke("agents", "--json").stdout)["agents"][0]["id"] == "root"
+    res = CliRunner().invoke(app, ["explain", "3"])
+    assert res.exit_code != 0

@@ -34,6 +34,10 @@ TOP_WINDOW_S = 10.0      # tok/s is measured over processes that finished this r
 
 def _reader() -> tuple[Any, Reader]:
     cfg = state.config()
+    if not cfg.db_path.exists():      # a fresh state directory: an empty journal, not an error
+        from llmos.kernel.storage import Journal
+
+        Journal(cfg.db_path).close()
     return cfg, Reader(cfg.db_path)
 
 
