@@ -74,49 +74,67 @@ def test_high_priority_newcomer_pauses_the_least_urgent_after_hysteresis():
 
 
 def test_kv_short_swaps_the_victim_out_and_restores_it_later():
+    # footprints (prompt + max_tokens): a = 40 + 100, hi = 50 + 100; the KV holds 200
     p = policy(min_run_tokens=1)
     a = view("a", prio=10, arrival=0, prompt=40)
-    p.decide([a], budget(max_active=1, kv_free=100, kv_total=100))
-    a = view("a", prio=10, state=DE, prompt=40, prefilled=40, gen=30)          # 70 cells held
+    assert p.decide([a], budget(max_active=1, kv_free=200, kv_total=200)).run == ["a"]
+    a = view("a", prio=10, state=DE, prompt=40, prefilled=40, gen=30)
     hi = view("hi", prio=-10, arrival=1, prompt=50)
-    d = p.decide([a, hi], budget(max_active=1, kv_free=30, kv_total=100))
+    d = p.decide([a, hi], budget(max_active=1, kv_free=60, kv_total=200))
     assert d.swap_out == ["a"] and d.pause == [] and d.run == ["hi"]
     assert "swapped out for KV" in " ".join(p.explain("a"))
-    # hi done; a is swapped (its 70 cells are free again): listing it restores it
-    a = view("a", prio=10, state=SW, prompt=40, prefilled=40, gen=30)
-    d = p.decide([a], budget(max_active=1, kv_free=100, kv_total=100))
+    # hi done; a is swapped (its cells are free again): listing it restores it
+    a = view("a", prio=10, state=SW, prompt=40, prefilled=40, gen=30, kv=0)
+    d = p.decide([a], budget(max_active=1, kv_free=200, kv_total=200))
     assert d.run == ["a"] and p.swaps == 1
+
+
+def test_pause_when_kv_suffices():
+    p = policy(min_run_tokens=1)
+    p.decide([view("a", prio=10)], budget(max_active=1, kv_free=1000, kv_total=1000))
+    a = view("a", prio=10, state=DE, prefilled=10, gen=5)
+    d = p.decide([a, view("hi", prio=-10)], budget(max_active=1, kv_free=890, kv_total=1000))
+    assert d.pause == ["a"] and d.swap_out == [] and d.run == ["hi"]
 
 
 def test_a_swapped_sequence_waits_until_its_cells_fit():
     p = policy(min_run_tokens=1)
-    p.decide([view("a", prio=10)], budget(max_active=1))
-    p.decide([view("a", prio=10, state=DE, prefilled=10, gen=60), view("hi", prio=-10, prompt=50)],
-             budget(max_active=1, kv_free=20, kv_total=100))
-    a = view("a", prio=10, state=SW, prefilled=10, gen=60)                      # needs 70 + 1
-    hi = view("hi", prio=-10, state=DE, prompt=50, prefilled=50, gen=1)
-    # hi keeps running; the batch is full anyway
-    assert p.decide([a, hi], budget(max_active=1, kv_free=49, kv_total=100)).run == ["hi"]
-    # room in the batch but not in KV: a is not listed
-    d = p.decide([a], budget(max_active=2, kv_free=40, kv_total=100))
-    assert d.run == [] and "waits for KV" in d.reason
+    p.decide([view("a", prio=10)], budget(max_active=1, kv_free=200, kv_total=200))
+    d = p.decide([view("a", prio=10, state=DE, prefilled=10, gen=5), view("hi", prio=-10, prompt=50)],
+                 budget(max_active=1, kv_free=90, kv_total=200))
+    assert d.swap_out == ["a"] and d.run == ["hi"]
+    a = view("a", prio=10, state=SW, prefilled=10, gen=5, kv=0)              # needs 110 cells back
+    hi = view("hi", prio=-10, state=DE, prompt=50, prefilled=50, gen=1)      # holds 150
+    # room in the batch but not in KV: a is not listed, and hi is not preempted for it
+    d = p.decide([a, hi], budget(max_active=2, kv_free=50, kv_total=200))
+    assert d.run == ["hi"] and d.swap_out == [] and "a waits for KV (110 cells, 50 free)" in d.reason
 
 
 def test_newcomer_waits_rather_than_overcommitting_kv():
     p = policy(preempt=False)
-    held = view("a", state=DE, prompt=10, prefilled=10, gen=80)
-    p.decide([view("a")], budget(max_active=4))
-    d = p.decide([held, view("big", prompt=200, arrival=1)], budget(max_active=4, kv_free=50))
-    assert d.run == ["a"] and "big waits for KV" in d.reason
+    p.decide([view("a")], budget(max_active=4, kv_free=350, kv_total=350))
+    held = view("a", state=DE, prompt=10, prefilled=10, gen=80)               # 110 reserved
+    d = p.decide([held, view("big", prompt=200, arrival=1)], budget(max_active=4, kv_free=240,
+                                                                       kv_total=350))
+    assert d.run == ["a"] and "big waits for KV (300 cells, 240 free)" in d.reason
 
 
-def test_kv_pressure_inside_the_batch_swaps_the_least_deserving_member():
+def test_overcommitted_kv_swaps_the_least_deserving_member():
     p = policy()
     p.decide([view("a", prio=0), view("b", prio=10, arrival=1)], budget())
     a = view("a", prio=0, state=DE, prompt=10, prefilled=10, gen=40)
     b = view("b", prio=10, state=DE, prompt=10, prefilled=10, gen=40)
-    d = p.decide([a, b], budget(kv_free=1, kv_total=101))      # two decodes need 2 cells
+    d = p.decide([a, b], budget(kv_free=-20, kv_total=200))      # 2 x 110 reserved in 200
     assert d.swap_out == ["b"] and d.run == ["a"]
+    assert "over-committed" in " ".join(p.explain(b.request_id))
+
+
+def test_a_sequence_the_engine_did_not_admit_goes_back_in_line():
+    p = policy("fifo")
+    assert p.decide([view("a")], budget(max_active=1)).run == ["a"]
+    d = p.decide([view("a"), view("b", arrival=1)], budget(max_active=1))   # a still WAITING
+    assert d.run == ["a"]
+    assert "not running in the engine" in " ".join(p.explain("a"))
 
 
 def test_vanished_sequences_finish_and_renice_is_followed():
@@ -142,6 +160,7 @@ class _Seq:
     prio: int
     prompt: int
     answer: int
+    owner: str = "a"
     state: SeqState = W
     prefilled: int = 0
     gen: int = 0
@@ -157,10 +176,11 @@ def _run_model(policy_: TokenPolicy, seqs: list[_Seq], arrivals: list[int], max_
                 live[s.rid] = s
         if not live and len(done) == len(seqs):
             break
-        used = sum(s.prefilled + s.gen for s in live.values() if s.state != SW)
+        used = sum(s.prompt + s.answer for s in live.values() if s.state in (PF, DE, PA))  # reserved
         assert used <= ctx, "KV overcommitted"
-        views = [SeqView(s.rid, "a", s.prio, s.state, float(i), s.prompt, s.prefilled, s.gen,
-                         s.answer, s.prefilled + s.gen) for i, s in enumerate(live.values())]
+        views = [SeqView(s.rid, s.owner, s.prio, s.state, float(i), s.prompt, s.prefilled, s.gen,
+                         s.answer, 0 if s.state in (W, SW) else s.prefilled + s.gen)
+                 for i, s in enumerate(live.values())]
         d = policy_.decide(views, StepBudget(max_active, 64, ctx - used, ctx))
         assert len(d.run) == len(set(d.run)) <= max_active
         assert set(d.run) <= set(live) and set(d.pause) <= set(live) and set(d.swap_out) <= set(live)
@@ -188,7 +208,8 @@ def _run_model(policy_: TokenPolicy, seqs: list[_Seq], arrivals: list[int], max_
                 min_size=1, max_size=10),
        st.integers(1, 4), st.sampled_from(["fifo", "rr", "priority", "fair", "sjf"]))
 def test_every_sequence_finishes_without_overcommitting_kv(specs, max_active, name):
-    seqs = [_Seq(f"s{i}", prio, prompt, answer) for i, (prio, prompt, answer, _) in enumerate(specs)]
+    seqs = [_Seq(f"s{i}", prio, prompt, answer, owner="ab"[i % 2])
+            for i, (prio, prompt, answer, _) in enumerate(specs)]
     ctx = max(s.prompt + s.answer for s in seqs) + 8
     note(f"{specs=} {max_active=} {name=} {ctx=}")
     done = _run_model(policy(name, min_run_tokens=2), seqs, [at for *_, at in specs], max_active, ctx)

@@ -17,13 +17,18 @@ its running set and the cap (``batch_cap`` ∧ ``budget.max_active``) its slots.
 2. ``schedule(now, cap − running)`` gives admissions and preemptions by the
    policy's order and rules; its hysteresis (``min_run_tokens``) keeps a
    sequence from being preempted right after it was (re)admitted.
-3. KV: each admission needs the cells of its next step (a prefill chunk or one
-   token) plus, for a swapped sequence, its snapshot's cells. If free cells are
-   short, sequences are swapped out (snapshotted, cells freed), least deserving
-   first: first the ones this plan preempts, then paused ones that rank behind
-   the newcomer. If that cannot make room the newcomer waits (and the victim
-   paired with it is not preempted). When even the running batch cannot grow by
-   its next step, resident sequences outside it are swapped out, then the
+3. KV, in the embedded engine's terms: a sequence holds its footprint (prompt +
+   max_tokens cells, reserved when admitted or restored) while PREFILLING,
+   DECODING or PAUSED, and nothing while WAITING or SWAPPED. Room is the larger
+   of ``budget.kv_free_tokens`` and total minus the footprints held (each is a
+   safe under-estimate: the engine may share prefixes and evict cached ones).
+   An admission that does not fit swaps sequences out (snapshot, cells freed),
+   least deserving first: the victim paired with it, others this plan
+   preempts, paused ones that rank behind it, then running ones it may preempt
+   by the policy's rule (a free batch slot does not help when KV is the
+   bottleneck). If that cannot make room it
+   waits (its victim keeps running). Should the footprints ever exceed the
+   total, resident sequences outside the batch are swapped out, then the
    batch's least deserving members (never its last one).
 4. Preempted sequences keep their KV (``pause``) unless step 3 swapped them.
    A swapped sequence stays visible to the policy; listing it in ``run``
@@ -53,6 +58,12 @@ from llmos.llm.base import (
 __all__ = ["TokenPolicy", "measure_batch_cap", "batch_throughput"]
 
 KEEP_DONE = 1024          # finished request ids whose explain log stays reachable
+_RESIDENT = (SeqState.PREFILLING, SeqState.DECODING, SeqState.PAUSED)   # hold KV cells
+
+
+def _footprint(v: SeqView) -> int:
+    """Cells a sequence may hold before it ends: what an engine reserves when it admits it."""
+    return v.prompt_tokens + v.max_tokens
 
 
 class TokenPolicy:
@@ -87,69 +98,78 @@ class TokenPolicy:
         n, over = max(0, free), max(0, -free)
         v_of = {p: views[r] for r, p in self._pid.items()}
 
-        def next_need(v: SeqView) -> int:
-            left = v.prompt_tokens - v.prefilled_tokens
-            return min(left, budget.max_batch_tokens) if left > 0 else 1
+        def resident(p: int) -> bool:       # holds (or has reserved) KV cells
+            return v_of[p].state in _RESIDENT
 
-        def resident(p: int) -> bool:
-            return v_of[p].state != SeqState.SWAPPED and v_of[p].kv_tokens > 0
-
+        total = budget.kv_total_tokens
+        committed = sum(_footprint(v) for v in views.values() if v.state in _RESIDENT)
+        room = max(budget.kv_free_tokens, total - committed)
         preempt = list(plan.preempt[:over])
         staying = [p for p in running if p not in preempt]   # a paired victim stays unless its
         #                                                      replacement gets in (below)
-        kv_free = budget.kv_free_tokens - sum(next_need(v_of[p]) for p in staying)
+        room -= sum(_footprint(v_of[p]) for p in staying if not resident(p))
         swap: list[int] = []
         ready_order = [t.pid for t in sched._order((sched.get(p) for p in sched.ready()), now)]
         admitted: list[int] = []
         notes: list[str] = []
         for i, pid in enumerate(plan.run):
             paired = plan.preempt[over + i - n] if i >= n else None
-            v = v_of[pid]
-            need = next_need(v) + (v.kv_tokens if v.state == SeqState.SWAPPED else 0)
-            room = kv_free + (next_need(v_of[paired]) if paired is not None else 0)  # it stops growing
+            need = 0 if resident(pid) else _footprint(v_of[pid])
+            avail = room
             victims: list[int] = []
-            if need > room:
+            if need > avail:
                 behind = ready_order[ready_order.index(pid) + 1:] if pid in ready_order else []
+                cand = sched.get(pid)
                 pool = ([paired] if paired is not None else []) + \
                     [p for p in preempt if p not in swap] + \
-                    [p for p in reversed(behind) if p not in plan.run]
+                    [p for p in reversed(behind) if p not in plan.run] + \
+                    [t.pid for t in sched._victim_order([sched.get(p) for p in staying if p != paired], now)
+                     if sched._can_preempt(t, now) and sched._preempts(t, cand, now)]
                 for p in pool:
-                    if need <= room:
+                    if need <= avail:
                         break
                     if p in victims or p in swap or not resident(p):
                         continue
                     victims.append(p)
-                    room += v_of[p].kv_tokens
-            if need > room:
-                notes.append(f"{self._rid[pid]} waits for KV ({need} cells, {max(room, 0)} free)")
+                    avail += _footprint(v_of[p])
+            if need > avail:
+                notes.append(f"{self._rid[pid]} waits for KV ({need} cells, {max(avail, 0)} free)")
                 continue
-            kv_free = room - need
+            room = avail - need
             swap.extend(victims)
+            for p in victims:               # running members it beats give up their cells too
+                if p in staying and p != paired:
+                    staying.remove(p)
+                    preempt.append(p)
+                    why = sched._preempts(sched.get(p), sched.get(pid), now)
+                    plan.reasons[p] = f"preempted by pid {pid} for KV: {why}"
             admitted.append(pid)
-            if paired is not None:
+            if paired is not None and paired in staying:   # (else an earlier one took it for KV)
                 preempt.append(paired)
                 staying.remove(paired)
-        # KV pressure: the batch cannot grow by its next step. Swap out resident sequences
-        # that are not in it (least deserving first), then the batch's least deserving members.
+        # KV over-committed (the engine admitted more than this policy would, e.g. under a
+        # policy installed before): swap out resident sequences outside the batch, least
+        # deserving first, then the batch's least deserving members (never its last one).
         members = staying + admitted
-        if kv_free < 0:
+        if room < 0:
             idle = [p for p in reversed(ready_order) if p not in admitted and p not in swap
                     and resident(p)]
             idle += [p for p in preempt if p not in swap and p not in idle and resident(p)]
             for p in idle:
-                if kv_free >= 0:
+                if room >= 0:
                     break
-                kv_free += v_of[p].kv_tokens
+                room += _footprint(v_of[p])
                 swap.append(p)
-        if kv_free < 0:
+        if room < 0:
             for t in sched._victim_order([sched.get(p) for p in staying], now):
-                if kv_free >= 0 or len(members) <= 1:
+                if room >= 0 or len(members) <= 1:
                     break
-                kv_free += v_of[t.pid].kv_tokens + next_need(v_of[t.pid])
+                room += _footprint(v_of[t.pid])
                 members.remove(t.pid)
                 preempt.append(t.pid)
-                swap.append(t.pid)
-                plan.reasons[t.pid] = f"swapped out: KV short by {-kv_free} cells"
+                if resident(t.pid):
+                    swap.append(t.pid)
+                plan.reasons[t.pid] = f"preempted: KV over-committed by {-room} cells"
         applied = Plan(run=admitted, preempt=preempt, reasons=plan.reasons, at_s=now)
         for p in swap:
             if p in preempt:
@@ -188,9 +208,9 @@ class TokenPolicy:
                 usage[pid] = (max(0, delta), dt if pid in running else 0.0)
             if v.priority != sched.get(pid).priority:
                 sched.renice(pid, v.priority)
-            if pid in running and v.state in (SeqState.PAUSED, SeqState.SWAPPED):
-                stopped.append(pid)    # the engine stopped it on its own
-        sched.update(Plan(preempt=stopped, reasons={p: "paused by the engine" for p in stopped},
+            if pid in running and v.state in (SeqState.WAITING, SeqState.PAUSED, SeqState.SWAPPED):
+                stopped.append(pid)    # the engine did not admit / restore it, or stopped it
+        sched.update(Plan(preempt=stopped, reasons={p: "not running in the engine" for p in stopped},
                           at_s=now), Outcome(finished, usage))
         for p in finished:
             rid = self._rid.pop(p)
