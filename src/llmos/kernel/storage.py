@@ -264,21 +264,13 @@ class Journal:
             failure: BaseException | None = None
             try:
                 conn.execute("BEGIN")
-                for op in ops:
-                    kind = op[0]
-                    if kind == "barrier":
-                        waiters.append(op[1])
-                        continue
+                for sql, rows in _runs(ops, waiters):
                     try:
-                        if kind == "many":
-                            conn.executemany(op[1], op[2])
-                            self.writes += len(op[2])
-                        else:
-                            conn.execute(kind, op[1])
-                            self.writes += 1
+                        conn.executemany(sql, rows)
+                        self.writes += len(rows)
                     except sqlite3.Error as e:   # one bad statement must not lose the batch
                         failure = e
-                        log.error("journal write failed: %s (%s)", e, kind[:80])
+                        log.error("journal write failed: %s (%s)", e, sql[:80])
                 conn.execute("COMMIT")
                 self.commits += 1
             except sqlite3.Error as e:
@@ -296,6 +288,22 @@ class Journal:
                 else:
                     fut.set_exception(JournalError(f"journal write failed: {failure}",
                                                    hint="check disk space and permissions"))
+
+
+def _runs(ops: list, waiters: list) -> list[tuple[str, list]]:
+    """Consecutive writes of the same statement merged into one ``executemany`` (order
+    kept); barrier futures are moved to ``waiters``."""
+    out: list[tuple[str, list]] = []
+    for op in ops:
+        if op[0] == "barrier":
+            waiters.append(op[1])
+            continue
+        sql, rows = (op[1], list(op[2])) if op[0] == "many" else (op[0], [op[1]])
+        if out and out[-1][0] == sql:
+            out[-1][1].extend(rows)
+        else:
+            out.append((sql, rows))
+    return out
 
 
 def _text(s: object) -> str | None:
