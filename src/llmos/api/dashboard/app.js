@@ -174,7 +174,7 @@ function runCard(r) {
   if (steps.length) card.append(el("ol", {}, ...steps.map(stepLine)));
   if (r.pending) {
     const p = r.pending;
-    card.append(el("div", { class: "pending" },
+    card.append(el("div", { class: "pending-step" },
       "Waiting for your yes: ", el("b", {}, p.tool || "step"), " ",
       p.risk ? el("span", { class: "risk " + p.risk }, p.risk) : null, " ",
       p.reason ? el("span", { class: "reason" }, p.reason) : null, " ",
