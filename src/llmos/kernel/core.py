@@ -324,22 +324,24 @@ class Kernel(ProgramAPI):
         if fut is not None and not fut.done():
             fut.set_result(None)
 
-    async def kill(self, call: Call, pid: int, reason: str) -> Process:
+    def process(self, call: Call, pid: int, *, live: bool = False) -> Process:
+        """Process ``pid`` if the caller may touch it (own, or the 'others' capability);
+        with ``live``, also refuse a finished one."""
         p = self.procs.get(pid)
         call.check(ProcRef(p.pid, p.owner))
-        if p.state.finished:
+        if live and p.state.finished:
             raise InvalidArgument(f"process {pid} already finished ({p.state.name.lower()})",
                                   field="pid", expected="a live process")
+        return p
+
+    async def kill(self, call: Call, pid: int, reason: str) -> Process:
+        p = self.process(call, pid, live=True)
         self._end(p, S.KILLED, reason)
         await self.journal.durable()
         return p
 
     async def nice(self, call: Call, pid: int, priority: int) -> Process:
-        p = self.procs.get(pid)
-        call.check(ProcRef(p.pid, p.owner))
-        if p.state.finished:
-            raise InvalidArgument(f"process {pid} already finished ({p.state.name.lower()})",
-                                  field="pid", expected="a live process")
+        p = self.process(call, pid, live=True)
         old = p.priority
         if pid in self.sched:
             self.sched.renice(pid, priority)
@@ -349,8 +351,7 @@ class Kernel(ProgramAPI):
         return p
 
     async def confirm(self, call: Call, pid: int) -> Process:
-        p = self.procs.get(pid)
-        call.check(ProcRef(p.pid, p.owner))
+        p = self.process(call, pid)
         if not (p.state == S.WAITING and p.reason.startswith("needs_confirmation")):
             raise InvalidArgument(f"process {pid} is not waiting for confirmation "
                                   f"({p.state.name.lower()})", field="pid",
@@ -361,14 +362,10 @@ class Kernel(ProgramAPI):
         return p
 
     async def exit(self, call: Call, pid: int, *, ok: bool, result: Any, message: str | None) -> Process:
-        p = self.procs.get(pid)
-        call.check(ProcRef(p.pid, p.owner))
+        p = self.process(call, pid, live=True)
         if p.kind != "run":
             raise InvalidArgument(f"process {pid} is a {p.kind}; only a run is finished by proc.exit",
                                   field="pid", expected="a run process")
-        if p.state.finished:
-            raise InvalidArgument(f"process {pid} already finished ({p.state.name.lower()})",
-                                  field="pid", expected="a live run")
         live = [c for c in p.children if (cp := self.procs.find(c)) and not cp.state.finished]
         if ok and live:
             raise InvalidArgument(f"run {pid} still has live steps: {', '.join(map(str, live))}",

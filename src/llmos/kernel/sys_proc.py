@@ -81,8 +81,7 @@ async def kill(k: Kernel, call: Call, a: KillArgs) -> dict:
 
 
 async def wait(k: Kernel, call: Call, a: WaitArgs) -> dict:
-    p = k.procs.get(a.pid)
-    call.check(ProcRef(p.pid, p.owner))
+    k.process(call, a.pid)
     p, done = await k.wait(a.pid, a.timeout_s)
     return {**k.view(p), "timed_out": not done}
 
@@ -93,8 +92,7 @@ async def nice(k: Kernel, call: Call, a: NiceArgs) -> dict:
 
 
 async def get(k: Kernel, call: Call, a: GetArgs) -> dict:
-    p = k.procs.get(a.pid)
-    call.check(ProcRef(p.pid, p.owner))
+    p = k.process(call, a.pid)
     if a.history:
         await k.journal.durable()    # the history is read back from the journal
     return k.view(p, history=a.history)
