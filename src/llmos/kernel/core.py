@@ -225,8 +225,8 @@ class Kernel(ProgramAPI):
         self._on_transition_idle()
         if self.bus.watched:
             self.bus.publish({"type": "process", "pid": p.pid, "kind": p.kind, "owner": p.owner,
-                           "parent": p.parent, "state": p.state.name.lower(),
-                           "prev": frm.name.lower(), "reason": reason, "ts": p.updated_s})
+                              "parent": p.parent, "state": p.state.name.lower(),
+                              "prev": frm.name.lower(), "reason": reason, "ts": p.updated_s})
 
     def _timer_fired(self, t: Timer) -> None:
         prefix = "reminder (late)" if t.late else "reminder"
