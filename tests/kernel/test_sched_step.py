@@ -53,23 +53,24 @@ def test_batch_cap_below_the_engines_max_active():
 
 
 def test_high_priority_newcomer_pauses_the_least_urgent_after_hysteresis():
-    p = policy(min_run_tokens=4, min_run_s=1e9)
+    # batch of 2 in an engine that holds 4 sequences: a paused one keeps its slot and KV
+    p = policy(min_run_tokens=4, min_run_s=1e9, batch_cap=2)
     a, b = view("a", prio=10, arrival=0, prompt=2), view("b", prio=5, arrival=1, prompt=2)
-    assert p.decide([a, b], budget()).run == ["b", "a"]
+    assert p.decide([a, b], budget(max_active=4)).run == ["b", "a"]
     a = view("a", prio=10, state=DE, prompt=2, prefilled=2, gen=1)     # 3 tokens since admitted
     b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=1)
     hi = view("hi", prio=-10, arrival=2)
-    d = p.decide([a, b, hi], budget())
+    d = p.decide([a, b, hi], budget(max_active=4))
     assert d.run == ["b", "a"] and d.pause == []          # neither has run min_run_tokens yet
     a = view("a", prio=10, state=DE, prompt=2, prefilled=2, gen=2)
     b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=2)
-    d = p.decide([a, b, hi], budget())
+    d = p.decide([a, b, hi], budget(max_active=4))
     assert d.pause == ["a"] and d.swap_out == [] and d.run == ["b", "hi"]
     assert "preempted by" in " ".join(p.explain("a"))
     # the newcomer finishes: the paused one comes back
     a = view("a", prio=10, state=PA, prompt=2, prefilled=2, gen=2)
     b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=4)
-    d = p.decide([a, b], budget())
+    d = p.decide([a, b], budget(max_active=4))
     assert d.run == ["b", "a"] and p.preemptions == 1 and p.swaps == 0
 
 
@@ -89,12 +90,17 @@ def test_kv_short_swaps_the_victim_out_and_restores_it_later():
     assert d.run == ["a"] and p.swaps == 1
 
 
-def test_pause_when_kv_suffices():
+def test_pause_when_kv_and_slots_suffice_else_swap():
+    p = policy(min_run_tokens=1, batch_cap=1)
+    p.decide([view("a", prio=10)], budget(max_active=2, kv_free=1000, kv_total=1000))
+    a = view("a", prio=10, state=DE, prefilled=10, gen=5)
+    d = p.decide([a, view("hi", prio=-10)], budget(max_active=2, kv_free=890, kv_total=1000))
+    assert d.pause == ["a"] and d.swap_out == [] and d.run == ["hi"]
+    # the engine holds one sequence only: the paused one would keep the newcomer's slot
     p = policy(min_run_tokens=1)
     p.decide([view("a", prio=10)], budget(max_active=1, kv_free=1000, kv_total=1000))
-    a = view("a", prio=10, state=DE, prefilled=10, gen=5)
     d = p.decide([a, view("hi", prio=-10)], budget(max_active=1, kv_free=890, kv_total=1000))
-    assert d.pause == ["a"] and d.swap_out == [] and d.run == ["hi"]
+    assert d.swap_out == ["a"] and d.pause == [] and d.run == ["hi"]
 
 
 def test_a_swapped_sequence_waits_until_its_cells_fit():
@@ -178,6 +184,7 @@ def _run_model(policy_: TokenPolicy, seqs: list[_Seq], arrivals: list[int], max_
             break
         used = sum(s.prompt + s.answer for s in live.values() if s.state in (PF, DE, PA))  # reserved
         assert used <= ctx, "KV overcommitted"
+        assert sum(1 for s in live.values() if s.state in (PF, DE, PA)) <= max_active, "slots overcommitted"
         views = [SeqView(s.rid, s.owner, s.prio, s.state, float(i), s.prompt, s.prefilled, s.gen,
                          s.answer, 0 if s.state in (W, SW) else s.prefilled + s.gen)
                  for i, s in enumerate(live.values())]
@@ -206,13 +213,14 @@ def _run_model(policy_: TokenPolicy, seqs: list[_Seq], arrivals: list[int], max_
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(-20, 19), st.integers(1, 80), st.integers(1, 60), st.integers(0, 50)),
                 min_size=1, max_size=10),
-       st.integers(1, 4), st.sampled_from(["fifo", "rr", "priority", "fair", "sjf"]))
-def test_every_sequence_finishes_without_overcommitting_kv(specs, max_active, name):
+       st.integers(1, 4), st.sampled_from(["fifo", "rr", "priority", "fair", "sjf"]),
+       st.one_of(st.none(), st.integers(1, 3)))
+def test_every_sequence_finishes_without_overcommitting_kv(specs, max_active, name, cap):
     seqs = [_Seq(f"s{i}", prio, prompt, answer, owner="ab"[i % 2])
             for i, (prio, prompt, answer, _) in enumerate(specs)]
     ctx = max(s.prompt + s.answer for s in seqs) + 8
-    note(f"{specs=} {max_active=} {name=} {ctx=}")
-    done = _run_model(policy(name, min_run_tokens=2), seqs, [at for *_, at in specs], max_active, ctx)
+    note(f"{specs=} {max_active=} {name=} {ctx=} {cap=}")
+    done = _run_model(policy(name, min_run_tokens=2, batch_cap=cap), seqs, [at for *_, at in specs], max_active, ctx)
     assert sorted(done) == sorted(s.rid for s in seqs)
 
 
@@ -247,8 +255,8 @@ def _script(req: GenerationRequest) -> str:
 
 
 async def test_fake_engine_high_priority_preempts_low_and_texts_stay_whole():
-    engine = FakeEngine(_script, max_active=2)
-    engine.set_policy(make_scheduler("priority", FakeClock()).step_policy())
+    engine = FakeEngine(_script, max_active=4)
+    engine.set_policy(make_scheduler("priority", FakeClock(), batch_cap=2).step_policy())
     try:
         order, results = await _low_then_high(engine)
     finally:
@@ -261,8 +269,8 @@ async def test_fake_engine_high_priority_preempts_low_and_texts_stay_whole():
 
 
 async def test_fake_engine_fifo_makes_the_urgent_request_wait():
-    engine = FakeEngine(_script, max_active=2)
-    engine.set_policy(FifoPolicy())
+    engine = FakeEngine(_script, max_active=4)
+    engine.set_policy(make_scheduler("fifo", FakeClock(), batch_cap=2).step_policy())
     try:
         order, _ = await _low_then_high(engine)
     finally:

@@ -17,19 +17,21 @@ its running set and the cap (``batch_cap`` ∧ ``budget.max_active``) its slots.
 2. ``schedule(now, cap − running)`` gives admissions and preemptions by the
    policy's order and rules; its hysteresis (``min_run_tokens``) keeps a
    sequence from being preempted right after it was (re)admitted.
-3. KV, in the embedded engine's terms: a sequence holds its footprint (prompt +
-   max_tokens cells, reserved when admitted or restored) while PREFILLING,
-   DECODING or PAUSED, and nothing while WAITING or SWAPPED. Room is the larger
-   of ``budget.kv_free_tokens`` and total minus the footprints held (each is a
-   safe under-estimate: the engine may share prefixes and evict cached ones).
-   An admission that does not fit swaps sequences out (snapshot, cells freed),
-   least deserving first: the victim paired with it, others this plan
-   preempts, paused ones that rank behind it, then running ones it may preempt
-   by the policy's rule (a free batch slot does not help when KV is the
-   bottleneck). If that cannot make room it
-   waits (its victim keeps running). Should the footprints ever exceed the
-   total, resident sequences outside the batch are swapped out, then the
-   batch's least deserving members (never its last one).
+3. KV and slots, in the embedded engine's terms: a sequence holds a slot (at
+   most ``budget.max_active`` of them) and its footprint (prompt + max_tokens
+   cells, reserved when admitted or restored) while PREFILLING, DECODING or
+   PAUSED, and neither while WAITING or SWAPPED; so pausing frees nothing,
+   and a batch cap below ``max_active`` leaves slots for paused sequences.
+   Cell room is the larger of ``budget.kv_free_tokens`` and total minus the
+   footprints held (each a safe under-estimate: the engine may share prefixes
+   and evict cached ones). An admission short of cells or a slot swaps
+   sequences out (snapshot, both freed), least deserving first: the victim
+   paired with it, others this plan preempts, paused ones that rank behind it,
+   then running ones it may preempt by the policy's rule (a free batch place
+   does not help when KV is the bottleneck). If that cannot make room it
+   waits (its victim keeps running). Should more be held than exists,
+   resident sequences outside the batch are swapped out, then the batch's
+   least deserving members (never its last one).
 4. Preempted sequences keep their KV (``pause``) unless step 3 swapped them.
    A swapped sequence stays visible to the policy; listing it in ``run``
    restores it (engine contract).
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 from collections.abc import Sequence
 
 from llmos.clock import Clock, SystemClock
@@ -84,9 +87,14 @@ class TokenPolicy:
         self._last_s: float | None = None   # clock seconds of the last decide()
         self.preemptions = 0                # pauses + swaps issued, in total
         self.swaps = 0                      # swaps issued, in total
+        self._lock = threading.Lock()       # decide() runs on the engine's thread, explain() anywhere
 
     # ── StepPolicy ─────────────────────────────────────────────────────────
     def decide(self, seqs: Sequence[SeqView], budget: StepBudget) -> StepDecision:
+        with self._lock:
+            return self._decide(seqs, budget)
+
+    def _decide(self, seqs: Sequence[SeqView], budget: StepBudget) -> StepDecision:
         sched = self.sched
         now = sched.clock.time()
         views = {v.request_id: v for v in seqs if not v.state.finished}
@@ -102,22 +110,25 @@ class TokenPolicy:
             return v_of[p].state in _RESIDENT
 
         total = budget.kv_total_tokens
-        committed = sum(_footprint(v) for v in views.values() if v.state in _RESIDENT)
-        room = max(budget.kv_free_tokens, total - committed)
+        held = [v for v in views.values() if v.state in _RESIDENT]
+        room = max(budget.kv_free_tokens, total - sum(_footprint(v) for v in held))   # cells
+        slots = budget.max_active - len(held)          # resident sequences the engine may still hold
         preempt = list(plan.preempt[:over])
         staying = [p for p in running if p not in preempt]   # a paired victim stays unless its
         #                                                      replacement gets in (below)
-        room -= sum(_footprint(v_of[p]) for p in staying if not resident(p))
+        waiting_in = [p for p in staying if not resident(p)]  # listed, not admitted by the engine yet
+        room -= sum(_footprint(v_of[p]) for p in waiting_in)
+        slots -= len(waiting_in)
         swap: list[int] = []
         ready_order = [t.pid for t in sched._order((sched.get(p) for p in sched.ready()), now)]
         admitted: list[int] = []
         notes: list[str] = []
         for i, pid in enumerate(plan.run):
             paired = plan.preempt[over + i - n] if i >= n else None
-            need = 0 if resident(pid) else _footprint(v_of[pid])
-            avail = room
+            cells, slot = (0, 0) if resident(pid) else (_footprint(v_of[pid]), 1)
+            c_avail, s_avail = room, slots
             victims: list[int] = []
-            if need > avail:
+            if cells > c_avail or slot > s_avail:
                 behind = ready_order[ready_order.index(pid) + 1:] if pid in ready_order else []
                 cand = sched.get(pid)
                 pool = ([paired] if paired is not None else []) + \
@@ -126,16 +137,18 @@ class TokenPolicy:
                     [t.pid for t in sched._victim_order([sched.get(p) for p in staying if p != paired], now)
                      if sched._can_preempt(t, now) and sched._preempts(t, cand, now)]
                 for p in pool:
-                    if need <= avail:
+                    if cells <= c_avail and slot <= s_avail:
                         break
                     if p in victims or p in swap or not resident(p):
                         continue
                     victims.append(p)
-                    avail += _footprint(v_of[p])
-            if need > avail:
-                notes.append(f"{self._rid[pid]} waits for KV ({need} cells, {max(avail, 0)} free)")
+                    c_avail += _footprint(v_of[p])
+                    s_avail += 1
+            if cells > c_avail or slot > s_avail:
+                what = f"KV ({cells} cells, {max(c_avail, 0)} free)" if cells > c_avail else "a slot"
+                notes.append(f"{self._rid[pid]} waits for {what}")
                 continue
-            room = avail - need
+            room, slots = c_avail - cells, s_avail - slot
             swap.extend(victims)
             for p in victims:               # running members it beats give up their cells too
                 if p in staying and p != paired:
@@ -147,29 +160,31 @@ class TokenPolicy:
             if paired is not None and paired in staying:   # (else an earlier one took it for KV)
                 preempt.append(paired)
                 staying.remove(paired)
-        # KV over-committed (the engine admitted more than this policy would, e.g. under a
+        # Over-committed (the engine admitted more than this policy would, e.g. under a
         # policy installed before): swap out resident sequences outside the batch, least
         # deserving first, then the batch's least deserving members (never its last one).
         members = staying + admitted
-        if room < 0:
+        if room < 0 or slots < 0:
             idle = [p for p in reversed(ready_order) if p not in admitted and p not in swap
                     and resident(p)]
             idle += [p for p in preempt if p not in swap and p not in idle and resident(p)]
             for p in idle:
-                if room >= 0:
+                if room >= 0 and slots >= 0:
                     break
                 room += _footprint(v_of[p])
+                slots += 1
                 swap.append(p)
-        if room < 0:
+        if room < 0 or slots < 0:
             for t in sched._victim_order([sched.get(p) for p in staying], now):
-                if room >= 0 or len(members) <= 1:
+                if (room >= 0 and slots >= 0) or len(members) <= 1:
                     break
                 room += _footprint(v_of[t.pid])
+                slots += 1
                 members.remove(t.pid)
                 preempt.append(t.pid)
                 if resident(t.pid):
                     swap.append(t.pid)
-                plan.reasons[t.pid] = f"preempted: KV over-committed by {-room} cells"
+                plan.reasons[t.pid] = "preempted: KV over-committed"
         applied = Plan(run=admitted, preempt=preempt, reasons=plan.reasons, at_s=now)
         for p in swap:
             if p in preempt:
@@ -231,8 +246,9 @@ class TokenPolicy:
 
     # ── queries ────────────────────────────────────────────────────────────
     def explain(self, request_id: str) -> list[str]:
-        pid = self._pid.get(request_id, self._done.get(request_id))
-        return [] if pid is None else self.sched.explain(pid)
+        with self._lock:
+            pid = self._pid.get(request_id, self._done.get(request_id))
+            return [] if pid is None else self.sched.explain(pid)
 
 
 # ── measuring the batch cap ────────────────────────────────────────────────
