@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from llmos.clock import FakeClock
 from llmos.errors import InvalidArgument
 from llmos.kernel.sched import AdmissionController, TokenPolicy, make_scheduler, measure_batch_cap
-from llmos.llm.base import FifoPolicy, GenerationRequest, SamplingParams, SeqState, SeqView, StepBudget
+from llmos.llm.base import GenerationRequest, SamplingParams, SeqState, SeqView, StepBudget
 from llmos.llm.fake import FakeEngine
 
 W, PF, DE, PA, SW = (SeqState.WAITING, SeqState.PREFILLING, SeqState.DECODING, SeqState.PAUSED,
