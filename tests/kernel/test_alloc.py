@@ -360,13 +360,41 @@ def test_lanes_queue_and_late_flag():
     clock = FakeClock()
     a = Allocator([Resource("one", speed=1.0)], clock=clock)
     p1 = a.place(Task("a", work=3))
+    a.started(p1)
     p2 = a.place(Task("b", work=2, deadline_s=4))
     assert p2.start_s == pytest.approx(p1.finish_s) and p2.finish_s == pytest.approx(5)
     assert p2.meets_deadline is False and "LATE" in p2.reason
     clock.advance(2)
-    a.release(p1, seconds=2.0)            # ended 1 s early: b's predicted end moves up
+    a.release(p1, seconds=2.0)            # ended 1 s early: b (queued) now starts at once
     p3 = a.place(Task("c", work=1))
-    assert p3.start_s == pytest.approx(4.0)
+    assert p3.start_s == pytest.approx(2.0 + p2.delay_s)
+
+
+def test_fifo_replay_over_several_lanes():
+    clock = FakeClock()
+    a = Allocator([Resource("two", speed=1.0, lanes=2)], clock=clock)
+    ps = [a.place(Task(f"t{i}", work=w)) for i, w in enumerate((4, 1, 2))]
+    assert [p.start_s for p in ps] == pytest.approx([0, 0, 1])      # t2 takes the lane t1 frees
+    for p in ps[:2]:
+        a.started(p)
+    clock.advance(3)                                                # t1 done at 1, t2 ran 1..3
+    a.release(ps[1], seconds=1.0)
+    a.started(ps[2], now=1.0)
+    nxt = a.place(Task("t3", work=1))
+    assert nxt.start_s == pytest.approx(3.0)                        # t2 predicted to end at 3
+    assert a.load()["two"]["running"] == 2
+
+
+def test_margin_grows_with_measured_prediction_error():
+    clock = FakeClock()
+    a = Allocator([Resource("r", speed=1.0)], clock=clock)
+    assert a.margin("r", "job") == pytest.approx(0.2)
+    for seconds in (1.0, 1.6, 0.7, 1.5):                  # predictions of 1 s, off by up to 60 %
+        p = a.place(Task("x", work=1.0))
+        a.release(p, seconds=seconds)
+    assert a.margin("r", "job") > 0.5
+    with pytest.raises(InvalidArgument):
+        a.started(p)                                       # released already
 
 
 def test_capacity_none_when_full_then_free_after_release():
@@ -387,11 +415,14 @@ def test_learning_from_releases_changes_predictions():
     p = a.place(Task("x", kind="tool", work=10))
     assert p.delay_s == pytest.approx(10)
     clock.advance(5)
-    a.release(p, seconds=5.0, joules=50.0)        # measured speed 2/s
+    a.release(p, seconds=5.0, joules=50.0)        # measured speed 2/s; the first sample is taken as is
     lr = a.learned("r", "tool")
-    assert lr.speed == pytest.approx(1.5) and lr.joules_per_unit == pytest.approx(5.0)
+    assert lr.speed == pytest.approx(2.0) and lr.joules_per_unit == pytest.approx(5.0)
     q = a.place(Task("y", kind="tool", work=3))
-    assert q.delay_s == pytest.approx(2.0) and q.energy_j == pytest.approx(15.0)
+    assert q.delay_s == pytest.approx(1.5) and q.energy_j == pytest.approx(15.0)
+    a.release(q, seconds=3.0)                     # 1/s now: EWMA step 1/2 → 1.5/s
+    assert a.learned("r", "tool").speed == pytest.approx(1.5)
+    assert a.learned("r", "other") is None
 
 
 def test_solve_caches_capacity_prices_used_by_place():

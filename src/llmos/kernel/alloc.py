@@ -8,17 +8,25 @@ Map:
   learned from measurements, deadline check with a safety margin, then the
   mode's rule. ``None`` means "no room now" (retry after a release);
   ``AllocError`` means the task can never fit (it names the resource).
+- ``Allocator.started(placement)``: the kernel began running it (its lane is busy).
 - ``Allocator.release(placement, seconds=..., joules=...)``: frees capacity and
-  the lane, and learns the resource's speed and joules per unit of work.
+  the lane, and learns the resource's speed, joules per unit of work and how
+  far measured run times stray from predictions.
 - ``Allocator.observe(...)``: feed a measurement directly (EWMA).
 - Re-exported: ``Task``, ``Resource``, ``Objective``, ``Problem``,
   ``problem_from_dict``, ``Solution``, ``Binding``, ``solve``, ``lp_bound``, ``MODES``.
 
-NOTE (placement rules). Each resource r has ``lanes`` FIFO servers; the
-allocator keeps the predicted time each lane's queued work ends. For task t, on
-every resource that may run it and has capacity left now:
-  start = max(now, earliest lane end), finish = start + d_tr,
-  on time ⇔ finish + margin·d_tr ≤ deadline.
+NOTE (placement rules). Each resource r runs its placements first-in first-out
+on ``lanes`` servers. To predict, the allocator replays r's outstanding
+placements: started ones end at start + predicted run time, queued ones follow
+in order on the earliest free lane (a placement not yet reported started counts
+as queued, which errs late). For task t, on every resource that may run it and
+has capacity left now:
+  start = earliest lane end after the replay, finish = start + d_tr,
+  on time ⇔ finish + m_r·(finish − now) ≤ deadline,
+where m_r = max(deadline_margin, exp(z·σ_r) − 1) and σ_r is the measured spread
+of log(run time / prediction) on r for t's kind (z = MARGIN_Z, about the 99.5th
+percentile), so the margin grows with how wrong predictions have been.
 On-time candidates always rank before late ones (late ones rank by finish). Then:
   latency     earliest finish
   throughput  smallest resulting makespan max(busiest lane end, finish), then
@@ -27,11 +35,12 @@ On-time candidates always rank before late ones (late ones rank by finish). Then
   energy      least e_tr + Σ_k λ_rk·a_tk (marginal joules), then finish
 λ_rk are the LP shadow prices of resource capacities from the last batch solve
 with the same objective (congestion prices; zero until a solve supplies them).
-Unstated figures (NaN) rank last. This is list scheduling: O(R·lanes) per call.
+Unstated figures (NaN) rank last. This is list scheduling: O(outstanding) per call.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,11 +68,12 @@ from llmos.kernel.alloc_solve import Binding, Solution, alloc_error, evaluate, g
 
 __all__ = ["Allocator", "Placement", "Task", "Resource", "Objective", "Problem", "Solution", "Binding",
            "Learned", "problem_from_dict", "solve", "lp_bound", "evaluate", "greedy", "MODES", "FIGURES",
-           "OBJECTIVES", "MODE_OBJECTIVE", "DEADLINE_MARGIN", "LEARN_RATE"]
+           "OBJECTIVES", "MODE_OBJECTIVE", "DEADLINE_MARGIN", "LEARN_RATE", "MARGIN_Z"]
 
 MODES = tuple(MODE_OBJECTIVE)          # throughput, latency, cost, energy
-DEADLINE_MARGIN = 0.2                  # a run must end this fraction of its run time before the deadline
-LEARN_RATE = 0.3                       # EWMA weight of a new measurement
+DEADLINE_MARGIN = 0.2                  # least safety margin, as a fraction of the time until the finish
+LEARN_RATE = 0.2                       # EWMA step once a figure has 1/LEARN_RATE samples (1/n before)
+MARGIN_Z = 2.58                        # margin quantile on the measured prediction spread (≈ 99.5 %)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,6 @@ class Placement:
     task: Task
     resource: str
     mode: str
-    lane: int                          # which of the resource's lanes
     placed_s: float                    # clock.monotonic() at placement
     start_s: float                     # predicted start (monotonic s)
     delay_s: float                     # predicted run time, s
@@ -87,9 +96,23 @@ class Placement:
 @dataclass
 class _ResourceState:
     resource: Resource
-    lane_end: list[float]                                     # monotonic s; owner: place/release
     used: dict[str, float] = field(default_factory=dict)      # capacity units held; owner: place/release
-    outstanding: dict[int, Placement] = field(default_factory=dict)  # by placement id
+    outstanding: dict[int, Placement] = field(default_factory=dict)  # by id, in placement (FIFO) order
+    started: dict[int, float] = field(default_factory=dict)   # id -> monotonic s it began; owner: started()
+
+    def lane_ends(self, now: float) -> list[float]:
+        """Predicted end of each lane's work, replaying the FIFO queue (a heap, earliest first)."""
+        ends = [max(now, self.started[i] + p.delay_s) for i, p in self.outstanding.items() if i in self.started]
+        ends.sort()
+        extra = ends[self.resource.lanes:]                    # more reported running than lanes: queue them
+        ends = ends[: self.resource.lanes] + [now] * max(0, self.resource.lanes - len(ends))
+        heapq.heapify(ends)
+        for e in extra:
+            heapq.heappush(ends, heapq.heappop(ends) + (e - now))
+        for i, p in self.outstanding.items():
+            if i not in self.started:
+                heapq.heappush(ends, heapq.heappop(ends) + p.delay_s)
+        return ends
 
 
 class Allocator:
@@ -121,8 +144,7 @@ class Allocator:
         if r.name in self._res:
             raise InvalidArgument(f"resource {r.name!r} already exists", field="resource.name",
                                   expected="a new name")
-        now = self.clock.monotonic()
-        self._res[r.name] = _ResourceState(r, [now] * r.lanes)
+        self._res[r.name] = _ResourceState(r)
 
     def remove_resource(self, name: str) -> None:
         st = self._res.get(name)
@@ -158,8 +180,8 @@ class Allocator:
         mode = _check_mode(mode or self.mode)
         _check_task(task, 0, set(self._res))
         now = self.clock.monotonic() if now is None else now
-        span = max((max(s.lane_end) for s in self._res.values()), default=now)
-        span = max(span, now)
+        ends = {name: st.lane_ends(now) for name, st in self._res.items()}
+        span = max((max(e) for e in ends.values()), default=now)
         figure = MODE_OBJECTIVE[mode]
         cands = []
         for st in self._res.values():
@@ -167,18 +189,17 @@ class Allocator:
             if not _may_run(task, r) or not self._fits(task, st):
                 continue
             f = pair_figures(task, r, self._learned.get((r.name, task.kind)))
-            lane = min(range(r.lanes), key=lambda k: st.lane_end[k])
-            start = max(now, st.lane_end[lane])
+            start = ends[r.name][0]                      # heap: the earliest lane end
             finish = start + f.delay
             on_time = None if task.deadline_s is None else \
-                finish + self.deadline_margin * f.delay <= task.deadline_s
-            cands.append((r, f, lane, start, finish, on_time))
+                finish + self.margin(r.name, task.kind) * (finish - now) <= task.deadline_s
+            cands.append((r, f, start, finish, on_time))
         if not cands:
             self._never_fits(task)
             return None
 
         def key(c: tuple) -> tuple:
-            r, f, _lane, _start, finish, on_time = c
+            r, f, _start, finish, on_time = c
             if on_time is False:
                 return (1, finish)
             if mode == "latency":
@@ -191,68 +212,79 @@ class Allocator:
             return (0, val + self._price(r, task, figure), finish)
 
         cands.sort(key=key)
-        r, f, lane, start, finish, on_time = cands[0]
-        p = Placement(next(self._ids), task, r.name, mode, lane, now, start, f.delay, finish, f.cost,
+        r, f, start, finish, on_time = cands[0]
+        p = Placement(next(self._ids), task, r.name, mode, now, start, f.delay, finish, f.cost,
                       f.energy, f.probability, on_time, self._reason(mode, cands, now))
         st = self._res[r.name]
-        st.lane_end[lane] = finish
         for k, v in task.demand.items():
             st.used[k] = st.used.get(k, 0.0) + v
         st.outstanding[p.id] = p
         return p
 
+    def started(self, placement: Placement, *, now: float | None = None) -> None:
+        """The kernel began running ``placement``: its lane is busy from ``now``."""
+        st = self._outstanding(placement)
+        st.started[placement.id] = self.clock.monotonic() if now is None else now
+
     def release(self, placement: Placement, *, seconds: float | None = None, joules: float | None = None,
                 ok: bool = True, now: float | None = None) -> None:
         """The placement ended (or was cancelled: ``seconds=None``). Frees capacity; learns figures."""
-        st = self._res.get(placement.resource)
-        if st is None or placement.id not in st.outstanding:
-            raise InvalidArgument(f"placement {placement.id} of {placement.task.name} is not outstanding",
-                                  field="placement", expected="a placement from place() not yet released")
-        now = self.clock.monotonic() if now is None else now
+        st = self._outstanding(placement)
         del st.outstanding[placement.id]
+        st.started.pop(placement.id, None)
         for k, v in placement.task.demand.items():
             st.used[k] = max(0.0, st.used.get(k, 0.0) - v)
-        lane = placement.lane
-        queued_after = st.lane_end[lane] > placement.finish_s + 1e-9
-        if not queued_after:
-            st.lane_end[lane] = now
-        elif seconds is None and now < placement.start_s:     # cancelled before it started
-            st.lane_end[lane] = max(now, st.lane_end[lane] - placement.delay_s)
-        else:                                                 # later work shifts by the prediction error
-            st.lane_end[lane] = max(now, st.lane_end[lane] + (now - placement.finish_s))
         explicit = placement.resource in placement.task.figures.get("delay", {})
         if seconds is not None and seconds > 0 and placement.task.work > 0 and not explicit:
             self.observe(placement.resource, placement.task.kind, work=placement.task.work,
-                         seconds=seconds, joules=joules, ok=ok)
+                         seconds=seconds, joules=joules, ok=ok, predicted_s=placement.delay_s)
 
     def observe(self, resource: str, kind: str, *, work: float, seconds: float,
-                joules: float | None = None, ok: bool = True) -> Learned:
-        """Fold one measurement into the (resource, kind) figures (EWMA)."""
+                joules: float | None = None, ok: bool = True, predicted_s: float | None = None) -> Learned:
+        """Fold one measurement into the (resource, kind) figures (EWMA, plain mean at first)."""
         if resource not in self._res:
             raise InvalidArgument(f"unknown resource {resource!r}", field="resource", expected="a known resource")
         if not (work > 0 and seconds > 0):
             raise InvalidArgument("observe: work and seconds must be > 0", field="seconds", expected="> 0")
-        a = self.learn_rate
         r = self._res[resource].resource
         lr = self._learned.setdefault((resource, kind), Learned())
-        speed = work / seconds
-        lr.speed = (1 - a) * (lr.speed or r.speed) + a * speed
+        a = max(self.learn_rate, 1.0 / (lr.samples + 1))
+
+        def ewma(old: float | None, new: float) -> float:
+            return new if old is None else (1 - a) * old + a * new
+
+        lr.speed = ewma(lr.speed, work / seconds)
         if joules is not None:
-            jpu = joules / work
-            lr.joules_per_unit = jpu if lr.joules_per_unit is None else (1 - a) * lr.joules_per_unit + a * jpu
+            lr.joules_per_unit = ewma(lr.joules_per_unit, joules / work)
         prior = lr.p_success if lr.p_success is not None else (r.p_success if r.p_success is not None else 1.0)
         lr.p_success = (1 - a) * prior + a * (1.0 if ok else 0.0)
+        if predicted_s is not None and predicted_s > 0:
+            lr.log_err_var = ewma(lr.log_err_var, math.log(seconds / predicted_s) ** 2)
         lr.samples += 1
         return lr
 
+    def margin(self, resource: str, kind: str) -> float:
+        """Safety margin for deadlines on ``resource`` (fraction of the time until the finish)."""
+        lr = self._learned.get((resource, kind))
+        if lr is None or lr.log_err_var is None:
+            return self.deadline_margin
+        return max(self.deadline_margin, math.exp(MARGIN_Z * math.sqrt(lr.log_err_var)) - 1.0)
+
     def load(self) -> dict[str, dict]:
         now = self.clock.monotonic()
-        return {name: {"outstanding": len(st.outstanding),
-                       "backlog_s": sum(max(0.0, e - now) for e in st.lane_end),
+        return {name: {"outstanding": len(st.outstanding), "running": len(st.started),
+                       "backlog_s": sum(max(0.0, e - now) for e in st.lane_ends(now)),
                        "used": dict(st.used), "capacity": dict(st.resource.capacity)}
                 for name, st in self._res.items()}
 
     # ── helpers ────────────────────────────────────────────────────────────
+    def _outstanding(self, placement: Placement) -> _ResourceState:
+        st = self._res.get(placement.resource)
+        if st is None or placement.id not in st.outstanding:
+            raise InvalidArgument(f"placement {placement.id} of {placement.task.name} is not outstanding",
+                                  field="placement", expected="a placement from place() not yet released")
+        return st
+
     @staticmethod
     def _fits(task: Task, st: _ResourceState) -> bool:
         cap = st.resource.capacity
@@ -278,7 +310,7 @@ class Allocator:
 
     @staticmethod
     def _reason(mode: str, cands: list, now: float) -> str:
-        r, f, _l, start, finish, on_time = cands[0]
+        r, f, start, finish, on_time = cands[0]
         what = {"latency": "earliest finish", "throughput": "smallest makespan",
                 "cost": "least cost", "energy": "least energy"}[mode]
         s = f"{mode}: {r.name} ({what}; {_figs(f)}, ends in {finish - now:.3g} s"

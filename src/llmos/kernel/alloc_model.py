@@ -85,6 +85,7 @@ class Learned:
     speed: float | None = None          # work units per second
     joules_per_unit: float | None = None  # marginal J per work unit
     p_success: float | None = None      # fraction of runs that completed
+    log_err_var: float | None = None    # EWMA of log(measured s / predicted s)², the prediction spread
     samples: int = 0
 
 
