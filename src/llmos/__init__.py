@@ -25,6 +25,10 @@ _EXPORTS = {
     "SamplingParams": "llmos.llm.base", "Completion": "llmos.llm.base",
     "FakeEngine": "llmos.llm.fake", "ModelInfo": "llmos.llm.models",
     "resolve_model": ("llmos.llm.models", "resolve"),
+    # kernel: the in-process API for programs
+    "Kernel": "llmos.kernel", "SyncKernel": "llmos.kernel", "TaskHandle": "llmos.kernel",
+    "SyscallResult": "llmos.kernel", "ProcState": "llmos.kernel", "Agent": "llmos.kernel",
+    "Capabilities": "llmos.kernel",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
