@@ -29,7 +29,7 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos import __version__
 from llmos.api import schemas as S
@@ -89,9 +89,10 @@ async def whoami(who: Principal = Who) -> dict:
 
 
 @router.post("/syscall", response_model=S.SyscallResponse, tags=["daemon"])
-async def syscall(body: S.SyscallRequest, who: Principal = Who, svc: Services = Svc) -> dict:
+async def syscall(body: S.SyscallRequest, who: Principal = Who, svc: Services = Svc) -> Response:
     """Make any syscall as the calling agent; errors come back as error bodies."""
-    return {"ok": True, "value": await call(svc, who, body.name, body.args)}
+    # the hot path: answered as JSON directly (the value is the kernel's JSON already)
+    return JSONResponse({"ok": True, "value": await call(svc, who, body.name, body.args)})
 
 
 @router.get("/system", response_model=S.SystemOut, tags=["daemon"])
