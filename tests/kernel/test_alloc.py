@@ -479,3 +479,29 @@ def test_large_path_is_feasible_and_near_the_lp_bound(kw):
     for i, t in enumerate(p.tasks):
         assert a[i] >= 0 or t.optional
     assert sol.value == pytest.approx(float(sum(p.cost[i, a[i]] for i in range(len(a)) if a[i] >= 0)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["place", "start", "release", "advance"]), st.integers(0, 9),
+                          st.sampled_from(["throughput", "latency", "cost", "energy"])), max_size=40))
+def test_place_never_oversubscribes_capacity(ops):
+    clock = FakeClock()
+    a = Allocator([Resource("g1", capacity={"mem": 10}, speed=2.0, power_w=50, cost_per_unit=2, lanes=2),
+                   Resource("g2", capacity={"mem": 6}, speed=1.0, power_w=10, cost_per_unit=1)], clock=clock)
+    live = []
+    for op, n, mode in ops:
+        if op == "place":
+            p = a.place(Task(f"t{n}", work=1 + n, demand={"mem": 1 + n % 5}, deadline_s=clock.monotonic() + 20),
+                        mode=mode)
+            if p is not None:
+                live.append(p)
+                assert p.start_s >= clock.monotonic() and p.finish_s == pytest.approx(p.start_s + p.delay_s)
+        elif op == "start" and live:
+            a.started(live[n % len(live)])
+        elif op == "release" and live:
+            a.release(live.pop(n % len(live)), seconds=0.5 + n / 10)
+        else:
+            clock.advance(n / 3)
+        for name, ld in a.load().items():
+            assert ld["used"].get("mem", 0) <= ld["capacity"]["mem"] + 1e-9
+            assert ld["outstanding"] == sum(p.resource == name for p in live)
