@@ -23,26 +23,25 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from llmos.errors import InvalidArgument, NotFound
 
 __all__ = ["register", "hw", "alloc", "load_problem_file", "hw_report"]
 
-PROBLEM_HELP = """Problem file (JSON or YAML):
-
-  objective: cost            # cost | delay | probability | energy | makespan, a mode
-                             # (throughput | latency | cost | energy), or weights {cost: 1, delay: 0.1}
-  horizon_s: 60              # optional: time budget per resource lane and power-cap window
-  resources:
-    - {name: R1, capacity: {slots: 2}, speed: 1.0, cost_per_unit: 1, power_w: 10, idle_w: 1,
-       lanes: 1, provides: [gpu], efficiency: 0.5, max_power_w: 40, p_success: 0.99}
-  tasks:
-    - {name: T1, work: 2, demand: {slots: 1}, deadline_s: 10, needs: [gpu], optional: false,
-       cost: {R1: 1, R2: 2}, delay: {R1: 3, R2: 3}, probability: {R1: 0.9}, energy: {R1: 5}}
-
-Figures a task does not list are derived from the resource (work/speed, work × cost_per_unit,
-(power_w − idle_w) × delay or work/efficiency, p_success)."""
+PROBLEM_HELP = (
+    "Problem file (JSON or YAML) keys: objective (cost, delay, probability, energy, makespan, a mode "
+    "throughput/latency/cost/energy, or weights such as {cost: 1, delay: 0.1}); horizon_s (optional: time "
+    "budget per lane and power-cap window); resources, each with name, capacity {dim: amount}, lanes, "
+    "speed, cost_per_unit, power_w, idle_w, efficiency, max_power_w, p_success, provides; tasks, each "
+    "with name, kind, work, demand {dim: amount}, needs, allowed, deadline_s, optional, and per-resource "
+    "maps cost, delay, probability, energy.\n\n"
+    "Figures a task does not list are derived from the resource: delay = work/speed, cost = work × "
+    "cost_per_unit, energy = (power_w − idle_w) × delay or work/efficiency, probability = p_success.\n\n"
+    "Example: {objective: cost, resources: [{name: R1, capacity: {tasks: 1}}, {name: R2}], tasks: [{name: T1, "
+    "demand: {tasks: 1}, cost: {R1: 1, R2: 2}}]}"
+)
 
 
 def _size(n: int | None) -> str:
@@ -237,4 +236,4 @@ def alloc(
 
 def register(app: typer.Typer) -> None:
     app.command()(hw)
-    app.command(epilog=PROBLEM_HELP.replace("\n", "\n\n"))(alloc)
+    app.command(epilog=escape(PROBLEM_HELP))(alloc)
