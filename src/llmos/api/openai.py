@@ -32,7 +32,10 @@ from llmos import params
 from llmos.api.auth import Principal
 from llmos.api.deps import Services, call, principal, services
 from llmos.api.errors import ApiError
-from llmos.api.openai_schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+from llmos.api.openai_schemas import (
+    ChatCompletionOut, ChatRequest, CompletionOut, CompletionRequest, EmbeddingList,
+    EmbeddingRequest, ModelList,
+)
 from llmos.api.openai_tools import ToolPlan
 from llmos.errors import InvalidArgument, LLMOSError, map_foreign
 
@@ -162,7 +165,15 @@ async def registry_models(svc: Services) -> list[tuple[str, str]]:
         return []
 
 
-@router.get("/models", responses=RESPONSES)
+def _ok(model: type, stream: bool = False) -> dict[int | str, dict[str, Any]]:
+    content: dict[str, Any] = {"application/json": {}}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"},
+                                        "description": "with stream=true: data: {chunk} lines, then [DONE]"}
+    return {**RESPONSES, 200: {"model": model, "content": content}}
+
+
+@router.get("/models", responses=_ok(ModelList))
 async def models(who: Principal = Who, svc: Services = Svc) -> dict:
     """Models this daemon can serve: each engine's model, then the registry's."""
     from llmos.api.observe import _engine_map
@@ -180,7 +191,7 @@ async def models(who: Principal = Who, svc: Services = Svc) -> dict:
 
 
 # ── chat ────────────────────────────────────────────────────────────────────
-@router.post("/chat/completions", responses=RESPONSES)
+@router.post("/chat/completions", responses=_ok(ChatCompletionOut, stream=True))
 async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Services = Svc,
                            x_llmos_priority: str | None = Header(None)) -> Response:
     body.check()
@@ -279,7 +290,7 @@ async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan
 
 
 # ── completions ─────────────────────────────────────────────────────────────
-@router.post("/completions", responses=RESPONSES)
+@router.post("/completions", responses=_ok(CompletionOut, stream=True))
 async def completions(body: CompletionRequest, who: Principal = Who, svc: Services = Svc,
                       x_llmos_priority: str | None = Header(None)) -> Response:
     body.check()
@@ -351,7 +362,7 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
 
 
 # ── embeddings ──────────────────────────────────────────────────────────────
-@router.post("/embeddings", responses=RESPONSES)
+@router.post("/embeddings", responses=_ok(EmbeddingList))
 async def embeddings(body: EmbeddingRequest, who: Principal = Who, svc: Services = Svc) -> Response:
     body.check()
     from llmos.kernel import SYSCALLS

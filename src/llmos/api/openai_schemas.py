@@ -16,7 +16,7 @@ from llmos.errors import InvalidArgument
 
 __all__ = ["ChatMessage", "FunctionDef", "ToolDef", "ToolChoiceFunction", "ResponseFormat",
            "StreamOptions", "ChatRequest", "CompletionRequest", "EmbeddingRequest",
-           "N_MAX", "STOP_MAX"]
+           "N_MAX", "STOP_MAX", "ModelList", "ChatCompletionOut", "CompletionOut", "EmbeddingList"]
 
 N_MAX = 8          # most choices per request
 STOP_MAX = 4       # most stop strings (as OpenAI)
@@ -214,3 +214,78 @@ class EmbeddingRequest(_Body):
 
     def inputs(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+# ── answers (documented in the OpenAPI document; the routes build them as JSON) ──
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelOut(_Out):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(_Out):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
+class UsageOut(_Out):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class AssistantMessage(_Out):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ChatChoice(_Out):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    logprobs: None = None
+
+
+class ChatCompletionOut(_Out):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageOut
+    llmos: dict[str, Any] | None = Field(None, description="{pids: the kernel process of each choice}")
+
+
+class CompletionChoice(_Out):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length", "content_filter"]
+    logprobs: None = None
+
+
+class CompletionOut(_Out):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageOut
+
+
+class EmbeddingOut(_Out):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingList(_Out):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: UsageOut
