@@ -33,8 +33,13 @@ from llmos.api.auth import Principal
 from llmos.api.deps import Services, call, principal, services
 from llmos.api.errors import ApiError
 from llmos.api.openai_schemas import (
-    ChatCompletionOut, ChatRequest, CompletionOut, CompletionRequest, EmbeddingList,
-    EmbeddingRequest, ModelList,
+    ChatCompletionOut,
+    ChatRequest,
+    CompletionOut,
+    CompletionRequest,
+    EmbeddingList,
+    EmbeddingRequest,
+    ModelList,
 )
 from llmos.api.openai_tools import ToolPlan
 from llmos.errors import InvalidArgument, LLMOSError, map_foreign
