@@ -37,39 +37,67 @@ def policy(name: str = "priority", **opts) -> TokenPolicy:
 
 # ── hand-built views ───────────────────────────────────────────────────────
 def test_admits_up_to_the_cap_in_policy_order():
-    p = policy()
-    seqs = [view("low", prio=10, arrival=0), view("mid", prio=0, arrival=1), view("hi", prio=-5, arrival=2)]
+    p = policy(prefills_per_step=8)
+    seqs = [view("low", prio=10, arrival=0), view("mid", prio=1, arrival=1), view("hi", prio=0, arrival=2)]
     d = p.decide(seqs, budget(max_active=2))
     assert d.run == ["hi", "mid"] and d.pause == [] and d.swap_out == []
     assert d.reason.startswith("priority: batch 2/2")
 
 
 def test_batch_cap_below_the_engines_max_active():
-    p = make_scheduler("fifo", FakeClock(), batch_cap=3).step_policy()
+    p = make_scheduler("fifo", FakeClock(), batch_cap=3, prefills_per_step=8).step_policy()
     d = p.decide([view(f"s{i}", arrival=i) for i in range(6)], budget(max_active=8))
     assert d.run == ["s0", "s1", "s2"]
     with pytest.raises(InvalidArgument):
         TokenPolicy(make_scheduler("fifo", FakeClock()), batch_cap=0)
+    with pytest.raises(InvalidArgument):
+        make_scheduler("fifo", FakeClock(), prefills_per_step=0)
+
+
+def test_at_most_prefills_per_step_members_prefill_at_once():
+    p = make_scheduler("fifo", FakeClock(), prefills_per_step=2).step_policy()
+    d = p.decide([view(f"s{i}", arrival=i) for i in range(4)], budget(max_active=4))
+    assert d.run == ["s0", "s1"] and "2 held this step" in d.reason
+    assert sorted(p.sched.running()) == [1, 2, 3, 4]        # all four keep their batch place
+    seqs = [view("s0", state=DE, prefilled=10, gen=1, arrival=0),
+            view("s1", state=DE, prefilled=10, gen=1, arrival=1),
+            view("s2", arrival=2), view("s3", arrival=3)]
+    assert p.decide(seqs, budget(max_active=4)).run == ["s0", "s1", "s2", "s3"]
+
+
+def test_urgent_first_token_step_is_kept_short():
+    """While an outranking sequence waits for its first token, those it outranks sit out."""
+    p = policy(prefills_per_step=8, batch_cap=3)
+    seqs = [view("a", prio=10, state=DE, prefilled=10, gen=3), view("b", prio=10, arrival=1)]
+    p.decide([view("a", prio=10)], budget(max_active=4))
+    p.decide(seqs, budget(max_active=4))
+    seqs = [view("a", prio=10, state=DE, prefilled=10, gen=4),
+            view("b", prio=10, state=PF, prompt=100, prefilled=64, arrival=1),
+            view("hi", prio=-10, arrival=2)]
+    d = p.decide(seqs, budget(max_active=4))
+    assert d.run == ["hi"] and "2 held this step" in d.reason     # a and b sit this step out
+    seqs[2] = view("hi", prio=-10, state=DE, prefilled=10, gen=1, arrival=2)
+    assert p.decide(seqs, budget(max_active=4)).run == ["hi", "a", "b"]
 
 
 def test_high_priority_newcomer_pauses_the_least_urgent_after_hysteresis():
     # batch of 2 in an engine that holds 4 sequences: a paused one keeps its slot and KV
     p = policy(min_run_tokens=4, min_run_s=1e9, batch_cap=2)
-    a, b = view("a", prio=10, arrival=0, prompt=2), view("b", prio=5, arrival=1, prompt=2)
+    a, b = view("a", prio=10, arrival=0, prompt=2), view("b", prio=9, arrival=1, prompt=2)
     assert p.decide([a, b], budget(max_active=4)).run == ["b", "a"]
     a = view("a", prio=10, state=DE, prompt=2, prefilled=2, gen=1)     # 3 tokens since admitted
-    b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=1)
+    b = view("b", prio=9, state=DE, prompt=2, prefilled=2, gen=1)
     hi = view("hi", prio=-10, arrival=2)
     d = p.decide([a, b, hi], budget(max_active=4))
     assert d.run == ["b", "a"] and d.pause == []          # neither has run min_run_tokens yet
     a = view("a", prio=10, state=DE, prompt=2, prefilled=2, gen=2)
-    b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=2)
+    b = view("b", prio=9, state=DE, prompt=2, prefilled=2, gen=2)
     d = p.decide([a, b, hi], budget(max_active=4))
-    assert d.pause == ["a"] and d.swap_out == [] and d.run == ["b", "hi"]
+    assert d.pause == ["a"] and d.swap_out == [] and d.run == ["hi"]   # b sits out hi's first step
     assert "preempted by" in " ".join(p.explain("a"))
     # the newcomer finishes: the paused one comes back
     a = view("a", prio=10, state=PA, prompt=2, prefilled=2, gen=2)
-    b = view("b", prio=5, state=DE, prompt=2, prefilled=2, gen=4)
+    b = view("b", prio=9, state=DE, prompt=2, prefilled=2, gen=4)
     d = p.decide([a, b], budget(max_active=4))
     assert d.run == ["b", "a"] and p.preemptions == 1 and p.swaps == 0
 

@@ -30,7 +30,7 @@ from llmos.errors import InvalidArgument
 from llmos.kernel.sched.admission import AdmissionController, Slot
 from llmos.kernel.sched.base import Outcome, Plan, Scheduler, Task
 from llmos.kernel.sched.policies import FIFO, POLICIES, FairShare, Priority, RoundRobin, ShortestJob
-from llmos.kernel.sched.step import TokenPolicy, batch_throughput, measure_batch_cap
+from llmos.kernel.sched.step import TokenPolicy, batch_throughput, cap_from_curve, measure_batch_cap
 
 if TYPE_CHECKING:
     from llmos.kernel.estimates import Estimates
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "make_scheduler", "Scheduler", "Task", "Plan", "Outcome", "POLICIES",
     "FIFO", "RoundRobin", "Priority", "FairShare", "ShortestJob",
-    "TokenPolicy", "measure_batch_cap", "batch_throughput", "AdmissionController", "Slot",
+    "TokenPolicy", "measure_batch_cap", "batch_throughput", "cap_from_curve", "AdmissionController", "Slot",
 ]
 
 

@@ -14,6 +14,7 @@ Map:
       _why(task, now) -> str              short reason a task was chosen
       _victim_order(running, now)         running tasks, least deserving first
       _preempts(victim, cand, now)        str reason if ``cand`` may take ``victim``'s slot
+      _outranks(task, other, now)         ``task`` clearly more urgent (token-level protection)
       _charge(pid, tokens, seconds)       fold a step's usage into policy state
       _on_add(task) / _on_remove(task)    policy state for arriving / leaving tasks
 
@@ -117,14 +118,15 @@ class Scheduler:
     preempt (bool), preemptible_kinds (kinds that may be paused; None: all),
     min_run_tokens / min_run_s (hysteresis: a dispatched task is not preempted
     before it got this many tokens or seconds), batch_cap (token-level cap on
-    the active batch; None: the engine's max_active), learn (feed finished
-    tasks' usage to ``estimates``).
+    the active batch; None: the engine's max_active), prefills_per_step
+    (token level: members prefilling at once), learn (feed finished tasks'
+    usage to ``estimates``).
     """
 
     name: ClassVar[str] = "base"
     options: ClassVar[dict[str, Any]] = {
         "preempt": False, "preemptible_kinds": None, "min_run_tokens": 4,
-        "min_run_s": 0.5, "batch_cap": None, "learn": True,
+        "min_run_s": 0.5, "batch_cap": None, "prefills_per_step": 2, "learn": True,
     }
 
     def __init__(self, clock: Clock, estimates: Estimates | None = None, **opts: Any) -> None:
@@ -158,6 +160,10 @@ class Scheduler:
             if not _finite(o[k]) or o[k] < 0:
                 raise InvalidArgument(f"{k}: expected a number >= 0, got {o[k]!r}", field=k,
                                       expected="number >= 0")
+        pps = o["prefills_per_step"]
+        if isinstance(pps, bool) or not isinstance(pps, int) or pps < 1:
+            raise InvalidArgument(f"prefills_per_step: expected a positive integer, got {pps!r}",
+                                  field="prefills_per_step", expected="integer >= 1")
         cap = o["batch_cap"]
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise InvalidArgument(f"batch_cap: expected a positive integer or None, got {cap!r}",
@@ -177,6 +183,10 @@ class Scheduler:
 
     def _preempts(self, victim: Task, cand: Task, now: float) -> str | None:
         return None
+
+    def _outranks(self, task: Task, other: Task, now: float) -> bool:
+        """Whether ``task`` is clearly more urgent than ``other`` (token level: see step.py)."""
+        return False
 
     def _charge(self, pid: int, tokens: int, seconds: float) -> None:
         """Fold usage into policy state; base totals are already updated."""

@@ -117,6 +117,9 @@ class Priority(Scheduler):
                     f"{self.waited(task.pid, now):.1f} s)")
         return f"priority {eff}"
 
+    def _outranks(self, task: Task, other: Task, now: float) -> bool:
+        return self.effective(task, now) <= self.effective(other, now) - self.opts["margin"]
+
     def _preempts(self, victim: Task, cand: Task, now: float) -> str | None:
         ec, ev = self.effective(cand, now), self.effective(victim, now)
         if ec <= ev - self.opts["margin"]:
