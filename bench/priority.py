@@ -54,6 +54,17 @@ def urgent_request(k: int) -> GenerationRequest:
                              params=SamplingParams(max_tokens=8, temperature=0.0))
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 async def urgent_ttfts(engine: LlamaCppEngine, trials: int, gap_s: float) -> list[float]:
     out = []
     for _ in range(trials):
@@ -138,7 +149,7 @@ async def main(quick: bool) -> dict:
                       "engine_fifo": round(eng_rate, 1)},
         "preemptions": prio_policy.preemptions, "swaps": prio_policy.swaps,
         "agents": AGENTS, "trials": trials,
-        "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_model()},
     }
 
 

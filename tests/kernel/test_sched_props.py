@@ -209,6 +209,10 @@ class NoTaskLost(RuleBasedStateMachine):
         assert len(plan.run) == len(set(plan.run)) and set(plan.run) <= ready
         assert len(plan.preempt) == len(set(plan.preempt)) and set(plan.preempt) <= running
         assert len(plan.run) <= max(free, 0) + len(plan.preempt)
+        # pairing (Plan's comment): what runs beyond the free slots replaces what is preempted
+        # beyond the capacity cut
+        assert (len(plan.run) - min(max(free, 0), len(ready))
+                == len(plan.preempt) - min(max(-free, 0), len(running)))
         assert set(plan.reasons) >= set(plan.run) | set(plan.preempt)
         self.s.update(plan, Outcome())
         run_now = sorted(self.s.running())

@@ -98,7 +98,9 @@ class Plan:
     preempt: list[int] = field(default_factory=list)     # running pids to pause (state kept)
     at_s: float = 0.0                                    # the `now` this plan was made for
     # len(run) <= free_slots + len(preempt): preempted pids free the slots their
-    # replacements take. run and preempt are disjoint, without duplicates.
+    # replacements take. run and preempt are disjoint, without duplicates. Order:
+    # with n = max(free_slots, 0) and k = max(-free_slots, 0), preempt[:k] are cut for
+    # capacity and run[n + j] is the replacement of preempt[k + j].
 
 
 @dataclass
