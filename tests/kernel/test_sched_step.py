@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from llmos.clock import FakeClock
 from llmos.errors import InvalidArgument
 from llmos.kernel.sched import AdmissionController, TokenPolicy, make_scheduler, measure_batch_cap
+from llmos.kernel.sched.step import SHIELD_STEPS
 from llmos.llm.base import GenerationRequest, SamplingParams, SeqState, SeqView, StepBudget
 from llmos.llm.fake import FakeEngine
 
@@ -78,6 +79,19 @@ def test_urgent_first_token_step_is_kept_short():
     assert d.run == ["hi"] and "2 held this step" in d.reason     # a and b sit this step out
     seqs[2] = view("hi", prio=-10, state=DE, prefilled=10, gen=1, arrival=2)
     assert p.decide(seqs, budget(max_active=4)).run == ["hi", "a", "b"]
+
+
+def test_others_sit_out_at_most_a_few_steps_for_an_urgent_first_token():
+    p = policy(prefills_per_step=8)
+    p.decide([view("a", prio=10)], budget(max_active=4))
+    a = view("a", prio=10, state=DE, prefilled=10, gen=3)
+    hi = view("hi", prio=-10, prompt=1000, arrival=1)          # a long prompt: many chunks
+    runs = []
+    for k in range(8):
+        hi = view("hi", prio=-10, state=PF if k else W, prompt=1000, prefilled=64 * k, arrival=1)
+        runs.append(p.decide([a, hi], budget(max_active=4)).run)
+    assert runs[:SHIELD_STEPS] == [["hi"]] * SHIELD_STEPS
+    assert all(r == ["hi", "a"] for r in runs[SHIELD_STEPS:])
 
 
 def test_high_priority_newcomer_pauses_the_least_urgent_after_hysteresis():

@@ -61,6 +61,7 @@ from llmos.llm.base import (
 __all__ = ["TokenPolicy", "measure_batch_cap", "batch_throughput", "cap_from_curve"]
 
 KEEP_DONE = 1024          # finished request ids whose explain log stays reachable
+SHIELD_STEPS = 4          # most steps others sit out for one sequence's first token (liveness)
 _RESIDENT = (SeqState.PREFILLING, SeqState.DECODING, SeqState.PAUSED)   # hold KV cells
 
 
@@ -86,6 +87,7 @@ class TokenPolicy:
         self._next = 1                      # next pid to hand out
         self._last_s: float | None = None   # clock seconds of the last decide()
         self._listed: set[int] = set()      # pids listed in the last decision's run
+        self._shielded: dict[int, int] = {}  # pid -> steps others sat out for its first token
         self.preemptions = 0                # pauses + swaps issued, in total
         self.swaps = 0                      # swaps issued, in total
         self._lock = threading.Lock()       # decide() runs on the engine's thread, explain() anywhere
@@ -218,7 +220,9 @@ class TokenPolicy:
         policy's ``_outranks``) has not yet produced its first token, the members it
         outranks sit that step out, so its first-token step costs what it would on
         an idle engine (measured: 7 decodes beside a 20-token prefill add ~55 % on
-        2 cores). They lose one step per urgent arrival.
+        2 cores). They lose a step per urgent arrival (a long prompt's chunks take
+        several), never more than ``SHIELD_STEPS``, so an urgent sequence that the
+        engine cannot admit yet does not stall the others.
         """
         sched = self.sched
         limit = sched.opts["prefills_per_step"]
@@ -228,7 +232,10 @@ class TokenPolicy:
             return v.state in (SeqState.WAITING, SeqState.SWAPPED) or v.prefilled_tokens < v.prompt_tokens
 
         urgent = [p for p in members if v_of[p].generated_tokens == 0
+                  and self._shielded.get(p, 0) < SHIELD_STEPS
                   and any(sched._outranks(sched.get(p), sched.get(q), now) for q in members if q != p)]
+        for p in urgent:
+            self._shielded[p] = self._shielded.get(p, 0) + 1
         out: list[int] = []
         n_prefill = 0
         for p in members:
@@ -270,6 +277,7 @@ class TokenPolicy:
             del self._pid[rid]
             del self._seen[rid]
             self._done[rid] = p
+            self._shielded.pop(p, None)
             while len(self._done) > KEEP_DONE:
                 self._done.popitem(last=False)
         for v in sorted((v for r, v in views.items() if r not in self._pid),
