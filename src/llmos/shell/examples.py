@@ -53,7 +53,7 @@ _STOP = {"a", "an", "the", "is", "are", "of", "in", "to", "me", "my", "and", "it
          "show", "give", "get", "will", "would", "could", "should", "called", "named"}
 _SYN = {  # fold near-synonyms onto one word
     "remove": "delete", "erase": "delete", "rm": "delete", "del": "delete",
-    "rename": "move", "mv": "move", "biggest": "largest", "smallest": "least", "tiniest": "least",
+    "rename": "move", "mv": "move", "biggest": "largest", "smallest": "least", "tiniest": "least", "bigger": "largest",
     "sum": "total", "add": "append", "plus": "add_op", "times": "mul_op", "multiplied": "mul_op",
     "minus": "sub_op", "divided": "div_op", "percent": "pct", "percentage": "pct",
     "chart": "plot", "graph": "plot", "draw": "plot", "visualize": "plot", "visualise": "plot",
@@ -61,6 +61,8 @@ _SYN = {  # fold near-synonyms onto one word
     "todo": "todo", "to-do": "todo", "task": "todo", "tasks": "todo", "alarm": "remind",
     "reminder": "remind", "notify": "remind", "cheapest": "lowest", "highest": "most",
     "longest": "most", "maximum": "most", "max": "most", "min": "lowest", "minimum": "lowest",
+    "higher": "most", "largest": "most", "greatest": "most", "top": "most", "best": "most",
+    "lower": "lowest", "fewest": "lowest", "least": "lowest", "worst": "lowest",
     "count": "count", "number": "count", "many": "count", "make": "create", "new": "create",
     "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
 }

@@ -51,6 +51,7 @@ class Facts:
     expression: str | None = None                        # arithmetic read from words
     seconds: float | None = None                         # "in 2 minutes" -> 120.0
     columns: dict[str, list[str]] = field(default_factory=dict)   # csv file -> header names
+    named_columns: list[str] = field(default_factory=list)         # header names the request uses
 
     @property
     def existing(self) -> list[str]:
@@ -85,6 +86,8 @@ class Facts:
             out.append("Paths named: " + ", ".join([*self.mentioned, *self.outside]))
         for name, cols in self.columns.items():
             out.append(f"Columns of {name}: {', '.join(cols)}")
+        if self.named_columns:
+            out.append("Columns named: " + ", ".join(self.named_columns))
         if self.globs:
             out.append("Patterns: " + ", ".join(self.globs))
         if self.quoted:
@@ -268,4 +271,13 @@ def extract(request: str, workdir: str | Path | None = None, *,
                     else _header(wd / name) if wd is not None else [])
             if cols:
                 facts.columns[name] = cols
+    low = request.lower()
+    hits = []
+    for cols in facts.columns.values():
+        for c in cols:
+            variants = {c.lower(), c.lower().replace("_", " ")}
+            pos = [m.start() for v in variants for m in re.finditer(rf"(?<!\w){re.escape(v)}s?(?!\w)", low)]
+            if pos and c not in [h for _, h in hits]:
+                hits.append((min(pos), c))
+    facts.named_columns = [c for _, c in sorted(hits)]
     return facts

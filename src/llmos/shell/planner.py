@@ -40,7 +40,7 @@ from llmos.shell import schema as S
 from llmos.shell.examples import Example, Retriever, load_library
 from llmos.shell.extract import Facts, extract
 from llmos.shell.plan import REF_RE, Plan
-from llmos.types import Message
+from llmos.types import Message, Risk
 
 __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "CODE_ARGS", "PlanError"]
 
@@ -51,7 +51,7 @@ PLAN_MAX_TOKENS = 320     # a plan of a few steps, with reasons and answer
 CODE_MAX_TOKENS = 300     # one small program
 CODE_TRIES = 2            # code generations before giving up (greedy, then sampled)
 # arguments that hold a program: (tool, argument) -> language
-CODE_ARGS = {("code.python", "code"): "python", ("files.write", "content"): None}
+CODE_ARGS = {("python.run", "code"): "python", ("files.write", "content"): None}
 
 SYSTEM = ("You plan tool calls for a request. Reply with one JSON plan. Use only the facts "
           "given. A later step can use an earlier result as $step1.output or $step1.output.field. "
@@ -212,7 +212,7 @@ class Planner:
                 tool = self.registry.get(s["tool"])
                 code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
                 args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
-                                          dict(tool.path_args), code)
+                                          dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE)
                 seq.append(S.step_schema(s["tool"], args, bool(s.get("each"))))
             seqs.append(seq)
         return S.plan_schema(skeleton_steps=seqs)

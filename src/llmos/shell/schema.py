@@ -56,20 +56,24 @@ def _ref() -> dict:
     return {"type": "string", "pattern": REF_PATTERN, "maxLength": 48}
 
 
-def _path_schema(facts: Facts, mode: str) -> dict:
-    names = facts.paths() + [g for g in facts.globs]
+def _path_schema(facts: Facts, mode: str, creates: bool) -> dict:
+    names = facts.globs + facts.paths() if not creates else facts.paths() + facts.globs
     alts: list[dict] = []
     if names:
         alts.append({"enum": names})
-    if mode == "w" or not names:
+    if (mode == "w" and creates) or not names:
         alts.append({"type": "string", "pattern": NEW_FILE_PATTERN, "maxLength": 64})
     alts.append(_ref())
     return {"anyOf": alts}
 
 
 def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = None,
-                     path_args: dict[str, str] | None = None, code_args: set[str] | None = None) -> dict:
-    """One tool's arguments as the planner may write them (see the module map)."""
+                     path_args: dict[str, str] | None = None, code_args: set[str] | None = None,
+                     creates: bool = True) -> dict:
+    """One tool's arguments as the planner may write them (see the module map).
+
+    ``creates``: the tool's written paths may be new files (false for deleting tools,
+    whose paths must name something the request or the workspace holds)."""
     params = tool_schema["parameters"]
     props = params.get("properties", {})
     required = list(params.get("required", []))
@@ -78,7 +82,7 @@ def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = No
     columns = sorted({c for cols in facts.columns.values() for c in cols})
     for n in names:
         if path_args and n in path_args:
-            out_props[n] = _path_schema(facts, path_args[n])
+            out_props[n] = _path_schema(facts, path_args[n], creates)
             continue
         desc = str(props[n].get("description", "")).lower()
         items = props[n].get("items") if props[n].get("type") == "array" else None

@@ -1,0 +1,329 @@
+"""Shell commands: ``run``, ``shell``, ``history``, ``explain``, ``rate``, ``habits``.
+
+``llmos run "REQUEST"`` boots the kernel in-process on the state directory (the
+embedded engine loads on the first generation), runs the request through
+``shell.Runner`` and prints the answer; with ``--json`` the LAST stdout line is one
+JSON object ``{"status", "answer", "steps", "run"}`` (progress goes to stderr).
+Exit codes: 0 succeeded (or planned with --dry-run), 1 failed, 2 needs confirmation,
+3 denied.
+
+``llmos explain RUN`` prints a run's record (plan, reasons, risks, results, timings,
+habits applied) and the kernel's account of its processes (every state change with
+the scheduler's reason); given a number it explains that kernel process instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmos import params
+from llmos.cli import state
+from llmos.errors import InvalidArgument, LLMOSError
+
+__all__ = ["register", "run", "shell", "history", "explain", "rate", "habits", "EXIT_CODES"]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_CODES = {"succeeded": 0, "planned": 0, "failed": 1, "needs_confirmation": 2, "denied": 3}
+
+
+def _store(cfg: Any) -> Any:
+    from llmos.shell.store import ShellStore
+
+    return ShellStore(cfg.home / "shell.db")
+
+
+async def _boot(cfg: Any) -> Any:
+    from llmos.kernel import Kernel
+    from llmos.tools.registry import default_registry
+
+    return await Kernel.boot(cfg, tools=default_registry())
+
+
+def _progress(quiet: bool):
+    def on_event(kind: str, data: dict) -> None:
+        if quiet:
+            return
+        if kind == "planning":
+            err.print("[dim]planning…[/]")
+        elif kind == "plan":
+            from llmos.shell.render import plan_lines
+
+            err.print("[bold]plan[/]")
+            for line in plan_lines(data["steps"]):
+                err.print("  " + line, markup=False)
+        elif kind == "step" and data.get("status") != "running":
+            mark = "[green]✓[/]" if data["status"] == "succeeded" else f"[red]{data['status']}[/]"
+            err.print(f"  {mark} step {data['index']} {data['tool']}: " + (data.get("summary") or ""),
+                      markup=True)
+    return on_event
+
+
+async def _run_one(request: str, workdir: Path, yes: bool, dry_run: bool, model: str | None,
+                   priority: int, quiet: bool, confirm: Any = None) -> Any:
+    from llmos.shell.runner import Runner
+
+    cfg = state.config()
+    store = _store(cfg)
+    kernel = await _boot(cfg)
+    try:
+        runner = Runner(kernel, store=store, model=model, priority=priority, confirm=confirm,
+                        on_event=_progress(quiet))
+        return await runner.run(request, workdir=workdir, yes=yes, dry_run=dry_run)
+    finally:
+        await kernel.shutdown()
+        store.close()
+
+
+def run(
+    request: str = typer.Argument(..., help="What you want done, in plain words."),
+    workdir: Path = typer.Option(None, "--workdir", "-C", help="The agent's workspace (default: here)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Approve destructive, exec and network steps."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name from `llmos models`, or a .gguf path."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan only; run nothing."),
+    priority: int = typer.Option(params.PRIORITY_DEFAULT, "--priority", "-p",
+                                 min=params.PRIORITY_MIN, max=params.PRIORITY_MAX,
+                                 help="Nice-like priority: -20 most urgent .. 19 least."),
+) -> None:
+    """Run one request: plan it, check its risks, run the steps, say the result.
+
+    Example: llmos run --workdir ~/data "what is the total amount in sales.csv?"
+    """
+    wd = (workdir or Path.cwd()).expanduser()
+    try:
+        if not wd.is_dir():
+            raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
+                                  expected="an existing directory")
+        res = asyncio.run(_run_one(request, wd.resolve(), yes, dry_run, model, priority, quiet=as_json))
+    except LLMOSError as e:
+        if not as_json:
+            raise
+        typer.echo(json.dumps({"status": "failed", "answer": f"Failed: {e.message}", "steps": [],
+                               "run": None, "error": e.to_dict()}))
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(res.to_json())
+    else:
+        color = {"succeeded": "green", "planned": "cyan", "needs_confirmation": "yellow"}.get(res.status, "red")
+        out.print(res.answer, markup=False)
+        err.print(f"[{color}]{res.status}[/]  run {res.run}  (llmos explain {res.run})")
+    raise typer.Exit(EXIT_CODES.get(res.status, 1))
+
+
+def shell(
+    workdir: Path = typer.Option(None, "--workdir", "-C", help="The agent's workspace (default: here)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name or .gguf path."),
+    priority: int = typer.Option(params.PRIORITY_DEFAULT, "--priority", "-p",
+                                 min=params.PRIORITY_MIN, max=params.PRIORITY_MAX),
+) -> None:
+    """An interactive session: type requests; see each plan, approve risky steps, watch progress.
+
+    Inside: `history`, `explain [RUN]`, `rate good|bad [note]` (the last run), `quit`.
+    """
+    wd = (workdir or Path.cwd()).expanduser().resolve()
+    if not wd.is_dir():
+        raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
+                              expected="an existing directory")
+    asyncio.run(_shell(wd, model, priority))
+
+
+async def _ask(prompt: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: input(prompt))
+
+
+async def _shell(wd: Path, model: str | None, priority: int) -> None:
+    from llmos.shell import feedback
+    from llmos.shell.render import explain_text
+    from llmos.shell.runner import Runner
+
+    cfg = state.config()
+    store = _store(cfg)
+    kernel = await _boot(cfg)
+
+    async def confirm(i: int, step: Any, risk: Any) -> bool:
+        answer = await _ask(f"  step {i} {step.tool} is {risk.name.lower()} "
+                            f"({json.dumps(step.args)[:80]}). Run it? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    runner = Runner(kernel, store=store, model=model, priority=priority, confirm=confirm,
+                    on_event=_progress(False))
+    last: str | None = None
+    err.print(f"[bold]llmos shell[/] in {wd} — type a request; `help` for commands, `quit` to leave.")
+    try:
+        while True:
+            try:
+                line = (await _ask("llmos> ")).strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            word, _, rest = line.partition(" ")
+            if word in ("quit", "exit"):
+                break
+            if word == "help":
+                err.print("commands: history | explain [RUN] | rate good|bad [note] | quit; "
+                          "anything else is a request")
+                continue
+            try:
+                if word == "history":
+                    _history_table(store.list_runs(20))
+                elif word == "explain":
+                    out.print(explain_text(store.get_run(rest.strip() or last or "last")), markup=False)
+                elif word == "rate" and rest.split()[:1] and rest.split()[0] in ("good", "bad"):
+                    verdict, _, note = rest.partition(" ")
+                    feedback.rate(store, last or "last", verdict == "good", note or None,
+                                  registry=kernel.tools)
+                    err.print(f"rated {verdict}")
+                else:
+                    res = await runner.run(line, workdir=wd)
+                    last = res.run
+                    out.print(res.answer, markup=False)
+                    err.print(f"[dim]{res.status} · run {res.run}[/]")
+            except LLMOSError as e:
+                err.print(f"[red]error:[/] {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+                          markup=True)
+    finally:
+        await kernel.shutdown()
+        store.close()
+
+
+def _history_table(rows: list[dict]) -> None:
+    table = Table(title="runs")
+    for col in ("run", "when", "status", "rating", "request", "answer"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["id"], time.strftime("%m-%d %H:%M", time.localtime(r["created"])), r["status"],
+                      r["rating"] or "", r["request"][:60], (r["answer"] or "")[:60])
+    out.print(table)
+
+
+def history(limit: int = typer.Option(20, "--limit", "-n", min=1, max=10000, help="Most runs to show."),
+            as_json: bool = typer.Option(False, "--json", help="One JSON list.")) -> None:
+    """The most recent runs: id, status, rating, request and answer.
+
+    Example: llmos history -n 5
+    """
+    store = _store(state.config())
+    rows = store.list_runs(limit)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        _history_table(rows)
+
+
+def explain(ref: str = typer.Argument("last", help="Run id (or a unique prefix, or 'last'); "
+                                                     "a number explains a kernel process."),
+            as_json: bool = typer.Option(False, "--json", help="The raw record as JSON.")) -> None:
+    """Why a run did what it did: plan, reasons, risks, results, timings, habits, kernel decisions.
+
+    Example: llmos explain last
+    """
+    from llmos.shell.render import explain_text
+
+    if ref.isdigit():
+        from llmos.cli.kernel import explain as explain_pid
+
+        explain_pid(int(ref))
+        return
+    cfg = state.config()
+    rec = _store(cfg).get_run(ref)
+    if as_json:
+        typer.echo(json.dumps(rec, default=str))
+        return
+    out.print(explain_text(rec), markup=False)
+    pids = [rec.get("pid")] + [p for s in rec.get("steps", []) for p in s.get("pids", [])]
+    pids += [c.get("pid") for c in rec.get("llm_calls", [])]
+    pids = [p for p in pids if isinstance(p, int)]
+    if pids and cfg.db_path.exists():
+        try:
+            from llmos.cli.kernel import explain_lines
+            from llmos.kernel.storage import Reader
+
+            reader = Reader(cfg.db_path)
+            out.print("kernel account (scheduler decisions):", markup=False)
+            for pid in pids:
+                for line in explain_lines(reader, pid):
+                    out.print("  " + line, markup=False)
+        except LLMOSError as e:
+            out.print(f"  (kernel journal unavailable: {e.message})", markup=False)
+
+
+def rate(ref: str = typer.Argument(..., help="Run id (or prefix, or 'last')."),
+         verdict: str = typer.Argument(..., help="good or bad."),
+         note: str = typer.Option(None, "--note", help="Why, in a few words.")) -> None:
+    """Rate a run. Good plans become examples for similar requests; bad ones are never reused.
+
+    Example: llmos rate last good --note "exactly what I wanted"
+    """
+    if verdict not in ("good", "bad"):
+        raise InvalidArgument(f"verdict: expected good or bad, got {verdict!r}", field="verdict",
+                              expected="good | bad")
+    from llmos.shell import feedback
+    from llmos.tools.registry import default_registry
+
+    store = _store(state.config())
+    rec = feedback.rate(store, ref, verdict == "good", note, registry=default_registry())
+    msg = f"rated run {rec['run']} {verdict}"
+    if verdict == "good":
+        msg += "; its plan is now an example for similar requests"
+        if rec.get("habit_evidence"):
+            msg += "; habit evidence: " + ", ".join(rec["habit_evidence"])
+    else:
+        msg += "; its plan will not be used again for this request"
+    err.print(msg, markup=False)
+
+
+def habits(action: str = typer.Argument("list", help="list | set | forget"),
+           key: str = typer.Argument(None, help="output_dir, or arg:TOOL.ARG (e.g. arg:plot.chart.kind)."),
+           value: str = typer.Argument(None, help="The value to set.")) -> None:
+    """Show, set or forget your habits (applied to plans; `llmos explain` says when).
+
+    Example: llmos habits set output_dir reports
+    """
+    import getpass
+
+    from llmos.shell.feedback import active_habits
+
+    store = _store(state.config())
+    user = getpass.getuser()
+    if action == "set":
+        if not key or value is None:
+            raise InvalidArgument("habits set: expected KEY and VALUE", field="key", expected="KEY VALUE")
+        store.set_habit(user, key, value)
+    elif action == "forget":
+        if not key:
+            raise InvalidArgument("habits forget: expected KEY", field="key", expected="a habit key")
+        store.set_habit(user, key, None)
+    elif action != "list":
+        raise InvalidArgument(f"action: expected list, set or forget, got {action!r}", field="action",
+                              expected="list | set | forget")
+    active = active_habits(store, user)
+    table = Table(title=f"habits of {user}")
+    for col in ("key", "value", "evidence", "active"):
+        table.add_column(col)
+    for h in store.habits(user):
+        on = active.get(h["key"], (None,))[0] == h["value"]
+        table.add_row(h["key"], h["value"], "explicit" if h["evidence"] >= 1000 else str(h["evidence"]),
+                      "yes" if on else "")
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(shell)
+    app.command()(history)
+    app.command()(explain)
+    app.command()(rate)
+    app.command()(habits)
+
+
