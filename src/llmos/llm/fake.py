@@ -16,14 +16,25 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from llmos.errors import Cancelled, ContextOverflow, EngineBusy, EngineError
 from llmos.llm.base import (
-    Capabilities, Chunk, Completion, Engine, EngineStats, FifoPolicy,
-    GenerationHandle, GenerationRequest, SeqState, SeqView, StepBudget,
-    StepDecision, StepPolicy, Usage,
+    Capabilities,
+    Chunk,
+    Completion,
+    Engine,
+    EngineStats,
+    FifoPolicy,
+    GenerationHandle,
+    GenerationRequest,
+    SeqState,
+    SeqView,
+    StepBudget,
+    StepDecision,
+    StepPolicy,
+    Usage,
 )
 
 __all__ = ["FakeEngine", "tokenize"]
@@ -56,6 +67,7 @@ class _Seq:
     first_token_at: float | None = None
     preemptions: int = 0
     finish: str = "length"
+    held: bool = False                # suspended by engine.suspend(): hidden from the policy until resume()
     decisions: list[str] = field(default_factory=list)
 
 
@@ -155,12 +167,14 @@ class FakeEngine(Engine):
         if seq is None:
             raise EngineError(f"no live sequence {request_id}")
         seq.state = SeqState.SWAPPED
+        seq.held = True
         seq.preemptions += 1
 
     async def resume(self, request_id: str) -> None:
         seq = self._seqs.get(request_id)
         if seq is None:
             raise EngineError(f"no live sequence {request_id}")
+        seq.held = False
         if seq.state in (SeqState.PAUSED, SeqState.SWAPPED):
             seq.state = SeqState.DECODING if seq.prefilled >= seq.prompt_tokens else SeqState.PREFILLING
         self._wake.set()
@@ -176,13 +190,18 @@ class FakeEngine(Engine):
                 for rid, s in self._seqs.items()]
 
     def step(self) -> StepDecision | None:
-        """Run one step synchronously; returns the decision, or None when idle."""
-        live = {rid: s for rid, s in self._seqs.items() if s.state != SeqState.SWAPPED}
-        if not live:
+        """Run one step synchronously; returns the decision, or None when idle.
+
+        Sequences the policy swapped out stay visible to it (cells freed); listing
+        one in ``run`` restores it. Only ``suspend()``ed ones are hidden until ``resume()``.
+        """
+        if not any(not s.held for s in self._seqs.values()):
             return None
-        used = sum(s.prefilled + s.pos for s in self._seqs.values())
+        # like the embedded engine: an admitted sequence reserves prompt + max_tokens cells
+        used = sum(s.prompt_tokens + s.handle.request.params.max_tokens for s in self._seqs.values()
+                   if s.state in (SeqState.PREFILLING, SeqState.DECODING, SeqState.PAUSED))
         budget = StepBudget(self._max_active, 512, self._ctx - used, self._ctx)
-        decision = self.policy.decide([v for v in self.views() if v.state != SeqState.SWAPPED],
+        decision = self.policy.decide([v for v in self.views() if not self._seqs[v.request_id].held],
                                       budget)
         self.step_log.append(decision)
         for rid in decision.pause:
@@ -196,7 +215,7 @@ class FakeEngine(Engine):
         ran = 0
         for rid in decision.run[: self._max_active]:
             seq = self._seqs.get(rid)
-            if seq is None or seq.state == SeqState.SWAPPED:
+            if seq is None or seq.held:
                 continue
             ran += 1
             self._advance(rid, seq)
