@@ -30,3 +30,23 @@ def openai_stub(_openai_stub_server):
     _openai_stub_server.reset()
     yield _openai_stub_server
     _openai_stub_server.reset()
+
+
+# ── embedded engine (model tier) ─────────────────────────────────────────────
+@pytest.fixture(scope="session")
+def _llama_session_engine():
+    """One embedded LlamaCppEngine (SmolLM2-135M) for every model test of the session."""
+    from llmos.config import EngineConfig
+    from llmos.llm.llamacpp import LlamaCppEngine
+
+    eng = LlamaCppEngine(config=EngineConfig(n_ctx=4096, n_seq_max=8, prefill_chunk=64))
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture
+def llama_engine(_llama_session_engine):
+    """The session engine, reset: FIFO policy, empty prefix cache, nothing live."""
+    _llama_session_engine.reset()
+    yield _llama_session_engine
+    _llama_session_engine.reset()

@@ -35,7 +35,8 @@ __all__ = ["Model", "Context", "Batch", "DECODE_OK", "DECODE_NO_SLOT", "max_para
 log = logging.getLogger("llmos.llm.llama")
 
 DECODE_OK = 0
-DECODE_NO_SLOT = 1          # llama_decode: no KV slot for this batch (nothing was applied)
+DECODE_NO_SLOT = 1          # llama_decode: no KV slot for this batch (slots for every ubatch
+                            # are found before any is computed, so nothing was applied)
 
 _I32P = ctypes.POINTER(ctypes.c_int32)
 _U8P = ctypes.POINTER(ctypes.c_uint8)
@@ -184,12 +185,15 @@ class Model:
 class Context:
     """One llama.cpp context: ``n_seq_max`` sequences in one unified KV cache of ``n_ctx`` cells."""
 
-    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int) -> None:
+    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int,
+                 flash_attn: int = -1, n_ubatch: int | None = None) -> None:
         cp = L.llama_context_default_params()
+        cp.flash_attn_type = flash_attn   # -1 auto, 0 off, 1 on
         cp.n_ctx = n_ctx
         cp.n_batch = n_batch
-        cp.n_ubatch = n_batch            # one ubatch per decode: a failed decode applies nothing
+        cp.n_ubatch = n_ubatch or n_batch
         cp.n_seq_max = n_seq_max
+        cp.n_outputs_max = max(n_batch, n_seq_max)   # llama.cpp asserts outputs >= seq ids
         cp.kv_unified = True             # every sequence may use every cell (shared prefixes too)
         cp.n_threads = threads
         cp.n_threads_batch = threads

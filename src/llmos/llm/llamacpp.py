@@ -73,6 +73,7 @@ log = logging.getLogger("llmos.llm.llamacpp")
 _IDLE_WAIT_S = 0.005        # nothing could run this step: re-ask the policy after this
 _RATE_WINDOW_S = 5.0        # tokens_per_s is measured over this recent window
 _MIN_PREFIX_TOKENS = 16     # shorter shared prefixes are not worth an entry
+_INVARIANT_UBATCH = 32      # tokens per llama.cpp ubatch in batch-invariant mode (< 64, see __init__)
 
 
 class LlamaCppEngine(Engine):
@@ -81,7 +82,8 @@ class LlamaCppEngine(Engine):
     def __init__(self, model: ModelInfo | str | Path | None = None, config: EngineConfig | None = None,
                  *, prefix_cache: bool = True, prefix_slots: int | None = None,
                  snapshot_dir: str | Path | None = None, queue_max: int = params.ENGINE_QUEUE_MAX,
-                 policy: StepPolicy | None = None, extra_buffers: bool = False) -> None:
+                 policy: StepPolicy | None = None, extra_buffers: bool = False,
+                 batch_invariant: bool = True) -> None:
         cfg = config or EngineConfig()
         if isinstance(model, ModelInfo):
             if model.kind == "remote":
@@ -95,10 +97,23 @@ class LlamaCppEngine(Engine):
         self.max_active = cfg.n_seq_max                                  # live sequences with a slot
         n_entries = (cfg.n_seq_max if prefix_slots is None else prefix_slots) if prefix_cache else 0
         n_entries = min(n_entries, _llama.max_parallel_sequences() - self.max_active)
-        threads = cfg.threads or os.cpu_count() or 1
+        # 0: all cores but one. llama.cpp threads meet at a spin barrier after every op, so a
+        # thread that loses its core to another process stalls the others (measured on 2
+        # shared cores: 2 threads 1.3 tok/s, 1 thread 29 tok/s); the spare core also runs
+        # this engine's Python and the event loop.
+        threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
+        # batch_invariant: a sequence's greedy text must not depend on who shares its steps.
+        # On CPU, attention without flash-attention sums over interleaved cells in SIMD lanes
+        # (two sequences decoded together drift from solo runs); flash attention visits a
+        # sequence's own cells in order, but switches to a tiled kernel with other rounding
+        # once a ubatch holds 64 tokens. So: flash attention on, ubatches of 32. Cost on
+        # 1 core (CPU time): none for short prompts; 2x on a 600-token prefill and 2.3x on
+        # 8 sequences decoding at 600 tokens of context. False: the fast, drifting setting.
         try:
             self._ctx = _llama.Context(self._model, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
-                                       n_seq_max=self.max_active + n_entries, threads=threads)
+                                       n_seq_max=self.max_active + n_entries, threads=threads,
+                                       flash_attn=1 if batch_invariant else 0,
+                                       n_ubatch=_INVARIANT_UBATCH if batch_invariant else None)
         except BaseException:
             self._model.close()
             raise
@@ -123,6 +138,9 @@ class LlamaCppEngine(Engine):
         self._rate: collections.deque[tuple[float, int]] = collections.deque()   # (t, tokens) per step
         self._stats = EngineStats(kv_total_tokens=self.n_ctx)
         self.last_decision: StepDecision | None = None
+        # seconds spent on the engine thread: whole steps that ran a batch, and llama_decode
+        # within them; 1 - decode_s / step_s is the engine's own per-step overhead
+        self.timing = {"step_s": 0.0, "decode_s": 0.0}
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
@@ -208,12 +226,29 @@ class LlamaCppEngine(Engine):
         """Wait until every command posted so far has been applied by the engine thread."""
         await self._command("noop", "")
 
+    def reset(self, timeout_s: float = 10.0) -> None:
+        """Blocking: cancel every live request, drop cached prefixes, go back to FIFO.
+        For tests and benches that share one engine."""
+        for rid in self.live_ids():
+            self.cancel(rid)
+        self.set_policy(FifoPolicy())
+        self.clear_prefix_cache()
+        self._ensure_thread()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._post(("noop", "", (), fut))
+        fut.result(timeout_s)
+
     def set_policy(self, policy: StepPolicy) -> None:
         self.policy = policy
         self._wake.set()
 
     def stats(self) -> EngineStats:
         return self._stats
+
+    def live_ids(self) -> list[str]:
+        """Ids of requests submitted and not yet finished."""
+        with self._lock:
+            return list(self._live)
 
     def kv_used_tokens(self) -> int:
         """KV cells in use now (live sequences' own cells + cached prefixes)."""
@@ -324,6 +359,13 @@ class LlamaCppEngine(Engine):
 
     def _step(self) -> bool:
         """One step (see NOTE). True when a batch ran."""
+        t0 = time.perf_counter()
+        ran = self._step_inner()
+        if ran:
+            self.timing["step_s"] += time.perf_counter() - t0
+        return ran
+
+    def _step_inner(self) -> bool:
         views = [s.view() for s in self._seqs.values() if not s.held]
         if not views:
             return False
@@ -380,7 +422,10 @@ class LlamaCppEngine(Engine):
                 rows.append((s, row))
         if batch.n_tokens == 0:
             return False
-        if self._ctx.decode(batch) == _llama.DECODE_NO_SLOT:
+        t0 = time.perf_counter()
+        rc = self._ctx.decode(batch)
+        self.timing["decode_s"] += time.perf_counter() - t0
+        if rc == _llama.DECODE_NO_SLOT:
             # The ledger says the cells exist, so this is fragmentation: drop unshared
             # prefixes and try once more; if that fails the batch's sequences wait.
             log.warning("no KV slot for a %d-token batch; evicting cached prefixes", batch.n_tokens)
