@@ -63,6 +63,10 @@ def test_dashboard_live_actions_and_screenshot(daemon, page, tmp_path):
         row = page.locator(f"#proc-rows tr[data-pid='{pid}']")
         expect(row).to_be_visible(timeout=10_000)
         expect(row.locator("td.state")).to_have_text("waiting")       # a run waits for its steps
+        row.locator("input[type=number]").fill("-6")
+        row.locator("button.nice").click()
+        expect(row.locator("td").nth(4)).to_have_text("-6", timeout=10_000)
+        assert c.get_process(pid)["priority"] == -6
         row.locator("button.kill").click()
         expect(row.locator("td.state")).to_have_text("killed", timeout=10_000)
         assert c.get_process(pid)["state"] == "killed"

@@ -3,8 +3,9 @@
 Map:
 - ``status_for(err)``: the HTTP status of an ``LLMOSError`` (by class, most specific first).
 - ``error_body(err)``: ``{error, message, field?, expected?, hint?, reason?, retry_after?}``.
-- ``install(app)``: exception handlers for LLMOSError, request validation, HTTP errors
-  and anything unexpected (logged with its traceback, answered with one JSON line).
+- ``install(app)``: exception handlers for LLMOSError, request validation and HTTP
+  errors. Anything else is caught by ``middleware.Guard`` (logged with its traceback,
+  answered with one JSON line).
 - ``ApiError``: an LLMOSError raised by the API layer itself with an explicit status.
 
 The OpenAI-compatible routes (``/v1``) answer the OpenAI error shape instead
@@ -153,13 +154,3 @@ def install(app: FastAPI) -> None:
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v
         return resp
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        err = E.map_foreign(exc, context=f"{request.method} {request.url.path}")
-        status = status_for(err)
-        if status >= 500:
-            log.exception("unexpected error in %s %s", request.method, request.url.path)
-            err = ApiError(500, "internal", f"internal error ({type(exc).__name__})",
-                           hint="the daemon log has the details")
-        return _respond(request, err, status)

@@ -100,12 +100,25 @@ async def _procs(svc: Any, agent: str, limit: int) -> list[dict]:
     return [p for p in v or [] if isinstance(p, dict)]
 
 
+def _table_counts(kernel: Any) -> dict[str, int] | None:
+    """Processes per state straight from the kernel's table (the admin's whole view),
+    without listing every process: what the ticker uses every few seconds."""
+    counts = getattr(getattr(kernel, "procs", None), "counts", None)
+    if not isinstance(counts, list):
+        return None
+    from llmos.kernel.process import ProcState
+
+    return {s.name.lower(): int(counts[s]) for s in ProcState if int(counts[s])}
+
+
 async def system_snapshot(svc: Any, who: Principal) -> dict[str, Any]:
-    procs = await _procs(svc, who.agent, PROC_SCAN_MAX)
-    counts = collections.Counter(str(p.get("state")) for p in procs)
+    counts = _table_counts(svc.kernel) if who.admin else None
+    if counts is None:    # an agent sees the processes proc.list shows it
+        procs = await _procs(svc, who.agent, PROC_SCAN_MAX)
+        counts = dict(collections.Counter(str(p.get("state")) for p in procs))
     hw = await asyncio.to_thread(hardware, svc.kernel)
     return {**hw, "engines": engines(svc.kernel), "queue_depth": counts.get("queued", 0) + counts.get("new", 0),
-            "process_counts": dict(counts), "uptime_s": time.time() - svc.started}
+            "process_counts": counts, "uptime_s": time.time() - svc.started}
 
 
 async def metrics_snapshot(svc: Any) -> dict[str, Any]:
