@@ -92,3 +92,21 @@ async def test_llmos_mcp_over_stdio(tmp_path):
         got = await client.call_tool("memory_get", {"key": "k"})
         assert not got.is_error and "over stdio" in got.content[0].text
         assert not (await client.call_tool("process_list", {})).is_error
+
+
+DELETE_PLAN = json.dumps({"steps": [{"tool": "files.delete", "args": {"path": "old.txt"},
+                                     "why": "remove it"}], "answer": "Deleted old.txt."})
+
+
+@pytest.mark.parametrize("script", [DELETE_PLAN])
+async def test_risky_step_waits_for_run_confirm(api, tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    async with session(api) as mcp_client:
+        run = payload(await mcp_client.call_tool("run_request", {"request": "delete old.txt",
+                                                                 "workdir": str(tmp_path)}))
+        assert run["status"] == "pending" and run["pending"]["tool"] == "files.delete"
+        assert (tmp_path / "old.txt").exists()
+        done = payload(await mcp_client.call_tool("run_confirm", {"run_id": run["id"]}))
+        assert done["status"] == "succeeded" and not (tmp_path / "old.txt").exists()
+        again = await mcp_client.call_tool("run_reject", {"run_id": run["id"]})
+        assert again.is_error and "no step waiting" in again.content[0].text
