@@ -78,7 +78,7 @@ def test_batch_mask_matches_each_matchers_own_mask(llama_engine: LlamaCppEngine)
     x = np.random.default_rng(0).normal(size=(6, n)).astype(np.float32)
     before = x.copy()
     rows = [0, 2, 3, 5]
-    con.apply(x, rows, ms)
+    con.apply(x, rows, con.start(ms).result())
     for r, m in zip(rows, ms, strict=True):
         ref = np.frombuffer(m.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(ref, count=n, bitorder="little").astype(bool)

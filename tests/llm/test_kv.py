@@ -147,3 +147,24 @@ def test_short_or_useless_prefixes_are_not_cached(mem: FakeMemory) -> None:
     assert lg.retire(h, s, toks((0, 10))) is None
     assert mem.used == 0 and lg.live == 0
     assert lg.lookup(toks((0, 10)), 9) == (None, 0)
+
+
+def test_promote_a_live_prefix(mem: FakeMemory) -> None:
+    lg = ledger(mem, n_cells=500, max_entries=1)
+    donor = Holder()
+    slot = lg.admit(200)                          # prompt 150 + 50
+    mem.fill(slot, 0, 150)
+    entry = lg.promote(donor, slot, toks((0, 150)), 120)
+    assert entry is not None and donor.parent is entry and donor.base == 120
+    assert lg.reservation(slot) == 80 and lg.entry_cells == 120 and lg.free_cells == 300
+    other = Holder()
+    s2 = lg.admit(150 - 120 + 50)
+    lg.attach(other, entry, 120, s2)
+    mem.fill(s2, 120, 140)
+    assert mem.used == 150 + 20
+    assert lg.promote(donor, slot, toks((0, 150)), 100) is None   # nothing new to share
+    lg.release(slot, donor)
+    lg.release(s2, other)
+    assert mem.used == 120 and lg.entry_cells == 120              # the entry stays cached
+    lg.clear()
+    assert mem.used == 0 and lg.free_cells == 500

@@ -130,7 +130,7 @@ async def test_snapshot_restore_mid_generation(llama_engine: LlamaCppEngine, to_
             facts = llama_engine.ledger_snapshot()
             assert facts["live"] == 0 and facts["reserved"] == 0   # its cells and slot are free
             if to_disk:
-                snap_dir = llama_engine._snap_dir
+                snap_dir = llama_engine.snapshot_dir
                 assert snap_dir is not None and (snap_dir / f"{h.request_id}.kv").stat().st_size > 0
             await asyncio.sleep(0.05)
             assert not h.done
@@ -138,7 +138,7 @@ async def test_snapshot_restore_mid_generation(llama_engine: LlamaCppEngine, to_
     done = await h.result()
     assert done.text == plain and done.usage.preemptions == 1
     if to_disk:
-        assert not (llama_engine._snap_dir / f"{h.request_id}.kv").exists()
+        assert not (llama_engine.snapshot_dir / f"{h.request_id}.kv").exists()
 
 
 class SwapOnce:
@@ -272,6 +272,21 @@ async def test_prefix_sharing(llama_engine: LlamaCppEngine) -> None:
     assert fresh.usage.cached_tokens == 0 and fresh.text == second.text
     facts = llama_engine.ledger_snapshot()
     assert facts["entries"] >= 1 and facts["entry_cells"] > 0
+
+
+async def test_concurrent_requests_share_a_prefix_being_prefilled(llama_engine: LlamaCppEngine) -> None:
+    llama_engine.clear_prefix_cache()
+    n_sys = len(llama_engine._model.tokenize(llama_engine.render(chat("x", system=SYSTEM))))
+    users = ["Plot sales by month from sales.csv", "Count the words in notes.txt", "List the files in data/"]
+    solo = []
+    for u in users:
+        llama_engine.clear_prefix_cache()
+        solo.append((await llama_engine.generate(chat(u, 8, system=SYSTEM))).text)
+    llama_engine.clear_prefix_cache()
+    done = await asyncio.gather(*(llama_engine.generate(chat(u, 8, system=SYSTEM)) for u in users))
+    cached = sorted(d.usage.cached_tokens for d in done)
+    assert cached[0] == 0 and cached[1] >= n_sys - 8 and cached[2] >= n_sys - 8
+    assert [d.text for d in done] == solo
 
 
 async def test_cancel_frees_kv(llama_engine: LlamaCppEngine) -> None:

@@ -5,9 +5,10 @@ Map:
   request; a bad schema or grammar raises ``InvalidRequest`` naming the field.
 - ``Constrainer``: per model. Owns the ``LLTokenizer`` built from the llama.cpp
   vocabulary (built once, on first use), an ``LLExecutor`` (mask threads) and a
-  reusable bitmask buffer. ``matcher(grammar)`` makes one ``LLMatcher`` per
-  sequence; ``apply(logits, rows, matchers)`` fills the masks of every
-  constrained row of a step in one parallel call and applies them with numpy;
+  mask thread. ``matcher(grammar)`` makes one ``LLMatcher`` per sequence;
+  ``start(matchers)`` fills the masks of every constrained row of a step in one
+  parallel call on the mask thread, so it overlaps the step's ``llama_decode``;
+  ``apply(logits, rows, masks)`` writes -inf where they forbid, with numpy;
   ``commit(matcher, token)`` advances one matcher.
 
 Traps seen with small models: JSON objects are open unless
@@ -19,6 +20,7 @@ Traps seen with small models: JSON objects are open unless
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 from typing import Any
@@ -72,7 +74,11 @@ class Constrainer:
         self._lock = threading.Lock()
         self._executor = llguidance.LLExecutor(num_threads=threads)
         self._words = (self.n_vocab + 31) // 32                   # int32 words per mask row
-        self._mask = np.zeros((0, self._words), dtype=np.int32)   # grown on demand, reused
+        # masks are computed here while llama_decode runs on the engine thread
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llmos-masks")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     @property
     def tokenizer(self) -> llguidance.LLTokenizer:
@@ -98,22 +104,30 @@ class Constrainer:
                                  else "a valid Lark grammar")
         return m
 
-    def apply(self, logits: np.ndarray, rows: list[int], matchers: list[llguidance.LLMatcher]) -> None:
-        """Forbid, in place, every token the matchers reject: one parallel mask fill for
-        all ``rows`` of ``logits`` (k, n_vocab), then a vectorized write of -inf."""
-        k = len(rows)
-        if k == 0:
-            return
-        if self._mask.shape[0] < k:
-            self._mask = np.zeros((max(k, 2 * self._mask.shape[0]), self._words), dtype=np.int32)
-        mask = self._mask[:k]
+    def start(self, matchers: list[llguidance.LLMatcher]) -> concurrent.futures.Future:
+        """Begin filling one bitmask row per matcher (k, n_words) int32 on the mask thread.
+        The matchers must not change until the future is done."""
+        return self._pool.submit(self._fill, list(matchers))
+
+    def _fill(self, matchers: list[llguidance.LLMatcher]) -> np.ndarray:
+        k = len(matchers)
+        mask = np.empty((k, self._words), dtype=np.int32)
         self._executor.unsafe_compute_mask_ptr([(m, i) for i, m in enumerate(matchers)],
                                                mask.ctypes.data, self._words * 4, k)
-        allowed = np.unpackbits(mask.view(np.uint8), axis=1, count=self.n_vocab,
-                                bitorder="little").view(bool)        # (k, n_vocab)
-        sub = logits[rows]
-        sub[~allowed] = -np.inf
-        logits[rows] = sub
+        return mask
+
+    def apply(self, logits: np.ndarray, rows: list[int], mask: np.ndarray) -> None:
+        """Forbid, in place, every token the masks reject: ``mask`` row j belongs to
+        ``logits`` row ``rows[j]`` (logits: (n, n_vocab) float32)."""
+        if not rows:
+            return
+        forbidden = np.unpackbits((~mask).view(np.uint8), axis=1, count=self.n_vocab,
+                                  bitorder="little").view(bool)        # (k, n_vocab)
+        if len(rows) == logits.shape[0] and rows == list(range(len(rows))):
+            np.copyto(logits, -np.inf, where=forbidden)
+        else:
+            for j, r in enumerate(rows):
+                np.copyto(logits[r], -np.inf, where=forbidden[j])
 
     def commit(self, matcher: llguidance.LLMatcher, token: int) -> None:
         """Advance a matcher by the sampled token; EngineError if it rejects it."""

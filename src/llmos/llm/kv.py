@@ -8,7 +8,8 @@ Map:
   of its own; once evicted it becomes a *ghost* that only accounts for the cells
   its sharers still hold.
 - ``KvLedger``: slots (seq ids), reservations of live sequences, the entry LRU;
-  ``lookup`` / ``attach`` / ``detach`` / ``retire`` / ``make_room`` / ``clear``.
+  ``lookup`` / ``attach`` / ``detach`` / ``retire`` / ``promote`` / ``make_room`` /
+  ``clear``.
 
 NOTE (accounting). In a unified KV cache ``llama_memory_seq_cp`` does not copy:
 the cells of positions [0, L) simply gain the destination's seq id, and a cell
@@ -190,6 +191,31 @@ class KvLedger:
         while len(self._lru) > self.max_entries:
             self.evict(next(iter(self._lru)))
         return entry
+
+    def promote(self, holder: Holder, slot: int, tokens: np.ndarray, n: int) -> Entry | None:
+        """Make a live sequence's first ``n`` tokens (already in KV) a shared entry, so a
+        request arriving beside it can share them. The sequence keeps its cells, now as a
+        sharer of the new entry; its reservation shrinks by what the entry now owns."""
+        if self.max_entries == 0 or n <= holder.base or slot not in self._reserved:
+            return None
+        while len(self._lru) >= self.max_entries:
+            self.evict(next(iter(self._lru)))
+        eslot = self._free_slots.pop()
+        self.mem.seq_cp(slot, eslot, 0, n)
+        entry = Entry(tokens[:n].copy(), eslot)
+        parent, base = holder.parent, holder.base
+        if parent is not None:
+            parent.refs.pop(holder, None)
+            parent.refs[entry] = base
+            entry.parent, entry.base = parent, base
+        entry.refs[holder] = n
+        holder.parent, holder.base = entry, n
+        self._reserved[slot] -= n - base
+        self._lru[entry] = None
+        return entry
+
+    def reservation(self, slot: int) -> int:
+        return self._reserved.get(slot, 0)
 
     def evict(self, entry: Entry) -> None:
         """Drop a cached prefix; cells its sharers hold stay accounted to it (a ghost)."""

@@ -3,26 +3,15 @@
 Map:
 - ``LlamaCppEngine(model, config)``: loads the GGUF (``_llama.Model``) and one
   context whose unified KV cache holds ``n_seq_max`` live sequences plus the
-  cached shared prefixes (``kv.KvLedger``); steps on its own thread.
+  cached shared prefixes; steps on its own thread (``stepper.Stepper``, whose
+  docstring explains one step).
 - event-loop side: ``submit`` (render, tokenize, check, queue), ``cancel``,
-  ``suspend`` / ``resume``, ``count_tokens``, ``stats``, ``close``.
-- engine-thread side: ``_drain`` (apply queued commands), ``_step`` (policy →
-  batch → decode → sample → deliver), ``_finish``.
+  ``suspend`` / ``resume``, ``set_policy``, ``count_tokens``, ``stats``, ``close``;
+  for tests and benches ``sync``, ``reset``, ``clear_prefix_cache``, ``ledger_snapshot``.
+- engine-thread side: ``_run`` (drain the command inbox, step, idle-wait).
 
-NOTE (one step, on the engine thread). Build a ``SeqView`` of every live
-sequence not held by ``suspend``; ask ``policy.decide(views, budget)``. Apply
-``pause`` (keep KV) and ``swap_out`` (snapshot with llama_state_seq_get_data,
-free the slot and cells). Then walk ``run`` in order, at most ``max_active``:
-a WAITING sequence is admitted (a slot, a reservation of prompt + max_tokens
-cells, and the longest cached prefix shared with llama_memory_seq_cp, so only
-the suffix is prefilled); a SWAPPED one is restored (llama_state_seq_set_data);
-a waiting sequence that does not fit stops further admissions this step (FIFO
-order, no bypass) and simply waits. One ``llama_batch`` gets every decoding
-sequence's pending token first, then prefill chunks (``prefill_chunk`` each)
-in the room left, so a long prompt never stalls running sequences. After the
-decode, rows that ask for a token are masked (grammar), sampled together, and
-delivered; finished sequences leave, their KV kept as a prefix entry (LRU).
-A sequence never advances unless the policy listed it.
+Threads: the event loop only reads the model (tokenize, templates) and posts
+commands; the engine thread alone touches the context, the ledger and sequences.
 """
 
 from __future__ import annotations
@@ -33,13 +22,9 @@ import concurrent.futures
 import logging
 import os
 import shutil
-import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from llmos import params
 from llmos.config import Config, EngineConfig
@@ -47,32 +32,25 @@ from llmos.errors import Cancelled, ContextOverflow, EngineBusy, EngineError, LL
 from llmos.llm import _llama
 from llmos.llm.base import (
     Capabilities,
-    Chunk,
     Engine,
     EngineStats,
     FifoPolicy,
     GenerationHandle,
     GenerationRequest,
-    SeqState,
-    SeqView,
-    StepBudget,
     StepDecision,
     StepPolicy,
     as_engine_error,
 )
 from llmos.llm.constrain import Constrainer, compile_grammar
-from llmos.llm.kv import KvLedger
 from llmos.llm.models import ModelInfo, embedded_model_path, resolve
-from llmos.llm.sampling import sample_batch
 from llmos.llm.sequence import Seq
+from llmos.llm.stepper import Stepper
 
 __all__ = ["LlamaCppEngine"]
 
 log = logging.getLogger("llmos.llm.llamacpp")
 
 _IDLE_WAIT_S = 0.005        # nothing could run this step: re-ask the policy after this
-_RATE_WINDOW_S = 5.0        # tokens_per_s is measured over this recent window
-_MIN_PREFIX_TOKENS = 16     # shorter shared prefixes are not worth an entry
 _INVARIANT_UBATCH = 32      # tokens per llama.cpp ubatch in batch-invariant mode (< 64, see __init__)
 
 
@@ -119,28 +97,21 @@ class LlamaCppEngine(Engine):
             raise
         self.n_ctx = self._ctx.n_ctx                                     # KV cells, all sequences
         self.seq_limit = min(self.n_ctx, self._model.n_ctx_train)        # tokens, one sequence
-        self.prefill_chunk = max(1, min(cfg.prefill_chunk, self._ctx.n_batch))
-        self._ledger = KvLedger(self._ctx, n_cells=self.n_ctx, max_live=self.max_active,
-                                max_entries=n_entries, min_prefix=_MIN_PREFIX_TOKENS)
-        self._batch = _llama.Batch(self._ctx.n_batch)
         self._constrainer = Constrainer(self._model, threads=threads)
-        self.policy: StepPolicy = policy or FifoPolicy()
         self._queue_max = queue_max
-        self._snap_dir = Path(snapshot_dir) if snapshot_dir else None
         self._own_snap_dir = snapshot_dir is None                        # we made it: we delete it
         # shared between threads (guarded by _lock): ids of live requests
         self._lock = threading.Lock()
         self._live: set[str] = set()
         self._inbox: collections.deque[tuple] = collections.deque()      # commands for the engine thread
         self._wake = threading.Event()
-        # engine-thread state
-        self._seqs: dict[str, Seq] = {}                                  # live requests, arrival order
-        self._rate: collections.deque[tuple[float, int]] = collections.deque()   # (t, tokens) per step
-        self._stats = EngineStats(kv_total_tokens=self.n_ctx)
-        self.last_decision: StepDecision | None = None
-        # seconds spent on the engine thread: whole steps that ran a batch, and llama_decode
-        # within them; 1 - decode_s / step_s is the engine's own per-step overhead
-        self.timing = {"step_s": 0.0, "decode_s": 0.0}
+        self._stepper = Stepper(self._model, self._ctx, self._constrainer, model_name=self.model,
+                                max_active=self.max_active,
+                                prefill_chunk=max(1, min(cfg.prefill_chunk, self._ctx.n_batch)),
+                                n_entries=n_entries, on_done=self._done,
+                                snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
+        self.policy: StepPolicy = policy or FifoPolicy()
+        self._stepper.policy = self.policy
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
@@ -240,10 +211,11 @@ class LlamaCppEngine(Engine):
 
     def set_policy(self, policy: StepPolicy) -> None:
         self.policy = policy
+        self._stepper.policy = policy      # read once per step by the engine thread
         self._wake.set()
 
     def stats(self) -> EngineStats:
-        return self._stats
+        return self._stepper.stats
 
     def live_ids(self) -> list[str]:
         """Ids of requests submitted and not yet finished."""
@@ -252,7 +224,7 @@ class LlamaCppEngine(Engine):
 
     def kv_used_tokens(self) -> int:
         """KV cells in use now (live sequences' own cells + cached prefixes)."""
-        return self._stats.kv_used_tokens
+        return self._stepper.stats.kv_used_tokens
 
     async def close(self) -> None:
         await asyncio.to_thread(self.shutdown)
@@ -270,7 +242,7 @@ class LlamaCppEngine(Engine):
         self._shutdown()
 
     def _shutdown(self) -> None:
-        for seq in list(self._seqs.values()):
+        for seq in list(self._stepper.seqs.values()):
             seq.handle.fail(Cancelled("engine closed"))
         while self._inbox:
             cmd = self._inbox.popleft()
@@ -278,13 +250,14 @@ class LlamaCppEngine(Engine):
                 cmd[1].handle.fail(Cancelled("engine closed"))
             elif len(cmd) > 3 and not cmd[3].done():
                 cmd[3].set_exception(Cancelled("engine closed"))
-        self._seqs.clear()
+        self._stepper.seqs.clear()
         with self._lock:
             self._live.clear()
+        self._constrainer.close()
         self._ctx.close()
         self._model.close()
-        if self._own_snap_dir and self._snap_dir is not None:
-            shutil.rmtree(self._snap_dir, ignore_errors=True)
+        if self._own_snap_dir and self._stepper.snap_dir is not None:
+            shutil.rmtree(self._stepper.snap_dir, ignore_errors=True)
 
     def _post(self, cmd: tuple) -> None:
         self._inbox.append(cmd)
@@ -299,33 +272,39 @@ class LlamaCppEngine(Engine):
         return await asyncio.wrap_future(fut)
 
     # ── engine thread ───────────────────────────────────────────────────────
+    def _done(self, rid: str) -> None:
+        with self._lock:
+            self._live.discard(rid)
+
     def _run(self) -> None:
+        st = self._stepper
         while not self._stopping:
             try:
                 self._drain()
-                ran = self._step()
+                ran = st.step()
             except Exception as e:   # never let the engine thread die: fail what was running
                 log.exception("engine step failed")
-                self._fail_all(as_engine_error(e))
+                st.fail_all(as_engine_error(e))
                 ran = False
             if not ran and not self._stopping:
-                busy = any(not s.held for s in self._seqs.values())
+                busy = any(not s.held for s in st.seqs.values())
                 self._wake.wait(_IDLE_WAIT_S if busy else None)
                 self._wake.clear()
 
     def _drain(self) -> None:
+        st = self._stepper
         while self._inbox:
             cmd = self._inbox.popleft()
             kind = cmd[0]
             if kind == "submit":
                 seq: Seq = cmd[1]
-                self._seqs[seq.rid] = seq
+                st.seqs[seq.rid] = seq
             elif kind == "cancel":
-                seq = self._seqs.get(cmd[1])
+                seq = st.seqs.get(cmd[1])
                 if seq is not None:
-                    self._finish(seq, "cancelled")
+                    st.finish(seq, "cancelled")
             elif kind == "clear":
-                self._ledger.clear()
+                st.ledger.clear()
             else:
                 _, rid, args, fut = cmd
                 try:
@@ -336,243 +315,31 @@ class LlamaCppEngine(Engine):
     def _apply_command(self, kind: str, rid: str, *args: Any) -> None:
         if kind == "noop":
             return
-        seq = self._seqs.get(rid)
+        seq = self._stepper.seqs.get(rid)
         if seq is None:
             raise EngineError(f"no live sequence {rid}", hint="it finished, was cancelled, or never existed")
         if kind == "suspend":
             if seq.resident:
-                self._swap_out(seq, to_disk=bool(args and args[0]))
+                self._stepper.swap_out(seq, to_disk=bool(args and args[0]))
             seq.held = True
         elif kind == "resume":
             seq.held = False
 
-    def _budget(self) -> StepBudget:
-        return StepBudget(max_active=self.max_active, max_batch_tokens=self._batch.capacity,
-                          kv_free_tokens=max(0, self._ledger.free_cells), kv_total_tokens=self.n_ctx)
-
-    def _decide(self, views: list[SeqView]) -> StepDecision:
-        try:
-            return self.policy.decide(views, self._budget())
-        except Exception:
-            log.exception("step policy failed; using FIFO for this step")
-            return FifoPolicy().decide(views, self._budget())
-
-    def _step(self) -> bool:
-        """One step (see NOTE). True when a batch ran."""
-        t0 = time.perf_counter()
-        ran = self._step_inner()
-        if ran:
-            self.timing["step_s"] += time.perf_counter() - t0
-        return ran
-
-    def _step_inner(self) -> bool:
-        views = [s.view() for s in self._seqs.values() if not s.held]
-        if not views:
-            return False
-        decision = self._decide(views)
-        self.last_decision = decision
-        seqs = self._seqs
-        for rid in decision.pause:
-            s = seqs.get(rid)
-            if s is not None and not s.held and s.state in (SeqState.PREFILLING, SeqState.DECODING):
-                s.state = SeqState.PAUSED
-                s.preemptions += 1
-        for rid in decision.swap_out:
-            s = seqs.get(rid)
-            if s is not None and not s.held and s.resident:
-                self._swap_out(s)
-        decode: list[Seq] = []
-        prefill: list[Seq] = []
-        admitting = True
-        skip = set(decision.swap_out)
-        for rid in decision.run:
-            if len(decode) + len(prefill) >= self.max_active:
-                break
-            s = seqs.get(rid)
-            if s is None or s.held or rid in skip:
-                continue
-            if s.state == SeqState.WAITING:
-                if not admitting or not self._admit(s):
-                    admitting = False
-                    continue
-            elif s.state == SeqState.SWAPPED and not self._restore(s):
-                continue
-            elif s.state == SeqState.PAUSED:
-                s.state = SeqState.DECODING if s.pending is not None else SeqState.PREFILLING
-            (decode if s.state == SeqState.DECODING else prefill).append(s)
-        if not decode and not prefill:
-            return False
-        return self._run_batch(decode, prefill)
-
-    def _run_batch(self, decode: list[Seq], prefill: list[Seq]) -> bool:
-        batch = self._batch
-        batch.clear()
-        rows: list[tuple[Seq, int]] = []     # sequences that get a token this step, with their row
-        for s in decode:
-            rows.append((s, batch.add((s.pending,), s.kv_len, s.slot, True)))  # type: ignore[arg-type]
-        chunks: list[tuple[Seq, int]] = []
-        for s in prefill:
-            n = min(self.prefill_chunk, s.n_prompt - s.prefilled, batch.room)
-            if n <= 0:
-                continue
-            last = s.prefilled + n == s.n_prompt
-            row = batch.add(s.prompt[s.prefilled:s.prefilled + n], s.prefilled, s.slot, last)  # type: ignore[arg-type]
-            chunks.append((s, n))
-            if last:
-                rows.append((s, row))
-        if batch.n_tokens == 0:
-            return False
-        t0 = time.perf_counter()
-        rc = self._ctx.decode(batch)
-        self.timing["decode_s"] += time.perf_counter() - t0
-        if rc == _llama.DECODE_NO_SLOT:
-            # The ledger says the cells exist, so this is fragmentation: drop unshared
-            # prefixes and try once more; if that fails the batch's sequences wait.
-            log.warning("no KV slot for a %d-token batch; evicting cached prefixes", batch.n_tokens)
-            self._ledger.make_room(self.n_ctx)
-            if self._ctx.decode(batch) == _llama.DECODE_NO_SLOT:
-                return False
-        for s in decode:
-            s.kv_len += 1
-            s.pending = None
-        for s, n in chunks:
-            s.prefilled += n
-            s.kv_len = s.prefilled
-            s.state = SeqState.PREFILLING
-        produced = self._sample_and_deliver(rows, batch.n_outputs) if rows else 0
-        self._account(len(decode) + len(prefill), produced)
-        return True
-
-    def _sample_and_deliver(self, rows: list[tuple[Seq, int]], n_outputs: int) -> int:
-        logits = self._ctx.logits(n_outputs)
-        idx = [r for _, r in rows]
-        if len(idx) != n_outputs or idx != list(range(n_outputs)):
-            logits = logits[idx]
-        con = [(i, s.matcher) for i, (s, _) in enumerate(rows) if s.matcher is not None]
-        if con:
-            self._constrainer.apply(logits, [i for i, _ in con], [m for _, m in con])
-        tokens = sample_batch(logits, [s.sampler for s, _ in rows])
-        model, eog = self._model, self._model.eog
-        for (s, _), tok in zip(rows, tokens.tolist(), strict=True):
-            s.state = SeqState.DECODING
-            if s.matcher is not None:
-                try:
-                    self._constrainer.commit(s.matcher, tok)
-                except EngineError as e:
-                    self._finish(s, "error", e)
-                    continue
-            text, reason = s.accept(tok, model.piece(tok), bool(eog[tok]))
-            if text:
-                s.handle.push(Chunk(text, tok, len(s.ids) - 1))
-            if reason is None and s.matcher is not None and self._constrainer.finished(s.matcher):
-                reason = "stop"
-            if reason is not None:
-                self._finish(s, reason)
-        return len(rows)
-
-    def _account(self, active: int, produced: int) -> None:
-        now = time.monotonic()
-        st = self._stats
-        st.steps += 1
-        st.active = active
-        st.waiting = len(self._seqs) - sum(1 for s in self._seqs.values() if s.state in (
-            SeqState.PREFILLING, SeqState.DECODING))
-        st.tokens_generated += produced
-        self._rate.append((now, produced))
-        while self._rate and now - self._rate[0][0] > _RATE_WINDOW_S:
-            self._rate.popleft()
-        span = now - self._rate[0][0] if len(self._rate) > 1 else 0.0
-        st.tokens_per_s = sum(n for _, n in self._rate) / span if span > 0 else 0.0
-        st.kv_used_tokens = self._kv_used()
-
-    def _kv_used(self) -> int:
-        return self._ledger.entry_cells + sum(s.kv_len - s.base for s in self._seqs.values() if s.resident)
-
-    # ── admission, swap, finish ─────────────────────────────────────────────
-    def _admit(self, s: Seq) -> bool:
-        """Give a waiting sequence a slot, its reservation and a shared prefix. False: it waits."""
-        entry, n = self._ledger.lookup(s.prompt, s.n_prompt - 1)
-        need = s.n_prompt + s.max_tokens - n
-        if self._ledger.live >= self.max_active or not self._ledger.make_room(need, keep=entry):
-            return False
-        s.slot = self._ledger.admit(need)
-        s.reserved = need
-        if entry is not None:
-            self._ledger.attach(s, entry, n, s.slot)
-            s.cached_tokens = n
-        s.prefilled = s.kv_len = n
-        s.state = SeqState.PREFILLING
-        return True
-
-    def _swap_out(self, s: Seq, *, to_disk: bool = False) -> None:
-        assert s.slot is not None
-        data = self._ctx.state_get(s.slot)
-        if to_disk:
-            if self._snap_dir is None:
-                self._snap_dir = Path(tempfile.mkdtemp(prefix="llmos-kv-"))
-            self._snap_dir.mkdir(parents=True, exist_ok=True)
-            path = self._snap_dir / f"{s.rid}.kv"
-            data.tofile(path)
-            s.snapshot_path = path
-        else:
-            s.snapshot = data
-        self._ledger.release(s.slot, s)
-        s.slot, s.reserved = None, 0
-        s.state = SeqState.SWAPPED
-        s.preemptions += 1
-
-    def _restore(self, s: Seq) -> bool:
-        need = s.n_prompt + s.max_tokens
-        if self._ledger.live >= self.max_active or not self._ledger.make_room(need):
-            return False
-        slot = self._ledger.admit(need)
-        data = s.snapshot if s.snapshot is not None else np.fromfile(s.snapshot_path, dtype=np.uint8)
-        try:
-            self._ctx.state_set(slot, data)
-        except EngineError:
-            self._ledger.release(slot)
-            raise
-        s.slot, s.reserved = slot, need
-        self._drop_snapshot(s)
-        s.state = SeqState.DECODING if s.pending is not None else SeqState.PREFILLING
-        return True
-
-    def _drop_snapshot(self, s: Seq) -> None:
-        s.snapshot = None
-        if s.snapshot_path is not None:
-            s.snapshot_path.unlink(missing_ok=True)
-            s.snapshot_path = None
-
-    def _finish(self, s: Seq, reason: str, error: LLMOSError | None = None) -> None:
-        self._seqs.pop(s.rid, None)
-        if s.slot is not None:
-            if reason in ("stop", "length"):
-                self._ledger.retire(s, s.slot, s.kv_tokens())
-            else:
-                self._ledger.release(s.slot, s)
-            s.slot = None
-        self._drop_snapshot(s)
-        s.state = SeqState.DONE
-        with self._lock:
-            self._live.discard(s.rid)
-        if error is not None:
-            s.handle.fail(error)
-        else:
-            s.handle.finish(s.completion(reason, self.model))  # type: ignore[arg-type]
-
-    def _fail_all(self, error: LLMOSError) -> None:
-        for s in list(self._seqs.values()):
-            self._finish(s, "error", error)
-
     # ── introspection for tests and benches ─────────────────────────────────
     def ledger_snapshot(self) -> dict[str, Any]:
         """KV accounting facts (read between steps, e.g. after ``await sync()``)."""
-        lg = self._ledger
-        return {"entries": len(lg.entries), "entry_cells": lg.entry_cells, "reserved": lg.reserved_cells,
-                "free": lg.free_cells, "live": lg.live, "evictions": lg.evictions,
-                "cells_held": self._cells_held()}
+        return self._stepper.facts()
 
-    def _cells_held(self) -> int:
-        """Positions llama.cpp holds over every seq id (pos_max + 1 summed); 0 when empty."""
-        return sum(self._ctx.seq_pos_max(i) + 1 for i in range(self._ctx.n_seq_max))
+    @property
+    def snapshot_dir(self) -> Path | None:
+        """Where ``suspend(..., to_disk=True)`` writes KV snapshots (made on first use)."""
+        return self._stepper.snap_dir
 
+    @property
+    def timing(self) -> dict[str, float]:
+        """Engine-thread seconds: ``step_s`` (steps that ran a batch), ``decode_s`` (llama_decode)."""
+        return self._stepper.timing
+
+    @property
+    def last_decision(self) -> StepDecision | None:
+        return self._stepper.last_decision

@@ -55,6 +55,7 @@ class Seq(Holder):
         self.snapshot_path: Path | None = None    # ... or on disk
         self.cached_tokens = 0        # prompt tokens reused from a shared prefix (first admission)
         self.preemptions = 0
+        self.advanced_at = -1         # engine step number that last advanced it
         self.first_token_at: float | None = None  # monotonic s
         self.text = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
