@@ -29,6 +29,8 @@ _EXPORTS = {
     "Kernel": "llmos.kernel", "SyncKernel": "llmos.kernel", "TaskHandle": "llmos.kernel",
     "SyscallResult": "llmos.kernel", "ProcState": "llmos.kernel", "Agent": "llmos.kernel",
     "Capabilities": "llmos.kernel",
+    # SDK: programs and agents talking to a running daemon
+    "Client": "llmos.sdk", "AsyncClient": "llmos.sdk",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
