@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from llmos.shell.extract import extract
+from llmos.shell.extract import Facts, extract
 
 __all__ = ["Example", "load_library", "Retriever", "words"]
 
@@ -37,6 +37,14 @@ class Example:
     plan: dict[str, Any]
     facts: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    _facts: Facts | None = field(default=None, repr=False)
+
+    @property
+    def fact_obj(self) -> Facts:
+        """The example's facts (computed once from its request and files)."""
+        if self._facts is None:
+            self._facts = extract(self.request, files=self.files)
+        return self._facts
 
     @property
     def signature(self) -> str:
@@ -52,7 +60,7 @@ _STOP = {"a", "an", "the", "is", "are", "of", "in", "to", "me", "my", "and", "it
          "here", "there", "into", "as", "at", "its", "these", "those", "all", "then", "them", "tell",
          "show", "give", "get", "will", "would", "could", "should", "called", "named"}
 _SYN = {  # fold near-synonyms onto one word
-    "remove": "delete", "erase": "delete", "rm": "delete", "del": "delete",
+    "directory": "folder", "dir": "folder", "remove": "delete", "erase": "delete", "rm": "delete", "del": "delete",
     "rename": "move", "mv": "move", "biggest": "largest", "smallest": "least", "tiniest": "least", "bigger": "largest",
     "sum": "total", "add": "append", "plus": "add_op", "times": "mul_op", "multiplied": "mul_op",
     "minus": "sub_op", "divided": "div_op", "percent": "pct", "percentage": "pct",
@@ -74,11 +82,13 @@ def words(text: str) -> list[str]:
     t = text.lower()
     t = re.sub(r"(?:^|\s)(?:/|~/)[\w./-]+", " ABSPATH ", t)
     t = _FILE_RE.sub(lambda m: f" FILE {m.group(1).lower()} ", t)
+    t = re.sub(r"\b\d{1,2}:\d{2}\b", " CLOCK ", t)
     t = re.sub(r"\d+(?:\.\d+)?", " NUM ", t)
+    t = re.sub(r"\b(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?)\b", " TIMEUNIT ", t)
     t = re.sub(r"'[^']*'|\"[^\"]*\"", " QUOTED ", t)
     out = []
     for w in re.findall(r"[A-Za-z_]+", t):
-        if w in ("FILE", "NUM", "QUOTED", "ABSPATH"):
+        if w in ("FILE", "NUM", "QUOTED", "ABSPATH", "CLOCK", "TIMEUNIT"):
             out.append(w)
             continue
         if w in _STOP:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Facts", "extract", "arithmetic", "duration_s"]
+__all__ = ["Facts", "extract", "arithmetic", "duration_s", "order_of"]
 
 MAX_LISTED = 40           # workspace entries shown to the planner
 MAX_DEPTH = 2             # directory depth scanned
@@ -50,6 +50,8 @@ class Facts:
     numbers: list[str] = field(default_factory=list)
     expression: str | None = None                        # arithmetic read from words
     seconds: float | None = None                         # "in 2 minutes" -> 120.0
+    delay: str | None = None                             # "in 2 minutes" -> "2 minutes"
+    order: str | None = None                             # ascending | descending, when the request says
     columns: dict[str, list[str]] = field(default_factory=dict)   # csv file -> header names
     named_columns: list[str] = field(default_factory=list)         # header names the request uses
 
@@ -96,8 +98,10 @@ class Facts:
             out.append(f"Text: {self.payload}")
         if self.expression:
             out.append(f"Math: {self.expression}")
-        if self.seconds is not None:
-            out.append(f"Seconds: {self.seconds:g}")
+        if self.delay:
+            out.append(f"Delay: {self.delay}")
+        if self.order:
+            out.append(f"Order: {self.order}")
         return out
 
 
@@ -217,14 +221,38 @@ _UNITS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "hour": 3600, 
           "h": 3600, "day": 86400}
 
 
+_DUR_RE = re.compile(r"\b(?:in|after|within|for)\s+((an?|\d+(?:\.\d+)?)\s*(second|sec|minute|min|hour|hr|h|day|s)s?)\b")
+
+
 def duration_s(text: str) -> float | None:
     """'in 2 seconds' / 'after 5 min' / 'in an hour' -> seconds; None when absent."""
-    m = re.search(r"\b(?:in|after|within|for)\s+(an?|\d+(?:\.\d+)?)\s*(second|sec|minute|min|hour|hr|h|day|s)s?\b",
-                  text.lower())
+    m = _DUR_RE.search(text.lower())
     if not m:
         return None
-    n = 1.0 if m.group(1) in ("a", "an") else float(m.group(1))
-    return n * _UNITS[m.group(2)]
+    n = 1.0 if m.group(2) in ("a", "an") else float(m.group(2))
+    return n * _UNITS[m.group(3)]
+
+
+_DESC = ("largest to smallest", "highest to lowest", "biggest to smallest", "most to least", "descending",
+         "largest first", "highest first", "biggest first", "newest first", "z to a", "reverse order",
+         "decreasing", "high to low", "big to small")
+_ASC = ("smallest to largest", "lowest to highest", "smallest to biggest", "least to most", "ascending",
+        "smallest first", "lowest first", "cheapest first", "oldest first", "a to z", "alphabetical",
+        "increasing", "low to high", "small to big")
+
+
+def order_of(text: str) -> str | None:
+    """'from smallest to largest' -> ascending; 'highest first' -> descending; else None."""
+    t = text.lower()
+    d = min((t.find(p) for p in _DESC if p in t), default=-1)
+    a = min((t.find(p) for p in _ASC if p in t), default=-1)
+    if d < 0 and a < 0:
+        return None
+    if d < 0:
+        return "ascending"
+    if a < 0:
+        return "descending"
+    return "descending" if d < a else "ascending"
 
 
 def extract(request: str, workdir: str | Path | None = None, *,
@@ -265,6 +293,9 @@ def extract(request: str, workdir: str | Path | None = None, *,
     facts.numbers = _NUM_RE.findall(request)
     facts.expression = arithmetic(request)
     facts.seconds = duration_s(request)
+    m = _DUR_RE.search(request.lower())
+    facts.delay = m.group(1) if m else None
+    facts.order = order_of(request)
     for name in [*facts.existing, *(f for f, _ in facts.files)]:
         if name.lower().endswith((".csv", ".tsv")) and name not in facts.columns and len(facts.columns) < 4:
             cols = (_header_text(files.get(name, "")) if files is not None
@@ -276,6 +307,7 @@ def extract(request: str, workdir: str | Path | None = None, *,
     for cols in facts.columns.values():
         for c in cols:
             variants = {c.lower(), c.lower().replace("_", " ")}
+            variants |= {part for part in re.split(r"[_\s-]+", c.lower()) if len(part) >= 4}
             pos = [m.start() for v in variants for m in re.finditer(rf"(?<!\w){re.escape(v)}s?(?!\w)", low)]
             if pos and c not in [h for _, h in hits]:
                 hits.append((min(pos), c))

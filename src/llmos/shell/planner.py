@@ -47,6 +47,7 @@ __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "CODE_ARGS
 Generate = Callable[[list[Message], dict | None, int, float], Awaitable[str]]
 
 TOP_K = 4                 # examples shown to the model (their skeletons are the choices)
+NEAR_TIE = 0.6            # a skeleton is a choice only if its example scores >= this x the best
 PLAN_MAX_TOKENS = 320     # a plan of a few steps, with reasons and answer
 CODE_MAX_TOKENS = 300     # one small program
 CODE_TRIES = 2            # code generations before giving up (greedy, then sampled)
@@ -118,8 +119,70 @@ def check_plan(plan: Plan, registry: Any) -> Plan:
             where = ".".join(str(p) for p in err.absolute_path) or "args"
             raise PlanError(f"steps[{i}].args.{where}: {err.message}", field=f"steps[{i}].args.{where}",
                             expected="a value that fits the tool's schema")
-    plan.check_refs()
+    try:
+        plan.check_refs()
+    except PlanError:
+        raise
+    except InvalidArgument as e:
+        raise PlanError(e.message, field=e.field, expected=e.expected) from None
     return plan
+
+
+def _num(text: str) -> int | float:
+    f = float(text)
+    return int(f) if f.is_integer() else f
+
+
+def _roles(value: Any, f: Facts) -> list[str]:
+    """Which facts of its own request an example's argument value was taken from."""
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return ["numbers"] if any(_num(n) == value for n in f.numbers) else []
+    if not isinstance(value, str):
+        return []
+    v = value.strip()
+    found = []
+    for role, cands in (("globs", f.globs), ("paths", [*f.mentioned, *f.outside]),
+                        ("expression", [f.expression] if f.expression else []),
+                        ("text", [*f.quoted, *([f.payload] if f.payload else [])]),
+                        ("delay", [f.delay] if f.delay else []), ("columns", f.named_columns)):
+        if v and v in cands:
+            found.append(role)
+    return found
+
+
+def _role_values(role: str, f: Facts) -> list[Any]:
+    return {"globs": f.globs, "paths": [*f.mentioned, *f.outside],
+            "expression": [f.expression] if f.expression else [],
+            "text": [*f.quoted, *([f.payload] if f.payload else [])],
+            "delay": [f.delay] if f.delay else [], "columns": f.named_columns,
+            "numbers": [_num(n) for n in f.numbers]}[role]
+
+
+def role_overrides(example_args: dict, ex: Facts, facts: Facts) -> dict[str, dict]:
+    """Narrow an argument to the request's own values of the role the example's value had.
+
+    NOTE: case-based adaptation. When an example's argument equals one of its request's
+    facts (a named path, a pattern, the quoted text, the arithmetic, a number, a column
+    it names), the analogous argument of the new request is offered only the new
+    request's facts of that role; a boolean that follows the example's sort order
+    follows the new request's order. With no fact of that role, the argument keeps its
+    general schema. Nothing here knows a particular request.
+    """
+    out: dict[str, dict] = {}
+    for arg, value in example_args.items():
+        if isinstance(value, bool) and ex.order and facts.order:
+            out[arg] = {"const": value if ex.order == facts.order else not value}
+            continue
+        cands: list[Any] = []
+        for role in _roles(value, ex):
+            for c in _role_values(role, facts):
+                if c not in cands:
+                    cands.append(c)
+        if cands:
+            out[arg] = {"enum": cands}
+    return out
 
 
 def _code_prompt(request: str, path: str | None) -> list[Message]:
@@ -164,8 +227,9 @@ class Planner:
         ranked = Retriever(pool).top(request, k=len(pool))
         out: list[Example] = []
         seen: set[str] = set()
-        for ex, _score in ranked:
-            if len(out) >= self.config.top_k:
+        best = ranked[0][1] if ranked else 0.0
+        for ex, score in ranked:
+            if len(out) >= self.config.top_k or (out and score < NEAR_TIE * best):
                 break
             # one example per skeleton keeps the choice wide; an approved plan wins its skeleton
             if ex.signature in seen:
@@ -208,12 +272,14 @@ class Planner:
         seqs = []
         for ex in shown:
             seq = []
-            for s in ex.plan["steps"]:
+            for pos, s in enumerate(ex.plan["steps"]):
                 tool = self.registry.get(s["tool"])
                 code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
+                overrides = role_overrides(s.get("args", {}), ex.fact_obj, facts)
                 args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
-                                          dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE)
-                seq.append(S.step_schema(s["tool"], args, bool(s.get("each"))))
+                                          dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE,
+                                          item=bool(s.get("each")), overrides=overrides, before=pos)
+                seq.append(S.step_schema(s["tool"], args, bool(s.get("each")), before=pos))
             seqs.append(seq)
         return S.plan_schema(skeleton_steps=seqs)
 
@@ -232,7 +298,12 @@ class Planner:
         text = await self.generate(msgs, self.schema_for(facts, shown), self.config.max_tokens,
                                    self.config.temperature)
         data = parse_model_output(text)
-        plan = Plan.from_dict(data, request, source="model")
+        try:
+            plan = Plan.from_dict(data, request, source="model")
+        except PlanError:
+            raise
+        except InvalidArgument as e:
+            raise PlanError(e.message, field=e.field, expected=e.expected) from None
         plan.examples = [e.id for e in shown]
         check_plan(plan, self.registry)
         await self.fill_code(plan, request)

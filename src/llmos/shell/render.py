@@ -19,7 +19,7 @@ from typing import Any
 
 from llmos.shell.plan import REF_RE, Unresolved, render_value, resolve_ref
 
-__all__ = ["fill_answer", "short", "plan_lines", "explain_text", "primary"]
+__all__ = ["fill_answer", "cut_repeats", "short", "plan_lines", "explain_text", "primary"]
 
 _PRIMARY_KEYS = ("value", "result", "answer", "text", "total", "count")
 
@@ -39,7 +39,34 @@ def short(value: Any, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+_MISSING = object()
+
+
+def _step(v: Any, key: str) -> Any:
+    if isinstance(v, dict):
+        return v.get(key, _MISSING)
+    if isinstance(v, list) and key.isdigit():
+        return v[int(key)] if int(key) < len(v) else _MISSING
+    return _MISSING
+
+
+def cut_repeats(text: str, min_len: int = 12) -> str:
+    """Cut a template where a phrase of ``min_len``+ characters starts repeating (a small
+    model's loop), keeping the first occurrence."""
+    best = len(text)
+    for w in range(min_len, min(60, len(text) // 2) + 1):
+        seen: dict[str, int] = {}
+        for i in range(len(text) - w + 1):
+            chunk = text[i:i + w]
+            if chunk in seen and i >= seen[chunk] + w:
+                best = min(best, i)
+                break
+            seen.setdefault(chunk, i)
+    return text[:best].rstrip(" ,;:") if best < len(text) else text
+
+
 def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str]) -> str:
+    template = cut_repeats(template or "")
     used: set[int] = set()
     fell_back = False
 
@@ -55,7 +82,13 @@ def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str
             fell_back = True
             if n is None or n not in outputs:
                 return "(unknown)"
-            text = summaries.get(n) or render_value(primary(outputs[n]))
+            v, depth = outputs[n], 0
+            for key in [p for p in m.group(3).split(".") if p]:
+                nxt = _step(v, key)
+                if nxt is _MISSING:
+                    break
+                v, depth = nxt, depth + 1
+            text = render_value(v) if depth else (summaries.get(n) or render_value(primary(outputs[n])))
         if "\n" in text:          # a list inside a sentence: one item per line after a colon
             text = "\n" + text
         return text

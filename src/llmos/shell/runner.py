@@ -45,7 +45,7 @@ from llmos.errors import (
 )
 from llmos.shell import feedback
 from llmos.shell.extract import extract
-from llmos.shell.plan import MAX_EACH_ITEMS, REF_RE, Plan, Step, Unresolved, substitute
+from llmos.shell.plan import MAX_EACH_ITEMS, REF_RE, Plan, Step, Unresolved, render_value, substitute
 from llmos.shell.planner import PlanError, Planner
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
@@ -261,13 +261,27 @@ class Runner:
             tool = self.registry.get(step.tool)
         except LLMOSError:
             return Risk.NETWORK
-        concrete = {k: v for k, v in step.args.items() if not (isinstance(v, str) and REF_RE.search(v))}
-        if len(concrete) < len(step.args) or step.each:
-            # unknown until earlier steps ran: assume it may overwrite what it writes
-            writes = any(m == "w" for m in tool.path_args.values())
-            base = tool.risk_for(concrete, ctx) if tool.risk_fn is None else tool.risk
-            return max(base, Risk.DESTRUCTIVE if writes and tool.risk >= Risk.WRITE else base)
-        return tool.risk_for(step.args, ctx)
+        unknown_paths = [a for a in tool.path_args if isinstance(step.args.get(a), str)
+                         and REF_RE.search(step.args[a])]
+        if unknown_paths or step.each:
+            # the written path is known only once earlier steps ran: assume it may exist
+            writes = any(tool.path_args.get(a) == "w" for a in unknown_paths) or (
+                step.each and any(m == "w" for m in tool.path_args.values()))
+            return max(tool.risk, Risk.DESTRUCTIVE) if writes and tool.risk >= Risk.WRITE else tool.risk
+        return tool.risk_for(step.args, ctx)      # references in other arguments do not change it
+
+    def _coerce(self, tool_name: str, args: dict) -> dict:
+        """A referenced value lands in a text argument as text (a list one item per line)."""
+        try:
+            props = self.registry.get(tool_name).parameters.get("properties", {})
+        except LLMOSError:
+            return args
+        out = dict(args)
+        for k, v in args.items():
+            t = props.get(k, {}).get("type")
+            if t == "string" and not isinstance(v, str):
+                out[k] = render_value(v)
+        return out
 
     def _outside(self, plan: Plan, ctx: Any) -> tuple[int, Step] | None:
         for i, step in enumerate(plan.steps, 1):
@@ -325,7 +339,8 @@ class Runner:
                 results, summaries = [], []
                 for item in items:
                     key = item.get("name") or item.get("path") if isinstance(item, dict) else item
-                    args = substitute(step.args, outputs, item=key if isinstance(item, dict) else item)
+                    args = self._coerce(step.tool, substitute(step.args, outputs,
+                                                              item=key if isinstance(item, dict) else item))
                     out = await self._call(agent, parent, rec, i, step, args, wd, approved, record=False)
                     if "output" not in out:
                         return out
@@ -334,7 +349,7 @@ class Runner:
                 srec.update(status="succeeded", summary="; ".join(summaries)[:500],
                             output=short(results, OUTPUT_KEEP_CHARS))
                 return {"output": results, "summary": "\n".join(summaries)}
-            args = substitute(step.args, outputs)
+            args = self._coerce(step.tool, substitute(step.args, outputs))
         except Unresolved as e:
             srec.update(status="failed", error=f"a reference names a missing field: {e}")
             return {"error": srec["error"]}

@@ -26,9 +26,11 @@ __all__ = ["tool_args_schema", "step_schema", "plan_schema", "REF_PATTERN", "ANS
            "ANSWER_MAX_CHARS", "WHY_MAX_CHARS", "Skeleton"]
 
 REF_PATTERN = r"^\$(step[1-6]\.output|item)(\.[A-Za-z0-9_]{1,24}){0,3}$"
-# text without digits, quotes or backslashes; references may carry digits
-ANSWER_PATTERN = r"^([^0-9$\"\\\n]|\$(step[1-6]\.output|item)(\.[A-Za-z0-9_]{1,24}){0,3})*$"
-ANSWER_MAX_CHARS = 160
+STEP_REF_PATTERN = r"^\$step[1-6]\.output(\.[A-Za-z0-9_]{1,24}){0,3}$"
+# text without digits, quotes, backslashes or dotted names (file names come from tool outputs
+# too); a dot only ends a sentence; references may carry digits
+ANSWER_PATTERN = r"^([^0-9$\"\\\n.]|\. |\$(step[1-6]\.output|item)(\.[A-Za-z0-9_]{1,24}){0,3})*\.?$"
+ANSWER_MAX_CHARS = 120
 WHY_MAX_CHARS = 60
 NEW_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9_-]{0,30})?(\.[a-z0-9]{1,5})?$"
 STRING_CAP = 400          # longest free string the planner may write in one argument
@@ -52,28 +54,45 @@ def _cap(s: dict, cap: int) -> dict:
     return s
 
 
-def _ref() -> dict:
-    return {"type": "string", "pattern": REF_PATTERN, "maxLength": 48}
+def _ref(item: bool = False, before: int = 6) -> dict | None:
+    """References a step may use: ``$step1..$step{before}`` (and ``$item`` in an each-step)."""
+    steps = f"step[1-{before}]\\.output" if before >= 1 else None
+    alts = [a for a in (steps, "item" if item else None) if a]
+    if not alts:
+        return None
+    return {"type": "string", "pattern": rf"^\$({'|'.join(alts)})(\.[A-Za-z0-9_]{{1,24}}){{0,3}}$", "maxLength": 48}
 
 
-def _path_schema(facts: Facts, mode: str, creates: bool) -> dict:
+def _with_ref(schema: dict, item: bool, before: int) -> dict:
+    ref = _ref(item, before)
+    if ref is None:
+        return schema
+    if "anyOf" in schema:
+        return {"anyOf": [*schema["anyOf"], ref]}
+    return {"anyOf": [schema, ref]}
+
+
+def _path_schema(facts: Facts, mode: str, creates: bool, item: bool = False, before: int = 6) -> dict:
     names = facts.globs + facts.paths() if not creates else facts.paths() + facts.globs
     alts: list[dict] = []
     if names:
         alts.append({"enum": names})
     if (mode == "w" and creates) or not names:
         alts.append({"type": "string", "pattern": NEW_FILE_PATTERN, "maxLength": 64})
-    alts.append(_ref())
-    return {"anyOf": alts}
+    return _with_ref({"anyOf": alts}, item, before) if len(alts) > 1 else _with_ref(alts[0], item, before)
 
 
 def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = None,
                      path_args: dict[str, str] | None = None, code_args: set[str] | None = None,
-                     creates: bool = True) -> dict:
+                     creates: bool = True, item: bool = False,
+                     overrides: dict[str, dict] | None = None, before: int = 6) -> dict:
     """One tool's arguments as the planner may write them (see the module map).
 
     ``creates``: the tool's written paths may be new files (false for deleting tools,
-    whose paths must name something the request or the workspace holds)."""
+    whose paths must name something the request or the workspace holds). ``item``: the
+    step repeats over a list, so ``$item`` references are allowed. ``overrides``: argument
+    -> schema chosen by the planner (e.g. the request's own candidates for that role).
+    ``before``: how many earlier steps there are (references may name only those)."""
     params = tool_schema["parameters"]
     props = params.get("properties", {})
     required = list(params.get("required", []))
@@ -81,33 +100,37 @@ def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = No
     out_props: dict[str, Any] = {}
     columns = sorted({c for cols in facts.columns.values() for c in cols})
     for n in names:
+        if overrides and n in overrides:
+            out_props[n] = overrides[n]
+            continue
         if path_args and n in path_args:
-            out_props[n] = _path_schema(facts, path_args[n], creates)
+            out_props[n] = _path_schema(facts, path_args[n], creates, item, before)
             continue
         desc = str(props[n].get("description", "")).lower()
         items = props[n].get("items") if props[n].get("type") == "array" else None
         if (columns and "column" in desc and "new" not in desc and props[n].get("type") == "string"
                 and "enum" not in props[n]):
-            out_props[n] = {"anyOf": [{"enum": columns}, _ref()]}   # a column the tables have
+            out_props[n] = _with_ref({"enum": columns}, item, before)   # a column the tables have
             continue
         if columns and items and "column" in str(items.get("description", "")).lower():
             out_props[n] = {"type": "array", "items": {"enum": columns},
                             "maxItems": min(int(props[n].get("maxItems", 10)), 10)}
             continue
         sub = _cap(_strip(copy.deepcopy(props[n])), CODE_CAP if code_args and n in code_args else STRING_CAP)
-        out_props[n] = {"anyOf": [sub, _ref()]} if sub.get("type") != "string" or "enum" in sub else sub
+        out_props[n] = _with_ref(sub, item, before) if sub.get("type") != "string" or "enum" in sub else sub
     return {"type": "object", "properties": out_props,
             "required": [n for n in names if n in required],
             "additionalProperties": False}
 
 
-def step_schema(tool: str, args_schema: dict, each: bool | None = None) -> dict:
+def step_schema(tool: str, args_schema: dict, each: bool | None = None, before: int = 6) -> dict:
     props: dict[str, Any] = {"tool": {"const": tool}}
     req = ["tool", "args", "why"]
-    if each is None:        # free choice
-        props["each"] = _ref()
-    elif each:
-        props["each"] = _ref()
+    ref = _ref(False, before)
+    if each is None and ref:        # free choice
+        props["each"] = ref
+    elif each and ref:
+        props["each"] = ref
         req.insert(1, "each")
     props["args"] = args_schema
     props["why"] = {"type": "string", "maxLength": WHY_MAX_CHARS, "pattern": r"^[^\"\\\n]*$"}
@@ -119,6 +142,9 @@ def plan_schema(step_alternatives: list[dict] | None = None, *,
     """The whole plan. Either any step from ``step_alternatives`` at each position, or one
     of the fixed step sequences in ``skeleton_steps`` (each a list of step schemas)."""
     answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": ANSWER_PATTERN}
+    if skeleton_steps and len({len(q) for q in skeleton_steps}) == 1:   # refs only to steps that exist
+        n = len(skeleton_steps[0])
+        answer["pattern"] = ANSWER_PATTERN.replace("step[1-6]", f"step[1-{n}]")
     if skeleton_steps:
         seqs = [{"type": "array", "prefixItems": seq, "items": False,
                  "minItems": len(seq), "maxItems": len(seq)} for seq in skeleton_steps]
