@@ -10,7 +10,14 @@ import pytest
 from llmos.shell.examples import Retriever, load_library
 from llmos.shell.extract import extract
 from llmos.shell.plan import Plan
-from llmos.shell.planner import PlanError, Planner, check_plan, parse_model_output, role_overrides
+from llmos.shell.planner import (
+    PlanError,
+    Planner,
+    _shown_plan,
+    check_plan,
+    parse_model_output,
+    role_overrides,
+)
 from llmos.tools.registry import default_registry
 
 
@@ -73,6 +80,13 @@ async def test_unknown_argument_is_dropped_and_noted(registry, tmp_path):
     assert any("precision" in n for n in plan.notes)
 
 
+async def test_script_gets_a_main(registry, tmp_path):
+    gen = scripted(plan_json(("python.run", {"code": "print(1)"})), "\n    for i in range(3):\n        print(i)\n")
+    plan = await Planner(registry, gen).plan("write and run a python script that prints 0 to 2", tmp_path)
+    code = plan.steps[0].args["code"]
+    assert code.startswith("def main():\n    for i in range(3):") and code.endswith("main()\n")
+
+
 def test_parse_model_output_takes_first_object():
     assert parse_model_output('noise {"a": 1} {"b": 2}') == {"a": 1}
 
@@ -85,7 +99,7 @@ def test_every_library_example_fits_its_own_schema(registry):
         plan = check_plan(Plan.from_dict(ex.plan, ex.request), registry)
         assert plan.steps, ex.id
         schema = planner.schema_for(ex.fact_obj, [ex])
-        jsonschema.validate(ex.plan, schema), ex.id
+        jsonschema.validate(_shown_plan(ex.plan), schema), ex.id
 
 
 def test_library_covers_every_kind():
@@ -120,10 +134,11 @@ def test_role_overrides_follow_the_example():
 
 async def test_code_is_written_by_a_second_call_and_checked(registry, tmp_path):
     gen = scripted(plan_json(("files.write", {"path": "sq.py", "content": "x"}), answer="Wrote $step1.output.path."),
-                   "```python\ndef sq(n):\n    return n * n\n```")
+                   "\n    return n * n\n\nprint(sq(3))\n")
     plan = await Planner(registry, gen).plan("write a python file sq.py with a function sq(n)", tmp_path)
-    assert "def sq(n):" in plan.steps[0].args["content"]
+    assert plan.steps[0].args["content"] == "def sq(n):\n    return n * n\n"      # the seeded function only
+    assert gen.calls[1]["messages"] == "# write a python file sq.py with a function sq(n)\ndef sq(n):"
     assert any("compiles" in n for n in plan.notes)
-    gen = scripted(plan_json(("files.write", {"path": "sq.py", "content": "x"})), "def sq(n) return")
+    gen = scripted(plan_json(("files.write", {"path": "sq.py", "content": "x"})), " return(")
     plan = await Planner(registry, gen).plan("write a python file sq.py with a function sq(n)", tmp_path)
     assert any("does not compile" in n for n in plan.notes)

@@ -44,7 +44,8 @@ from llmos.types import Message, Risk
 
 __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "CODE_ARGS", "PlanError"]
 
-Generate = Callable[[list[Message], dict | None, int, float], Awaitable[str]]
+# (chat messages, or a plain prompt for completion) , schema, max_tokens, temperature -> text
+Generate = Callable[[list[Message] | str, dict | None, int, float], Awaitable[str]]
 
 TOP_K = 4                 # examples shown to the model (their skeletons are the choices)
 NEAR_TIE = 0.6            # a skeleton is a choice only if its example scores >= this x the best
@@ -53,6 +54,24 @@ CODE_MAX_TOKENS = 300     # one small program
 CODE_TRIES = 2            # code generations before giving up (greedy, then sampled)
 # arguments that hold a program: (tool, argument) -> language
 CODE_ARGS = {("python.run", "code"): "python", ("files.write", "content"): None}
+CODE_PLACEHOLDER = "<code>"   # what the plan holds where a program goes; written by a second call
+
+
+def _is_code_arg(tool: str, arg: str, args: dict) -> bool:
+    if (tool, arg) not in CODE_ARGS:
+        return False
+    path = args.get("path")
+    return tool != "files.write" or (isinstance(path, str) and path.endswith(".py"))
+
+
+def _shown_plan(plan: dict) -> dict:
+    """An example's plan as the model sees it: programs replaced by the placeholder."""
+    steps = []
+    for s in plan["steps"]:
+        args = {k: (CODE_PLACEHOLDER if _is_code_arg(s["tool"], k, s.get("args", {})) else v)
+                for k, v in s.get("args", {}).items()}
+        steps.append({**s, "args": args})
+    return {**plan, "steps": steps}
 
 SYSTEM = ("You plan tool calls for a request. Reply with one JSON plan. Use only the facts "
           "given. A later step can use an earlier result as $step1.output or $step1.output.field. "
@@ -185,16 +204,43 @@ def role_overrides(example_args: dict, ex: Facts, facts: Facts) -> dict[str, dic
     return out
 
 
-def _code_prompt(request: str, path: str | None) -> list[Message]:
-    where = f" Save it as {path}." if path else ""
-    return [{"role": "system", "content": "You write short, correct Python 3 programs. Reply with code only."},
-            {"role": "user", "content": f"{request}{where}"}]
+_SIG_RE = re.compile(r"\b([A-Za-z_]\w*)\(([\w\s,=*]*)\)")
+CODE_STOP = ["\n\n\n", "```", "\nif __name__"]
 
 
-def _extract_code(text: str) -> str:
-    m = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", text, re.S)
-    code = m.group(1) if m else text
-    return code.strip("\n") + "\n"
+def code_seed(request: str) -> tuple[str, bool]:
+    """The first line of the program: the function the request names (``is_prime(n)``), or a
+    ``main()`` whose body the model writes; and whether it is a library (no call added)."""
+    m = _SIG_RE.search(request)
+    if m and m.group(1) not in ("print", "range", "len", "input"):
+        return f"def {m.group(1)}({m.group(2).strip()}):", True
+    return "def main():", False
+
+
+def first_block(seed: str, completion: str) -> str:
+    """The seeded definition only: lines up to the first one back at column 0."""
+    lines = (seed + completion).splitlines()
+    keep = [lines[0]]
+    for line in lines[1:]:
+        if line.strip() and not line[:1].isspace():
+            break
+        keep.append(line)
+    while keep and not keep[-1].strip():
+        keep.pop()
+    return "\n".join(keep) + "\n"
+
+
+def _compiles(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return "\n" in code.strip()
+    except SyntaxError:
+        return False
+
+
+def _code_prompt(request: str, seed: str) -> str:
+    # plain completion (no chat template): a comment stating the task, then the seeded line
+    return f"# {request.strip()}\n{seed}"
 
 
 class Planner:
@@ -264,7 +310,7 @@ class Planner:
         msgs: list[Message] = [{"role": "system", "content": system}]
         for ex in reversed(shown):        # most similar last, nearest the request
             msgs.append({"role": "user", "content": "\n".join([f"Request: {ex.request}", *ex.facts])})
-            msgs.append({"role": "assistant", "content": json.dumps(ex.plan, separators=(",", ":"))})
+            msgs.append({"role": "assistant", "content": json.dumps(_shown_plan(ex.plan), separators=(",", ":"))})
         msgs.append({"role": "user", "content": "\n".join([f"Request: {request}", *facts.lines()])})
         return msgs
 
@@ -276,6 +322,9 @@ class Planner:
                 tool = self.registry.get(s["tool"])
                 code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
                 overrides = role_overrides(s.get("args", {}), ex.fact_obj, facts)
+                for a in s.get("args", {}):
+                    if _is_code_arg(s["tool"], a, s["args"]):
+                        overrides[a] = {"const": CODE_PLACEHOLDER}
                 args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
                                           dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE,
                                           item=bool(s.get("each")), overrides=overrides, before=pos)
@@ -317,23 +366,37 @@ class Planner:
                 if step.tool != tool or arg not in step.args:
                     continue
                 path = step.args.get("path") if isinstance(step.args.get("path"), str) else None
-                if tool == "files.write" and not (path and path.endswith(".py")):
+                if not _is_code_arg(tool, arg, step.args) and step.args.get(arg) != CODE_PLACEHOLDER:
                     continue
                 code, err = await self.write_code(request, path)
+                if err and isinstance(step.args.get(arg), str) and _compiles(step.args[arg]):
+                    plan.notes.append(f"step {i}: kept the planner's code ({err} in the rewrite)")
+                    continue
                 step.args[arg] = code
                 plan.notes.append(f"step {i}: code written by the model"
                                   + (f" does not compile: {err}" if err else " compiles"))
 
     async def write_code(self, request: str, path: str | None) -> tuple[str, str | None]:
-        """A program for ``request``: (code, None) when it compiles, else (last code, error)."""
+        """A program for ``request``: (code, None) when it compiles and defines what was
+        asked, else (last code, why not). Greedy first, then sampled retries."""
+        seed, library = code_seed(request)
+        name = seed[4:seed.index("(")]
         code, err = "", "no code"
         for attempt in range(CODE_TRIES):
-            text = await self.generate(_code_prompt(request, path), None, CODE_MAX_TOKENS,
+            text = await self.generate(_code_prompt(request, seed), None, CODE_MAX_TOKENS,
                                        0.0 if attempt == 0 else 0.7)
-            code = _extract_code(text)
+            body = first_block(seed, text)
+            code = body if library else body + "\n\nmain()\n"
             try:
-                ast.parse(code)
-                return code, None
+                tree = ast.parse(code)
             except SyntaxError as e:
                 err = f"line {e.lineno}: {e.msg}"
+                continue
+            if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
+                err = f"it does not define {name}"
+                continue
+            if len(body.splitlines()) < 2:
+                err = "the function has no body"
+                continue
+            return code, None
         return code, err

@@ -46,7 +46,7 @@ from llmos.errors import (
 from llmos.shell import feedback
 from llmos.shell.extract import extract
 from llmos.shell.plan import MAX_EACH_ITEMS, REF_RE, Plan, Step, Unresolved, render_value, substitute
-from llmos.shell.planner import PlanError, Planner
+from llmos.shell.planner import CODE_STOP, PlanError, Planner
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
 
@@ -114,8 +114,13 @@ class Runner:
 
     async def _generate(self, agent: str, parent: int | None, log_: list, messages, schema,
                         max_tokens: int, temperature: float) -> str:
-        args: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens,
-                                "temperature": temperature, "priority": self.priority}
+        args: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature,
+                                "priority": self.priority}
+        if isinstance(messages, str):          # plain completion (code): no chat template
+            args["prompt"] = messages
+            args["stop"] = CODE_STOP
+        else:
+            args["messages"] = messages
         if schema is not None:
             args["json_schema"] = schema
         if self.model:

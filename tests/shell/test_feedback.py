@@ -1,0 +1,89 @@
+"""Ratings -> approved examples (and blocks), habits learned and applied, render helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmos.shell import feedback
+from llmos.shell.extract import extract
+from llmos.shell.plan import Plan
+from llmos.shell.planner import Planner
+from llmos.shell.render import cut_repeats, fill_answer
+from llmos.shell.store import ShellStore
+from llmos.tools.registry import default_registry
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ShellStore(tmp_path / "shell.db")
+    yield s
+    s.close()
+
+
+def _rec(run, request, plan, steps=(), user="ann"):
+    return {"run": run, "request": request, "status": "succeeded", "user": user, "plan": plan,
+            "steps": list(steps), "facts": ["Files here: none"]}
+
+
+PLAN = {"steps": [{"tool": "calc.eval", "args": {"expression": "2 ** 8"}, "why": "x"}],
+        "answer": "It is $step1.output.value."}
+
+
+def test_good_plans_become_examples_and_bad_ones_never_return(store):
+    store.save_run(_rec("r1", "how big is two to the eighth power", PLAN))
+    feedback.rate(store, "r1", True, "yes")
+    planner = Planner(default_registry(), None, store=store)
+    top = planner.candidates("how big is two to the eighth power")[0]
+    assert top.id == "approved:r1" and top.plan == PLAN
+    feedback.rate(store, "r1", False, "wrong")
+    ids = [e.id for e in planner.candidates("how big is two to the eighth power")]
+    assert "approved:r1" not in ids
+    assert store.is_blocked("how big is two to the eighth power", PLAN)
+    assert store.get_run("r1")["rating"] == "bad"
+
+
+def test_habits_learned_from_two_good_runs_and_applied(store):
+    reg = default_registry()
+    steps = [{"tool": "plot.chart", "status": "succeeded", "args": {"kind": "line"}, "files": ["charts/a.png"]}]
+    for i in (1, 2):
+        store.save_run(_rec(f"r{i}", "plot sales", PLAN, steps))
+        feedback.rate(store, f"r{i}", True, registry=reg)
+        if i == 1:
+            assert feedback.active_habits(store, "ann") == {}
+    habits = feedback.active_habits(store, "ann")
+    assert habits["output_dir"] == ("charts", 2) and habits["arg:plot.chart.kind"] == ("line", 2)
+    plan = Plan.from_dict({"steps": [{"tool": "plot.chart", "args": {"path": "s.csv", "x": "m", "kind": "bar",
+                                                                     "save_to": "out.png"}}],
+                           "answer": "Saved $step1.output.file."})
+    facts = extract("plot amount by month from s.csv", files={"s.csv": "m,amount\n"})
+    applied = feedback.apply_habits(plan, facts, "plot amount by month from s.csv", habits, reg)
+    assert plan.steps[0].args["save_to"] == "charts/out.png" and plan.steps[0].args["kind"] == "line"
+    assert len(applied) == 2 and all("learned from 2 rated runs" in a for a in applied)
+    # the person's own words win over a habit
+    plan = Plan.from_dict({"steps": [{"tool": "plot.chart", "args": {"path": "s.csv", "x": "m", "kind": "bar",
+                                                                     "save_to": "sales.png"}}]})
+    facts = extract("draw a bar chart of s.csv as sales.png", files={"s.csv": "m\n"})
+    assert feedback.apply_habits(plan, facts, "draw a bar chart of s.csv as sales.png", habits, reg) == []
+
+
+def test_explicit_habit(store):
+    store.set_habit("ann", "output_dir", "out")
+    assert feedback.active_habits(store, "ann") == {"output_dir": ("out", 1000)}
+    store.set_habit("ann", "output_dir", None)
+    assert feedback.active_habits(store, "ann") == {}
+
+
+def test_fill_answer():
+    outs = {1: {"value": 395, "expression": "17*23+4"}, 2: {"rows": [{"name": "Gamma", "h": 12}]}}
+    sums = {1: "17*23+4 = 395", 2: "1 of 4 rows"}
+    assert fill_answer("It is $step1.output.", outs, sums) == "It is 395."
+    assert "Gamma" in fill_answer("Pick $step2.output.rows.3.name.", outs, sums)   # deepest prefix
+    assert fill_answer("", outs, sums) == "1 of 4 rows"                               # no template
+    assert cut_repeats("The x has  story has  story has  story has") == "The x has  story has  story"
+
+
+def test_store_run_lookup(store):
+    store.save_run(_rec("rabc123", "q", PLAN))
+    assert store.get_run("rabc")["run"] == "rabc123" and store.get_run("last")["run"] == "rabc123"
+    with pytest.raises(Exception, match="no run"):
+        store.get_run("zzz")
