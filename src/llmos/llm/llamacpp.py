@@ -76,9 +76,9 @@ class LlamaCppEngine(Engine):
         n_entries = (cfg.n_seq_max if prefix_slots is None else prefix_slots) if prefix_cache else 0
         n_entries = min(n_entries, _llama.max_parallel_sequences() - self.max_active)
         # 0: all cores but one. llama.cpp threads meet at a spin barrier after every op, so a
-        # thread that loses its core to another process stalls the others (measured on 2
-        # shared cores: 2 threads 1.3 tok/s, 1 thread 29 tok/s); the spare core also runs
-        # this engine's Python and the event loop.
+        # thread that loses its core to another process stalls the others (measured on this
+        # 2-core VM: 2 threads 0.7-1.3 tok/s, 1 thread 29-58 tok/s); the spare core also runs
+        # the engine's Python, grammar masks and the event loop.
         threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
         # batch_invariant: a sequence's greedy text must not depend on who shares its steps.
         # On CPU, attention without flash-attention sums over interleaved cells in SIMD lanes

@@ -14,9 +14,12 @@ sequence not held by ``suspend``; ask ``policy.decide(views, budget)``. Apply
 free the slot and cells). Then walk ``run`` in order, at most ``max_active``:
 a WAITING sequence is admitted (a slot, a reservation of prompt + max_tokens
 cells, and the longest cached prefix shared with llama_memory_seq_cp, so only
-the suffix is prefilled); a SWAPPED one is restored (llama_state_seq_set_data);
-a waiting sequence that does not fit stops further admissions this step (FIFO
-order, no bypass) and simply waits. One ``llama_batch`` gets every decoding
+the suffix is prefilled; a request whose prompt overlaps one still being
+prefilled beside it waits for that prefill and shares it); a SWAPPED one is
+restored (llama_state_seq_set_data); a waiting sequence that does not fit stops
+further admissions this step (FIFO order, no bypass) and simply waits. Grammar
+masks for the rows that will sample are computed on the mask thread while
+llama_decode runs. One ``llama_batch`` gets every decoding
 sequence's pending token first, then prefill chunks (``prefill_chunk`` each)
 in the room left, so a long prompt never stalls running sequences. After the
 decode, rows that ask for a token are masked (grammar), sampled together, and
