@@ -79,6 +79,8 @@ def test_fill_answer():
     assert fill_answer("It is $step1.output.", outs, sums) == "It is 395."
     assert "Gamma" in fill_answer("Pick $step2.output.rows.3.name.", outs, sums)   # deepest prefix
     assert fill_answer("", outs, sums) == "1 of 4 rows"                               # no template
+    moved = {1: {"source": "a.md", "destination": "b.md"}}
+    assert fill_answer("Moved $step1.output.source to $step1.output.destination.", moved, {}) == "Moved a.md to b.md."
     assert cut_repeats("The x has  story has  story has  story has") == "The x has  story has  story"
 
 

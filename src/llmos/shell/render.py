@@ -14,6 +14,7 @@ Map:
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -65,8 +66,19 @@ def cut_repeats(text: str, min_len: int = 12) -> str:
     return text[:best].rstrip(" ,;:") if best < len(text) else text
 
 
+def _cut_template(template: str) -> str:
+    """``cut_repeats`` on the words only: each reference counts as one distinct mark."""
+    refs: list[str] = []
+
+    def mark(m) -> str:
+        refs.append(m.group(0))
+        return f"\x00{len(refs) - 1}\x00"
+    masked = cut_repeats(REF_RE.sub(mark, template))
+    return re.sub("\x00(\\d+)\x00", lambda m: refs[int(m.group(1))], masked)
+
+
 def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str]) -> str:
-    template = cut_repeats(template or "")
+    template = _cut_template(template or "")
     used: set[int] = set()
     fell_back = False
 
