@@ -52,6 +52,7 @@ class Facts:
     seconds: float | None = None                         # "in 2 minutes" -> 120.0
     delay: str | None = None                             # "in 2 minutes" -> "2 minutes"
     order: str | None = None                             # ascending | descending, when the request says
+    aggregate: str | None = None                         # sum | mean | max | min | count | median
     columns: dict[str, list[str]] = field(default_factory=dict)   # csv file -> header names
     named_columns: list[str] = field(default_factory=list)         # header names the request uses
 
@@ -102,6 +103,8 @@ class Facts:
             out.append(f"Delay: {self.delay}")
         if self.order:
             out.append(f"Order: {self.order}")
+        if self.aggregate:
+            out.append(f"Aggregate: {self.aggregate}")
         return out
 
 
@@ -241,6 +244,18 @@ _ASC = ("smallest to largest", "lowest to highest", "smallest to biggest", "leas
         "increasing", "low to high", "small to big")
 
 
+_AGG = [("mean", r"average|mean"), ("median", r"median"), ("sum", r"total|sum|add(?:ed)? up|altogether"),
+        ("count", r"how many|count|number of"), ("max", r"highest|maximum|max|largest|most|biggest|top"),
+        ("min", r"lowest|minimum|min|smallest|least|cheapest|fewest")]
+
+
+def aggregate_of(text: str) -> str | None:
+    """The first aggregation word of a request: 'total amount' -> sum, 'average' -> mean."""
+    t = text.lower()
+    hits = [(m.start(), name) for name, pat in _AGG for m in [re.search(rf"\b(?:{pat})\b", t)] if m]
+    return min(hits)[1] if hits else None
+
+
 def order_of(text: str) -> str | None:
     """'from smallest to largest' -> ascending; 'highest first' -> descending; else None."""
     t = text.lower()
@@ -296,6 +311,7 @@ def extract(request: str, workdir: str | Path | None = None, *,
     m = _DUR_RE.search(request.lower())
     facts.delay = m.group(1) if m else None
     facts.order = order_of(request)
+    facts.aggregate = aggregate_of(request)
     for name in [*facts.existing, *(f for f, _ in facts.files)]:
         if name.lower().endswith((".csv", ".tsv")) and name not in facts.columns and len(facts.columns) < 4:
             cols = (_header_text(files.get(name, "")) if files is not None

@@ -179,7 +179,8 @@ def _role_values(role: str, f: Facts) -> list[Any]:
             "numbers": [_num(n) for n in f.numbers]}[role]
 
 
-def role_overrides(example_args: dict, ex: Facts, facts: Facts) -> dict[str, dict]:
+def role_overrides(example_args: dict, ex: Facts, facts: Facts,
+                   props: dict | None = None) -> dict[str, dict]:
     """Narrow an argument to the request's own values of the role the example's value had.
 
     NOTE: case-based adaptation. When an example's argument equals one of its request's
@@ -193,6 +194,11 @@ def role_overrides(example_args: dict, ex: Facts, facts: Facts) -> dict[str, dic
     for arg, value in example_args.items():
         if isinstance(value, bool) and ex.order and facts.order:
             out[arg] = {"const": value if ex.order == facts.order else not value}
+            continue
+        allowed = (props or {}).get(arg, {}).get("enum")
+        if (isinstance(value, str) and ex.aggregate and value == ex.aggregate and facts.aggregate
+                and (allowed is None or facts.aggregate in allowed)):
+            out[arg] = {"const": facts.aggregate}      # "total" -> sum, as "average" was -> mean
             continue
         cands: list[Any] = []
         for role in _roles(value, ex):
@@ -321,7 +327,8 @@ class Planner:
             for pos, s in enumerate(ex.plan["steps"]):
                 tool = self.registry.get(s["tool"])
                 code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
-                overrides = role_overrides(s.get("args", {}), ex.fact_obj, facts)
+                overrides = role_overrides(s.get("args", {}), ex.fact_obj, facts,
+                                           self._schemas[s["tool"]]["parameters"].get("properties", {}))
                 for a in s.get("args", {}):
                     if _is_code_arg(s["tool"], a, s["args"]):
                         overrides[a] = {"const": CODE_PLACEHOLDER}
