@@ -12,7 +12,8 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
     [engine]
     n_ctx = 8192
     n_seq_max = 16
-    threads = 0                     # 0: all cores
+    threads = 0                     # 0: all cores but one
+    batch_invariant = false         # true: batched == unbatched output, slower prefill
 
     [api]
     host = "127.0.0.1"
@@ -31,6 +32,7 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
 
 Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_SCHEDULER``,
 ``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
+``LLMOS_BATCH_INVARIANT``,
 ``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``.
 """
 
@@ -60,8 +62,12 @@ class EngineConfig:
     n_seq_max: int = params.ENGINE_N_SEQ_MAX         # sequences resident at once
     n_batch: int = params.ENGINE_N_BATCH_TOKENS      # tokens per llama_batch
     prefill_chunk: int = params.ENGINE_PREFILL_CHUNK_TOKENS
-    threads: int = 0                                  # 0: os.cpu_count()
+    threads: int = 0                                  # 0: all cores but one (see llamacpp.py)
     n_gpu_layers: int = 0                             # -1: all on GPU when built with CUDA
+    # exact reproducibility: a sequence's greedy text does not depend on its batch-mates, so
+    # batched == unbatched and preempted+resumed == uninterrupted; costs prefill speed (~6x
+    # on long prompts on CPU: flash attention with 32-token ubatches)
+    batch_invariant: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,17 @@ def _int(value: Any, name: str, lo: int = 0, hi: int = 1 << 30) -> int:
     return v
 
 
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
 def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     v = str(value).strip().lower()
     if v not in choices:
@@ -182,7 +199,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_SCHEDULER": (top, "scheduler"),
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
                "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
-               "LLMOS_THREADS": (eng, "threads"), "LLMOS_HOST": (api, "host"),
+               "LLMOS_THREADS": (eng, "threads"), "LLMOS_BATCH_INVARIANT": (eng, "batch_invariant"),
+               "LLMOS_HOST": (api, "host"),
                "LLMOS_PORT": (api, "port")}
     for var, (target, key) in env_map.items():
         if env.get(var):
@@ -193,7 +211,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     for key in ("host", "port"):
         if key in overrides:
             api[key] = overrides.pop(key)
-    for key in ("n_ctx", "n_seq_max", "threads", "n_gpu_layers"):
+    for key in ("n_ctx", "n_seq_max", "threads", "n_gpu_layers", "batch_invariant"):
         if key in overrides:
             eng[key] = overrides.pop(key)
     if overrides:
@@ -204,7 +222,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     if bad:
         raise ConfigError(f"[engine]: unknown key(s) {', '.join(sorted(bad))}; "
                           f"expected {', '.join(sorted(known_eng))}")
-    engine = EngineConfig(**{k: _int(v, f"engine.{k}", -1 if k == "n_gpu_layers" else 0)
+    engine = EngineConfig(**{k: _bool(v, f"engine.{k}") if k == "batch_invariant"
+                             else _int(v, f"engine.{k}", -1 if k == "n_gpu_layers" else 0)
                              for k, v in eng.items()})
     if engine.n_ctx < 256:
         raise ConfigError(f"engine.n_ctx: expected at least 256 tokens, got {engine.n_ctx}")

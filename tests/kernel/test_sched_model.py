@@ -39,7 +39,7 @@ def request(messages, priority: int, owner: str, max_tokens: int) -> GenerationR
                          ids=["pause", "swap"])
 async def test_high_priority_preempts_low_and_low_text_is_unchanged(n_seq_max, batch_cap, swapped):
     engine = LlamaCppEngine(config=EngineConfig(n_ctx=1024, n_seq_max=n_seq_max, prefill_chunk=64),
-                            prefix_cache=False)
+                            prefix_cache=False, batch_invariant=True)
     try:
         await engine.start()
         engine.set_policy(FifoPolicy())

@@ -39,7 +39,7 @@ def _llama_session_engine():
     from llmos.config import EngineConfig
     from llmos.llm.llamacpp import LlamaCppEngine
 
-    eng = LlamaCppEngine(config=EngineConfig(n_ctx=4096, n_seq_max=8, prefill_chunk=64))
+    eng = LlamaCppEngine(config=EngineConfig(n_ctx=4096, n_seq_max=8, prefill_chunk=64), batch_invariant=True)
     yield eng
     eng.shutdown()
 

@@ -61,7 +61,7 @@ class LlamaCppEngine(Engine):
                  *, prefix_cache: bool = True, prefix_slots: int | None = None,
                  snapshot_dir: str | Path | None = None, queue_max: int = params.ENGINE_QUEUE_MAX,
                  policy: StepPolicy | None = None, extra_buffers: bool = False,
-                 batch_invariant: bool = True) -> None:
+                 batch_invariant: bool | None = None) -> None:
         cfg = config or EngineConfig()
         if isinstance(model, ModelInfo):
             if model.kind == "remote":
@@ -76,17 +76,24 @@ class LlamaCppEngine(Engine):
         n_entries = (cfg.n_seq_max if prefix_slots is None else prefix_slots) if prefix_cache else 0
         n_entries = min(n_entries, _llama.max_parallel_sequences() - self.max_active)
         # 0: all cores but one. llama.cpp threads meet at a spin barrier after every op, so a
-        # thread that loses its core to another process stalls the others (measured on this
-        # 2-core VM: 2 threads 0.7-1.3 tok/s, 1 thread 29-58 tok/s); the spare core also runs
-        # the engine's Python, grammar masks and the event loop.
+        # thread that loses its core stalls the others. Measured on a 2-core VM: 2 threads
+        # decode at ~93 tok/s when the machine is otherwise idle, but swing between 16 and
+        # 67 tok/s (and down to ~1 tok/s at load average 5) once anything else runs, such as
+        # the grammar-mask thread, a sandboxed tool or a second process; 1 thread holds a
+        # steady ~51 tok/s. The spare core runs the engine's Python, masks and the event loop.
+        # A dedicated quiet host can set engine.threads (LLMOS_THREADS) to all cores.
         threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
+        if batch_invariant is None:
+            batch_invariant = cfg.batch_invariant
+        self.batch_invariant = batch_invariant
         # batch_invariant: a sequence's greedy text must not depend on who shares its steps.
         # On CPU, attention without flash-attention sums over interleaved cells in SIMD lanes
         # (two sequences decoded together drift from solo runs); flash attention visits a
         # sequence's own cells in order, but switches to a tiled kernel with other rounding
         # once a ubatch holds 64 tokens. So: flash attention on, ubatches of 32. Cost on
         # 1 core (CPU time): none for short prompts; 2x on a 600-token prefill and 2.3x on
-        # 8 sequences decoding at 600 tokens of context. False: the fast, drifting setting.
+        # 8 sequences decoding at 600 tokens of context; 6x on a 600-token prefill with 2 threads.
+        # False (the default, config engine.batch_invariant): the fast, drifting setting.
         try:
             self._ctx = _llama.Context(self._model, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
                                        n_seq_max=self.max_active + n_entries, threads=threads,
