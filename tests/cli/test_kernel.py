@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from llmos.cli import app
 from llmos.config import load_config
+from llmos.hal.fake import FakeHAL
 from llmos.kernel import SyncKernel
 
 
 @pytest.fixture
 def state(home):
-    with SyncKernel(load_config(env={"LLMOS_HOME": str(home)})) as k:
+    with SyncKernel(load_config(env={"LLMOS_HOME": str(home)}), hal=FakeHAL()) as k:
         k.syscall("root", "agent.create", {"name": "helper", "capabilities": {"syscalls": ["proc.*"],
                                                                                "quotas": {"max_procs": 3}}})
         done = k.add_task(lambda: 7, name="seven")
@@ -72,3 +73,76 @@ def test_reading_commands_work_on_a_fresh_state_dir(home):
     assert json.loads(invoke("agents", "--json").stdout)["agents"][0]["id"] == "root"
     res = CliRunner().invoke(app, ["explain", "3"])
     assert res.exit_code != 0
+
+
+def test_top_shows_joules_and_live_engine_throughput_from_a_daemon(state, monkeypatch):
+    import sys
+
+    disc = sys.modules["llmos.sdk.discover"]
+
+    class _Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def system(self):
+            return {"engines": [{"name": "fake", "model": "m", "tokens_per_s": 33.5, "active": 2, "waiting": 0,
+                                 "kv_used_tokens": 10, "kv_total_tokens": 100}]}
+
+    monkeypatch.setattr(disc, "discover", lambda cfg, **kw: _Client())
+    top = invoke("top", "--once").stdout
+    assert "tok/s 33.5 (engines, live)" in top and "engines" in top and "joules" in top
+    monkeypatch.setattr(disc, "discover", lambda cfg, **kw: None)
+    assert "finished in the last" in invoke("top", "--once").stdout
+
+
+async def test_top_frame_from_an_in_process_kernel(config, clock):
+    from rich.console import Console
+
+    from llmos.cli.kernel import top_frame
+    from llmos.hal.fake import FakeHAL
+    from llmos.kernel import Kernel
+    from llmos.llm.base import EngineStats
+    from llmos.llm.fake import FakeEngine
+
+    class Busy(FakeEngine):
+        def stats(self):
+            return EngineStats(active=1, tokens_generated=99, tokens_per_s=41.0)
+
+    k = await Kernel.boot(config, engines={"busy": Busy()}, clock=clock, hal=FakeHAL(clock))
+    try:
+        k.register_job("hold", __import__("asyncio").Event().wait)
+        pid = await k.submit("job", {"type": "hold"})
+        while k.procs.get(pid).state.name != "RUNNING":
+            await __import__("asyncio").sleep(0.005)
+        clock.advance(3.0)
+        console = Console(width=160, record=True)
+        console.print(top_frame(k.stats()))
+        text = console.export_text()
+        assert "tok/s 41.0 (engines, live)" in text and "running 1" in text
+        assert "12.0 J modelled" in text                   # FakeHAL CPU: 4 W × 3 s, per process and agent
+    finally:
+        await k.shutdown(grace_s=0.1)
+
+
+def test_explain_shows_the_placement_and_labelled_joules(state):
+    exp = " ".join(invoke("explain", str(state["done"])).stdout.split())
+    assert "placed on cpu (throughput: cpu (smallest makespan" in exp and "placed on: cpu" in exp
+    assert " J, attempts 1" in exp
+
+
+def test_reading_commands_migrate_an_older_journal(home):
+    from llmos.kernel.storage import MIGRATIONS, SCHEMA_VERSION, Journal, Reader
+
+    path = home / "llmos.db"
+    j = Journal(path, migrations=MIGRATIONS[:1])
+    j.write("INSERT INTO processes(pid, kind, owner, spec, priority, state, reason, created_s) "
+            "VALUES (1, 'job', 'root', '{\"type\": \"x\"}', 0, 1, 'admitted', 1.0)")
+    j.close()
+    out = json.loads(invoke("ps", "--json").stdout)["processes"]
+    assert [p["pid"] for p in out] == [1] and out[0]["placed_on"] is None
+    r = Reader(path)
+    assert r.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    r.close()

@@ -1,5 +1,5 @@
-"""Kernel fixtures: a booted kernel on a temp state dir with a FakeEngine, a FakeClock
-and a small tool registry (echo, append, delete, fetch, fail, block)."""
+"""Kernel fixtures: a booted kernel on a temp state dir with a FakeEngine, a FakeClock,
+a FakeHAL and a small tool registry (echo, append, delete, fetch, fail, block)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from llmos.errors import ToolError
+from llmos.hal.fake import FakeHAL
 from llmos.kernel import Kernel
 from llmos.llm.fake import FakeEngine
 from llmos.tools.registry import Tool, ToolRegistry, ToolResult
@@ -95,7 +96,7 @@ def workdir(tmp_path):
 @pytest.fixture
 async def kernel(config, clock, registry):
     engine = FakeEngine("the answer is 42")
-    k = await Kernel.boot(config, engines={"fake": engine}, tools=registry, clock=clock)
+    k = await Kernel.boot(config, engines={"fake": engine}, tools=registry, clock=clock, hal=FakeHAL(clock))
     yield k
     await k.shutdown(grace_s=0.5)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from llmos.executor.base import Outcome
+from llmos.hal.fake import FakeHAL
 from llmos.kernel import Kernel, ProcState
 from llmos.kernel.loop import KernelLoop
 from llmos.kernel.sched import Plan
@@ -66,7 +67,8 @@ async def test_a_failing_step_is_logged_and_the_loop_goes_on(clock, caplog):
 async def test_high_priority_generation_preempts_a_low_one(config, clock):
     engine = FakeEngine(lambda req: "low " * 60 if req.priority > 0 else "urgent answer",
                         step_delay_s=0.002)
-    k = await Kernel.boot(config.replace(scheduler="priority"), engines={"fake": engine}, clock=clock)
+    k = await Kernel.boot(config.replace(scheduler="priority"), engines={"fake": engine}, clock=clock,
+                          hal=FakeHAL(clock))
     try:
         k.loop.slots = 1
         low = await k.submit("llm", {"prompt": "background", "max_tokens": 100}, priority=10)

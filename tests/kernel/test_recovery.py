@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from llmos.hal.fake import FakeHAL
 from llmos.kernel import Kernel, ProcState
 from llmos.llm.fake import FakeEngine
 
@@ -23,6 +24,7 @@ async def crash(k: Kernel) -> None:
 
 
 async def boot(config, clock, registry, **kw) -> Kernel:
+    kw.setdefault("hal", FakeHAL(clock))
     return await Kernel.boot(config, engines={"fake": FakeEngine("ok")}, tools=registry, clock=clock, **kw)
 
 
@@ -96,7 +98,7 @@ async def test_boot_refuses_a_second_kernel_on_the_same_state_dir(config, clock,
 
 async def test_graceful_shutdown_finishes_tools_and_checkpoints_generations(config, clock, registry, gate):
     engine = FakeEngine("word " * 200, step_delay_s=0.01)
-    k = await Kernel.boot(config, engines={"fake": engine}, tools=registry, clock=clock)
+    k = await Kernel.boot(config, engines={"fake": engine}, tools=registry, clock=clock, hal=FakeHAL(clock))
     tool = await k.submit("tool", {"tool": "test.block", "args": {}})
     gen = await k.submit("llm", {"prompt": "long", "max_tokens": 200})
     while not (k.procs.get(tool).state == S.RUNNING and k.procs.get(gen).state == S.RUNNING):
@@ -104,7 +106,7 @@ async def test_graceful_shutdown_finishes_tools_and_checkpoints_generations(conf
     asyncio.get_running_loop().call_later(0.1, gate.set)
     await k.shutdown(grace_s=5)
     k2 = await Kernel.boot(config, engines={"fake": FakeEngine("ok")}, tools=registry, clock=clock,
-                           run_loop=False)
+                           run_loop=False, hal=FakeHAL(clock))
     try:
         assert k2.procs.get(tool).state == S.SUCCEEDED
         g = k2.procs.get(gen)

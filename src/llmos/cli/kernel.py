@@ -5,6 +5,12 @@ they work whether or not a kernel is running. Changing commands (kill, nice) boo
 the kernel in-process on the state directory without starting its loop, make the
 syscall as root and shut down; while another kernel (the daemon) owns the state
 directory they say so instead.
+
+``top`` renders one data shape (``Kernel.stats()``'s) from either source:
+``top_data(reader)`` builds it from the journal, with tok/s from the engines' live
+stats when a daemon answers (else from generations finished in the last seconds);
+``top_frame(kernel.stats())`` is the same view for a program running the kernel
+in-process. Joules carry their label (measured / modelled / mixed).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from rich.text import Text
 
 from llmos.cli import state
 from llmos.errors import LLMOSError, StateDirError
-from llmos.kernel.process import ProcState
-from llmos.kernel.storage import PROC_COLUMNS, Reader, StateLock
+from llmos.kernel.process import ProcState, energy_label
+from llmos.kernel.storage import PROC_COLUMNS, SCHEMA_VERSION, Reader, StateLock
 
-__all__ = ["register", "ps", "kill", "nice", "agents", "top", "explain", "explain_lines"]
+__all__ = ["register", "ps", "kill", "nice", "agents", "top", "explain", "explain_lines", "top_data",
+           "top_frame"]
 
 console = Console()
 S = ProcState
@@ -34,10 +41,17 @@ TOP_WINDOW_S = 10.0      # tok/s is measured over processes that finished this r
 
 def _reader() -> tuple[Any, Reader]:
     cfg = state.config()
-    if not cfg.db_path.exists():      # a fresh state directory: an empty journal, not an error
+    fresh = not cfg.db_path.exists()  # a fresh state directory: an empty journal, not an error
+    if not fresh:
+        r = Reader(cfg.db_path)
+        old = r.query("PRAGMA user_version")[0][0] < SCHEMA_VERSION
+        if not old:
+            return cfg, r
+        r.close()
+    if fresh or StateLock(cfg.home).holder() is None:   # (a running kernel migrated it already)
         from llmos.kernel.storage import Journal
 
-        Journal(cfg.db_path).close()
+        Journal(cfg.db_path).close()  # creates or migrates the schema
     return cfg, Reader(cfg.db_path)
 
 
@@ -47,7 +61,7 @@ def _rows(reader: Reader, where: str = "", args: tuple = (), limit: int = 50) ->
 
 
 def _what(r: dict) -> str:
-    spec = json.loads(r["spec"])
+    spec = json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"]
     if r["kind"] == "tool":
         return spec.get("tool", "?")
     if r["kind"] == "llm":
@@ -69,16 +83,32 @@ def _age(ts: float | None) -> str:
     return f"{d:.0f}s"
 
 
-def _proc_table(rows: list[dict], title: str) -> Table:
+def _state(v: int | str) -> str:
+    return S(v).name.lower() if isinstance(v, int) else str(v)
+
+
+def _joules(j: float | None, label: str | None) -> str:
+    """``12.3 J measured``; ``-`` when never metered."""
+    if j is None:
+        return "-"
+    return f"{j:.1f} J" + (f" {label}" if label and label != "none" else "")
+
+
+def _proc_table(rows: list[dict], title: str, *, energy: bool = False) -> Table:
     t = Table(title=title, expand=False)
-    for col in ("pid", "agent", "kind", "state", "prio", "tokens", "age", "what"):
+    cols = ("pid", "agent", "kind", "state", "prio", "tokens") + (("joules",) if energy else ()) + ("age", "what")
+    for col in cols:
         t.add_column(col, no_wrap=True)
     t.add_column("reason", overflow="fold", max_width=48)
     for r in rows:
-        st = S(r["state"]).name.lower()
+        st = _state(r["state"])
         style = {"running": "green", "failed": "red", "killed": "red", "waiting": "yellow"}.get(st, "")
-        t.add_row(str(r["pid"]), r["owner"], r["kind"], Text(st, style=style), str(r["priority"]),
-                  str(r["tokens_in"] + r["tokens_out"]), _age(r["created_s"]), _what(r), r["reason"] or "")
+        cells = [str(r["pid"]), r["owner"], r["kind"], Text(st, style=style), str(r["priority"]),
+                 str(r["tokens_in"] + r["tokens_out"])]
+        if energy:
+            cells.append(_joules(r.get("joules"), r.get("joules_label") or
+                                 energy_label(r.get("joules"), r.get("joules_modelled"))))
+        t.add_row(*cells, _age(r["created_s"]), _what(r), r["reason"] or "")
     return t
 
 
@@ -153,9 +183,11 @@ def nice(pid: int = typer.Argument(..., help="Process id."),
 
 def _agent_usage(reader: Reader) -> dict[str, dict]:
     rows = reader.query(f"SELECT owner, SUM(tokens_in + tokens_out), SUM(cpu_s), SUM(joules), "
-                        f"SUM(state < {int(S.SUCCEEDED)}), COUNT(*) FROM processes GROUP BY owner")
-    return {o: {"tokens": t or 0, "cpu_s": c or 0.0, "joules": j, "live": lv or 0, "total": n}
-            for o, t, c, j, lv, n in rows}
+                        f"SUM(joules_modelled), SUM(state < {int(S.SUCCEEDED)}), COUNT(*) "
+                        f"FROM processes GROUP BY owner")
+    return {o: {"tokens": t or 0, "cpu_s": c or 0.0, "joules": j, "joules_label": energy_label(j, jm),
+                "live": lv or 0, "total": n}
+            for o, t, c, j, jm, lv, n in rows}
 
 
 def agents(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
@@ -185,25 +217,71 @@ def agents(as_json: bool = typer.Option(False, "--json", help="One JSON object."
     console.print(t)
 
 
-def _top_frame(reader: Reader) -> Group:
+def _live_engines(cfg: Any) -> list[dict] | None:
+    """The daemon's engines (live stats) when one serves this state directory, else None."""
+    try:
+        from llmos.sdk.discover import discover
+
+        client = discover(cfg)
+        if client is None:
+            return None
+        with client:
+            return list(client.system().get("engines") or [])
+    except Exception:  # noqa: BLE001 - top falls back to the journal's figure
+        return None
+
+
+def top_data(reader: Reader, *, engines: list[dict] | None = None) -> dict[str, Any]:
+    """``Kernel.stats()``'s shape from the journal. ``engines``: live engine stats (a
+    daemon's); without them tok/s counts generations finished in the last TOP_WINDOW_S."""
     now = time.time()
-    counts = dict(reader.query("SELECT state, COUNT(*) FROM processes GROUP BY state"))
-    recent = reader.query("SELECT SUM(tokens_out) FROM processes WHERE finished_s >= ?", (now - TOP_WINDOW_S,))
-    tok_s = (recent[0][0] or 0) / TOP_WINDOW_S
-    joules = reader.query("SELECT SUM(joules) FROM processes")[0][0]
+    counts = {S(st).name.lower(): n for st, n in reader.query("SELECT state, COUNT(*) FROM processes GROUP BY state")}
+    if engines is not None:
+        tok_s, source = sum(float(e.get("tokens_per_s") or 0) for e in engines), "engines, live"   # a daemon's
+    else:
+        recent = reader.query("SELECT SUM(tokens_out) FROM processes WHERE finished_s >= ?", (now - TOP_WINDOW_S,))
+        tok_s, source = (recent[0][0] or 0) / TOP_WINDOW_S, f"finished in the last {TOP_WINDOW_S:.0f} s"
+    agents = {a: {**u, "processes": u["total"], "tokens_total": u["tokens"]}
+              for a, u in _agent_usage(reader).items()}
+    return {"processes": counts, "queue_depth": counts.get("new", 0) + counts.get("queued", 0),
+            "tokens_per_s": tok_s, "tokens_per_s_source": source, "engines": engines or [],
+            "agents": agents, "live": _rows(reader, f"WHERE state < {int(S.SUCCEEDED)}", (), 25)}
+
+
+def top_frame(data: dict[str, Any]) -> Group:
+    """One ``llmos top`` frame from ``top_data(reader)`` or ``Kernel.stats()``."""
+    c = data.get("processes", {})
+    agents = data.get("agents", {})
+    known = [a for a in agents.values() if a.get("joules") is not None]
+    total_j = sum(a["joules"] for a in known) if known else None
+    labels = {a.get("joules_label") for a in known} - {None, "none"}
+    label = labels.pop() if len(labels) == 1 else ("mixed" if labels else None)
     head = Text.assemble(
-        ("llmos top  ", "bold"), f"running {counts.get(int(S.RUNNING), 0)}  ",
-        f"queued {counts.get(int(S.QUEUED), 0)}  ", f"waiting {counts.get(int(S.WAITING), 0)}  ",
-        f"preempted {counts.get(int(S.PREEMPTED), 0)}  ", f"tok/s {tok_s:.1f}  ",
-        f"energy {joules:.1f} J" if joules is not None else "energy n/a")
-    live = _rows(reader, f"WHERE state < {int(S.SUCCEEDED)}", (), 25)
+        ("llmos top  ", "bold"), f"running {c.get('running', 0)}  ", f"queued {c.get('queued', 0)}  ",
+        f"waiting {c.get('waiting', 0)}  ", f"preempted {c.get('preempted', 0)}\n",
+        f"tok/s {data.get('tokens_per_s', 0.0):.1f} ({data.get('tokens_per_s_source', 'engines, live')})  ",
+        "energy " + (_joules(total_j, label) if total_j is not None else "n/a"))
     per = Table(title="per agent")
     for col in ("agent", "live", "processes", "tokens", "cpu s", "joules"):
         per.add_column(col)
-    for a, u in sorted(_agent_usage(reader).items()):
-        per.add_row(a, str(u["live"]), str(u["total"]), str(u["tokens"]), f"{u['cpu_s']:.1f}",
-                    "-" if u["joules"] is None else f"{u['joules']:.1f}")
-    return Group(head, _proc_table(live, "live processes"), per)
+    for a, u in sorted(agents.items()):
+        per.add_row(a, str(u.get("live", 0)), str(u.get("processes", "-")), str(u.get("tokens_total", 0)),
+                    f"{u.get('cpu_s', 0.0):.1f}")
+    parts: list[Any] = [head, _proc_table(list(data.get("live", []))[:25], "live processes", energy=True), per]
+    if data.get("engines"):
+        eng = Table(title="engines")
+        for col in ("engine", "model", "tok/s", "active", "waiting", "kv used"):
+            eng.add_column(col)
+        for e in data["engines"]:
+            eng.add_row(str(e.get("name")), str(e.get("model", "")), f"{float(e.get('tokens_per_s') or 0):.1f}",
+                        str(e.get("active", 0)), str(e.get("waiting", 0)),
+                        f"{e.get('kv_used_tokens', 0)}/{e.get('kv_total_tokens', 0)}")
+        parts.append(eng)
+    return Group(*parts)
+
+
+def _top_frame(cfg: Any, reader: Reader) -> Group:
+    return top_frame(top_data(reader, engines=_live_engines(cfg)))
 
 
 def top(interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes."),
@@ -212,15 +290,15 @@ def top(interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds
 
     Example: llmos top
     """
-    _, reader = _reader()
+    cfg, reader = _reader()
     if once:
-        console.print(_top_frame(reader))
+        console.print(_top_frame(cfg, reader))
         return
-    with Live(_top_frame(reader), console=console, refresh_per_second=max(1, int(1 / interval))) as live:
+    with Live(_top_frame(cfg, reader), console=console, refresh_per_second=max(1, int(1 / interval))) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(_top_frame(reader))
+                live.update(_top_frame(cfg, reader))
         except KeyboardInterrupt:
             pass
 
@@ -242,7 +320,9 @@ def explain_lines(reader: Reader, pid: int) -> list[str]:
         out.append(f"  {clock}  {move:<22} {why}")
     usage = f"tokens in/out {r['tokens_in']}/{r['tokens_out']}, cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} s"
     if r["joules"] is not None:
-        usage += f", {r['joules']:.1f} J"
+        usage += f", {_joules(r['joules'], energy_label(r['joules'], r['joules_modelled']))}"
+    if r["placed_on"]:
+        out.append(f"  placed on: {r['placed_on']} (the allocator's reason is in the dispatch line above)")
     out.append(f"  usage: {usage}, attempts {r['attempts']}")
     if r["error"]:
         e = json.loads(r["error"])
@@ -256,7 +336,7 @@ def explain_lines(reader: Reader, pid: int) -> list[str]:
 
 
 def explain(pid: int = typer.Argument(..., help="Process id.")) -> None:
-    """Why a process is where it is: its state history and the scheduler's reasons.
+    """Why a process is where it is: its state history, the scheduler's and the allocator's reasons.
 
     Example: llmos explain 42
     """

@@ -10,6 +10,9 @@ Map:
   ``plan.preempt``, then returns once something finished or ``wake()`` was called.
 - ``request_from_spec``: an llm process spec -> a validated ``GenerationRequest``
   (the kernel uses it at admission, so a bad spec is refused before it is queued).
+- ``request_id_for(pid, attempt)`` / ``pid_of_request(request_id)``: the engine
+  request id of one attempt of an llm process, and back (the kernel's step-policy
+  wrapper uses it to renice a running generation).
 
 Implementations: ``local.LocalExecutor`` (this process: engines + a tool thread pool);
 ``ray.RayExecutor`` later, behind the same interface.
@@ -25,7 +28,26 @@ from typing import Any, Protocol
 from llmos.errors import InvalidArgument, InvalidRequest, LLMOSError
 from llmos.llm.base import Chunk, GenerationRequest, SamplingParams
 
-__all__ = ["Work", "Result", "Outcome", "Executor", "PlanLike", "Claim", "request_from_spec"]
+__all__ = ["Work", "Result", "Outcome", "Executor", "PlanLike", "Claim", "TokenGuard", "request_from_spec",
+           "request_id_for", "pid_of_request"]
+
+# Called by the executor before it delivers each generated token of an llm process, with
+# the number of tokens (1). None: deliver it (the kernel has counted it); a reason: stop
+# the generation there (the token is dropped) and fail the process with QuotaExceeded.
+TokenGuard = Callable[[int], "str | None"]
+
+
+def request_id_for(pid: int, attempt: int) -> str:
+    """The engine request id of attempt ``attempt`` of llm process ``pid``."""
+    return f"pid{pid}.{attempt}"
+
+
+def pid_of_request(request_id: str) -> int | None:
+    """The pid a ``request_id_for`` id belongs to; None for any other request id."""
+    head, dot, attempt = request_id.partition(".")
+    if not (dot and head.startswith("pid") and head[3:].isdigit() and attempt.isdigit()):
+        return None
+    return int(head[3:])
 
 
 class PlanLike(Protocol):
@@ -52,6 +74,10 @@ class Work:
     sink: Callable[[Chunk], None] | None = None          # streamed tokens go here
     set_timer: Callable[[float, str], Any] | None = None  # for the timer tool
     call: Callable[[], Any] | None = None   # job: the callable to run, arguments bound
+    engine: str | None = None               # llm: the engine key the allocator chose (None: by model)
+    device: str | None = None               # job: the device it was placed on ("cpu", "gpu:0"); given
+    #                                         to the callable as ``device=`` when it takes that parameter
+    on_tokens: TokenGuard | None = None     # llm: the agent's tokens_per_min guard
 
 
 @dataclass

@@ -4,7 +4,13 @@
   the step policy the kernel installed); chunks stream to ``Work.sink``.
 - tool: ``ToolRegistry.call`` in a bounded thread pool (tools that need isolation
   start their own sandboxed subprocess inside the registry).
-- job: ``Work.call`` — awaited when it is a coroutine function, else in the pool.
+- job: ``Work.call`` — awaited when it is a coroutine function, else in the pool;
+  a callable with a ``device`` parameter is told where the allocator placed it.
+
+An llm process runs on the engine the kernel's allocator chose (``Work.engine``),
+and ``Work.on_tokens`` is asked before each generated token is delivered: when the
+agent's tokens-per-minute quota is spent the generation is cancelled there and the
+process fails with QuotaExceeded, its partial text kept in the result.
 
 Preemption pauses an llm sequence with ``engine.suspend`` (KV snapshotted) and
 ``resume`` continues it; tools and jobs are not preemptible (the kernel's scheduler
@@ -17,14 +23,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmos.errors import Cancelled, EngineError, LLMOSError, NotFound, map_foreign
-from llmos.executor.base import Claim, Executor, Outcome, PlanLike, Result, Work, request_from_spec
+from llmos.errors import Cancelled, EngineError, LLMOSError, NotFound, QuotaExceeded, map_foreign
+from llmos.executor.base import (
+    Claim,
+    Executor,
+    Outcome,
+    PlanLike,
+    Result,
+    Work,
+    request_from_spec,
+    request_id_for,
+)
 from llmos.llm.base import Engine
 
 __all__ = ["LocalExecutor", "TOOL_WORKERS"]
@@ -173,20 +189,34 @@ class LocalExecutor(Executor):
         if self._engine_for is None:
             raise EngineError("no engine is configured for llm processes")
         req = request_from_spec(w.spec, owner=w.owner, priority=w.priority,
-                                request_id=f"pid{w.pid}.{w.attempt}")
-        engine = await self._engine_for(req.model)
+                                request_id=request_id_for(w.pid, w.attempt))
+        engine = await self._engine_for(w.engine or req.model)
         handle = engine.submit(req)
         self._handles[w.pid] = (engine, handle)
         prog = self._progress.setdefault(w.pid, [0, 0.0])
+        delivered: list[str] = []          # text of the tokens delivered (kept when the quota stops it)
+        stopped: str | None = None         # why the quota guard stopped it
         async for chunk in handle:
+            if w.on_tokens is not None and (stopped := w.on_tokens(1)) is not None:
+                handle.cancel()
+                break
             prog[0] += 1
+            delivered.append(chunk.text)
             if w.sink is not None:
                 w.sink(chunk)
         comp = await handle.result()
+        model = comp.model or engine.model
+        if stopped is not None:
+            value = {"text": "".join(delivered), "finish_reason": "quota", "usage": comp.usage.to_dict(),
+                     "model": model}
+            return Result(w.pid, False, value, error=QuotaExceeded(
+                f"stopped after {len(delivered)} generated tokens: {stopped}",
+                hint="wait for the minute window to pass, or raise the agent's tokens_per_min quota"),
+                tokens_in=comp.usage.prompt_tokens, tokens_out=len(delivered))
         if comp.finish_reason == "cancelled":
             raise Cancelled(f"generation for pid {w.pid} was cancelled")
         value = {"text": comp.text, "finish_reason": comp.finish_reason,
-                 "usage": comp.usage.to_dict(), "model": comp.model or engine.model}
+                 "usage": comp.usage.to_dict(), "model": model}
         return Result(w.pid, True, value, tokens_in=comp.usage.prompt_tokens,
                       tokens_out=comp.usage.completion_tokens)
 
@@ -244,6 +274,8 @@ class LocalExecutor(Executor):
         if w.call is None:
             raise NotFound(f"job pid {w.pid} has nothing to run")
         fn = w.call
+        if w.device is not None and _takes_device(fn):
+            fn = functools.partial(fn, device=w.device)
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
             t0 = time.thread_time()
             value = await fn()
@@ -255,3 +287,14 @@ class LocalExecutor(Executor):
                 return v, time.thread_time() - c0
             value, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, run)
         return Result(w.pid, True, value, cpu_s=cpu)
+
+
+def _takes_device(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` has a ``device`` parameter not already bound (placement is passed in)."""
+    if "device" in (getattr(fn, "keywords", None) or {}):
+        return False
+    try:
+        param = inspect.signature(fn).parameters.get("device")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)

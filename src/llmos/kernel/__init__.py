@@ -20,12 +20,18 @@ Module map (boot order in ``boot.py``):
   recovery.py   replay the journal at boot
   timers.py     durable reminders
   memory.py     per-agent context + long-term notes with full-text search
-  core.py       Kernel: owns the subsystems; process operations; the loop's hooks
+  core.py       Kernel: owns the subsystems; boot/shutdown, syscalls, events
+  procops.py    process operations behind proc.* (spawn, kill, nice, wait, result, view)
+  stepping.py   the loop's hooks: place (allocator), claim, fold an Outcome; quota guard
+  metering.py   energy per process on the transition path; energy_by_agent(), stats()
+  placement.py  Placer: processes as allocation tasks, placed incrementally each step
+  alloc*.py     the allocator (HiGHS models, incremental placement, machine resources)
+  energy.py     EnergyMeter: joules per process and agent, measured or modelled
   programs.py   the in-process API (submit, add_task, run_until_idle, register_job)
   sync.py       SyncKernel: the same API for programs without an event loop
   specs.py      what each process kind's spec must say (checked at admission)
-  accounting.py per-agent usage (tokens/min window, CPU s, energy attribution)
-  engines.py    given engines + engines built on first use from the model registry
+  accounting.py per-agent usage (tokens/min window, CPU s, joules of finished work)
+  engines.py    given engines + engines built on first use; live renice into the step policy
   events.py     the event bus (bounded per subscriber)
   argtypes.py   argument types shared by the syscall schemas
   boot.py       the ordered boot list

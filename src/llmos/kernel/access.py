@@ -62,11 +62,14 @@ class Capabilities:
     network: bool = False                    # may run network tools
     others: bool = False                     # may read/kill/renice other agents' processes
     quotas: Quotas = field(default_factory=Quotas)
+    alloc_mode: str | None = None            # placement rule for its work (throughput | latency |
+    #                                          cost | energy); None: config.alloc_mode. A preference,
+    #                                          not a privilege: any creator may set any mode.
 
     def to_dict(self) -> dict[str, Any]:
         return {"syscalls": sorted(self.syscalls), "read_roots": list(self.read_roots),
                 "write_roots": list(self.write_roots), "network": self.network,
-                "others": self.others, "quotas": self.quotas.to_dict()}
+                "others": self.others, "quotas": self.quotas.to_dict(), "alloc_mode": self.alloc_mode}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Capabilities:
@@ -74,7 +77,7 @@ class Capabilities:
                    read_roots=tuple(resolve_path(p) for p in d.get("read_roots", ())),
                    write_roots=tuple(resolve_path(p) for p in d.get("write_roots", ())),
                    network=bool(d.get("network", False)), others=bool(d.get("others", False)),
-                   quotas=Quotas.from_dict(d.get("quotas")))
+                   quotas=Quotas.from_dict(d.get("quotas")), alloc_mode=d.get("alloc_mode"))
 
     def within(self, other: Capabilities) -> str | None:
         """None when these capabilities are a subset of ``other``'s, else the first reason."""

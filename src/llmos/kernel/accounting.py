@@ -1,48 +1,73 @@
 """Usage accounting per agent: tokens (total and a rolling minute, for quotas), CPU
-seconds, and energy attributed to the processes that ran while it was spent.
+seconds, and joules (measured and modelled kept apart).
 
-Owner: the kernel (``Kernel.update`` folds each Outcome in; recovery seeds totals
-from the journal).
+Map:
+- ``Accounting.seed(procs)``: lifetime totals from journaled processes (boot).
+- ``charge(agent, tokens, cpu_s)``: usage of a finished attempt (the kernel's fold).
+- ``charge_live(agent, tokens)``: tokens while a generation runs (the quota guard).
+- ``tokens_last_min(agent)``: the tokens_per_min window; O(expired entries) per call.
+- ``add_energy(agent, joules, modelled_j)``: joules of a stopped meter interval.
+- ``of(agent)`` / ``agents()``: what ``agent.list``, ``llmos top`` and ``/metrics`` show.
+
+Owner: the kernel (its fold and its transition hook call in; recovery seeds totals
+from the journal). Energy of processes still running lives in the kernel's
+``EnergyMeter`` until they stop; ``Kernel.energy_by_agent`` adds the two.
 """
 
 from __future__ import annotations
 
 import collections
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from llmos.kernel.process import Process
+from llmos.kernel.process import Process, energy_label
 
-__all__ = ["Accounting", "TOKEN_WINDOW_S"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Accounting", "AgentUsage", "TOKEN_WINDOW_S"]
 
 TOKEN_WINDOW_S = 60.0      # tokens_per_min quota window
+
+
+@dataclass
+class AgentUsage:
+    tokens: int = 0                # prompt + generated, lifetime
+    cpu_s: float = 0.0             # CPU seconds of its tools and jobs, lifetime
+    joules: float | None = None    # J attributed to its processes (None: never metered)
+    joules_modelled: float = 0.0   # J of ``joules`` from power models
+
+    @property
+    def joules_label(self) -> str | None:
+        return energy_label(self.joules, self.joules_modelled)
 
 
 class Accounting:
     def __init__(self, clock_time: Callable[[], float]) -> None:
         self._now = clock_time
         self._window: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        # agent -> (time s, tokens) within the last TOKEN_WINDOW_S
-        self._totals: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
-        # agent -> [tokens, cpu seconds] over its lifetime
-        self._joules_seen: float | None = None   # J; the last total energy reading
+        # agent -> (time s, tokens) within the last TOKEN_WINDOW_S; owner: charge*, tokens_last_min
+        self._window_sum: dict[str, int] = collections.defaultdict(int)   # agent -> tokens in _window
+        self._totals: dict[str, AgentUsage] = collections.defaultdict(AgentUsage)   # agent -> lifetime
 
-    def seed(self, procs: list[Process]) -> None:
+    def seed(self, procs: Iterable[Process]) -> None:
         """Lifetime totals from journaled processes (boot)."""
         for p in procs:
             t = self._totals[p.owner]
-            t[0] += p.tokens_in + p.tokens_out
-            t[1] += p.cpu_s
+            t.tokens += p.tokens_in + p.tokens_out
+            t.cpu_s += p.cpu_s
+            if p.joules is not None:
+                self.add_energy(p.owner, p.joules, p.joules_modelled or 0.0)
 
     def charge(self, agent: str, tokens: int, cpu_s: float) -> None:
         t = self._totals[agent]
-        t[0] += tokens
-        t[1] += cpu_s
+        t.tokens += tokens
+        t.cpu_s += cpu_s
         if tokens:
             self._window[agent].append((self._now(), tokens))
+            self._window_sum[agent] += tokens
+
+    def charge_live(self, agent: str, tokens: int) -> None:
+        """Tokens of a generation still running: they count toward the window now."""
+        self.charge(agent, tokens, 0.0)
 
     def tokens_last_min(self, agent: str) -> int:
         q = self._window.get(agent)
@@ -50,29 +75,24 @@ class Accounting:
             return 0
         cutoff = self._now() - TOKEN_WINDOW_S
         while q and q[0][0] < cutoff:
-            q.popleft()
-        return sum(n for _, n in q)
+            self._window_sum[agent] -= q.popleft()[1]
+        return self._window_sum[agent]
 
     def cpu_s(self, agent: str) -> float:
-        return self._totals[agent][1] if agent in self._totals else 0.0
+        return self._totals[agent].cpu_s if agent in self._totals else 0.0
+
+    def add_energy(self, agent: str, joules: float, modelled_j: float) -> None:
+        t = self._totals[agent]
+        t.joules = (t.joules or 0.0) + joules
+        t.joules_modelled += modelled_j
+
+    def usage(self, agent: str) -> AgentUsage:
+        return self._totals.get(agent) or AgentUsage()
+
+    def agents(self) -> list[str]:
+        return sorted(self._totals)
 
     def of(self, agent: str) -> dict[str, Any]:
-        tok, cpu = self._totals.get(agent, [0, 0.0])
-        return {"tokens_total": int(tok), "tokens_last_min": self.tokens_last_min(agent),
-                "cpu_s": round(cpu, 3)}
-
-    def attribute_energy(self, hal: Any, procs: list[Process]) -> None:
-        """Split the energy spent since the last reading evenly over ``procs`` (those that
-        ran in the interval). The HAL labels its figures measured or modelled."""
-        if hal is None or not procs:
-            return
-        try:
-            total = sum(r.joules for r in hal.read_energy())
-        except Exception as e:   # a flaky counter must not stop the loop
-            log.debug("energy reading failed: %s", e)
-            return
-        if self._joules_seen is not None and total >= self._joules_seen:
-            share = (total - self._joules_seen) / len(procs)
-            for p in procs:
-                p.joules = (p.joules or 0.0) + share
-        self._joules_seen = total
+        t = self.usage(agent)
+        return {"tokens_total": int(t.tokens), "tokens_last_min": self.tokens_last_min(agent),
+                "cpu_s": round(t.cpu_s, 3)}

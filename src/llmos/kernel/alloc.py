@@ -8,6 +8,8 @@ Map:
   learned from measurements, deadline check with a safety margin, then the
   mode's rule. ``None`` means "no room now" (retry after a release);
   ``AllocError`` means the task can never fit (it names the resource).
+- ``Allocator.check(task)``: raise ``AllocError`` (naming the resource) when the
+  task could never be placed, whatever else runs; admission asks this.
 - ``Allocator.started(placement)``: the kernel began running it (its lane is busy).
 - ``Allocator.release(placement, seconds=..., joules=...)``: frees capacity and
   the lane, and learns the resource's speed, joules per unit of work and how
@@ -220,6 +222,12 @@ class Allocator:
             st.used[k] = st.used.get(k, 0.0) + v
         st.outstanding[p.id] = p
         return p
+
+    def check(self, task: Task) -> None:
+        """Raise AllocError when ``task`` can never be placed (no resource provides what it
+        needs, or it demands more than any such resource has); else return."""
+        _check_task(task, 0, set(self._res))
+        self._never_fits(task)
 
     def started(self, placement: Placement, *, now: float | None = None) -> None:
         """The kernel began running ``placement``: its lane is busy from ``now``."""

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
     from llmos.llm.base import Engine
 
-__all__ = ["boot", "make_scheduler_for"]
+__all__ = ["boot", "make_scheduler_for", "open_hal"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,29 @@ def make_scheduler_for(name: str, clock: Clock, home: Any) -> Any:
     return make_scheduler(name, clock, estimates, preemptible_kinds=("llm",))
 
 
+def open_hal(hal: Any, clock: Clock) -> tuple[Any, bool]:
+    """(the HAL, whether the kernel opened it): ``None`` detects this machine's,
+    ``False`` runs without one (no devices beyond the CPU count, no energy figures)."""
+    if hal is False:
+        return None, False
+    if hal is not None:
+        return hal, False
+    from llmos.hal import detect
+
+    return detect(clock), True
+
+
+def make_placer(k: Kernel) -> Any:
+    """The allocator over this machine's devices and the kernel's engines, in config.alloc_mode."""
+    from llmos.kernel.alloc import Allocator
+    from llmos.kernel.alloc_resources import device_resources
+    from llmos.kernel.placement import Placer
+
+    snapshot = k.hal.snapshot() if k.hal is not None else None
+    alloc = Allocator(device_resources(snapshot), mode=k.config.alloc_mode, clock=k.clock)
+    return Placer(alloc, config=k.config, given=k.engine_set.given, snapshot=snapshot)
+
+
 async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, Engine] | None,
                tools: Any, clock: Clock | None, hal: Any, scheduler: str | None,
                run_loop: bool) -> Kernel:
@@ -44,29 +67,39 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
     lock = StateLock(config.home)
     lock.acquire()                                          # 4. one kernel per state directory
     journal = None
+    given_hal, hal, own_hal = hal, None, False
     try:
-        journal = Journal(config.db_path)                   # 5. journal open, schema migrated
+        hal, own_hal = open_hal(given_hal, clock)           # 5. hardware: detected unless given
+        journal = Journal(config.db_path)                   # 6. journal open, schema migrated
         k = cls(config, clock=clock, journal=journal, lock=lock, tools=tools, hal=hal,
-                engines=engines)                            # 6. empty tables wired to the journal
-        k.queue_max = params.KERNEL_QUEUE_MAX               # 7. backpressure bound
-        k.agents.load()                                     # 8. agents (root is built in)
-        k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 9. policy
-        k.recovery = recover(k)                             # 10. replay processes; fire late timers
-        await journal.durable()                             # 11. recovery decisions on disk first
-        await k.engine_set.start_given()                       # 12. given engines started under the
+                engines=engines)                            # 7. empty tables wired to the journal
+        k.own_hal = own_hal
+        k.queue_max = params.KERNEL_QUEUE_MAX               # 8. backpressure bound
+        k.agents.load()                                     # 9. agents (root is built in)
+        k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 10. policy
+        if hal is not None:
+            from llmos.kernel.energy import EnergyMeter
+
+            k.meter = EnergyMeter(hal, clock=clock)         # 11. joules per process from here on
+        k.recovery = recover(k)                             # 12. replay processes; fire late timers
+        await journal.durable()                             # 13. recovery decisions on disk first
+        await k.engine_set.start_given()                    # 14. given engines started under the
                                                             #     scheduler's step policy (others: lazily)
-        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 13. executor
-        k.loop = KernelLoop(k.sched, k.executor, k.update, clock,
-                            slots=config.engine.n_seq_max + TOOL_WORKERS)  # 14. loop
-        k._on_transition_idle()                             # 15. idle flag from the recovered table
+        k.placer = make_placer(k)                           # 15. allocator: devices + engines
+        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 16. executor
+        k.loop = KernelLoop(k.sched, k.executor, k.update, clock, place=k._place,
+                            slots=config.engine.n_seq_max + TOOL_WORKERS)  # 17. loop
+        k._on_transition_idle()                             # 18. idle flag from the recovered table
         if run_loop:
-            k.loop.start()                                  # 16. start stepping
-            k.start_timers()                                # 17. reminders fire on the kernel clock
+            k.loop.start()                                  # 19. start stepping
+            k.start_timers()                                # 20. reminders fire on the kernel clock
         log.info("kernel booted: %d processes, %d re-queued, %d need confirmation",
                  k.recovery.processes, len(k.recovery.requeued), len(k.recovery.needs_confirmation))
         return k
     except BaseException:
         if journal is not None:
             journal.close()
+        if own_hal and hal is not None:
+            hal.close()
         lock.release()
         raise

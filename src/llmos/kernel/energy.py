@@ -3,7 +3,7 @@
 Map:
 - ``EnergyMeter(source, clock)``: ``start(pid, agent, devices=, weight=)``,
   ``set_weight(pid, w)``, ``tick()``, ``stop(pid) -> ProcessEnergy``;
-  ``process(pid)``, ``by_agent()``, ``totals()``. ``source`` is a HAL, an
+  ``process(pid)``, ``metering(pid)``, ``by_agent()``, ``running()``, ``totals()``. ``source`` is a HAL, an
   ``EnergyMonitor``, or any callable returning ``EnergyReading``s.
 - ``ProcessEnergy`` / ``AgentEnergy`` / ``EnergyTotals``: the records, each
   keeping measured and modelled joules apart (``label``: measured, modelled,
@@ -180,6 +180,10 @@ class EnergyMeter:
                         p.modelled_j += share
                         self._agents[p.agent].modelled_j += share
                     p.by_device[r.device] = p.by_device.get(r.device, 0.0) + share
+
+    def metering(self, pid: int) -> bool:
+        """True while ``pid`` is being metered (started, not stopped)."""
+        return pid in self._running
 
     def process(self, pid: int) -> ProcessEnergy:
         with self._lock:

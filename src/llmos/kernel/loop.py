@@ -1,7 +1,10 @@
-"""The kernel loop: ``step()`` is three calls — schedule, run, update.
+"""The kernel loop: ``step()`` is three calls — schedule, run, update — with the
+allocator placing the plan between the first two.
 
 Map:
 - ``KernelLoop.step()``: ``plan = scheduler.schedule(now, free_slots)``;
+  ``place(plan)`` (the kernel asks the allocator where each started process runs,
+  incrementally, and drops from ``plan.run`` what has no room yet);
   ``outcome = await executor.run(plan)`` (starts/pauses what the plan says, returns
   when something finished or new work woke it); ``update(plan, outcome)`` (the kernel
   folds it into the scheduler and the journal).
@@ -34,10 +37,12 @@ BACKOFF_MAX_S = 1.0   # longest pause after a failing step
 
 class KernelLoop:
     def __init__(self, scheduler: Scheduler, executor: Executor,
-                 update: Callable[[Any, Outcome], None], clock: Clock, *, slots: int) -> None:
+                 update: Callable[[Any, Outcome], None], clock: Clock, *, slots: int,
+                 place: Callable[[Any], None] | None = None) -> None:
         self.scheduler = scheduler
         self.executor = executor
         self.update = update
+        self.place = place                   # plan -> None: places plan.run, may shorten it
         self.clock = clock
         self.slots = slots                   # processes that may run at once
         self.plan: Plan | None = None        # the plan being run now (claim reads its reasons)
@@ -54,6 +59,8 @@ class KernelLoop:
 
     async def step(self) -> Outcome:
         plan = self.scheduler.schedule(self.clock.time(), self.free_slots())
+        if self.place is not None:
+            self.place(plan)
         self.plan = plan
         outcome = await self.executor.run(plan)
         self.update(plan, outcome)

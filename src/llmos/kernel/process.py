@@ -8,6 +8,8 @@ Map:
 - ``ProcessTable``: the in-memory table (pid -> Process, parent -> children) whose
   every change goes through ``transition`` — the ONE function that validates a state
   change, stamps it and journals it. ``create`` journals the birth row.
+  ``before_transition`` hooks may add field changes to a move (energy of the attempt
+  that ends); ``on_transition`` listeners hear about it afterwards.
 
 The journal (``storage.Journal``) is the source of truth; this table is its cache,
 rebuilt from it at boot by ``recovery``.
@@ -26,7 +28,7 @@ from llmos.errors import InvalidArgument, NotFound
 if TYPE_CHECKING:
     from llmos.kernel.storage import Journal
 
-__all__ = ["ProcState", "Process", "ProcessTable", "KINDS", "TRANSITIONS"]
+__all__ = ["ProcState", "Process", "ProcessTable", "KINDS", "TRANSITIONS", "energy_label"]
 
 KINDS = ("llm", "tool", "run", "job")
 
@@ -56,6 +58,20 @@ class ProcState(enum.IntEnum):
         except KeyError:
             raise InvalidArgument(f"state: unknown process state {value!r}", field="state",
                                   expected=", ".join(s.name.lower() for s in cls)) from None
+
+
+def energy_label(joules: float | None, modelled: float | None) -> str | None:
+    """How a joule figure was obtained: ``measured`` (hardware counters), ``modelled``
+    (stated power figures), ``mixed``, ``none`` (metered, nothing spent); None when
+    never metered."""
+    if joules is None:
+        return None
+    m = modelled or 0.0
+    if joules <= 0.0:
+        return "none"
+    if m <= 0.0:
+        return "measured"
+    return "modelled" if m >= joules - 1e-12 else "mixed"
 
 
 S = ProcState
@@ -95,7 +111,9 @@ class Process:
     tokens_out: int = 0               # generated tokens
     cpu_s: float = 0.0                # CPU seconds spent by tool/job code
     wall_s: float = 0.0               # seconds spent RUNNING
-    joules: float | None = None       # energy attributed, when the HAL knows it
+    joules: float | None = None       # J attributed over all attempts (measured + modelled); None: not metered
+    joules_modelled: float | None = None  # J of ``joules`` that came from power models, not counters
+    placed_on: str | None = None      # allocator resource of the latest attempt ("cpu", "engine:x")
     result: Any = None                # JSON value on success
     error: dict | None = None         # LLMOSError.to_dict() on failure
     children: list[int] = field(default_factory=list)   # derived from parent links
@@ -104,11 +122,18 @@ class Process:
     def finished(self) -> bool:
         return self.state.finished
 
+    @property
+    def joules_label(self) -> str | None:
+        """``measured``, ``modelled`` or ``mixed`` (None when never metered)."""
+        return energy_label(self.joules, self.joules_modelled)
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in (
             "pid", "kind", "owner", "spec", "priority", "parent", "reason", "idem_key",
             "created_s", "updated_s", "started_s", "finished_s", "attempts", "tokens_in",
-            "tokens_out", "cpu_s", "wall_s", "joules", "result", "error", "children")}
+            "tokens_out", "cpu_s", "wall_s", "joules", "joules_modelled", "placed_on", "result",
+            "error", "children")}
+        d["joules_label"] = self.joules_label
         d["state"] = self.state.name.lower()
         d["children"] = list(self.children)
         return d
@@ -120,7 +145,8 @@ class Process:
                 self.updated_s, self.started_s, self.finished_s, self.attempts,
                 self.tokens_in, self.tokens_out, self.cpu_s, self.wall_s, self.joules,
                 None if self.result is None else json.dumps(self.result, default=str),
-                None if self.error is None else json.dumps(self.error))
+                None if self.error is None else json.dumps(self.error), self.joules_modelled,
+                self.placed_on)
 
     @classmethod
     def from_row(cls, r: tuple) -> Process:
@@ -130,10 +156,15 @@ class Process:
                    attempts=r[13], tokens_in=r[14], tokens_out=r[15], cpu_s=r[16],
                    wall_s=r[17], joules=r[18],
                    result=None if r[19] is None else json.loads(r[19]),
-                   error=None if r[20] is None else json.loads(r[20]))
+                   error=None if r[20] is None else json.loads(r[20]),
+                   joules_modelled=r[21], placed_on=r[22])
 
 
 Listener = Callable[[Process, ProcState, str], None]
+# Asked inside ``transition`` before anything is applied, with (process, target state);
+# returns extra field changes to apply and journal with the move (e.g. the joules an
+# energy meter measured for the attempt that is ending), or None.
+Before = Callable[[Process, ProcState], "dict[str, Any] | None"]
 
 
 class ProcessTable:
@@ -149,6 +180,7 @@ class ProcessTable:
         self._by_key: dict[tuple[str, str], int] = {}        # (owner, idem_key) -> pid
         self._next_pid = 1                                   # next pid to hand out
         self._listeners: list[Listener] = []                 # called after each transition
+        self._before: list[Before] = []                      # asked before each transition
         self.counts: list[int] = [0] * len(ProcState)        # processes per state (index = state)
         self._live: dict[str, int] = {}                      # owner -> unfinished processes
 
@@ -188,6 +220,9 @@ class ProcessTable:
 
     def on_transition(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def before_transition(self, hook: Before) -> None:
+        self._before.append(hook)
 
     # ── writing ────────────────────────────────────────────────────────────
     def load(self, procs: Iterable[Process]) -> None:
@@ -242,6 +277,10 @@ class ProcessTable:
                 f"process {p.pid} cannot go from {frm.name.lower()} to {to.name.lower()}",
                 field="state", expected=", ".join(s.name.lower() for s in TRANSITIONS[frm]) or
                 "nothing (finished)")
+        for hook in self._before:
+            extra = hook(p, to)
+            if extra:
+                changes = {**changes, **extra}
         now = self._now()
         for k, v in changes.items():
             if not hasattr(p, k) or k in ("pid", "kind", "owner", "spec", "state", "children"):

@@ -7,8 +7,10 @@ Map (one checker per kind; each returns the normalized spec that gets journaled)
   write roots, network tools need the network capability, and a call whose risk needs
   the person's yes is refused with NeedsConfirmation unless ``confirmed``.
 - ``run``: a parent for a plan's steps: ``{title?, request?}`` (free-form, JSON).
-- ``job``: ``{type, args}`` for a registered job runner (``Kernel.register_job``);
-  type ``call`` is reserved for ``Kernel.add_task`` (a callable held in memory).
+- ``job``: ``{type, args, name?, device?, demand?}`` for a registered job runner
+  (``Kernel.register_job``); type ``call`` is reserved for ``Kernel.add_task`` (a
+  callable held in memory). ``device`` (cpu | gpu | gpu:N) and ``demand`` ({cores,
+  memory_bytes, gpu_memory_bytes}) are what the allocator places it by.
 
 Access questions go through ``Call.check`` (``access.may`` + audit trail), so every
 denial names the rule that refused it.
@@ -74,6 +76,9 @@ def check_spec(kernel: Any, call: Call, kind: str, spec: dict[str, Any], *, prio
                                   expected="title, request, plan, workdir")
         return dict(spec)
     if kind == "job":
+        from llmos.kernel.placement import check_job_placement
+
+        check_job_placement(spec)
         jt = spec.get("type")
         if jt == "call" and in_process:
             return dict(spec)         # Kernel.add_task: the callable is held in memory
@@ -84,10 +89,10 @@ def check_spec(kernel: Any, call: Call, kind: str, spec: dict[str, Any], *, prio
         args = spec.get("args", {})
         if not isinstance(args, dict):
             raise InvalidArgument("spec.args: expected an object", field="spec.args", expected="object")
-        extra = sorted(set(spec) - {"type", "args", "name"})
+        extra = sorted(set(spec) - {"type", "args", "name", "device", "demand"})
         if extra:
             raise InvalidArgument(f"spec.{extra[0]}: unknown field for a job", field=f"spec.{extra[0]}",
-                                  expected="type, args, name")
+                                  expected="type, args, name, device, demand")
         return {**spec, "type": jt, "args": args, "idempotent": kernel.job_types[jt].idempotent}
     raise InvalidArgument(f"kind: expected llm, tool, run or job, got {kind!r}", field="kind",
                           expected="llm | tool | run | job")

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 PROC_COLUMNS = ("pid", "kind", "owner", "spec", "priority", "parent", "state", "reason",
                 "idem_key", "created_s", "updated_s", "started_s", "finished_s", "attempts",
-                "tokens_in", "tokens_out", "cpu_s", "wall_s", "joules", "result", "error")
+                "tokens_in", "tokens_out", "cpu_s", "wall_s", "joules", "result", "error",
+                "joules_modelled", "placed_on")
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -87,6 +88,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         id INTEGER PRIMARY KEY, agent TEXT NOT NULL, ts REAL NOT NULL, role TEXT NOT NULL,
         content TEXT NOT NULL);
     CREATE INDEX context_agent ON context(agent, id);
+    """),
+    (2, """
+    ALTER TABLE processes ADD COLUMN joules_modelled REAL;
+    ALTER TABLE processes ADD COLUMN placed_on TEXT;
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -6,7 +6,7 @@ new agent's token is returned once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,7 @@ class CapsArgs(Args):
     network: bool = False
     others: bool = False
     quotas: QuotasArgs = Field(default_factory=QuotasArgs)
+    alloc_mode: Literal["throughput", "latency", "cost", "energy"] | None = None
 
 
 class CreateArgs(Args):
@@ -64,7 +65,7 @@ def _caps(a: CapsArgs) -> Capabilities:
                         read_roots=tuple(resolve_path(r) for r in a.read_roots),
                         write_roots=tuple(resolve_path(r) for r in a.write_roots),
                         network=a.network, others=a.others,
-                        quotas=Quotas(**a.quotas.model_dump()))
+                        quotas=Quotas(**a.quotas.model_dump()), alloc_mode=a.alloc_mode)
 
 
 async def create(k: Kernel, call: Call, a: CreateArgs) -> dict:

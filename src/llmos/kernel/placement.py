@@ -1,0 +1,182 @@
+"""Placement: the allocator as a live kernel feature.
+
+Map:
+- ``Placer(allocator, engines, config, snapshot)``: the kernel's bridge from
+  processes to ``Allocator.place`` / ``started`` / ``release``.
+- ``task_for(p)``: a process as an allocation ``Task`` (what it needs, how much work).
+- ``check(kind, spec, owner)``: at admission, refuse work that could never be placed
+  (``AllocError`` naming the resource), e.g. a job that needs a GPU on a machine with none.
+- ``place(p, mode) -> Placement | None``: where ``p`` runs now (None: no room yet).
+- ``started(pid)`` / ``finish(pid, seconds=, joules=, ok=, done=)`` / ``drop(pid)``.
+- ``engine_of(pid)`` (the ``EngineSet`` key serving an llm process), ``devices_of(pid)``
+  (the devices its energy is metered on), ``placement(pid)``.
+
+NOTE (what is placed, and what is learned). Each loop step the kernel places the
+plan's newly started processes, one by one, incrementally (``Allocator.place`` is
+list scheduling over the resources' outstanding placements: no re-solve):
+  llm   needs ``llm`` and ``model:<m>`` when the spec names model m, else ``default``
+        (the engines that serve an unnamed request); work = max_tokens; the chosen
+        resource's engine serves it. A model named by path gets its resource on first use.
+  tool  needs ``tool`` (the CPU); kind ``tool:<name>``, work 1 (learned: its seconds).
+  job   needs ``job`` and ``spec.device`` (``cpu`` by default, ``gpu`` or ``gpu:N``),
+        holds ``spec.demand`` ({cores, memory_bytes, gpu_memory_bytes}) while placed;
+        kind ``job:<type>``, work 1.
+The agent's ``alloc_mode`` capability, else ``config.alloc_mode``, picks the rule.
+A placement is held from start to the end of the process (a preempted generation
+keeps its place: its state stays on that engine). When it ends, the measured run
+time and joules are fed back. For an llm the predicted work was max_tokens but the
+work done is the tokens generated, so both are scaled to the predicted work
+(seconds × work/done): the allocator learns tokens per second and joules per token,
+and its prediction spread measures the speed error, not early stops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmos.errors import InvalidArgument
+from llmos.kernel.alloc import Allocator, Placement, Task
+from llmos.kernel.alloc_resources import DEFAULT_LABEL, EngineResource, engine_resources, local_engine
+
+if TYPE_CHECKING:
+    from llmos.config import Config
+    from llmos.hal.base import HardwareSnapshot
+    from llmos.kernel.process import Process
+
+__all__ = ["Placer", "JOB_DEMAND_DIMS", "check_job_placement"]
+
+JOB_DEMAND_DIMS = ("cores", "memory_bytes", "gpu_memory_bytes")   # capacity a job spec may hold
+
+
+def check_job_placement(spec: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    """Validate a job spec's ``device`` and ``demand``; return them normalized."""
+    device = spec.get("device", "cpu")
+    if not isinstance(device, str) or not (device in ("cpu", "gpu") or
+                                           (device.startswith("gpu:") and device[4:].isdigit())):
+        raise InvalidArgument(f"spec.device: expected cpu, gpu or gpu:N, got {device!r}",
+                              field="spec.device", expected="cpu | gpu | gpu:N")
+    demand = spec.get("demand") or {}
+    if not isinstance(demand, dict):
+        raise InvalidArgument("spec.demand: expected an object", field="spec.demand",
+                              expected=f"{{dim: amount}} with dims {', '.join(JOB_DEMAND_DIMS)}")
+    out: dict[str, float] = {}
+    for k, v in demand.items():
+        if k not in JOB_DEMAND_DIMS:
+            raise InvalidArgument(f"spec.demand.{k}: unknown capacity", field=f"spec.demand.{k}",
+                                  expected=f"one of {', '.join(JOB_DEMAND_DIMS)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise InvalidArgument(f"spec.demand.{k}: expected a positive number, got {v!r}",
+                                  field=f"spec.demand.{k}", expected="number > 0")
+        out[k] = float(v)
+    return device, out
+
+
+class Placer:
+    """Owns the kernel's allocator and the placements of running processes. Loop-only."""
+
+    def __init__(self, allocator: Allocator, *, config: Config, given: Mapping[str, Any] | None = None,
+                 snapshot: HardwareSnapshot | None = None) -> None:
+        self.alloc = allocator                        # owner: this Placer
+        self.config = config
+        self._snapshot = snapshot                     # HAL snapshot at boot (lazy local engines)
+        self._engines: dict[str, EngineResource] = {} # resource name -> engine resource
+        self._by_pid: dict[int, Placement] = {}       # live placements; owner: place/finish/drop
+        known = {r.name for r in allocator.resources}
+        for e in engine_resources(config, given, snapshot):
+            self._engines[e.resource.name] = e
+            if e.resource.name not in known:
+                allocator.add_resource(e.resource)
+
+    # ── processes as tasks ─────────────────────────────────────────────────
+    def task_for(self, p: Process) -> Task:
+        return self._task(p.kind, p.spec, f"pid {p.pid}")
+
+    def _task(self, kind: str, spec: Mapping[str, Any], name: str) -> Task:
+        if kind == "llm":
+            model = spec.get("model")
+            if model is not None:
+                self._ensure_model(model)
+            needs = {"llm", f"model:{model}" if model is not None else DEFAULT_LABEL}
+            from llmos.llm.base import SamplingParams
+
+            work = float(spec.get("max_tokens") or SamplingParams.max_tokens)
+            return Task(name, kind="llm", work=work, needs=frozenset(needs))
+        if kind == "tool":
+            return Task(name, kind=f"tool:{spec.get('tool')}", work=1.0, needs=frozenset({"tool"}))
+        if kind == "job":
+            device, demand = check_job_placement(spec)
+            return Task(name, kind=f"job:{spec.get('type')}", work=1.0, demand=demand,
+                        needs=frozenset({"job", device}))
+        raise InvalidArgument(f"kind: a {kind} process is not placed", field="kind",
+                              expected="llm | tool | job")
+
+    def _ensure_model(self, model: str) -> None:
+        label = f"model:{model}"
+        if any(label in r.provides for r in self.alloc.resources):
+            return
+        e = local_engine(model, self.config, self._snapshot)
+        self._engines[e.resource.name] = e
+        self.alloc.add_resource(e.resource)
+
+    def check(self, kind: str, spec: Mapping[str, Any]) -> None:
+        """Admission: raise AllocError when a process of this kind/spec could never run."""
+        if kind in ("llm", "tool", "job"):
+            self.alloc.check(self._task(kind, spec, "new process"))
+
+    # ── placements ─────────────────────────────────────────────────────────
+    def place(self, p: Process, mode: str | None = None) -> Placement | None:
+        """Place ``p`` (kept if it already holds a placement). None: no room now."""
+        held = self._by_pid.get(p.pid)
+        if held is not None:
+            return held
+        pl = self.alloc.place(self.task_for(p), mode=mode)
+        if pl is not None:
+            self._by_pid[p.pid] = pl
+        return pl
+
+    def placement(self, pid: int) -> Placement | None:
+        return self._by_pid.get(pid)
+
+    def started(self, pid: int) -> None:
+        pl = self._by_pid.get(pid)
+        if pl is not None:
+            self.alloc.started(pl)
+
+    def finish(self, pid: int, *, seconds: float | None, joules: float | None = None, ok: bool = True,
+               done: float | None = None) -> Placement | None:
+        """Release ``pid``'s placement and learn from what was measured. ``done``: work
+        actually done, when it differs from the predicted work (llm: tokens generated)."""
+        pl = self._by_pid.pop(pid, None)
+        if pl is None:
+            return None
+        if seconds is not None and done is not None:
+            if done <= 0:
+                seconds = None                       # nothing generated: no speed to learn
+            else:
+                scale = pl.task.work / done
+                seconds *= scale
+                joules = None if joules is None else joules * scale
+        self.alloc.release(pl, seconds=seconds, joules=joules, ok=ok)
+        return pl
+
+    def drop(self, pid: int) -> None:
+        """Release without learning (killed, re-queued, never started)."""
+        self.finish(pid, seconds=None)
+
+    def engine_of(self, pid: int) -> str | None:
+        pl = self._by_pid.get(pid)
+        e = self._engines.get(pl.resource) if pl is not None else None
+        return e.engine if e is not None else None
+
+    def devices_of(self, pid: int) -> tuple[str, ...]:
+        """Devices whose energy ``pid``'s work draws: its engine's, or the device it was placed on."""
+        pl = self._by_pid.get(pid)
+        if pl is None:
+            return ()
+        e = self._engines.get(pl.resource)
+        return e.devices if e is not None else (pl.resource,)
+
+    def running(self) -> dict[int, Placement]:
+        return dict(self._by_pid)

@@ -1,0 +1,249 @@
+"""Process operations: what the ``sys_proc`` decoders call (mixed into ``Kernel``).
+
+Map:
+- ``spawn``: admit a process (spec checked, capability and quotas asked, placement
+  feasible, journaled before it is acknowledged, queued).
+- ``kill`` / ``nice`` / ``confirm`` / ``exit``: changes by an agent that may touch the
+  process (``process(call, pid)``); each goes through ``ProcessTable.transition``.
+- ``wait`` / ``result``: on the kernel clock; ``result`` gives the value or raises.
+- ``view``: a process as a dict (live joules included; history and the scheduler's
+  account on request).
+- ``_end``: finish a live process (children first), release what it holds (executor,
+  scheduler, placement, live priority), wake its waiters.
+
+``proc.nice`` on a running generation also reaches the engine: the kernel's
+``LivePriorities`` (``engines.py``) carry the new priority into the step policy's
+views, so the token-level policy renices the sequence at the next engine step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from llmos.errors import Busy, Cancelled, InvalidArgument, JournalError, KernelError
+from llmos.executor.base import Result
+from llmos.kernel.access import ProcRef, UsageRef
+from llmos.kernel.process import Process, ProcState, energy_label
+from llmos.kernel.result import error_from_dict, jsonable
+from llmos.kernel.specs import check_spec
+from llmos.kernel.syscall import Call
+
+if TYPE_CHECKING:
+    from llmos.kernel.core import Kernel
+
+__all__ = ["ProcessOps"]
+
+S = ProcState
+
+
+class ProcessOps:
+    """Mixed into ``Kernel``: the process operations behind ``proc.*``."""
+
+    def view(self: Kernel, p: Process, *, history: bool = False) -> dict[str, Any]:
+        d = p.to_dict()
+        d["needs_confirmation"] = p.state == S.WAITING and p.reason.startswith("needs_confirmation")
+        if self.meter is not None and self.meter.metering(p.pid):
+            pe = self.meter.process(p.pid)          # the running attempt, so far
+            d["joules"] = (p.joules or 0.0) + pe.joules
+            d["joules_modelled"] = (p.joules_modelled or 0.0) + pe.modelled_j
+            d["joules_label"] = energy_label(d["joules"], d["joules_modelled"])
+        if history:
+            rows = self.journal.query("SELECT ts, from_state, to_state, reason FROM transitions "
+                                      "WHERE pid = ? ORDER BY id", (p.pid,))
+            d["history"] = [{"ts": ts, "from": None if f is None else S(f).name.lower(),
+                             "to": S(t).name.lower(), "reason": r} for ts, f, t, r in rows]
+            if self.sched is not None and hasattr(self.sched, "explain"):
+                d["scheduler"] = self.sched.explain(p.pid)
+            pl = self.placer.placement(p.pid) if self.placer is not None else None
+            if pl is not None:
+                d["placement"] = {"resource": pl.resource, "mode": pl.mode, "reason": pl.reason}
+        return d
+
+    async def spawn(self: Kernel, call: Call, kind: str, spec: dict, *, priority: int = 0,
+                    parent: int | None = None, idem_key: str | None = None, confirmed: bool = False,
+                    sink: Callable[[Any], None] | None = None,
+                    job_call: Callable[[], Any] | None = None) -> tuple[Process, bool]:
+        """Admit a process; returns (process, deduplicated). Acknowledged = committed."""
+        agent = call.agent
+        if idem_key is not None:
+            old = self.procs.by_key(agent.id, idem_key)
+            if old is not None:
+                if old.kind != kind:
+                    raise InvalidArgument(f"idempotency_key: already used by {old.kind} process {old.pid}",
+                                          field="idempotency_key", expected="a fresh key")
+                call.resources.append(f"pid {old.pid} (same idempotency key)")
+                await self.journal.durable()
+                return old, True
+        if parent is not None:
+            par = self.procs.get(parent)
+            call.check(ProcRef(par.pid, par.owner))
+        norm = check_spec(self, call, kind, spec, priority=priority, confirmed=confirmed,
+                          in_process=job_call is not None)
+        call.check(UsageRef(live_procs=self.procs.live_count(agent.id),
+                            tokens_last_min=self.usage.tokens_last_min(agent.id) if kind == "llm" else 0,
+                            cpu_s=self.usage.cpu_s(agent.id) if kind in ("tool", "job") else 0.0,
+                            new_procs=1))
+        if self.placer is not None:
+            self.placer.check(kind, norm)        # AllocError: it could never run here
+        if kind != "run" and self.procs.counts[S.QUEUED] >= self.queue_max:
+            raise Busy(f"run queue full ({self.queue_max} processes waiting)", retry_after=1.0)
+        p = self.procs.create(kind=kind, owner=agent.id, spec=norm, priority=priority, parent=parent,
+                              idem_key=idem_key, reason=f"spawned by {agent.id}")
+        if kind == "run":
+            self.procs.transition(p, S.WAITING, "run: waiting for its steps")
+        else:
+            self.procs.transition(p, S.QUEUED, "admitted")
+        if sink is not None:
+            self._sinks[p.pid] = sink
+        if job_call is not None:
+            self._calls[p.pid] = job_call
+        try:
+            await self.journal.durable()
+        except JournalError as e:
+            self._end(p, S.FAILED, "journal write failed; not acknowledged", error=e.to_dict())
+            raise
+        if p.state == S.QUEUED:
+            self._enqueue(p)
+        return p, False
+
+    def _enqueue(self: Kernel, p: Process, arrival_s: float | None = None) -> None:
+        from llmos.kernel.sched import Task
+
+        kind = p.kind
+        if kind == "tool":
+            kind = f"tool:{p.spec.get('tool')}"
+        elif kind == "job":
+            kind = f"job:{p.spec.get('type')}"
+        arrival = self.clock.time() if arrival_s is None else arrival_s
+        self.sched.add(Task(p.pid, p.owner, p.priority, arrival, kind))
+        if self.executor is not None:
+            self.executor.wake()
+
+    def _end(self: Kernel, p: Process, state: ProcState, reason: str, *,
+             measured: tuple[float, bool, float | None] | None = None, **changes: Any) -> None:
+        """Finish a live process (and kill its live children); wake its waiters.
+
+        ``measured`` = (seconds, ok, work done or None) of a run that ended by itself:
+        fed back to the allocator with the joules metered (else its placement is dropped).
+        """
+        for cpid in list(p.children):
+            c = self.procs.find(cpid)
+            if c is not None and not c.state.finished:
+                self._end(c, S.KILLED, f"parent {p.pid} ended ({state.name.lower()})")
+        if self.executor is not None:
+            self.executor.cancel(p.pid)
+        if self.sched is not None and p.pid in self.sched:
+            self.sched.remove(p.pid)
+        self.procs.transition(p, state, reason, **changes)   # stops its energy meter
+        self._release(p.pid, measured)
+        self._sinks.pop(p.pid, None)
+        self._calls.pop(p.pid, None)
+        self._live_tokens.pop(p.pid, None)
+        self.engine_set.live.forget(p.pid)
+        fut = self._waiters.pop(p.pid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def process(self: Kernel, call: Call, pid: int, *, live: bool = False) -> Process:
+        """Process ``pid`` if the caller may touch it (own, or the 'others' capability);
+        with ``live``, also refuse a finished one."""
+        p = self.procs.get(pid)
+        call.check(ProcRef(p.pid, p.owner))
+        if live and p.state.finished:
+            raise InvalidArgument(f"process {pid} already finished ({p.state.name.lower()})",
+                                  field="pid", expected="a live process")
+        return p
+
+    async def kill(self: Kernel, call: Call, pid: int, reason: str) -> Process:
+        p = self.process(call, pid, live=True)
+        self._end(p, S.KILLED, reason)
+        await self.journal.durable()
+        return p
+
+    async def nice(self: Kernel, call: Call, pid: int, priority: int) -> Process:
+        """Renice ``pid``: in the run queue, and inside the engine when it is a live generation."""
+        p = self.process(call, pid, live=True)
+        old = p.priority
+        if pid in self.sched:
+            self.sched.renice(pid, priority)
+        if p.kind == "llm":
+            self.engine_set.live.set(pid, priority)
+        self.procs.transition(p, p.state, f"reniced {old} -> {priority} by {call.agent.id}",
+                              priority=priority)
+        await self.journal.durable()
+        return p
+
+    async def confirm(self: Kernel, call: Call, pid: int) -> Process:
+        p = self.process(call, pid)
+        if not (p.state == S.WAITING and p.reason.startswith("needs_confirmation")):
+            raise InvalidArgument(f"process {pid} is not waiting for confirmation "
+                                  f"({p.state.name.lower()})", field="pid",
+                                  expected="a process marked needs_confirmation")
+        self.procs.transition(p, S.QUEUED, f"confirmed by {call.agent.id}: run again")
+        await self.journal.durable()
+        self._enqueue(p)
+        return p
+
+    async def exit(self: Kernel, call: Call, pid: int, *, ok: bool, result: Any,
+                   message: str | None) -> Process:
+        p = self.process(call, pid, live=True)
+        if p.kind != "run":
+            raise InvalidArgument(f"process {pid} is a {p.kind}; only a run is finished by proc.exit",
+                                  field="pid", expected="a run process")
+        live = [c for c in p.children if (cp := self.procs.find(c)) and not cp.state.finished]
+        if ok and live:
+            raise InvalidArgument(f"run {pid} still has live steps: {', '.join(map(str, live))}",
+                                  field="ok", expected="wait for the steps, or exit with ok=false")
+        if ok:
+            self._end(p, S.SUCCEEDED, message or "run finished", result=jsonable(result))
+        else:
+            err = KernelError(message or "run failed").to_dict()
+            self._end(p, S.FAILED, message or "run failed", error=err, result=jsonable(result))
+        await self.journal.durable()
+        return p
+
+    async def wait(self: Kernel, pid: int, timeout_s: float | None = None) -> tuple[Process, bool]:
+        """Wait (on the kernel clock) until ``pid`` finishes; returns (process, finished)."""
+        p = self.procs.get(pid)
+        if p.state.finished:
+            return p, True
+        fut = self._waiter(pid)
+        if timeout_s is None:
+            await asyncio.shield(fut)
+        else:
+            sleeper = asyncio.ensure_future(self.clock.sleep(timeout_s))
+            try:
+                await asyncio.wait([fut, sleeper], return_when=asyncio.FIRST_COMPLETED)   # never cancels fut
+            finally:
+                sleeper.cancel()
+        return p, p.state.finished
+
+    def _waiter(self: Kernel, pid: int) -> asyncio.Future:
+        """The future that resolves (with the Result, if any) when live ``pid`` ends."""
+        fut = self._waiters.get(pid)
+        if fut is None:
+            fut = self._waiters[pid] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def result(self: Kernel, pid: int, *, timeout_s: float | None = None, raw: bool = False) -> Any:
+        """The value of a finished process, or raise its error (waits first)."""
+        fut = self._waiters.get(pid)
+        if fut is None and not self.procs.get(pid).state.finished:
+            fut = self._waiter(pid)
+        p, done = await self.wait(pid, timeout_s)
+        if not done:
+            raise Busy(f"process {pid} is still {p.state.name.lower()}", retry_after=1.0)
+        res: Result | None = None
+        if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
+            res = fut.result()
+        if p.state == S.SUCCEEDED:
+            return res.value if (raw and res is not None) else p.result
+        if p.state == S.KILLED:
+            raise Cancelled(f"process {pid} was killed: {p.reason}")
+        if raw and res is not None and res.exc is not None:
+            raise res.exc
+        if res is not None and res.error is not None:
+            raise res.error
+        raise error_from_dict(p.error or {"message": p.reason})
