@@ -26,10 +26,10 @@ doctor: $(STAMP)
 	$(BIN)/llmos doctor
 
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/llmos bench
 
 bench-quick: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick | tail -n 1 || exit 1; done
+	$(BIN)/llmos bench --quick
 
 eval: $(STAMP) $(SYSDEPS_STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python ../shared/eval/run_eval.py
