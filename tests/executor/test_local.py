@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmos.errors import Cancelled, NotFound, ToolError
+from llmos.errors import Cancelled, NotFound, QuotaExceeded, ToolError
 from llmos.executor.base import Outcome, Result, Work
 from llmos.executor.local import LocalExecutor
 from llmos.kernel.sched import Plan
@@ -24,7 +24,10 @@ class Harness:
         self.claimed: list[int] = []
         self.engine = engine or FakeEngine("one two three")
 
+        self.engine_keys: list[str | None] = []
+
         async def engine_for(model):
+            self.engine_keys.append(model)
             return self.engine
 
         async def claim(pids):
@@ -153,3 +156,42 @@ async def test_memory_quota_tightens_the_tool_sandbox(h, tmp_path):
     await h.until_done([1, 2], Plan(run=[1, 2]))
     assert seen[0].limits.memory_bytes == 64 << 20 < default_sandbox().limits.memory_bytes
     assert seen[1] is None
+
+
+async def test_llm_runs_on_the_engine_the_kernel_chose(h):
+    h.works[1] = Work(1, "llm", "a", 0, {"prompt": "go", "model": "m"}, engine="engine-b")
+    h.works[2] = Work(2, "llm", "a", 0, {"prompt": "go", "model": "m"})
+    await h.until_done([1, 2], Plan(run=[1, 2]))
+    assert sorted(h.engine_keys) == ["engine-b", "m"]              # the key wins; else the model
+
+
+async def test_token_guard_stops_a_generation_and_keeps_what_was_delivered(h):
+    chunks, asked = [], []
+
+    def guard(n):
+        asked.append(n)
+        return None if len(asked) <= 2 else "quota spent"
+
+    h.works[1] = Work(1, "llm", "a", 0, {"prompt": "go"}, sink=chunks.append, on_tokens=guard)
+    out = await h.until_done([1], Plan(run=[1]))
+    res = out.results[1]
+    assert not res.ok and isinstance(res.error, QuotaExceeded) and "quota spent" in res.error.message
+    assert res.tokens_out == 2 and res.value["text"] == "one two" and res.value["finish_reason"] == "quota"
+    assert "".join(c.text for c in chunks) == "one two" and asked == [1, 1, 1]
+
+
+async def test_a_job_is_told_its_device_when_it_asks(h):
+    import functools
+
+    def placed(x, device="cpu"):
+        return f"{x}@{device}"
+
+    async def placed_async(*, device):
+        return device
+
+    h.works[1] = Work(1, "job", "a", 0, {}, call=functools.partial(placed, 1), device="gpu:0")
+    h.works[2] = Work(2, "job", "a", 0, {}, call=lambda: "no device parameter", device="gpu:0")
+    h.works[3] = Work(3, "job", "a", 0, {}, call=placed_async, device="gpu:1")
+    h.works[4] = Work(4, "job", "a", 0, {}, call=functools.partial(placed, 2, device="cpu"), device="gpu:0")
+    out = await h.until_done([1, 2, 3, 4], Plan(run=[1, 2, 3, 4]))
+    assert [out.results[p].value for p in (1, 2, 3, 4)] == ["1@gpu:0", "no device parameter", "gpu:1", "2@cpu"]

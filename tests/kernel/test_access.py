@@ -101,3 +101,10 @@ def test_caps_round_trip():
     assert Capabilities.from_dict(c.to_dict()) == Capabilities(
         syscalls=frozenset({"proc.*"}), read_roots=(resolve_path("/tmp"),), network=True,
         quotas=Quotas(max_procs=3))
+
+
+def test_alloc_mode_is_a_preference_kept_with_the_capabilities():
+    caps = Capabilities(syscalls=frozenset({"llm.*"}), alloc_mode="energy")
+    assert Capabilities.from_dict(caps.to_dict()) == caps
+    assert Capabilities.from_dict({"syscalls": ["llm.*"]}).alloc_mode is None        # older rows
+    assert caps.within(Capabilities(syscalls=frozenset({"*"}))) is None              # not a privilege

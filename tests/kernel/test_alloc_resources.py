@@ -38,7 +38,7 @@ def test_devices_and_engines_become_resources(config):
 
 def test_given_engines_are_the_default_and_shadow_registry_names(config):
     fake = FakeEngine(max_active=3, model="fake-model")
-    cfg = config.replace(remotes=(RemoteModel("big", "http://127.0.0.1:9/v1", "m"),))
+    cfg = config.replace(remotes=(RemoteModel("big", "https://api.example.com/v1", "m"),))
     engines = {e.resource.name: e for e in engine_resources(cfg, {"fake": fake, cfg.model: FakeEngine()})}
     assert set(engines) == {"engine:fake", f"engine:{cfg.model}", "remote:big"}
     assert engines["engine:fake"].resource.lanes == 3 and engines["engine:fake"].engine == "fake"
@@ -56,3 +56,23 @@ def test_gpu_offload_meters_the_gpu_and_no_hal_still_has_a_cpu(config):
     assert local.resource.power_w > engine_resources(config, None, hal.snapshot())[0].resource.power_w
     (cpu,) = device_resources(None)
     assert cpu.name == "cpu" and cpu.lanes >= 1 and "tool" in cpu.provides
+
+
+def test_energy_devices_of_engines():
+    from types import SimpleNamespace
+
+    from llmos.kernel.alloc_resources import engine_devices, is_loopback
+
+    assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost/v1")
+    assert is_loopback("http://[::1]:9/v1") and not is_loopback("https://api.example.com/v1")
+    assert engine_devices(FakeEngine()) == ("cpu",)                                   # in this process
+    assert engine_devices(SimpleNamespace(base_url="https://api.example.com/v1")) == ()
+    assert engine_devices(SimpleNamespace(base_url="http://127.0.0.1:8080/v1")) == ("cpu",)
+    assert engine_devices(SimpleNamespace(devices=("gpu:1",), base_url="https://x/v1")) == ("gpu:1",)
+
+
+def test_remote_endpoints_on_this_machine_are_metered_on_the_cpu(config):
+    cfg = config.replace(remotes=(RemoteModel("far", "https://api.example.com/v1", "m"),
+                                  RemoteModel("near", "http://127.0.0.1:8000/v1", "m")))
+    devs = {e.resource.name: e.devices for e in engine_resources(cfg)}
+    assert devs["remote:far"] == () and devs["remote:near"] == ("cpu",)

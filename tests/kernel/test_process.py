@@ -91,3 +91,33 @@ def test_load_rebuilds_links_counts_and_next_pid(table):
     assert fresh.by_key("a", "k").pid == run.pid + 1
     assert fresh.live_count("a") == 2
     assert fresh.create(kind="llm", owner="a", spec={}).pid == run.pid + 2
+
+
+def test_before_hooks_add_changes_to_the_journaled_move(table):
+    procs, j = table
+    seen = []
+
+    def meter(p, to):
+        seen.append((p.state, to))
+        if p.state == S.RUNNING:
+            return {"joules": (p.joules or 0) + 2.5, "joules_modelled": 1.0}
+        return None
+
+    procs.before_transition(meter)
+    p = procs.create(kind="job", owner="a", spec={})
+    procs.transition(p, S.QUEUED, "admitted")
+    procs.transition(p, S.RUNNING, "dispatched", placed_on="gpu:0")
+    procs.transition(p, S.SUCCEEDED, "done")
+    j.flush()
+    row = Process.from_row(j.load_processes()[0])
+    assert (row.joules, row.joules_modelled, row.placed_on) == (2.5, 1.0, "gpu:0")
+    assert row.joules_label == "mixed" and row.to_dict()["joules_label"] == "mixed"
+    assert seen == [(S.NEW, S.QUEUED), (S.QUEUED, S.RUNNING), (S.RUNNING, S.SUCCEEDED)]
+
+
+def test_energy_labels():
+    from llmos.kernel.process import energy_label
+
+    assert energy_label(None, None) is None and energy_label(0.0, 0.0) == "none"
+    assert energy_label(5.0, 0.0) == "measured" and energy_label(5.0, 5.0) == "modelled"
+    assert energy_label(5.0, 2.0) == "mixed"

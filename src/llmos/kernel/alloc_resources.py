@@ -14,6 +14,11 @@ Map:
 - ``machine_resources(snapshot, config, given)``: devices + engines as plain ``Resource``s.
 - ``allocator_for(config, hal, clock, given)``: an ``Allocator`` over them in ``config.alloc_mode``.
 
+Energy devices of an engine: its own ``devices`` attribute when it states one;
+an OpenAI-compatible endpoint on another host has none (not measurable here); an
+engine in this process or behind a loopback URL draws on the CPU (a local server
+that uses a GPU is under-counted: the kernel cannot see which devices it uses).
+
 Figures not known at boot start from the stated priors below and are replaced
 by measurements as work finishes (``Allocator.release`` / ``observe``): speeds
 (work units or tokens per second) and joules per unit of work. Remote engines
@@ -28,10 +33,12 @@ the engines given at boot when there are any, else the configured default model)
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from llmos.hal.cpu import CPU_BUSY_W_PER_CORE, CPU_IDLE_W_PER_CORE
 from llmos.hal.gpu import GPU_DEFAULT_LIMIT_W, GPU_IDLE_FRACTION
@@ -44,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmos.hal.base import HAL, HardwareSnapshot
 
 __all__ = ["EngineResource", "device_resources", "engine_resources", "local_engine", "machine_resources",
-           "allocator_for", "ENGINE_TOKENS_PER_S_PRIOR", "REMOTE_TOKENS_PER_S_PRIOR", "REMOTE_SLOTS",
+           "allocator_for", "engine_devices", "is_loopback", "ENGINE_TOKENS_PER_S_PRIOR", "REMOTE_TOKENS_PER_S_PRIOR", "REMOTE_SLOTS",
            "DEFAULT_LABEL"]
 
 ENGINE_TOKENS_PER_S_PRIOR = 20.0   # tokens/s per sequence before any measurement (stated prior)
@@ -58,6 +65,28 @@ class EngineResource:
     resource: Resource            # what the allocator sees
     engine: str                   # the EngineSet key that serves it (Kernel.engine_for)
     devices: tuple[str, ...]      # device ids its work draws energy from; () when not measurable here
+
+
+def is_loopback(url: str) -> bool:
+    """True when ``url`` points at this machine (localhost or a loopback address)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def engine_devices(engine: Any) -> tuple[str, ...]:
+    """Devices whose energy an engine's work draws (see the module map)."""
+    stated = getattr(engine, "devices", None)
+    if stated is not None:
+        return tuple(stated)
+    url = getattr(engine, "base_url", None)
+    if isinstance(url, str) and url and not is_loopback(url):
+        return ()
+    return ("cpu",)
 
 
 def _cpu_power(snapshot: HardwareSnapshot | None) -> tuple[float, float, int]:
@@ -129,7 +158,7 @@ def engine_resources(config: Config, given: Mapping[str, Any] | None = None,
     for key, eng in given.items():
         lanes = max(1, int(getattr(getattr(eng, "capabilities", None), "max_active", 1) or 1))
         models = {f"model:{key}"} | ({f"model:{eng.model}"} if getattr(eng, "model", "") else set())
-        devices = tuple(getattr(eng, "devices", ("cpu",)))
+        devices = engine_devices(eng)
         power = {"power_w": busy / lanes, "idle_w": idle / lanes} if devices else {}
         r = Resource(f"engine:{key}", kind="engine", capacity={}, lanes=lanes, speed=ENGINE_TOKENS_PER_S_PRIOR,
                      cost_per_unit=0.0, provides=frozenset({"llm", DEFAULT_LABEL, *models}), **power)
@@ -146,7 +175,7 @@ def engine_resources(config: Config, given: Mapping[str, Any] | None = None,
             provides.add(DEFAULT_LABEL)
         r = Resource(f"remote:{rm.name}", kind="remote", capacity={}, lanes=REMOTE_SLOTS,
                      speed=REMOTE_TOKENS_PER_S_PRIOR, provides=frozenset(provides))
-        out.append(EngineResource(r, rm.name, ()))
+        out.append(EngineResource(r, rm.name, ("cpu",) if is_loopback(rm.base_url) else ()))
     return out
 
 
