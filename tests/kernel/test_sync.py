@@ -34,3 +34,24 @@ def test_sync_kernel_runs_tasks_by_priority_and_returns_results(config):
         k.syscall("root", "proc.list", {})
     with SyncKernel(config) as again:                 # the state dir can be reopened
         assert again.syscall("root", "proc.get", {"pid": pid}).value["state"] == "waiting"
+
+
+def test_sync_kernel_reads_stats_and_energy_on_its_loop(config):
+    from llmos.clock import FakeClock
+    from llmos.hal.fake import FakeHAL
+
+    clock = FakeClock()
+    release = threading.Event()
+    with SyncKernel(config, clock=clock, hal=FakeHAL(clock)) as k:
+        h = k.add_task(lambda: release.wait(10), name="hold")
+        for _ in range(500):
+            if h.state == "running":
+                break
+            threading.Event().wait(0.005)
+        clock.advance(5.0)
+        st = k.stats()
+        assert st["processes"]["running"] == 1 and st["live"][0]["pid"] == h.pid
+        assert k.energy_by_agent()["root"]["joules"] == pytest.approx(20.0)   # FakeHAL CPU idle: 4 W
+        release.set()
+        k.run_until_idle(10)
+        assert k.kernel.procs.get(h.pid).joules_label == "modelled"

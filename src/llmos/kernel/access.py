@@ -31,7 +31,9 @@ ROOT_ID = "root"
 class Quotas:
     """Limits; None means unlimited."""
 
-    tokens_per_min: int | None = None    # prompt + generated tokens in any rolling 60 s
+    tokens_per_min: int | None = None    # prompt + generated tokens in any rolling 60 s: refused at
+    #                                      admission once reached; a running generation stops at the
+    #                                      token that would pass it (kernel.stepping._token_guard)
     max_procs: int | None = None         # live (unfinished) processes at once
     cpu_s: float | None = None           # CPU seconds over the agent's lifetime
     memory_bytes: int | None = None      # address-space limit of each tool process

@@ -27,6 +27,10 @@ from llmos.kernel.result import SyscallResult
 __all__ = ["SyncKernel", "SyncTaskHandle"]
 
 
+async def _on_loop(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
 class SyncTaskHandle:
     def __init__(self, owner: SyncKernel, pid: int) -> None:
         self._owner = owner
@@ -80,6 +84,14 @@ class SyncKernel:
 
     def run_until_idle(self, timeout: float | None = None) -> None:
         self._run(self.kernel.run_until_idle(timeout))
+
+    def stats(self) -> dict[str, Any]:
+        """``Kernel.stats()``, read on the kernel's loop (processes, tok/s, energy, load)."""
+        return self._run(_on_loop(self.kernel.stats))
+
+    def energy_by_agent(self) -> dict[str, dict[str, Any]]:
+        """``Kernel.energy_by_agent()``, read on the kernel's loop."""
+        return self._run(_on_loop(self.kernel.energy_by_agent))
 
     def close(self) -> None:
         if self._loop.is_closed():
