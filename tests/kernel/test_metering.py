@@ -34,7 +34,7 @@ async def rig(config, clock):
                           hal=FakeHAL(clock, gpus=[gpu]))
     gate = asyncio.Event()
 
-    async def hold(device: str) -> str:
+    async def hold(device: str = "cpu") -> str:
         await gate.wait()
         return device
 

@@ -190,3 +190,16 @@ async def test_kill_releases_the_placement(config, clock):
         assert k.placer.alloc.learned("engine:fake", "llm") is None           # a kill teaches nothing
     finally:
         await k.shutdown()
+
+
+async def test_only_a_job_that_names_a_device_is_told_it(config, clock):
+    k = await boot(config, clock, {"fake": FakeEngine()})
+    try:
+        k.register_job("where", lambda device="unset": device)
+        plain = await k.submit("job", {"type": "where"})
+        named = await k.submit("job", {"type": "where", "device": "cpu"})
+        await k.run_until_idle(5)
+        assert k.procs.get(plain).result == "unset" and k.procs.get(named).result == "cpu"
+        assert k.procs.get(plain).placed_on == "cpu"
+    finally:
+        await k.shutdown()

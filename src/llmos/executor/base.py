@@ -75,8 +75,9 @@ class Work:
     set_timer: Callable[[float, str], Any] | None = None  # for the timer tool
     call: Callable[[], Any] | None = None   # job: the callable to run, arguments bound
     engine: str | None = None               # llm: the engine key the allocator chose (None: by model)
-    device: str | None = None               # job: the device it was placed on ("cpu", "gpu:0"); given
-    #                                         to the callable as ``device=`` when it takes that parameter
+    device: str | None = None               # job whose spec named a device: the one it was placed on
+    #                                         ("gpu:0"); given to the callable as ``device=`` when it
+    #                                         takes that parameter
     on_tokens: TokenGuard | None = None     # llm: the agent's tokens_per_min guard
 
 

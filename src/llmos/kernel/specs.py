@@ -10,7 +10,8 @@ Map (one checker per kind; each returns the normalized spec that gets journaled)
 - ``job``: ``{type, args, name?, device?, demand?}`` for a registered job runner
   (``Kernel.register_job``); type ``call`` is reserved for ``Kernel.add_task`` (a
   callable held in memory). ``device`` (cpu | gpu | gpu:N) and ``demand`` ({cores,
-  memory_bytes, gpu_memory_bytes}) are what the allocator places it by.
+  memory_bytes, gpu_memory_bytes}) are what the allocator places it by; a job that
+  names a device is told the one it got (``device=`` when its function takes it).
 
 Access questions go through ``Call.check`` (``access.may`` + audit trail), so every
 denial names the rule that refused it.

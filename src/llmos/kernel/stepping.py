@@ -110,7 +110,8 @@ class LoopHooks:
             call = self._calls.get(p.pid) or self._job_callable(p)
         placed = self.placer is not None and self.placer.placement(p.pid) is not None
         engine = self.placer.engine_of(p.pid) if placed and p.kind == "llm" else None
-        device = self.placer.placement(p.pid).resource if placed and p.kind == "job" else None
+        asked = p.kind == "job" and p.spec.get("device") is not None   # only a job that asked is told
+        device = self.placer.placement(p.pid).resource if placed and asked else None
         return Work(pid=p.pid, kind=p.kind, owner=p.owner, priority=p.priority, spec=p.spec,
                     attempt=p.attempts, idempotency_key=p.idem_key or f"{p.owner}:{p.pid}",
                     workdir=p.spec.get("workdir"), read_roots=caps.read_roots,
