@@ -6,7 +6,8 @@ Map:
 - ``RunManager``: starts each run as a task driving the shell's ``Runner``; turns the
   runner's progress callbacks into ``run.*`` events on the hub; parks the runner's
   ``confirm`` question as ``pending`` until ``decide(run, yes)`` answers it (or
-  ``CONFIRM_TIMEOUT_S`` passes: then it is a no).
+  ``CONFIRM_TIMEOUT_S`` passes: then it is a no); a run submitted with ``ask=false``
+  has no question to park and stops before a risky step (``needs_confirmation``).
 - ``_AsCaller``: the kernel as the runner sees it, with the runner's root calls
   (creating the run's workspace agent) made as the calling agent instead, so the
   kernel checks that the new agent's rights lie within the caller's.
@@ -178,7 +179,8 @@ class RunManager:
                        workdir=str(wd))
         runner = self._factory(_AsCaller(self.svc.kernel, who.agent), store=self.store(),
                                model=body.model, priority=body.priority or 0,
-                               confirm=self._confirm(run), on_event=self._on_runner_event(run))
+                               confirm=self._confirm(run) if body.ask else None,
+                               on_event=self._on_runner_event(run))
         self._remember(run)
         self._publish(run, "submitted")
         run._task = asyncio.create_task(self._drive(run, runner, body, wd), name=f"run-{run.id}")

@@ -136,6 +136,9 @@ class RunRequest(Strict):
     model: str | None = Field(None, max_length=200)
     dry_run: bool = Field(False, description="plan only")
     priority: int | None = Priority()
+    ask: bool = Field(True, description="a risky step waits for POST /runs/{id}/confirm or /reject "
+                                        "(default); false: the run stops before it with status "
+                                        "needs_confirmation and nothing changed (a non-interactive run)")
 
 
 class StepDecisionRequest(Strict):

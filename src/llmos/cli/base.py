@@ -1,4 +1,9 @@
-"""Foundation commands: ``models``, ``chat``, ``doctor``."""
+"""Foundation commands: ``boot``, ``models``, ``chat``, ``doctor``.
+
+``boot`` (what ``make run`` starts) is the whole LLM OS for a person at a terminal:
+the daemon as a child process (``cli.daemon.ChildDaemon``), the dashboard link, and
+``llmos shell`` attached to that daemon; leaving the shell stops the daemon it started.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import platform
 import sqlite3
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from llmos.cli import state
-from llmos.errors import LLMOSError
+from llmos.errors import InvalidArgument, LLMOSError
 
 console = Console()
+err = Console(stderr=True, highlight=False)
 
 
 def _size(n: int | None) -> str:
@@ -181,17 +188,55 @@ def doctor() -> None:
         raise typer.Exit(1)
 
 
-def boot() -> None:
-    """Boot the LLM OS on the configured model and open the interactive session.
+def boot(
+    workdir: Path = typer.Option(None, "--workdir", "-C", help="The shell's workspace (default: here)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model for the shell's requests (default: "
+                                                         "the configured one)."),
+    port: int = typer.Option(None, "--port", min=0, max=65535,
+                             help="Daemon port (default 8420, a free one if that is busy)."),
+) -> None:
+    """Boot the whole LLM OS: the daemon, the dashboard, and the shell attached to it.
 
-    This is what `make run` starts. Example: llmos boot
+    Starts `llmos serve` (or reuses the daemon already serving this state directory),
+    prints the dashboard link, opens the interactive shell; leaving the shell (exit,
+    Ctrl-D, Ctrl-C) stops the daemon it started. This is what `make run` starts.
+    Example: llmos boot
     """
-    cfg = state.config()
+    from llmos.api.server import dashboard_url
+    from llmos.cli.daemon import ChildDaemon
+    from llmos.cli.shell import interactive
     from llmos.llm.models import resolve
+    from llmos.sdk.discover import admin_token, daemon_info, discover
 
-    info = resolve(None, cfg)
-    console.print(f"[bold]LLM OS[/] booting on {info.name} ({info.kind}); state in {cfg.home}")
-    asyncio.run(_chat(cfg, None, None, "You are a helpful assistant.", 256, 0.2))
+    cfg = state.config()
+    wd = (workdir or Path.cwd()).expanduser().resolve()
+    if not wd.is_dir():
+        raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
+                              expected="an existing directory")
+    info = resolve(model, cfg)                    # a wrong model name fails here, in one line
+    child = None
+    running = discover(cfg)
+    if running is not None:
+        url = running.base_url
+        running.close()
+        pid = (daemon_info(cfg.home) or {}).get("pid")
+        err.print(f"using the LLM OS daemon already running at {url} (pid {pid}); it keeps running "
+                  "when you leave", markup=False)
+    else:
+        err.print(f"[bold]LLM OS[/] booting on {info.name} ({info.kind}); state in {cfg.home}")
+        err.print("starting daemon…", markup=False)
+        child = ChildDaemon.start(cfg, config_path=state.CONFIG_PATH, port=port)
+        url = child.url
+        err.print(f"daemon ready in {child.ready_s:.1f} s (pid {child.pid}; log {child.log_path})"
+                  + (f"; {child.note}" if child.note else ""), markup=False)
+    try:
+        token = admin_token(cfg.home) or ""
+        err.print(f"dashboard:  {dashboard_url(url, token)}", markup=False, soft_wrap=True)
+        interactive(wd, model, daemon=True)
+    finally:
+        if child is not None:
+            err.print("stopping daemon…", markup=False)
+            err.print(child.stop(), markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,10 @@
 """Shell commands: ``run``, ``shell``, ``history``, ``explain``, ``rate``, ``habits``.
 
-``llmos run "REQUEST"`` boots the kernel in-process on the state directory (the
-embedded engine loads on the first generation), runs the request through
-``shell.Runner`` and prints the answer; with ``--json`` the LAST stdout line is one
-JSON object ``{"status", "answer", "steps", "run"}`` (progress goes to stderr).
+``llmos run "REQUEST"`` runs the request through ``shell.Runner``: in the daemon when
+one serves the state directory, else in a kernel booted in this process (the embedded
+engine loads on the first generation); ``cli.daemon`` hides which. It prints the answer;
+with ``--json`` the LAST stdout line is one JSON object ``{"status", "answer", "steps",
+"run"}`` (progress goes to stderr). ``llmos shell`` attaches the same way.
 Exit codes: 0 succeeded (or planned with --dry-run), 1 failed, 2 needs confirmation,
 3 denied.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from llmos import params
 from llmos.cli import state
 from llmos.errors import InvalidArgument, LLMOSError
 
-__all__ = ["register", "run", "shell", "history", "explain", "rate", "habits", "EXIT_CODES"]
+__all__ = ["register", "run", "shell", "interactive", "history", "explain", "rate", "habits", "EXIT_CODES"]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -40,13 +43,6 @@ def _store(cfg: Any) -> Any:
     from llmos.shell.store import ShellStore
 
     return ShellStore(cfg.home / "shell.db")
-
-
-async def _boot(cfg: Any) -> Any:
-    from llmos.kernel import Kernel
-    from llmos.tools.registry import default_registry
-
-    return await Kernel.boot(cfg, tools=default_registry())
 
 
 def _progress(quiet: bool):
@@ -68,20 +64,32 @@ def _progress(quiet: bool):
     return on_event
 
 
-async def _run_one(request: str, workdir: Path, yes: bool, dry_run: bool, model: str | None,
-                   priority: int, quiet: bool, confirm: Any = None) -> Any:
-    from llmos.shell.runner import Runner
+def _notice(text: str) -> None:
+    err.print(f"[dim]{text}[/]")
 
-    cfg = state.config()
-    store = _store(cfg)
-    kernel = await _boot(cfg)
+
+async def _run_one(request: str, workdir: Path, yes: bool, dry_run: bool, model: str | None,
+                   priority: int, quiet: bool, box: dict) -> Any:
+    from llmos.cli.daemon import open_session
+
+    session = await open_session(state.config(), model=model, priority=priority,
+                                 on_event=_progress(quiet), notice=None if quiet else _notice)
+    box["session"] = session
     try:
-        runner = Runner(kernel, store=store, model=model, priority=priority, confirm=confirm,
-                        on_event=_progress(quiet))
-        return await runner.run(request, workdir=workdir, yes=yes, dry_run=dry_run)
+        return await session.run(request, workdir=workdir, yes=yes, dry_run=dry_run)
     finally:
-        await kernel.shutdown()
-        store.close()
+        await session.aclose()
+
+
+def _interrupted(box: dict) -> None:
+    """After Ctrl-C: say what goes on without us (a daemon's run keeps running)."""
+    session = box.get("session")
+    rid = getattr(session, "current", None)
+    if rid:
+        err.print(f"interrupted; run {rid} goes on in the daemon (`llmos history` lists it when it ends)",
+                  markup=False)
+    else:
+        err.print("interrupted", markup=False)
 
 
 def run(
@@ -97,14 +105,20 @@ def run(
 ) -> None:
     """Run one request: plan it, check its risks, run the steps, say the result.
 
+    Runs in the daemon when one serves this state directory, else in this process.
     Example: llmos run --workdir ~/data "what is the total amount in sales.csv?"
     """
     wd = (workdir or Path.cwd()).expanduser()
+    box: dict = {}
     try:
         if not wd.is_dir():
             raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                                   expected="an existing directory")
-        res = asyncio.run(_run_one(request, wd.resolve(), yes, dry_run, model, priority, quiet=as_json))
+        res = asyncio.run(_run_one(request, wd.resolve(), yes, dry_run, model, priority,
+                                   quiet=as_json, box=box))
+    except KeyboardInterrupt:
+        _interrupted(box)
+        raise typer.Exit(130) from None
     except LLMOSError as e:
         if not as_json:
             raise
@@ -129,34 +143,73 @@ def shell(
     """An interactive session: type requests; see each plan, approve risky steps, watch progress.
 
     Inside: `history`, `explain [RUN]`, `rate good|bad [note]` (the last run), `quit`.
+    Attaches to the daemon when one serves this state directory, else runs in this process.
     """
     wd = (workdir or Path.cwd()).expanduser().resolve()
     if not wd.is_dir():
         raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                               expected="an existing directory")
-    asyncio.run(_shell(wd, model, priority))
+    interactive(wd, model, priority)
+
+
+def interactive(wd: Path, model: str | None, priority: int = params.PRIORITY_DEFAULT, *,
+                daemon: bool = False) -> None:
+    """The shell's loop until exit, Ctrl-D or Ctrl-C (``daemon=True``: attached to the
+    daemon or an error). ``llmos boot`` calls this too."""
+    box: dict = {}
+    try:
+        asyncio.run(_shell(wd, model, priority, daemon=daemon, box=box))
+    except KeyboardInterrupt:
+        err.print("")
+        if getattr(box.get("session"), "current", None):
+            _interrupted(box)
 
 
 async def _ask(prompt: str) -> str:
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: input(prompt))
+    """``input(prompt)`` on a daemon thread, so Ctrl-C leaves without waiting for a line."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[str] = loop.create_future()
+
+    def settle(value: str | None, exc: BaseException | None) -> None:
+        if not fut.done():
+            fut.set_exception(exc) if exc is not None else fut.set_result(value or "")
+
+    def read() -> None:
+        try:
+            value, exc = input(prompt), None
+        except BaseException as e:  # noqa: BLE001 - EOFError and the like go to the awaiting task
+            value, exc = None, e
+        try:
+            loop.call_soon_threadsafe(settle, value, exc)
+        except RuntimeError:        # the loop closed while we waited (Ctrl-C)
+            pass
+
+    threading.Thread(target=read, name="llmos-input", daemon=True).start()
+    return await fut
 
 
-async def _shell(wd: Path, model: str | None, priority: int) -> None:
+async def _confirm(i: int, tool: str, args: dict, risk: str) -> bool:
+    answer = await _ask(f"  step {i} {tool} is {risk} ({json.dumps(args)[:80]}). Run it? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = False,
+                 box: dict | None = None) -> None:
+    from llmos.cli.daemon import open_session
     from llmos.shell import feedback
     from llmos.shell.render import explain_text
-    from llmos.shell.runner import Runner
 
+    box = box if box is not None else {}
     cfg = state.config()
     store = _store(cfg)
-    kernel = await _boot(cfg)
-
-    async def confirm(i: int, step: Any, risk: Any) -> bool:
-        answer = await _ask(f"  step {i} {step.tool} is {risk.name.lower()} "
-                            f"({json.dumps(step.args)[:80]}). Run it? [y/N] ")
-        return answer.strip().lower() in ("y", "yes")
-
-    runner = Runner(kernel, store=store, model=model, priority=priority, confirm=confirm,
-                    on_event=_progress(False))
+    try:
+        session = await open_session(cfg, model=model, priority=priority, confirm=_confirm,
+                                     on_event=_progress(False), daemon=daemon, notice=_notice)
+    except BaseException:
+        store.close()
+        raise
+    box["session"] = session
+    _line_editing()
     last: str | None = None
     err.print(f"[bold]llmos shell[/] in {wd} — type a request; `help` for commands, `quit` to leave.")
     try:
@@ -182,10 +235,10 @@ async def _shell(wd: Path, model: str | None, priority: int) -> None:
                 elif word == "rate" and rest.split()[:1] and rest.split()[0] in ("good", "bad"):
                     verdict, _, note = rest.partition(" ")
                     feedback.rate(store, last or "last", verdict == "good", note or None,
-                                  registry=kernel.tools)
+                                  registry=session.registry)
                     err.print(f"rated {verdict}")
                 else:
-                    res = await runner.run(line, workdir=wd)
+                    res = await session.run(line, workdir=wd)
                     last = res.run
                     out.print(res.answer, markup=False)
                     err.print(f"[dim]{res.status} · run {res.run}[/]")
@@ -193,8 +246,17 @@ async def _shell(wd: Path, model: str | None, priority: int) -> None:
                 err.print(f"[red]error:[/] {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
                           markup=True)
     finally:
-        await kernel.shutdown()
         store.close()
+        await session.aclose()
+
+
+def _line_editing() -> None:
+    """Arrow keys and history at the prompt when stdin is a terminal."""
+    if sys.stdin.isatty():
+        try:
+            import readline  # noqa: F401 - importing it is what turns line editing on
+        except ImportError:
+            pass
 
 
 def _history_table(rows: list[dict]) -> None:

@@ -5,7 +5,7 @@ Map:
   shared by both clients, whose ``_call`` is sync or async.
 - ``Client`` / ``AsyncClient``: ``syscall``, processes (``spawn``, ``ps``, ``get_process``,
   ``kill``, ``nice``, ``wait``), runs (``submit_run``, ``get_run``, ``plan``, ``confirm``,
-  ``reject``, ``wait_run``, ``run_events``), agents and tokens, tools, timers, alloc,
+  ``reject``, ``wait_run``, ``run_events``, ``follow_run``), agents and tokens, tools, timers, alloc,
   memory, ``system``, ``events`` (server-sent events as dicts), ``chat`` (the
   OpenAI-compatible endpoint) and ``openai()`` (an official ``openai`` client bound to
   this daemon).
@@ -153,11 +153,15 @@ class _Endpoints:
 
     # ── runs (plain-language requests) ─────────────────────────────────────
     def submit_run(self, request: str, *, workdir: str | None = None, yes: bool = False,
-                   model: str | None = None, dry_run: bool = False):
-        """Submit a plain-language request; returns the run (its id, status and plan so far)."""
+                   model: str | None = None, dry_run: bool = False, priority: int | None = None,
+                   ask: bool = True):
+        """Submit a plain-language request; returns the run (its id, status and plan so far).
+
+        ``ask=False``: a risky step is not parked for ``confirm``/``reject``; the run stops
+        before it with status ``needs_confirmation`` (what ``llmos run`` without --yes does)."""
         return self._call("POST", "/api/v1/runs", json=_clean(
             {"request": request, "workdir": workdir, "yes": yes, "model": model,
-             "dry_run": dry_run}))
+             "dry_run": dry_run, "priority": priority, "ask": None if ask else False}))
 
     def runs(self, limit: int = 20):
         return self._call("GET", "/api/v1/runs", params={"limit": limit}, key="runs")
@@ -285,6 +289,32 @@ class Client(_Endpoints):
             if ev.get("type") == "run.finished":
                 return
 
+    def follow_run(self, request: str, **submit: Any) -> Iterator[dict]:
+        """Submit a request and yield every event of its run, none missed: the event
+        stream is open before the run exists. First ``run.submitted`` (``run``: the
+        submitted run), then ``run.planning``, ``run.plan``, ``run.step``,
+        ``run.pending`` (answer it with ``confirm``/``reject``)..., last ``run.finished``.
+        ``submit``: the keyword arguments of ``submit_run``."""
+        parser = parse_sse()
+        try:
+            with self._http.stream("GET", "/api/v1/events", params={"types": "run"},
+                                   timeout=httpx.Timeout(TIMEOUT_S, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp)
+                # the daemon subscribes this stream before it answers, so nothing is lost
+                run = self.submit_run(request, **submit)
+                yield {"type": "run.submitted", "run_id": run["id"], "run": run}
+                for line in resp.iter_lines():
+                    ev = parser.feed(line)
+                    if ev is None or ev.get("run_id") != run["id"]:
+                        continue
+                    yield ev
+                    if ev.get("type") == "run.finished":
+                        return
+        except httpx.HTTPError as e:
+            raise map_foreign(e, context=f"llmos daemon at {self.base_url}") from e
+
     def wait_run(self, run_id: str) -> dict:
         """Block until the run ends (or stops for a confirmation); return the run."""
         for ev in self.run_events(run_id):
@@ -353,6 +383,27 @@ class AsyncClient(_Endpoints):
             yield ev
             if ev.get("type") == "run.finished":
                 return
+
+    async def follow_run(self, request: str, **submit: Any) -> AsyncIterator[dict]:
+        """``Client.follow_run``, as an async iterator."""
+        parser = parse_sse()
+        try:
+            async with self._http.stream("GET", "/api/v1/events", params={"types": "run"},
+                                         timeout=httpx.Timeout(TIMEOUT_S, read=None)) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    _raise_for(resp)
+                run = await self.submit_run(request, **submit)
+                yield {"type": "run.submitted", "run_id": run["id"], "run": run}
+                async for line in resp.aiter_lines():
+                    ev = parser.feed(line)
+                    if ev is None or ev.get("run_id") != run["id"]:
+                        continue
+                    yield ev
+                    if ev.get("type") == "run.finished":
+                        return
+        except httpx.HTTPError as e:
+            raise map_foreign(e, context=f"llmos daemon at {self.base_url}") from e
 
     async def wait_run(self, run_id: str) -> dict:
         async for ev in self.run_events(run_id):
