@@ -195,3 +195,25 @@ async def test_a_job_is_told_its_device_when_it_asks(h):
     h.works[4] = Work(4, "job", "a", 0, {}, call=functools.partial(placed, 2, device="cpu"), device="gpu:0")
     out = await h.until_done([1, 2, 3, 4], Plan(run=[1, 2, 3, 4]))
     assert [out.results[p].value for p in (1, 2, 3, 4)] == ["1@gpu:0", "no device parameter", "gpu:1", "2@cpu"]
+
+
+async def test_engine_load_time_is_reported_apart_from_the_work():
+    engine = FakeEngine("one two")
+
+    async def slow_engine_for(model):
+        await asyncio.sleep(0.05)            # an engine built on first use
+        return engine
+
+    async def claim(pids):
+        return {1: Work(1, "llm", "a", 0, {"prompt": "go"})}
+
+    ex = LocalExecutor(claim, engine_for=slow_engine_for)
+    try:
+        out = Outcome()
+        while 1 not in out.finished:
+            out = await asyncio.wait_for(ex.run(Plan(run=[1])), 5)
+        res = out.results[1]
+        assert res.ok and res.setup_s >= 0.05 and res.wall_s >= res.setup_s
+    finally:
+        await ex.close()
+        await engine.close()

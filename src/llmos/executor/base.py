@@ -92,6 +92,7 @@ class Result:
     tokens_out: int = 0                     # generated tokens
     cpu_s: float = 0.0                      # CPU seconds of tool/job code (its thread)
     wall_s: float = 0.0                     # seconds from start to end of this attempt
+    setup_s: float = 0.0                    # of which before the work itself began (an engine loading)
 
 
 @dataclass

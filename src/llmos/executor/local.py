@@ -190,7 +190,9 @@ class LocalExecutor(Executor):
             raise EngineError("no engine is configured for llm processes")
         req = request_from_spec(w.spec, owner=w.owner, priority=w.priority,
                                 request_id=request_id_for(w.pid, w.attempt))
+        t0 = time.monotonic()
         engine = await self._engine_for(w.engine or req.model)
+        setup_s = time.monotonic() - t0          # an engine built on first use loads here
         handle = engine.submit(req)
         self._handles[w.pid] = (engine, handle)
         prog = self._progress.setdefault(w.pid, [0, 0.0])
@@ -212,13 +214,13 @@ class LocalExecutor(Executor):
             return Result(w.pid, False, value, error=QuotaExceeded(
                 f"stopped after {len(delivered)} generated tokens: {stopped}",
                 hint="wait for the minute window to pass, or raise the agent's tokens_per_min quota"),
-                tokens_in=comp.usage.prompt_tokens, tokens_out=len(delivered))
+                tokens_in=comp.usage.prompt_tokens, tokens_out=len(delivered), setup_s=setup_s)
         if comp.finish_reason == "cancelled":
             raise Cancelled(f"generation for pid {w.pid} was cancelled")
         value = {"text": comp.text, "finish_reason": comp.finish_reason,
                  "usage": comp.usage.to_dict(), "model": model}
         return Result(w.pid, True, value, tokens_in=comp.usage.prompt_tokens,
-                      tokens_out=comp.usage.completion_tokens)
+                      tokens_out=comp.usage.completion_tokens, setup_s=setup_s)
 
     async def _exec_tool(self, w: Work) -> Result:
         if self._tools is None:

@@ -32,6 +32,7 @@ from llmos.kernel.syscall import Call
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
+    from llmos.kernel.stepping import Measured
 
 __all__ = ["ProcessOps"]
 
@@ -122,11 +123,11 @@ class ProcessOps:
             self.executor.wake()
 
     def _end(self: Kernel, p: Process, state: ProcState, reason: str, *,
-             measured: tuple[float, bool, float | None] | None = None, **changes: Any) -> None:
+             measured: Measured | None = None, **changes: Any) -> None:
         """Finish a live process (and kill its live children); wake its waiters.
 
-        ``measured`` = (seconds, ok, work done or None) of a run that ended by itself:
-        fed back to the allocator with the joules metered (else its placement is dropped).
+        ``measured``: how a run that ended by itself went, fed back to the allocator with
+        the joules metered (without it the placement is dropped, nothing learned).
         """
         for cpid in list(p.children):
             c = self.procs.find(cpid)

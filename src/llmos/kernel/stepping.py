@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from llmos.errors import Cancelled, JournalError, KernelError, LLMOSError, NotFound
 from llmos.executor.base import Outcome, TokenGuard, Work
@@ -33,10 +33,19 @@ from llmos.kernel.result import jsonable
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
-__all__ = ["LoopHooks"]
+__all__ = ["LoopHooks", "Measured"]
 
 S = ProcState
 PLACED = ("llm", "tool", "job")      # process kinds the allocator places
+
+
+class Measured(NamedTuple):
+    """How a placed run went, for the allocator to learn from."""
+
+    seconds: float                   # the work's own run time (an engine's load excluded)
+    ok: bool
+    done: float | None               # work actually done when it differs from the predicted (llm tokens)
+    share: float = 1.0               # fraction of the metered joules spent on the work (not on setup)
 
 
 class LoopHooks:
@@ -189,7 +198,8 @@ class LoopHooks:
             if fut is not None and not fut.done():
                 fut.set_result(res)    # before _end, which would resolve it with None
             done = float(res.tokens_out) if p.kind == "llm" else None
-            measured = (res.wall_s, res.ok, done)
+            work_s = max(0.0, res.wall_s - res.setup_s)
+            measured = Measured(work_s, res.ok, done, work_s / res.wall_s if res.wall_s > 0 else 1.0)
             if res.ok:
                 self._end(p, S.SUCCEEDED, "finished", result=jsonable(res.value), measured=measured, **usage)
             else:
@@ -197,13 +207,13 @@ class LoopHooks:
                 extra = {"result": jsonable(res.value)} if res.value is not None else {}
                 self._end(p, S.FAILED, err.message, error=err.to_dict(), measured=measured, **usage, **extra)
 
-    def _release(self: Kernel, pid: int, measured: tuple[float, bool, float | None] | None) -> None:
-        """``pid``'s placement ends: learn from ``measured`` (seconds, ok, work done), or drop it."""
+    def _release(self: Kernel, pid: int, measured: Measured | None) -> None:
+        """``pid``'s placement ends: learn from ``measured``, or drop it (None)."""
         joules = self._placed_j.pop(pid, None)
         if self.placer is None:
             return
         if measured is None:
             self.placer.drop(pid)
             return
-        seconds, ok, done = measured
-        self.placer.finish(pid, seconds=seconds, joules=joules, ok=ok, done=done)
+        self.placer.finish(pid, seconds=measured.seconds, ok=measured.ok, done=measured.done,
+                           joules=None if joules is None else joules * measured.share)
