@@ -73,6 +73,10 @@ async def test_agents_and_capabilities(api):
     assert r.status_code == 400 and r.json()["field"] == "name"
     r = await c.post("/api/v1/agents", json={"name": "x", "capabilities": {"syscalls": ["nope.nope"]}})
     assert r.status_code == 400 and "syscalls" in r.json()["field"]
+    r = await c.post("/api/v1/agents", json={"name": "green", "capabilities": {"alloc_mode": "energy"}})
+    assert r.status_code == 201
+    r = await c.post("/api/v1/agents", json={"name": "y", "capabilities": {"alloc_mode": "fastest"}})
+    assert r.status_code == 422 and "alloc_mode" in r.json()["field"]
 
 
 async def test_tools_timers_memory(api):

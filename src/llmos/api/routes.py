@@ -182,6 +182,8 @@ async def create_agent(body: S.AgentCreateRequest, who: Principal = Who, svc: Se
     """Create an agent whose capabilities lie within the caller's (the kernel checks)."""
     caps = body.capabilities.model_dump()
     caps["quotas"] = {k: v for k, v in caps["quotas"].items() if v is not None}
+    if caps.get("alloc_mode") is None:
+        caps.pop("alloc_mode", None)
     res = await call(svc, who, "agent.create", {"name": body.name, "capabilities": caps})
     out = _agent(res.get("agent", res) if isinstance(res, dict) else res)
     token = res.get("token") if isinstance(res, dict) else None

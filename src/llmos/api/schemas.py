@@ -189,6 +189,8 @@ class CapabilitiesIn(Strict):
     network: bool = False
     others: bool = Field(False, description="may read, kill or renice other agents' processes")
     quotas: QuotasIn = Field(default_factory=QuotasIn)
+    alloc_mode: Literal["throughput", "latency", "cost", "energy"] | None = Field(
+        None, description="where the allocator places this agent's work; default: the config's mode")
 
 
 class AgentCreateRequest(Strict):
