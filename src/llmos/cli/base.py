@@ -220,8 +220,7 @@ def boot(
         url = running.base_url
         running.close()
         pid = (daemon_info(cfg.home) or {}).get("pid")
-        err.print(f"using the LLM OS daemon already running at {url} (pid {pid}); it keeps running "
-                  "when you leave", markup=False)
+        err.print(f"using the LLM OS daemon already running at {url} (pid {pid})", markup=False)
     else:
         err.print(f"[bold]LLM OS[/] booting on {info.name} ({info.kind}); state in {cfg.home}")
         err.print("starting daemon…", markup=False)
@@ -232,11 +231,13 @@ def boot(
     try:
         token = admin_token(cfg.home) or ""
         err.print(f"dashboard:  {dashboard_url(url, token)}", markup=False, soft_wrap=True)
-        interactive(wd, model, daemon=True)
+        interactive(wd, model, daemon=True, daemon_stops=child is not None)
     finally:
         if child is not None:
             err.print("stopping daemon…", markup=False)
             err.print(child.stop(), markup=False)
+        else:
+            err.print(f"the daemon at {url} keeps running (this shell did not start it)", markup=False)
 
 
 def register(app: typer.Typer) -> None:

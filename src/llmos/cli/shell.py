@@ -81,15 +81,15 @@ async def _run_one(request: str, workdir: Path, yes: bool, dry_run: bool, model:
         await session.aclose()
 
 
-def _interrupted(box: dict) -> None:
-    """After Ctrl-C: say what goes on without us (a daemon's run keeps running)."""
-    session = box.get("session")
-    rid = getattr(session, "current", None)
-    if rid:
-        err.print(f"interrupted; run {rid} goes on in the daemon (`llmos history` lists it when it ends)",
-                  markup=False)
-    else:
+def _interrupted(box: dict, *, daemon_stops: bool = False) -> None:
+    """After Ctrl-C: say what happens to a run the daemon was doing for us."""
+    if getattr(box.get("session"), "current", None) is None:
         err.print("interrupted", markup=False)
+    elif daemon_stops:
+        err.print("interrupted; the run stops with the daemon", markup=False)
+    else:
+        err.print("interrupted; the run goes on in the daemon (`llmos history` lists it when it ends)",
+                  markup=False)
 
 
 def run(
@@ -153,16 +153,17 @@ def shell(
 
 
 def interactive(wd: Path, model: str | None, priority: int = params.PRIORITY_DEFAULT, *,
-                daemon: bool = False) -> None:
-    """The shell's loop until exit, Ctrl-D or Ctrl-C (``daemon=True``: attached to the
-    daemon or an error). ``llmos boot`` calls this too."""
+                daemon: bool = False, daemon_stops: bool = False) -> None:
+    """The shell's loop until exit, Ctrl-D or Ctrl-C. ``llmos boot`` calls it with
+    ``daemon=True`` (attached to the daemon, or an error) and ``daemon_stops`` (its
+    daemon stops when the shell ends)."""
     box: dict = {}
     try:
         asyncio.run(_shell(wd, model, priority, daemon=daemon, box=box))
     except KeyboardInterrupt:
         err.print("")
         if getattr(box.get("session"), "current", None):
-            _interrupted(box)
+            _interrupted(box, daemon_stops=daemon_stops)
 
 
 async def _ask(prompt: str) -> str:
