@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
 import openai
 import pytest
 
@@ -164,3 +166,66 @@ def test_tool_plan_parse_never_invents_calls():
     none = ToolPlan.build(ChatRequest(model="m", messages=[{"role": "user", "content": "x"}],
                                       tools=[WEATHER_TOOL], tool_choice="none"))
     assert not none.active and none.schema is None
+
+
+# ── a client that leaves mid-stream ─────────────────────────────────────────
+@pytest.fixture(scope="module")
+def slow_daemon(tmp_path_factory):
+    """A daemon whose engine takes 20 ms a token for a 400-token answer (about 8 s)."""
+    from llmos.api.server import ServerThread
+    from llmos.config import load_config
+    from llmos.hal.fake import FakeHAL
+    from llmos.llm.fake import FakeEngine
+    from llmos.tools.registry import default_registry
+
+    config = load_config(env={"LLMOS_HOME": str(tmp_path_factory.mktemp("llmos-slow"))})
+    engine = FakeEngine("w " * 400, model="fake", step_delay_s=0.02)
+    srv = ServerThread(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL(),
+                       preload_models=False)
+    srv.engine = engine
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _running_llm(api: httpx.Client) -> dict:
+    procs = api.get("/api/v1/processes", params={"state": "running"}).json()["processes"]
+    (p,) = [p for p in procs if p["kind"] == "llm"]
+    return p
+
+
+def _ended(api: httpx.Client, pid: int, timeout_s: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        p = api.get(f"/api/v1/processes/{pid}").json()
+        if p["state"] in ("succeeded", "failed", "killed") or time.monotonic() > deadline:
+            return p
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("route", ["chat", "completions"])
+def test_client_disconnect_kills_the_generation(slow_daemon, route):
+    """Dropping the connection mid-stream kills the process (as the caller) and frees the
+    engine's sequence; the daemon goes on serving."""
+    api = httpx.Client(base_url=slow_daemon.url, headers={"Authorization": f"Bearer {slow_daemon.token}"})
+    oai = openai.OpenAI(base_url=slow_daemon.url + "/v1", api_key=slow_daemon.token, max_retries=0)
+    if route == "chat":
+        stream = oai.chat.completions.create(model="fake", messages=[{"role": "user", "content": "go"}],
+                                             max_tokens=500, stream=True)
+    else:
+        stream = oai.completions.create(model="fake", prompt="go", max_tokens=500, stream=True)
+    it = iter(stream)
+    for _ in range(3):                 # a few tokens arrived: the generation is under way
+        next(it)
+    p = _running_llm(api)
+    stream.close()                     # the client goes away
+    oai.close()
+    p = _ended(api, p["pid"])
+    assert p["state"] == "killed" and "client disconnected" in p["reason"]
+    engine = slow_daemon.engine
+    assert engine.requests[-1].request_id not in {v.request_id for v in engine.views()}   # cancelled
+    made = engine.stats().tokens_generated
+    time.sleep(0.1)
+    assert engine.stats().tokens_generated == made                        # and nothing runs on
+    assert api.get("/api/v1/health").json()["ok"]
+    api.close()

@@ -36,9 +36,29 @@ async def test_streaming_gives_chunks_then_the_result(kernel):
     chunks = [e for e in events if e["type"] == "chunk"]
     assert "".join(c["text"] for c in chunks) == "the answer is 42"
     assert events[-1]["type"] == "result" and events[-1]["ok"] and events[-1]["value"]["text"] == "the answer is 42"
+    assert events[0] == {"type": "started", "pid": events[-1]["value"]["pid"]}   # the process, first
+    assert [e["type"] for e in events].count("started") == 1
     bad = [e async for e in kernel.syscall_stream("root", "llm.generate", {"prompt": ""})]
     assert bad == [{"type": "result", "ok": False, "error": bad[0]["error"]}]
     assert bad[0]["error"]["error"] == "invalid_argument"
+
+
+async def test_a_stream_left_early_names_the_process_to_kill(config, clock):
+    engine = FakeEngine("w " * 200, step_delay_s=0.005)
+    k = await Kernel.boot(config, engines={"fake": engine}, clock=clock, hal=FakeHAL(clock))
+    try:
+        stream = k.syscall_stream("root", "llm.generate", {"prompt": "go", "stream": True})
+        pid = None
+        async for e in stream:
+            pid = e["pid"] if e["type"] == "started" else pid
+            if e["type"] == "chunk" and e["index"] == 2:
+                break
+        await stream.aclose()
+        assert k.procs.get(pid).state == S.RUNNING                      # leaving does not stop it
+        assert (await k.syscall("root", "proc.kill", {"pid": pid, "reason": "caller left"})).ok
+        assert k.procs.get(pid).state == S.KILLED and engine.views() == []
+    finally:
+        await k.shutdown(grace_s=0.5)
 
 
 async def test_llm_spec_errors_name_the_field(kernel):

@@ -12,6 +12,10 @@ Map:
 - ``POST /v1/embeddings``: through the kernel's ``llm.embed`` syscall when it has one;
   otherwise a clear "not supported" error.
 
+A client that disconnects from a stream before its end gets its generation killed (as
+that agent, ``proc.kill``): ``GenerationResponse`` kills the pid that the kernel's
+``started`` event named.
+
 Errors use OpenAI's envelope (``{"error": {message, type, param, code}}``) so unchanged
 OpenAI clients raise their usual exceptions; ``param`` names the bad field.
 """
@@ -19,14 +23,18 @@ OpenAI clients raise their usual exceptions; ``param`` names the bad field.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from llmos import params
 from llmos.api.auth import Principal
@@ -44,7 +52,9 @@ from llmos.api.openai_schemas import (
 from llmos.api.openai_tools import ToolPlan
 from llmos.errors import InvalidArgument, LLMOSError, map_foreign
 
-__all__ = ["router", "priority_from_header", "registry_models"]
+__all__ = ["router", "priority_from_header", "registry_models", "GenerationResponse"]
+
+log = logging.getLogger("llmos.api")
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 Who = Depends(principal)
@@ -113,18 +123,70 @@ def _final_value(item: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-async def _stream(svc: Services, who: Principal, args: dict[str, Any]) -> AsyncIterator[Any]:
-    """``kernel.syscall_stream`` with errors raised as LLMOSError."""
+@dataclass
+class _Gen:
+    """One streamed generation, as the API follows it."""
+    pid: int | None = None        # its llm process, from the kernel's "started" event
+    done: bool = False            # its final result was read (nothing left to kill)
+
+
+async def _stream(svc: Services, who: Principal, args: dict[str, Any], gen: _Gen) -> AsyncIterator[Any]:
+    """``kernel.syscall_stream`` with errors raised as LLMOSError; ``started`` is noted in
+    ``gen``, not yielded."""
     try:
-        async for item in svc.kernel.syscall_stream(who.agent, "llm.generate", {**args, "stream": True}):
-            _raise_if_error(item)
-            yield item
+        async with contextlib.aclosing(svc.kernel.syscall_stream(
+                who.agent, "llm.generate", {**args, "stream": True})) as items:
+            async for item in items:
+                kind = item.get("type") if isinstance(item, dict) else None
+                if kind == "started":
+                    gen.pid = item.get("pid")
+                    continue
+                if kind == "result":
+                    gen.done = True
+                _raise_if_error(item)
+                yield item
     except LLMOSError:
         raise
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - mapped at this boundary
         raise map_foreign(e, context="llm.generate") from e
+
+
+class GenerationResponse(StreamingResponse):
+    """Server-sent events of one generation. If the response ends before the generation
+    did (the client disconnected, or sending failed), the process is killed as the
+    calling agent, and the generators behind the body are closed."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, svc: Services, who: Principal, gen: _Gen,
+                 feed: AsyncIterator[Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.svc = svc
+        self.who = who
+        self.gen = gen
+        self.feed = feed              # the _stream generator the body reads from
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.gen.done:
+                # a new task: this one may be inside a cancelled scope (client gone)
+                task = asyncio.get_running_loop().create_task(self._abandon())
+                tasks = self.svc.extra.setdefault("abandoned", set())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    async def _abandon(self) -> None:
+        for it in (self.body_iterator, self.feed):
+            with contextlib.suppress(Exception):
+                await it.aclose()  # type: ignore[attr-defined]
+        if self.gen.pid is None or self.gen.done:
+            return
+        res = await self.svc.kernel.syscall(self.who.agent, "proc.kill",
+                                            {"pid": self.gen.pid, "reason": "client disconnected"})
+        if not res.ok:
+            log.info("pid %s: kill after client disconnect: %s", self.gen.pid, res.error.message)
 
 
 async def _prime(gen: AsyncIterator[Any]) -> tuple[list[Any], bool]:
@@ -240,7 +302,8 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
 async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan, body: ChatRequest,
                        cid: str, created: int) -> Response:
     t0 = time.perf_counter()
-    gen = _stream(svc, who, args)
+    state = _Gen()
+    gen = _stream(svc, who, args, state)
     head, ended = await _prime(gen)
     if not ended:
         svc.metrics.observe_ttft(time.perf_counter() - t0)
@@ -290,8 +353,8 @@ async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan
             yield _sse({**base, "choices": [], "usage": _usage(final)})
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return GenerationResponse(events(), svc=svc, who=who, gen=state, feed=gen,
+                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 # ── completions ─────────────────────────────────────────────────────────────
@@ -316,7 +379,8 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
         if prompt is None:
             raise InvalidArgument("prompt: streaming takes one prompt", field="prompt",
                                   expected="a single string when stream=true")
-        gen = _stream(svc, who, {**base_args, "prompt": prompt})
+        state = _Gen()
+        gen = _stream(svc, who, {**base_args, "prompt": prompt}, state)
         head, ended = await _prime(gen)
 
         async def events() -> AsyncIterator[bytes]:
@@ -349,8 +413,8 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
                 yield _sse({**base, "choices": [], "usage": _usage(final)})
             yield b"data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return GenerationResponse(events(), svc=svc, who=who, gen=state, feed=gen,
+                                  headers={"Cache-Control": "no-cache"})
     jobs = [(p, {**base_args, "prompt": p}) for p in body.prompts() for _ in range(body.n)]
     finals = await asyncio.gather(*(call(svc, who, "llm.generate", a) for _, a in jobs))
     choices = []

@@ -3,8 +3,8 @@
 Map (the class is assembled from one mixin per concept):
 - here: boot / shutdown (``Kernel.boot``: the ordered list in ``boot.py``;
   ``shutdown``: tools get a grace period, generations are checkpointed back to the
-  queue), syscalls (``syscall`` never raises, ``syscall_stream`` gives chunks then the
-  final result), ``events`` (process / timer events), the transition listeners.
+  queue), syscalls (``syscall`` never raises, ``syscall_stream`` gives the process it
+  started, its chunks, then the final result), ``events`` (process / timer events), the transition listeners.
 - ``procops.ProcessOps``: ``spawn``, ``kill``, ``nice``, ``wait``, ``result``, ``confirm``,
   ``exit``, ``view`` — what the ``sys_proc`` decoders call.
 - ``stepping.LoopHooks``: ``_place`` (the allocator places the plan), ``_claim`` (pids ->
@@ -182,20 +182,29 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
 
     # ── syscalls and events ────────────────────────────────────────────────
     async def syscall(self, agent_id: str, name: str, args: dict | None = None, *,
-                      sink: Callable[[Any], None] | None = None) -> SyscallResult:
-        """Make syscall ``name`` as ``agent_id``. Never raises: see ``SyscallResult``."""
-        return await dispatch(self, agent_id, name, args, sink=sink)
+                      sink: Callable[[Any], None] | None = None,
+                      started: Callable[[int], None] | None = None) -> SyscallResult:
+        """Make syscall ``name`` as ``agent_id``. Never raises: see ``SyscallResult``.
+        ``sink`` gets streamed chunks; ``started`` the pid of the process the call spawns."""
+        return await dispatch(self, agent_id, name, args, sink=sink, started=started)
 
     async def syscall_stream(self, agent_id: str, name: str, args: dict | None = None
                              ) -> AsyncIterator[dict[str, Any]]:
-        """Yield ``{"type": "chunk", "text", "index"}`` while it runs, then
-        ``{"type": "result", "ok", "value" | "error"}``."""
+        """Yield ``{"type": "started", "pid"}`` first once the call's process exists (a
+        call refused before that has none), ``{"type": "chunk", "text", "index"}`` while it
+        runs, then ``{"type": "result", "ok", "value" | "error"}``.
+
+        A consumer that stops early leaves the process running; it may kill the started
+        pid (the API does, as the caller, when its client disconnects)."""
         q: asyncio.Queue = asyncio.Queue()
 
         def sink(chunk: Any) -> None:
             q.put_nowait({"type": "chunk", "text": chunk.text, "index": chunk.index})
 
-        task = asyncio.ensure_future(self.syscall(agent_id, name, args, sink=sink))
+        def started(pid: int) -> None:
+            q.put_nowait({"type": "started", "pid": pid})
+
+        task = asyncio.ensure_future(self.syscall(agent_id, name, args, sink=sink, started=started))
         try:
             while True:
                 getter = asyncio.ensure_future(q.get())
@@ -210,7 +219,7 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
                 return
         finally:
             if not task.done():   # the consumer went away; the process itself keeps running
-                task.cancel()
+                task.cancel()     # (the consumer kills it by the started pid if it wants)
 
     def events(self) -> AsyncIterator[dict[str, Any]]:
         """Process transitions, timer firings and shutdown, as dicts with a ``type``."""

@@ -3,7 +3,8 @@
 A generation is an ``llm`` process owned by the calling agent: it is journaled,
 scheduled (token-level, under the kernel's step policy) and accounted like any other.
 With ``stream: true`` (through ``Kernel.syscall_stream``) chunks flow to the caller
-while it runs; the final value is the same either way.
+while it runs, after a ``started`` event naming the process (so a caller that goes
+away can kill it); the final value is the same either way.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ async def generate(k: Kernel, call: Call, a: GenerateArgs) -> dict:
     spec = {f: getattr(a, f) for f in _SPEC_FIELDS if getattr(a, f) is not None}
     p, _ = await k.spawn(call, "llm", spec, priority=a.priority, parent=a.parent,
                          sink=call.sink if a.stream else None)
+    if call.started is not None:
+        call.started(p.pid)
     value = await k.result(p.pid)
     return {**value, "pid": p.pid}
 

@@ -6,7 +6,7 @@ Map:
 - ``TABLE``: every row, built from the ``ROWS`` of each ``sys_*`` module.
 - ``Call``: one call in flight — the agent, the syscall, the resources it touched;
   ``call.check(resource)`` asks ``access.may`` and raises the denial.
-- ``dispatch(kernel, agent_id, name, args, sink=None) -> SyscallResult``: look up ->
+- ``dispatch(kernel, agent_id, name, args, sink=None, started=None) -> SyscallResult``: look up ->
   capability -> validate -> handler -> audit. Never raises (except cancellation):
   any failure becomes ``SyscallResult(ok=False, error=...)``, and every call — allowed
   or denied, with the reason — is written to the audit log.
@@ -69,12 +69,14 @@ class Syscall:
 class Call:
     """One syscall in flight. ``resources`` and ``reason`` end up in the audit row."""
 
-    __slots__ = ("agent", "name", "sink", "resources", "reason")
+    __slots__ = ("agent", "name", "sink", "started", "resources", "reason")
 
-    def __init__(self, agent: Agent, name: str, sink: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, agent: Agent, name: str, sink: Callable[[Any], None] | None = None,
+                 started: Callable[[int], None] | None = None) -> None:
         self.agent = agent
         self.name = name
         self.sink = sink                       # token stream for llm.generate(stream=True)
+        self.started = started                 # told the pid once the call's process exists
         self.resources: list[str] = []         # what was checked, in order
         self.reason = "allowed"                # the last access decision's reason
 
@@ -127,7 +129,8 @@ _DENIALS = (PermissionDenied, QuotaExceeded, UnknownSyscall, NeedsConfirmation)
 
 
 async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
-                   sink: Callable[[Any], None] | None = None) -> SyscallResult:
+                   sink: Callable[[Any], None] | None = None,
+                   started: Callable[[int], None] | None = None) -> SyscallResult:
     call: Call | None = None
     error: LLMOSError | None = None
     value: Any = None
@@ -141,7 +144,7 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
         agent = kernel.agents.find(agent_id)
         if agent is None:
             raise PermissionDenied(f"unknown agent {agent_id!r}", reason="no such agent")
-        call = Call(agent, name, sink)
+        call = Call(agent, name, sink, started)
         _check_cap(call, row.capability)
         if args is None:
             args = {}
