@@ -159,3 +159,16 @@ def test_both_modes_print_the_same(config, cli, script, tmp_path, use_local_kern
         srv.stop()
     assert remote == local
     assert (tmp_path / "old.tmp").exists()
+
+
+def test_exit_codes_reach_the_shell(mode, script, tmp_path, capsys):
+    """Through ``main`` (the console script), not only typer's test runner."""
+    from llmos.cli import main
+
+    (tmp_path / "x.tmp").write_text("1")
+    script["plan"] = plan_json(("files.delete", {"path": "*.tmp"}))
+    assert main(["run", "--json", "--workdir", str(tmp_path), "delete the tmp files"]) == 2
+    assert last_json(capsys.readouterr().out)["status"] == "needs_confirmation"
+    script["plan"] = plan_json(("files.read", {"path": "/etc/shadow"}))
+    assert main(["run", "--json", "--workdir", str(tmp_path), "show /etc/shadow"]) == 3
+    assert main(["run", "--json", "--workdir", str(tmp_path / "nope"), "x"]) == 1

@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (errors are one line + hint)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        rc = app(args=argv, standalone_mode=False)   # a command's typer.Exit(code) comes back here
+        return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
