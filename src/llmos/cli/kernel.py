@@ -1,10 +1,11 @@
 """Kernel commands: ``ps``, ``kill``, ``nice``, ``agents``, ``top``, ``explain``.
 
 Reading commands (ps, agents, top, explain) read the journal directly (read-only), so
-they work whether or not a kernel is running. Changing commands (kill, nice) boot
-the kernel in-process on the state directory without starting its loop, make the
-syscall as root and shut down; while another kernel (the daemon) owns the state
-directory they say so instead.
+they work whether or not a kernel is running. Changing commands (kill, nice) make
+their syscall as root through the daemon when one serves the state directory (it
+holds the kernel); otherwise they boot the kernel in-process without starting its
+loop, make the syscall and shut down. While a kernel that is not a daemon (another
+in-process command) owns the state directory they say so instead.
 
 ``top`` renders one data shape (``Kernel.stats()``'s) from either source:
 ``top_data(reader)`` builds it from the journal, with tok/s from the engines' live
@@ -143,14 +144,20 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Include finished pr
 
 
 def _with_kernel(name: str, args: dict) -> dict:
-    """Boot in-process (no loop), make one root syscall, shut down."""
+    """One root syscall: through the daemon when one answers, else in-process (no loop)."""
     from llmos.kernel import Kernel
+    from llmos.sdk.discover import discover
 
     cfg = state.config()
+    client = discover(cfg)
+    if client is not None:
+        with client:
+            return client.syscall(name, args)
     holder = StateLock(cfg.home).holder()
     if holder is not None:
-        raise StateDirError(f"a kernel (pid {holder}) is running on {cfg.home}",
-                            hint="use its API, or stop it first")
+        raise StateDirError(f"a kernel (pid {holder}) is running on {cfg.home} and no daemon answers for it",
+                            hint="wait for that command to finish, or run the LLM OS as a daemon "
+                                 "(`llmos serve`, `make run`) so other commands can reach it")
 
     async def go() -> dict:
         k = await Kernel.boot(cfg, run_loop=False)
