@@ -22,7 +22,7 @@ from llmos.cli import state
 from llmos.errors import InvalidArgument, LLMOSError
 
 console = Console()
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _size(n: int | None) -> str:
@@ -223,10 +223,14 @@ def boot(
         err.print(f"using the LLM OS daemon already running at {url} (pid {pid})", markup=False)
     else:
         err.print(f"[bold]LLM OS[/] booting on {info.name} ({info.kind}); state in {cfg.home}")
-        err.print("starting daemon…", markup=False)
-        child = ChildDaemon.start(cfg, config_path=state.CONFIG_PATH, port=port)
+        err.print("starting daemon…", markup=False, end="")
+        try:
+            child = ChildDaemon.start(cfg, config_path=state.CONFIG_PATH, port=port)
+        except BaseException:
+            err.print("", markup=False)            # the error goes on a line of its own
+            raise
         url = child.url
-        err.print(f"daemon ready in {child.ready_s:.1f} s (pid {child.pid}; log {child.log_path})"
+        err.print(f" ready in {child.ready_s:.1f} s (pid {child.pid}; log {child.log_path})"
                   + (f"; {child.note}" if child.note else ""), markup=False)
     try:
         token = admin_token(cfg.home) or ""

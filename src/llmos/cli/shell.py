@@ -33,8 +33,8 @@ from llmos.errors import InvalidArgument, LLMOSError
 
 __all__ = ["register", "run", "shell", "interactive", "history", "explain", "rate", "habits", "EXIT_CODES"]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)   # answers are never broken into lines
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_CODES = {"succeeded": 0, "planned": 0, "failed": 1, "needs_confirmation": 2, "denied": 3}
 
@@ -217,7 +217,8 @@ async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = F
         while True:
             try:
                 line = (await _ask("llmos> ")).strip()
-            except EOFError:
+            except EOFError:            # Ctrl-D: end the prompt's line, then leave
+                out.print("")
                 break
             if not line:
                 continue
