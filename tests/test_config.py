@@ -1,6 +1,9 @@
+import json
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmos.config import ensure_home, load_config
 from llmos.errors import ConfigError, StateDirError
@@ -38,6 +41,14 @@ def test_frozen(config):
     ('[[remote]]\nname = "x"\nmodel = "m"', "remote[0].base_url: expected a non-empty string"),
     ("model = [", "config file"),
     ('[[mcp]]\nname = "m"', "mcp[0]"),
+    ("engine = false", "engine: expected a table"),
+    ('remote = ["x"]', "remote: expected an array of tables"),
+    ("model = 5", "model: expected a non-empty string"),
+    ('[[remotes]]\nname = "x"', "unknown key(s) remotes"),
+    ("[models]\nm = 1", "models.m: expected a non-empty string"),
+    ('[[mcp]]\nname = "m"\ncommand = 5', "mcp[0].command"),
+    ('[[mcp]]\nname = "m"\nurl = "http://x"\nenv = 3', "mcp[0].env: expected a table"),
+    ("[api]\nhost = 1", "api.host"),
 ])
 def test_bad_config_names_the_key(home, text, needle):
     (home / "config.toml").write_text(text)
@@ -83,3 +94,36 @@ def test_engine_batch_invariant_flag(home):
     (home / "config.toml").write_text("[engine]\nbatch_invariant = 'maybe'\n")
     with pytest.raises(ConfigError, match="engine.batch_invariant: expected true or false"):
         load_config(env={"LLMOS_HOME": str(home)})
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+_SCALAR = st.one_of(st.booleans(), st.integers(-2**62, 2**62), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=6), st.sampled_from(["fifo", "energy", "http://x", "127.0.0.1"]))
+_VALUE = st.recursive(_SCALAR, lambda c: st.one_of(
+    st.lists(c, max_size=3),
+    st.dictionaries(st.sampled_from(["name", "base_url", "model", "command", "url", "n_ctx", "port", "env"]),
+                    c, max_size=3)), max_leaves=5)
+_DOC = st.dictionaries(st.sampled_from(["model", "scheduler", "alloc_mode", "log_level", "engine", "api",
+                                        "remote", "models", "mcp", "remotes"]), _VALUE, max_size=4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_DOC)
+def test_any_config_document_loads_or_names_the_problem(home, doc):
+    """Every well-formed TOML document of the known keys, any types: a Config or a ConfigError."""
+    (home / "config.toml").write_text("\n".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in doc.items()))
+    try:
+        load_config(env={"LLMOS_HOME": str(home)})
+    except ConfigError as e:
+        assert e.message and "\n" not in e.message

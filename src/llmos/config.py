@@ -53,6 +53,7 @@ __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer",
            "load_config", "default_home", "ensure_home"]
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
+_TOP_KEYS = {"model", "scheduler", "alloc_mode", "log_level", "engine", "api", "remote", "models", "mcp"}
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
 
 
@@ -158,6 +159,28 @@ def _int(value: Any, name: str, lo: int = 0, hi: int = 1 << 30) -> int:
     return v
 
 
+def _table(data: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """``[key]`` as a dict (absent: empty); ``where`` prefixes the name in errors."""
+    v = data.get(key, {})
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where}{key}: expected a table (a [{key}] section), got {type(v).__name__}")
+    return dict(v)
+
+
+def _tables(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """``[[key]]`` as a list of dicts (absent: empty)."""
+    v = data.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        raise ConfigError(f"{key}: expected an array of tables ([[{key}]] sections), got {type(v).__name__}")
+    return v
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
 def _bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -187,15 +210,31 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     if cfg_path.exists():
         try:
             data = tomllib.loads(cfg_path.read_text())
-        except (tomllib.TOMLDecodeError, OSError) as e:
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {cfg_path}: {e}",
                               hint="fix the TOML syntax or move the file away") from e
     elif path:
         raise ConfigError(f"config file {cfg_path} does not exist")
 
-    eng = dict(data.get("engine", {}))
-    api = dict(data.get("api", {}))
-    top = {k: data[k] for k in ("model", "scheduler", "alloc_mode", "log_level") if k in data}
+    try:
+        return _build(data, env, overrides, home, cfg_path)
+    except ConfigError as e:
+        if e.hint is None:
+            e.hint = (f"fix it in {cfg_path} (or the LLMOS_* variables)" if cfg_path.exists()
+                      else "check the LLMOS_* environment variables and flags")
+        raise
+
+
+def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any], home: Path,
+           cfg_path: Path) -> Config:
+    """The Config from the file's ``data``, ``env`` and ``overrides`` (later ones win)."""
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"config file {cfg_path}: unknown key(s) {', '.join(sorted(unknown))}",
+                          hint=f"known: {', '.join(sorted(_TOP_KEYS))}")
+    eng = _table(data, "engine")
+    api = _table(data, "api")
+    top = {k: _str(data[k], k) for k in ("model", "scheduler", "alloc_mode", "log_level") if k in data}
     env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_SCHEDULER": (top, "scheduler"),
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
                "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
@@ -229,34 +268,45 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         raise ConfigError(f"engine.n_ctx: expected at least 256 tokens, got {engine.n_ctx}")
     if engine.n_seq_max < 1:
         raise ConfigError("engine.n_seq_max: expected at least 1")
-    apic = ApiConfig(host=str(api.get("host", params.API_HOST)),
+    bad = set(api) - {"host", "port"}
+    if bad:
+        raise ConfigError(f"[api]: unknown key(s) {', '.join(sorted(bad))}; expected host, port")
+    apic = ApiConfig(host=_str(api.get("host", params.API_HOST), "api.host"),
                      port=_int(api.get("port", params.API_PORT), "api.port", 0, 65535))
 
     remotes = []
-    for i, r in enumerate(data.get("remote", [])):
+    for i, r in enumerate(_tables(data, "remote")):
         for req in ("name", "base_url", "model"):
             if not isinstance(r.get(req), str) or not r.get(req):
                 raise ConfigError(f"remote[{i}].{req}: expected a non-empty string")
         if not str(r["base_url"]).startswith(("http://", "https://")):
             raise ConfigError(f"remote[{i}].base_url: expected an http(s) URL, got {r['base_url']!r}")
+        key_env, ctx = r.get("api_key_env"), r.get("context_length")
         remotes.append(RemoteModel(name=r["name"], base_url=r["base_url"].rstrip("/"),
-                                   model=r["model"], api_key_env=r.get("api_key_env"),
-                                   context_length=r.get("context_length")))
+                                   model=r["model"],
+                                   api_key_env=None if key_env is None else _str(key_env, f"remote[{i}].api_key_env"),
+                                   context_length=None if ctx is None else _int(ctx, f"remote[{i}].context_length", 1)))
     models = []
-    for name, p in dict(data.get("models", {})).items():
-        models.append((str(name), str(Path(str(p)).expanduser())))
+    for name, p in _table(data, "models").items():
+        models.append((str(name), str(Path(_str(p, f"models.{name}")).expanduser())))
     mcps = []
-    for i, m in enumerate(data.get("mcp", [])):
-        if not m.get("name"):
+    for i, m in enumerate(_tables(data, "mcp")):
+        if not isinstance(m.get("name"), str) or not m.get("name"):
             raise ConfigError(f"mcp[{i}].name: expected a non-empty string")
         if not m.get("command") and not m.get("url"):
             raise ConfigError(f"mcp[{i}]: expected 'command' (stdio) or 'url' (HTTP)")
         cmd = m.get("command") or ()
         if isinstance(cmd, str):
             cmd = (cmd,)
-        mcps.append(McpServer(name=m["name"], command=tuple(cmd), url=m.get("url"),
-                              risk=str(m.get("risk", "exec")),
-                              env=tuple(sorted(dict(m.get("env", {})).items()))))
+        if not isinstance(cmd, list | tuple) or not all(isinstance(c, str) for c in cmd):
+            raise ConfigError(f"mcp[{i}].command: expected a list of strings, got {cmd!r}")
+        url = m.get("url")
+        env_vars = _table(m, "env", f"mcp[{i}].")
+        if not all(isinstance(v, str) for v in env_vars.values()):
+            raise ConfigError(f"mcp[{i}].env: expected string values")
+        mcps.append(McpServer(name=m["name"], command=tuple(cmd),
+                              url=None if url is None else _str(url, f"mcp[{i}].url"),
+                              risk=str(m.get("risk", "exec")), env=tuple(sorted(env_vars.items()))))
 
     return Config(
         home=home,

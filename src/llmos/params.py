@@ -29,6 +29,9 @@ JOURNAL_GROUP_COMMIT_S = 0.002     # group-commit window
 AGING_STEP_S = 1.0                 # priority aging: one nice level per this many seconds waited
 RR_SLICE_TOKENS = 16               # round-robin time slice
 
+# ── shell ───────────────────────────────────────────────────────────────────
+REQUEST_MAX_CHARS = 10_000         # a plain-language request (runner, CLI and API)
+
 # ── daemon ──────────────────────────────────────────────────────────────────
 API_HOST = "127.0.0.1"
 API_PORT = 8420

@@ -104,6 +104,10 @@ async def test_bad_run_requests(api, tmp_path):
     c = api.client
     r = await c.post("/api/v1/runs", json={"request": ""})
     assert r.status_code == 422 and r.json()["field"] == "request"
+    for blank in (" \n\t", "count\x00lines"):      # refused up front, not a failed run later
+        r = await c.post("/api/v1/runs", json={"request": blank})
+        assert r.status_code == 400 and r.json()["field"] == "request"
+    assert (await c.get("/api/v1/runs")).json()["runs"] == []
     r = await c.post("/api/v1/runs", json={"request": "x", "workdir": str(tmp_path / "missing")})
     assert r.status_code == 400 and r.json()["field"] == "workdir"
     assert (await c.get("/api/v1/runs/rnope")).status_code == 404

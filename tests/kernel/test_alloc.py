@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from llmos.clock import FakeClock
 from llmos.errors import AllocError, InvalidArgument
-from llmos.kernel import alloc_solve
+from llmos.kernel import alloc_model, alloc_solve
 from llmos.kernel.alloc import (
     Allocator,
     Objective,
@@ -324,6 +324,48 @@ def test_problem_from_dict_errors_name_the_field(patch, field):
     with pytest.raises(InvalidArgument) as ei:
         problem_from_dict(doc)
     assert ei.value.field == field and ei.value.expected
+
+
+@pytest.mark.parametrize("patch, field", [
+    (lambda d: d["resources"][1].pop("name"), "resources[1].name"),
+    (lambda d: d["resources"][0].update(provides="gpu"), "resources[0].provides"),
+    (lambda d: d["tasks"][0].update(needs=5), "tasks[0].needs"),
+    (lambda d: d["tasks"][0].update(allowed="R1"), "tasks[0].allowed"),
+])
+def test_problem_from_dict_shapes_name_the_field(patch, field):
+    import copy
+    doc = copy.deepcopy(DOC)
+    patch(doc)
+    with pytest.raises(InvalidArgument) as ei:
+        problem_from_dict(doc)
+    assert ei.value.field == field
+
+
+_ANY = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(), st.text(max_size=4),
+              st.sampled_from(["cost", "energy", "makespan", "R1", "T1"])),
+    lambda c: st.one_of(st.lists(c, max_size=3),
+                        st.dictionaries(st.sampled_from(["cost", "R1", "T1", "mem"]), c, max_size=3)),
+    max_leaves=6)
+
+
+def _entry(keys: set[str], names: list[str]):
+    fields = st.dictionaries(st.sampled_from(sorted(keys)), _ANY, max_size=5)
+    return fields | st.builds(lambda d, n: {**d, "name": n}, fields, st.sampled_from(names))
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.fixed_dictionaries(
+    {"tasks": st.lists(_entry(alloc_model._TASK_KEYS, ["T1", "T2"]), max_size=3),
+     "resources": st.lists(_entry(alloc_model._RES_KEYS, ["R1", "R2"]), max_size=3)},
+    optional={"objective": _ANY, "horizon_s": _ANY}))
+def test_any_problem_document_solves_or_names_the_problem(doc):
+    """Bad input is an InvalidArgument / AllocError, never a foreign exception."""
+    try:
+        p, obj = problem_from_dict(doc)
+        solve(p, obj or "cost", time_limit_s=0.2)
+    except (InvalidArgument, AllocError) as e:
+        assert e.message
 
 
 def test_missing_figure_for_the_objective_is_named():

@@ -174,6 +174,9 @@ class RunManager:
         return wd
 
     async def submit(self, who: Principal, body: S.RunRequest) -> RunState:
+        from llmos.shell.runner import check_request
+
+        check_request(body.request)               # a 400 now, not a failed run later
         wd = await self._workdir(who, body.workdir)
         run = RunState(id="r" + uuid.uuid4().hex[:8], request=body.request, owner=who.agent,
                        workdir=str(wd))

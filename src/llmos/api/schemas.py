@@ -129,7 +129,8 @@ class ProcessList(Open):
 
 # ── runs ────────────────────────────────────────────────────────────────────
 class RunRequest(Strict):
-    request: str = Field(min_length=1, max_length=10_000, description="what to do, in plain language")
+    request: str = Field(min_length=1, max_length=params.REQUEST_MAX_CHARS,
+                         description="what to do, in plain language")
     workdir: str | None = Field(None, max_length=4096,
                                 description="the agent's workspace (default: the daemon's state dir)")
     yes: bool = Field(False, description="approve risky steps up front")

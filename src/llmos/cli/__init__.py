@@ -76,7 +76,7 @@ def _log_exception(exc: BaseException) -> str | None:
         log_dir = (state.HOME and os.path.expanduser(state.HOME)) or str(default_home())
         path = os.path.join(log_dir, "logs", "llmos.log")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a") as f:
+        with open(path, "a", errors="backslashreplace") as f:   # argv may hold undecodable bytes
             f.write("".join(traceback.format_exception(exc)))
         return path
     except OSError:

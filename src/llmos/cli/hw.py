@@ -134,6 +134,9 @@ def load_problem_file(path: Path) -> Any:
     except OSError as e:
         raise InvalidArgument(f"{path}: cannot read ({e.strerror or e})", field="FILE",
                               expected="a readable JSON or YAML file") from e
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"{path}: not UTF-8 text (byte {e.start})", field="FILE",
+                              expected="a JSON or YAML problem document") from e
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
@@ -144,8 +147,8 @@ def load_problem_file(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError:
             return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        first = str(e).strip().splitlines()[0]
+    except (ValueError, RecursionError, yaml.YAMLError) as e:   # ValueError: JSONDecodeError, huge ints
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise InvalidArgument(f"{path}: not valid {'JSON' if suffix == '.json' else 'JSON or YAML'}: {first}",
                               field="FILE", expected="a JSON or YAML problem document") from e
 
@@ -214,6 +217,10 @@ def alloc(
     from llmos.kernel.alloc_model import problem_from_dict
 
     if example is not None:
+        if file is not None or objective is not None:
+            raise InvalidArgument("--example: solves its own problem with its own objectives; "
+                                  "give FILE / --objective without it", field="--example",
+                                  expected="--example alone")
         if example != "seed":
             raise InvalidArgument(f"--example: unknown example {example!r}", field="--example",
                                   expected="seed")

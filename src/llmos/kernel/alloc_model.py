@@ -358,6 +358,16 @@ _RES_KEYS = {"name", "kind", "capacity", "provides", "lanes", "speed", "cost_per
              "idle_w", "efficiency", "max_power_w", "p_success"}
 
 
+def _labels(v: Any, where: str) -> tuple[str, ...]:
+    """A list of labels / names (a bare string would be split into letters)."""
+    if v is None:
+        return ()
+    if not isinstance(v, (list, tuple)):
+        raise InvalidArgument(f"{where}: expected a list of names, got {type(v).__name__}", field=where,
+                              expected="a list of names")
+    return tuple(map(str, v))
+
+
 def _mapping(v: Any, where: str) -> dict:
     if v is None:
         return {}
@@ -384,9 +394,11 @@ def problem_from_dict(data: Any) -> tuple[Problem, Objective | None]:
         if bad:
             raise InvalidArgument(f"resources[{i}]: unknown key(s) {', '.join(sorted(bad))}",
                                   field=f"resources[{i}].{sorted(bad)[0]}", expected=", ".join(sorted(_RES_KEYS)))
-        kw = {k: v for k, v in r.items() if k not in ("capacity", "provides")}
-        resources.append(Resource(capacity=_mapping(r.get("capacity"), f"resources[{i}].capacity"),
-                                  provides=frozenset(map(str, r.get("provides") or ())), **kw))
+        kw = {k: v for k, v in r.items() if k not in ("name", "capacity", "provides")}
+        resources.append(Resource(name=r.get("name"),   # type: ignore[arg-type]  # checked by Problem.build
+                                  capacity=_mapping(r.get("capacity"), f"resources[{i}].capacity"),
+                                  provides=frozenset(_labels(r.get("provides"), f"resources[{i}].provides")),
+                                  **kw))
     tasks = []
     for i, t in enumerate(data["tasks"]):
         t = _mapping(t, f"tasks[{i}]")
@@ -398,8 +410,8 @@ def problem_from_dict(data: Any) -> tuple[Problem, Objective | None]:
         allowed = t.get("allowed")
         tasks.append(Task(name=t.get("name"), kind=str(t.get("kind", "job")), work=t.get("work", 1.0),
                           demand=_mapping(t.get("demand"), f"tasks[{i}].demand"),
-                          needs=frozenset(map(str, t.get("needs") or ())),
-                          allowed=tuple(map(str, allowed)) if allowed is not None else None,
+                          needs=frozenset(_labels(t.get("needs"), f"tasks[{i}].needs")),
+                          allowed=_labels(allowed, f"tasks[{i}].allowed") if allowed is not None else None,
                           deadline_s=t.get("deadline_s"), optional=bool(t.get("optional", False)),
                           figures=figs))
     obj = Objective.of(data["objective"]) if data.get("objective") is not None else None

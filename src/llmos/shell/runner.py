@@ -3,6 +3,8 @@
 Map:
 - ``RunResult``: status (succeeded | failed | denied | needs_confirmation | planned),
   answer, steps, run id, the full record; ``to_json()`` is the CLI's one-line contract.
+- ``check_request(request)``: refuse an empty, over-long, NUL-holding or non-UTF-8 request
+  before any run starts (``Runner.run`` and the API's ``POST /runs`` call it).
 - ``Runner(kernel, store=..., user=..., model=..., priority=..., confirm=..., on_event=...)``:
   ``await run(request, workdir=..., yes=False, dry_run=False) -> RunResult``.
   Everything goes through syscalls as the run's own agent (``agent.create`` with the
@@ -50,7 +52,7 @@ from llmos.shell.planner import CODE_STOP, PlanError, Planner
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
 
-__all__ = ["Runner", "RunResult", "STATUSES", "new_run_id"]
+__all__ = ["Runner", "RunResult", "STATUSES", "new_run_id", "check_request"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,26 @@ AGENT_SYSCALLS = ["llm.generate", "tool.call", "tool.list", "proc.spawn", "proc.
 
 Confirm = Callable[[int, Step, Risk], Awaitable[bool]]
 OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+def check_request(request: Any) -> None:
+    """Refuse a request no run should start from: empty, too long, NUL, not UTF-8."""
+    if not isinstance(request, str) or not request.strip():
+        raise InvalidArgument("request: expected what you want done, in plain words; got nothing",
+                              field="request", expected="a non-empty request",
+                              hint='e.g. "how many lines are in poem.txt?"')
+    if len(request) > params.REQUEST_MAX_CHARS:
+        raise InvalidArgument(f"request: {len(request)} characters, more than {params.REQUEST_MAX_CHARS}",
+                              field="request", expected=f"at most {params.REQUEST_MAX_CHARS} characters",
+                              hint="put long material in a file in the workspace and name the file")
+    if "\x00" in request:
+        raise InvalidArgument("request: contains a NUL character", field="request",
+                              expected="text without NUL characters")
+    try:
+        request.encode()
+    except UnicodeEncodeError:      # undecodable bytes from the command line (surrogate escapes)
+        raise InvalidArgument("request: contains bytes that are not UTF-8 text", field="request",
+                              expected="UTF-8 text", hint="check the terminal's encoding (locale)") from None
 
 
 def new_run_id() -> str:
@@ -140,6 +162,7 @@ class Runner:
     # ── the run ─────────────────────────────────────────────────────────────
     async def run(self, request: str, *, workdir: str | Path | None = None, yes: bool = False,
                   dry_run: bool = False) -> RunResult:
+        check_request(request)
         wd = Path(workdir or Path.cwd()).expanduser().resolve()
         if not wd.is_dir():
             raise InvalidArgument(f"workdir: {wd} is not a directory", field="workdir",
