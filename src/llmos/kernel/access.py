@@ -212,7 +212,7 @@ def may(agent: Agent, call: str, resource: Resource = None) -> Decision:
             return Decision(True, f"{resource.path} is inside the agent's "
                                   f"{'write' if resource.mode == 'w' else 'read'} roots")
         kind = "write" if resource.mode == "w" else "read"
-        shown = ", ".join(roots) or "none"
+        shown = ", ".join(dict.fromkeys(roots)) or "none"   # a root both readable and writable once
         return Decision(False, f"{resource.path} is outside agent {agent.id!r}'s {kind} roots ({shown})")
     if isinstance(resource, NetRef):
         if caps.network:
