@@ -203,6 +203,20 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
+async def _replay(head: list[Any], ended: bool, gen: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The items ``_prime`` read, then the rest of ``gen``."""
+    for it in head:
+        yield it
+    if not ended:
+        async for it in gen:
+            yield it
+
+
+def _sse_error(e: LLMOSError) -> bytes:
+    """A failure after the stream began: an error event, then the end of the stream."""
+    return _sse({"error": {"message": e.message, "type": "server_error", "code": e.code}}) + b"data: [DONE]\n\n"
+
+
 # ── models ──────────────────────────────────────────────────────────────────
 def _registry_names(config: Any) -> list[tuple[str, str]]:
     """(name, kind) of every model the registry knows, without reading GGUF headers
@@ -320,14 +334,7 @@ async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan
         buffered: list[str] = []          # tool mode: the JSON is parsed once complete
         final: dict[str, Any] = {}
         try:
-            async def items() -> AsyncIterator[Any]:
-                for it in head:
-                    yield it
-                if not ended:
-                    async for it in gen:
-                        yield it
-
-            async for item in items():
+            async for item in _replay(head, ended, gen):
                 text = _chunk_text(item)
                 if text is None:
                     final = _final_value(item)
@@ -337,8 +344,7 @@ async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan
                 elif text:
                     yield chunk({"content": text})
         except LLMOSError as e:
-            yield _sse({"error": {"message": e.message, "type": "server_error", "code": e.code}})
-            yield b"data: [DONE]\n\n"
+            yield _sse_error(e)
             return
         finish = _finish(final)
         if plan.active:
@@ -389,14 +395,7 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
                 yield _sse({**base, "choices": [{"index": 0, "text": prompt, "logprobs": None,
                                                  "finish_reason": None}]})
             try:
-                async def items() -> AsyncIterator[Any]:
-                    for it in head:
-                        yield it
-                    if not ended:
-                        async for it in gen:
-                            yield it
-
-                async for item in items():
+                async for item in _replay(head, ended, gen):
                     text = _chunk_text(item)
                     if text is None:
                         final = _final_value(item)
@@ -404,8 +403,7 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
                         yield _sse({**base, "choices": [{"index": 0, "text": text, "logprobs": None,
                                                          "finish_reason": None}]})
             except LLMOSError as e:
-                yield _sse({"error": {"message": e.message, "type": "server_error", "code": e.code}})
-                yield b"data: [DONE]\n\n"
+                yield _sse_error(e)
                 return
             yield _sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
                                              "finish_reason": _finish(final)}]})

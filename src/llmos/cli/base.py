@@ -19,20 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from llmos.cli import state
+from llmos.cli.hw import human_bytes
 from llmos.errors import InvalidArgument, LLMOSError
 
 console = Console()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def models() -> None:
@@ -51,7 +42,7 @@ def models() -> None:
     for m in found:
         default = " (default)" if m.name == cfg.model else ""
         where = m.location + (f"  model={m.remote_model}" if m.remote_model else "")
-        table.add_row(m.name + default, m.kind, _size(m.size_bytes),
+        table.add_row(m.name + default, m.kind, human_bytes(m.size_bytes),
                       str(m.context_length or "-"), where)
     console.print(table)
     if not any(m.kind == "embedded" for m in found):
@@ -137,7 +128,7 @@ def _checks() -> list[Check]:
         from llmos.llm.models import resolve
 
         info = resolve(None, cfg)
-        out.append(Check("model", True, f"{info.name}: {info.location} ({_size(info.size_bytes)})"))
+        out.append(Check("model", True, f"{info.name}: {info.location} ({human_bytes(info.size_bytes)})"))
     except LLMOSError as e:
         out.append(Check("model", False, e.message, e.hint or ""))
         info = None

@@ -44,7 +44,8 @@ PROBLEM_HELP = (
 )
 
 
-def _size(n: int | None) -> str:
+def human_bytes(n: int | None) -> str:
+    """``n`` bytes as B / KiB / MiB / GiB / TiB; ``-`` for unknown."""
     if n is None:
         return "-"
     v = float(n)
@@ -108,7 +109,7 @@ def hw(
         cores = f"{d['cores']} ({d['physical_cores']} phys)" if d["cores"] else "-"
         clock = _num(d["freq_mhz"]) + (f" / {d['freq_max_mhz']:.0f}" if d["freq_max_mhz"] else "")
         util = _num(d["utilization"] * 100 if d["utilization"] is not None else None, "{:.0f}", " %")
-        mem = f"{_size(d['memory_available_bytes'])} / {_size(d['memory_total_bytes'])}"
+        mem = f"{human_bytes(d['memory_available_bytes'])} / {human_bytes(d['memory_total_bytes'])}"
         power = _num(d["power_w"], "{:.1f}") + (f" / {d['power_limit_w']:.0f}" if d["power_limit_w"] else "")
         t.add_row(dev, d["name"], cores, clock, util, mem, power)
     console.print(t)

@@ -66,7 +66,16 @@ from llmos.kernel.alloc_model import (
     pair_figures,
     problem_from_dict,
 )
-from llmos.kernel.alloc_solve import Binding, Solution, alloc_error, evaluate, greedy, lp_bound, solve
+from llmos.kernel.alloc_solve import (
+    Binding,
+    Solution,
+    alloc_error,
+    evaluate,
+    greedy,
+    lp_bound,
+    solve,
+    unplaceable,
+)
 
 __all__ = ["Allocator", "Placement", "Task", "Resource", "Objective", "Problem", "Solution", "Binding",
            "Learned", "problem_from_dict", "solve", "lp_bound", "evaluate", "greedy", "MODES", "FIGURES",
@@ -301,9 +310,7 @@ class Allocator:
     def _never_fits(self, task: Task) -> None:
         runnable = [st for st in self._res.values() if _may_run(task, st.resource)]
         if not runnable:
-            want = ", ".join(sorted(task.needs)) or "an allowed resource"
-            raise alloc_error(f"task {task.name} cannot be placed: no resource provides {want}",
-                              hint="add a resource that provides it, or change the task's needs")
+            raise unplaceable(task)
         for k, v in task.demand.items():
             caps = [(st.resource.capacity.get(k, math.inf), st.resource.name) for st in runnable]
             best, name = max(caps)

@@ -377,6 +377,16 @@ def _mapping(v: Any, where: str) -> dict:
     return dict(v)
 
 
+def _entry(v: Any, where: str, keys: set[str]) -> dict:
+    """One task or resource: a mapping of known keys."""
+    d = _mapping(v, where)
+    bad = set(d) - keys
+    if bad:
+        raise InvalidArgument(f"{where}: unknown key(s) {', '.join(sorted(bad))}",
+                              field=f"{where}.{sorted(bad)[0]}", expected=", ".join(sorted(keys)))
+    return d
+
+
 def problem_from_dict(data: Any) -> tuple[Problem, Objective | None]:
     """Parse a problem document (JSON/YAML already loaded). See the CLI help for the schema."""
     data = _mapping(data, "problem")
@@ -389,11 +399,7 @@ def problem_from_dict(data: Any) -> tuple[Problem, Objective | None]:
             raise InvalidArgument(f"{key}: expected a non-empty list", field=key, expected="a non-empty list")
     resources = []
     for i, r in enumerate(data["resources"]):
-        r = _mapping(r, f"resources[{i}]")
-        bad = set(r) - _RES_KEYS
-        if bad:
-            raise InvalidArgument(f"resources[{i}]: unknown key(s) {', '.join(sorted(bad))}",
-                                  field=f"resources[{i}].{sorted(bad)[0]}", expected=", ".join(sorted(_RES_KEYS)))
+        r = _entry(r, f"resources[{i}]", _RES_KEYS)
         kw = {k: v for k, v in r.items() if k not in ("name", "capacity", "provides")}
         resources.append(Resource(name=r.get("name"),   # type: ignore[arg-type]  # checked by Problem.build
                                   capacity=_mapping(r.get("capacity"), f"resources[{i}].capacity"),
@@ -401,11 +407,7 @@ def problem_from_dict(data: Any) -> tuple[Problem, Objective | None]:
                                   **kw))
     tasks = []
     for i, t in enumerate(data["tasks"]):
-        t = _mapping(t, f"tasks[{i}]")
-        bad = set(t) - _TASK_KEYS
-        if bad:
-            raise InvalidArgument(f"tasks[{i}]: unknown key(s) {', '.join(sorted(bad))}",
-                                  field=f"tasks[{i}].{sorted(bad)[0]}", expected=", ".join(sorted(_TASK_KEYS)))
+        t = _entry(t, f"tasks[{i}]", _TASK_KEYS)
         figs = {k: _mapping(t[k], f"tasks[{i}].{k}") for k in FIGURES if k in t}
         allowed = t.get("allowed")
         tasks.append(Task(name=t.get("name"), kind=str(t.get("kind", "job")), work=t.get("work", 1.0),

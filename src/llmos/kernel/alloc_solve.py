@@ -29,7 +29,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from llmos.errors import AllocError, InvalidArgument
 from llmos.kernel.alloc_explain import explanation
 from llmos.kernel.alloc_large import LARGE_PAIRS, solve_large
-from llmos.kernel.alloc_model import Objective, Problem
+from llmos.kernel.alloc_model import Objective, Problem, Task, _may_run
 
 __all__ = ["Binding", "Solution", "Model", "solve", "lp_bound", "greedy", "evaluate", "diagnose",
            "alloc_error"]
@@ -85,6 +85,13 @@ def alloc_error(message: str, *, resource: str | None = None, constraint: str | 
     err.resource = resource              # the binding resource, named for callers
     err.constraint = constraint
     return err
+
+
+def unplaceable(task: Task) -> AllocError:
+    """No resource may run ``task``: none provides its labels (or it allows none)."""
+    want = ", ".join(sorted(task.needs)) or "an allowed resource"
+    return alloc_error(f"task {task.name} cannot be placed: no resource provides {want}",
+                       hint="add a resource that provides it, or change the task's needs")
 
 
 class Model:
@@ -325,12 +332,9 @@ def diagnose(m: Model, time_limit_s: float = 1.0) -> AllocError:
     for i, t in enumerate(P.tasks):
         if t.optional or P.allowed[i].any():
             continue
-        providers = [j for j, r in enumerate(P.resources)
-                     if t.needs <= r.provides and (t.allowed is None or r.name in t.allowed)]
+        providers = [j for j, r in enumerate(P.resources) if _may_run(t, r)]
         if not providers:
-            want = ", ".join(sorted(t.needs)) or "an allowed resource"
-            return alloc_error(f"task {t.name} cannot be placed: no resource provides {want}",
-                               hint="add a resource that provides it, or change the task's needs")
+            return unplaceable(t)
         j = min(providers, key=lambda j: P.delay[i, j])
         return alloc_error(f"task {t.name} cannot meet its deadline {t.deadline_s:g} s: its fastest run "
                            f"time is {P.delay[i, j]:.4g} s on {names[j]}", resource=names[j],
