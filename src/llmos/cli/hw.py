@@ -212,7 +212,7 @@ def alloc(
 ) -> None:
     """Solve an allocation problem (tasks on resources) and explain the answer.
 
-    Examples: llmos alloc --example seed ; llmos alloc problem.yaml -o energy
+    Example: llmos alloc problem.yaml -o energy   (or the built-in one: llmos alloc --example seed)
     """
     from llmos.kernel.alloc import Objective, solve
     from llmos.kernel.alloc_model import problem_from_dict

@@ -37,7 +37,7 @@ def mcp() -> None:
     """Serve runs, processes and memory as MCP tools over stdio (for MCP clients).
 
     Uses the running daemon when there is one, else an in-process kernel.
-    Example (client config): {"command": "llmos", "args": ["mcp"]}
+    Example: llmos mcp   (an MCP client's config: {"command": "llmos", "args": ["mcp"]})
     """
     from llmos.api.mcp_server import run_stdio
 
