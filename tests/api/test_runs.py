@@ -127,3 +127,18 @@ def test_run_progress_streams_over_sse(daemon, ws):
         assert "run.plan" in seen and "run.pending" in seen and "run.decided" in seen
         assert c.get_run(run["id"])["status"] == "succeeded"
         assert not (ws / "old.txt").exists()
+
+
+async def test_cancel_stops_a_run_and_kills_its_process(api, ws):
+    c = api.client
+    rid = (await c.post("/api/v1/runs", json={"request": "delete old.txt", "workdir": str(ws)})).json()["id"]
+    await wait_status(c, rid, ("pending",))
+    r = await c.post(f"/api/v1/runs/{rid}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert (ws / "old.txt").read_text() == "bye"              # the pending step never ran
+    procs = (await api.svc.kernel.syscall("root", "proc.list", {"state": "killed"})).value
+    rows = procs["processes"] if isinstance(procs, dict) else procs
+    assert any(p["kind"] == "run" for p in rows), rows
+    r = await c.post(f"/api/v1/runs/{rid}/cancel")
+    assert r.status_code == 409 and r.json()["error"] == "run_finished"
+    assert (await c.post("/api/v1/runs/nope/cancel")).status_code == 404

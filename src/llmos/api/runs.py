@@ -12,7 +12,8 @@ Map:
   (creating the run's workspace agent) made as the calling agent instead, so the
   kernel checks that the new agent's rights lie within the caller's.
 - Routes: ``POST /api/v1/runs``, ``GET /runs``, ``GET /runs/{id}``, ``GET /runs/{id}/plan``,
-  ``POST /runs/{id}/confirm``, ``POST /runs/{id}/reject``, ``GET /runs/{id}/events`` (SSE).
+  ``POST /runs/{id}/confirm``, ``POST /runs/{id}/reject``, ``POST /runs/{id}/cancel``,
+  ``GET /runs/{id}/events`` (SSE).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = ["RunManager", "RunState", "router", "CONFIRM_TIMEOUT_S"]
 log = logging.getLogger("llmos.api.runs")
 
 CONFIRM_TIMEOUT_S = 3600.0   # a pending step left unanswered this long counts as rejected
+CANCEL_WAIT_S = 10.0         # how long a cancel waits for the run to wind down before answering
 RUNS_KEPT = 500              # runs remembered in memory (older ones come from the shell's store)
 FINAL = ("succeeded", "failed", "denied", "needs_confirmation", "planned", "rejected", "cancelled")
 
@@ -274,6 +276,17 @@ class RunManager:
         run.status = "running" if yes else "rejected"
         return run
 
+    async def cancel(self, who: Principal, run_id: str) -> RunState:
+        """Stop a run that has not finished: its kernel process and current step are killed."""
+        run = self.get(who, run_id)
+        task = run._task
+        if run.finished or task is None or task.done():
+            raise ApiError(409, "run_finished", f"run {run_id} has already finished ({run.status})",
+                           hint="only a planning, running or pending run can be cancelled")
+        task.cancel()
+        await asyncio.wait([task], timeout=CANCEL_WAIT_S)
+        return run
+
     async def close(self) -> None:
         tasks = [r._task for r in self._runs.values() if r._task is not None and not r._task.done()]
         for t in tasks:
@@ -361,6 +374,12 @@ async def reject_step(run_id: str = RunIdPath, body: S.StepDecisionRequest | Non
                       svc: Services = Svc) -> dict:
     """Refuse the step that waits: nothing of the plan runs."""
     return _runs(svc).decide(who, run_id, False, body.step if body else None).to_dict()
+
+
+@router.post("/runs/{run_id}/cancel", response_model=S.RunOut)
+async def cancel_run(run_id: str = RunIdPath, who: Principal = Who, svc: Services = Svc) -> dict:
+    """Stop a run that has not finished (409 when it has): status becomes ``cancelled``."""
+    return (await _runs(svc).cancel(who, run_id)).to_dict()
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse,

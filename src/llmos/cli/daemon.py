@@ -192,8 +192,11 @@ class DaemonSession:
                 elif kind == "finished":
                     final = ev.get("run") or {}
         except asyncio.CancelledError:
-            if pending is not None and self.current is not None:   # nothing may run unapproved
-                await asyncio.shield(self.client.reject(self.current, step=pending))
+            if self.current is not None:     # Ctrl-C: the daemon stops the run too
+                try:
+                    await asyncio.shield(self.client.cancel_run(self.current))
+                except LLMOSError:           # it finished meanwhile, or the daemon went away
+                    pass
             raise
         if final is None:
             raise RemoteUnavailable(f"the daemon stopped before run {self.current} finished",

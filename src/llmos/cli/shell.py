@@ -88,8 +88,7 @@ def _interrupted(box: dict, *, daemon_stops: bool = False) -> None:
     elif daemon_stops:
         err.print("interrupted; the run stops with the daemon", markup=False)
     else:
-        err.print("interrupted; the run goes on in the daemon (`llmos history` lists it when it ends)",
-                  markup=False)
+        err.print("interrupted; the run was cancelled in the daemon", markup=False)
 
 
 def run(

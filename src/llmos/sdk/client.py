@@ -176,6 +176,10 @@ class _Endpoints:
         """Approve the pending step of a run (or the named one)."""
         return self._call("POST", f"/api/v1/runs/{run_id}/confirm", json=_clean({"step": step}))
 
+    def cancel_run(self, run_id: str):
+        """Stop a run that has not finished; its process and current step are killed."""
+        return self._call("POST", f"/api/v1/runs/{run_id}/cancel")
+
     def reject(self, run_id: str, step: int | None = None, reason: str | None = None):
         return self._call("POST", f"/api/v1/runs/{run_id}/reject",
                           json=_clean({"step": step, "reason": reason}))

@@ -26,6 +26,7 @@ references and the answer, never adds steps or rights.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import hashlib
 import json
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("succeeded", "failed", "denied", "needs_confirmation", "planned")
 OUTPUT_KEEP_CHARS = 2000        # tool output kept per step in the run record
 AGENT_SYSCALLS = ["llm.generate", "tool.call", "tool.list", "proc.spawn", "proc.get", "proc.exit",
-                  "proc.list", "proc.wait", "timer.*", "memory.*"]
+                  "proc.kill", "proc.list", "proc.wait", "timer.*", "memory.*"]
 
 Confirm = Callable[[int, Step, Risk], Awaitable[bool]]
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -175,6 +176,9 @@ class Runner:
                                "llm_calls": []}
         try:
             result = await self._run(rec, request, wd, yes, dry_run)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(rec))
+            raise
         except LLMOSError as e:
             rec["status"] = "denied" if isinstance(e, PermissionDenied) else "failed"
             rec["answer"] = f"{'Denied' if rec['status'] == 'denied' else 'Failed'}: {e.message}"
@@ -328,6 +332,18 @@ class Runner:
                 except LLMOSError:
                     continue
         return None
+
+    async def _cancelled(self, rec: dict) -> None:
+        """The caller gave up on the run: kill its process (and the step it is in), record it."""
+        rec["status"], rec["answer"] = "cancelled", "Cancelled before it finished."
+        if rec.get("pid") is not None and rec.get("agent"):
+            res = await self.kernel.syscall(rec["agent"], "proc.kill",
+                                            {"pid": rec["pid"], "reason": "run cancelled"})
+            if not res.ok:
+                rec["notes"].append(f"run process not killed: {res.error}")
+        if self.store is not None:
+            self.store.save_run(rec)
+        self.on_event("done", {"status": rec["status"], "answer": rec["answer"]})
 
     async def _spawn_run(self, agent: str, request: str, rec: dict) -> int | None:
         res = await self.kernel.syscall(agent, "proc.spawn", {
