@@ -143,6 +143,7 @@ def shell(
 
     Inside: `history`, `explain [RUN]`, `rate good|bad [note]` (the last run), `quit`.
     Attaches to the daemon when one serves this state directory, else runs in this process.
+    Example: llmos shell --workdir ~/projects/notes
     """
     wd = (workdir or Path.cwd()).expanduser().resolve()
     if not wd.is_dir():
