@@ -57,6 +57,10 @@ async def test_a_stream_left_early_names_the_process_to_kill(config, clock):
         assert k.procs.get(pid).state == S.RUNNING                      # leaving does not stop it
         assert (await k.syscall("root", "proc.kill", {"pid": pid, "reason": "caller left"})).ok
         assert k.procs.get(pid).state == S.KILLED and engine.views() == []
+        # what it generated before the kill is charged: dropping a stream is not a free ride
+        p = k.procs.get(pid)
+        assert p.tokens_out >= 3
+        assert k.usage_of("root")["tokens_total"] >= p.tokens_out
     finally:
         await k.shutdown(grace_s=0.5)
 

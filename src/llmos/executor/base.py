@@ -121,6 +121,11 @@ class Executor(abc.ABC):
     def running(self) -> set[int]:
         """Pids started and not yet reported finished (paused ones included)."""
 
+    def generated(self, pid: int) -> int:
+        """Tokens generated so far by a running llm process's current attempt (0 if none):
+        what a kill must still charge, since a cancelled attempt reports no result."""
+        return 0
+
     @abc.abstractmethod
     def wake(self) -> None:
         """Make a pending ``run`` return early (new work arrived)."""

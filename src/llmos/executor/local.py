@@ -61,6 +61,7 @@ class LocalExecutor(Executor):
         self._handles: dict[int, tuple[Engine, Any]] = {}  # llm pid -> (engine, handle)
         self._paused: set[int] = set()                     # llm pids suspended by preemption
         self._progress: dict[int, list[float]] = {}        # pid -> [tokens, s] not yet reported
+        self._generated: dict[int, int] = {}               # pid -> tokens generated this attempt
         self._last_report = time.monotonic()               # s; when usage was last reported
         self._wake = asyncio.Event()
         self._sandboxes: dict[int, Any] = {}               # memory limit (bytes) -> Sandbox
@@ -71,6 +72,9 @@ class LocalExecutor(Executor):
 
     def wake(self) -> None:
         self._wake.set()
+
+    def generated(self, pid: int) -> int:
+        return self._generated.get(pid, 0)
 
     def cancel(self, pid: int) -> bool:
         task = self._tasks.get(pid)
@@ -133,6 +137,7 @@ class LocalExecutor(Executor):
                 self._handles.pop(pid, None)
                 self._paused.discard(pid)
                 self._progress.pop(pid, None)
+                self._generated.pop(pid, None)
                 if task.cancelled():
                     res = Result(pid, False, error=Cancelled(f"process {pid} was cancelled"))
                 else:
@@ -203,6 +208,7 @@ class LocalExecutor(Executor):
                 handle.cancel()
                 break
             prog[0] += 1
+            self._generated[w.pid] = self._generated.get(w.pid, 0) + 1
             delivered.append(chunk.text)
             if w.sink is not None:
                 w.sink(chunk)

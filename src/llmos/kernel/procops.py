@@ -134,6 +134,11 @@ class ProcessOps:
             if c is not None and not c.state.finished:
                 self._end(c, S.KILLED, f"parent {p.pid} ended ({state.name.lower()})")
         if self.executor is not None:
+            if "tokens_out" not in changes:      # ended from outside (kill): charge what it generated
+                n = self.executor.generated(p.pid)
+                if n:
+                    self.usage.charge(p.owner, max(0, n - self._live_tokens.get(p.pid, 0)), 0.0)
+                    changes["tokens_out"] = p.tokens_out + n
             self.executor.cancel(p.pid)
         if self.sched is not None and p.pid in self.sched:
             self.sched.remove(p.pid)
