@@ -29,6 +29,13 @@ def test_load_and_describe(call, sales):
     assert d["region"]["unique"] == 2
 
 
+def test_load_saves_in_another_format(call, sales, ws):
+    r = call("data.load", path="sales.csv", save_to="sales.json")
+    assert r.output["saved_to"] == "sales.json" and r.files == ["sales.json"]
+    rows = json.loads((ws / "sales.json").read_text())
+    assert len(rows) == 6 and rows[0] == {"month": "2026-01", "region": "north", "amount": 120}
+
+
 def test_stat_total_and_row_of_max(call, sales):
     assert call("data.stat", path="sales.csv", column="amount", stat="sum").output["value"] == 685
     assert call("data.stat", path="sales.csv", column="Amount", stat="mean").output["value"] == pytest.approx(114.1666666667)

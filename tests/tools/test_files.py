@@ -96,6 +96,25 @@ def test_move_and_copy(call, ws):
         call("files.move", source="ghost", destination="x")
 
 
+def test_copy_and_move_a_pattern_into_a_folder(call, reg, ctx, ws):
+    from llmos.types import Risk
+
+    for n in ("a.md", "b.md", "c.txt"):
+        (ws / n).write_text(n)
+    assert reg.get("files.copy").risk_for({"source": "*.md", "destination": "backup"}, ctx) == Risk.WRITE
+    r = call("files.copy", source="*.md", destination="backup")          # the folder is made
+    assert sorted(r.output["files"]) == ["backup/a.md", "backup/b.md"] and r.output["count"] == 2
+    assert (ws / "a.md").exists() and not (ws / "backup" / "c.txt").exists()
+    # copying again would replace the copies: destructive
+    assert reg.get("files.copy").risk_for({"source": "*.md", "destination": "backup"}, ctx) == Risk.DESTRUCTIVE
+    r = call("files.move", source="*.md", destination="old")
+    assert r.output["count"] == 2 and not (ws / "a.md").exists() and (ws / "old" / "b.md").read_text() == "b.md"
+    with pytest.raises(InvalidArgument):
+        call("files.move", source="*.txt", destination="old/a.md")      # a pattern goes into a folder
+    with pytest.raises(NotFound):
+        call("files.copy", source="*.png", destination="pics")
+
+
 def test_copy_of_a_folder_keeps_links_as_links(call, ws, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s3cret")

@@ -8,7 +8,8 @@ Map:
 - ``Retriever(examples)``: BM25 over normalized request words; ``top(request, k)``
   returns the most similar examples, best first. Normalization is generic: file
   names become their extension plus ``FILE``, numbers ``NUM``, a few stems/synonyms
-  fold together, so "how many lines in poem.txt" meets "count the lines of notes.md".
+  fold together, so "how many lines in poem.txt" meets "count the lines of notes.md";
+  the words of columns and cells a request names become COLUMN and CELL (``masks``).
 
 Approved plans (``store.approved()``) join the curated ones; plans rated bad are never
 among them (the store filters them).
@@ -26,7 +27,7 @@ from typing import Any
 
 from llmos.shell.extract import Facts, extract
 
-__all__ = ["Example", "load_library", "Retriever", "words"]
+__all__ = ["Example", "load_library", "Retriever", "words", "masks", "fact_tokens"]
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Example:
 
     @property
     def signature(self) -> str:
-        return ">".join(("each:" if s.get("each") else "") + s["tool"] for s in self.plan["steps"])
+        """The plan's skeleton: each step's tool and the arguments it sets (``data.sort(by,path)``
+        and ``data.sort(by,path,save_to)`` are different choices for the model)."""
+        return ">".join(("each:" if s.get("each") else "") + s["tool"] + "(" + ",".join(sorted(s.get("args", {})))
+                        + ")" for s in self.plan["steps"])
 
     @property
     def tools(self) -> list[str]:
@@ -71,15 +75,75 @@ _SYN = {  # fold near-synonyms onto one word
     "longest": "most", "maximum": "most", "max": "most", "min": "lowest", "minimum": "lowest",
     "higher": "most", "largest": "most", "greatest": "most", "top": "most", "best": "most",
     "lower": "lowest", "fewest": "lowest", "least": "lowest", "worst": "lowest",
-    "count": "count", "number": "count", "many": "count", "make": "create", "new": "create",
+    "count": "count", "number": "number_", "many": "count", "make": "create", "new": "create",
     "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
 }
 _FILE_RE = re.compile(r"[\w~/.-]*[\w-]\.([A-Za-z0-9]{1,6})\b")
 
 
-def words(text: str) -> list[str]:
+def masks(f: Facts | None) -> dict[str, str]:
+    """Words that stand for a table's own names: a named column's words -> COLUMN, a named
+    cell's words -> CELL (which column a request names says nothing about its plan)."""
+    out: dict[str, str] = {}
+    if f is None:
+        return out
+    for c in f.named_columns:
+        for w in re.split(r"[_\s-]+", c.lower()):
+            if w:
+                out[w] = "COLUMN"
+    for v in f.named_values:
+        for w in re.split(r"[_\s-]+", v.lower()):
+            if w:
+                out.setdefault(w, "CELL")
+    return out
+
+
+_PHRASES = [  # multi-word phrases that mean one thing, folded before tokens are read
+    (r"\b(?:add(?:ed|ing)?|sum(?:med|ming)?) (?:it |them |these |those |everything |all )?(?:up|together)\b",
+     " total "),
+    (r"\bto[- ]do\b", " todo "), (r"\bnumber of\b", " count "), (r"\bget rid of\b", " delete "),
+    (r"\bthrow away\b", " delete "), (r"\bhow much\b", " total "),
+]
+
+
+def _stem(w: str) -> str:
+    """A light suffix fold, the same for examples and requests: sorted/sorting -> sort,
+    names/name -> nam, alphabetically -> alphabetic."""
+    if len(w) <= 3 or w.endswith("_"):
+        return w
+    for suf, rep in (("ically", "ic"), ("ical", "ic"), ("ingly", ""), ("ing", ""), ("ied", "y"),
+                     ("ies", "y"), ("edly", ""), ("ed", ""), ("ly", ""), ("es", ""), ("s", "")):
+        if w.endswith(suf) and len(w) - len(suf) >= 3 and not (suf == "s" and w.endswith("ss")):
+            w = w[: len(w) - len(suf)] + rep
+            if suf in ("ing", "ed") and len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+                w = w[:-1]          # plotting -> plot
+            break
+    return w[:-1] if len(w) > 3 and w.endswith("e") else w
+
+
+_SYN_STEMS = {_stem(k): v for k, v in _SYN.items()}   # "removing" finds "remove" -> delete
+
+
+def fact_tokens(f: Facts | None) -> list[str]:
+    """Tokens for what the pre-pass found, so plans that need the same facts meet: a new
+    file to write, a path outside the workspace, a pattern, arithmetic, a delay."""
+    if f is None:
+        return []
+    names = {n for n, _ in f.files} | set(f.dirs)
+    out = []
+    if any(m not in names and m not in f.outside for m in f.mentioned):
+        out.append("NEWPATH")
+    for flag, tok in ((f.outside, "OUTSIDE"), (f.globs, "GLOB"), (f.expression, "MATH"), (f.delay, "DELAY")):
+        if flag:
+            out.append(tok)
+    return out
+
+
+def words(text: str, mask: dict[str, str] | None = None) -> list[str]:
     """Normalized tokens of a request (see the module map)."""
     t = text.lower()
+    for pat, rep in _PHRASES:
+        t = re.sub(pat, rep, t)
     t = re.sub(r"(?:^|\s)(?:/|~/)[\w./-]+", " ABSPATH ", t)
     t = _FILE_RE.sub(lambda m: f" FILE {m.group(1).lower()} ", t)
     t = re.sub(r"\b\d{1,2}:\d{2}\b", " CLOCK ", t)
@@ -91,17 +155,22 @@ def words(text: str) -> list[str]:
         if w in ("FILE", "NUM", "QUOTED", "ABSPATH", "CLOCK", "TIMEUNIT"):
             out.append(w)
             continue
+        if mask:
+            m = mask.get(w) or (mask.get(w[:-1]) if w.endswith("s") else None)
+            if m:
+                out.append(m)
+                continue
         if w in _STOP:
             continue
-        w = _SYN.get(w, w)
-        if len(w) > 4 and w.endswith("ing"):
-            w = w[:-3]
-        elif len(w) > 3 and w.endswith("es") and not w.endswith("ses"):
-            w = w[:-2] if w[-3] in "hsx" else w[:-1]
-        elif len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.append(_SYN.get(w, w))
+        out.append(_norm(w))
     return out
+
+
+def _norm(w: str) -> str:
+    """A word's synonym (looked up as written, then by its stem), stemmed."""
+    v = _SYN.get(w) or _SYN_STEMS.get(_stem(w)) or w
+    v = _SYN.get(v, v)          # second hop: smallest -> least -> lowest
+    return _stem(v)
 
 
 def load_library() -> list[Example]:
@@ -125,7 +194,7 @@ class Retriever:
 
     def __init__(self, examples: list[Example]) -> None:
         self.examples = examples
-        self._docs = [Counter(words(e.request)) for e in examples]
+        self._docs = [Counter(words(e.request, masks(e.fact_obj)) + fact_tokens(e.fact_obj)) for e in examples]
         n = max(1, len(self._docs))
         self._avg = sum(sum(d.values()) for d in self._docs) / n if self._docs else 1.0
         df: Counter = Counter()
@@ -133,8 +202,8 @@ class Retriever:
             df.update(d.keys())
         self._idf = {w: math.log(1 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
 
-    def scores(self, request: str) -> list[float]:
-        q = words(request)
+    def scores(self, request: str, facts: Facts | None = None) -> list[float]:
+        q = words(request, masks(facts)) + fact_tokens(facts)
         out = []
         for d in self._docs:
             length = sum(d.values()) or 1
@@ -146,7 +215,8 @@ class Retriever:
             out.append(s)
         return out
 
-    def top(self, request: str, k: int = 3, *, exclude: set[str] | None = None) -> list[tuple[Example, float]]:
+    def top(self, request: str, k: int = 3, *, exclude: set[str] | None = None,
+            facts: Facts | None = None) -> list[tuple[Example, float]]:
         """The k most similar examples, best first (ties: the library's order)."""
-        ranked = sorted(zip(self.examples, self.scores(request), strict=True), key=lambda p: -p[1])
+        ranked = sorted(zip(self.examples, self.scores(request, facts), strict=True), key=lambda p: -p[1])
         return [(e, s) for e, s in ranked if not exclude or e.id not in exclude][:k]

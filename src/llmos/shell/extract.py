@@ -7,7 +7,12 @@ Map:
   quoted strings, a trailing "...: text" payload, numbers, a duration in seconds,
   CSV column names, and an arithmetic expression read from words ("17 times 23
   plus 4" -> "17 * 23 + 4"; "15 percent of 240" -> "15 / 100 * 240").
-- ``extract(request, workdir) -> Facts``.
+- ``extract(request, workdir) -> Facts``. Also read: folders the request names, the
+  search term ("mentions the word invoice" -> invoice), table cells the request names
+  (``product = apples``), which columns hold numbers, and the extreme it asks for
+  (highest -> max, cheapest -> min).
+- ``spans(request)``: the request's word spans that could be a free-text argument
+  (a reminder's message, an event's title), for the planner to offer as choices.
 
 Nothing here knows any particular request: these are generic readings of English
 and of the file system. The planner shows them to the model as candidates and uses
@@ -23,19 +28,27 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Facts", "extract", "arithmetic", "duration_s", "order_of"]
+from llmos.shell.arith import arithmetic
+
+__all__ = ["Facts", "extract", "arithmetic", "duration_s", "order_of", "spans", "extreme_of"]
 
 MAX_LISTED = 40           # workspace entries shown to the planner
 MAX_DEPTH = 2             # directory depth scanned
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".llmos"}
 
 _FILE_RE = re.compile(r"(?<![\w/.~-])((?:~|\.{1,2})?/?(?:[\w.-]+/)*[\w-]+(?:\.[A-Za-z0-9]{1,6})+)(?![\w/])")
-_ABS_RE = re.compile(r"(?<![\w])((?:~|/)[\w.~/-]*[\w~])")
+_ABS_RE = re.compile(r"(?<![\w.])((?:~|/)[\w.~/-]*[\w~])")
 _EXT_RE = re.compile(r"(?<![\w])\.([A-Za-z0-9]{1,6})\b(?:\s+files?)?|\b([A-Za-z0-9]{2,5})\s+files?\b")
 _QUOTED_RE = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"|“([^”]{1,200})”")
 _NUM_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
 _KNOWN_EXTS = {"txt", "md", "csv", "json", "py", "png", "tmp", "log", "tsv", "html", "yaml", "yml",
-               "sh", "ics", "xml", "jpg", "jpeg", "svg", "pdf", "ini", "toml", "cfg", "js", "c", "bak"}
+               "sh", "ics", "xml", "jpg", "jpeg", "svg", "pdf", "ini", "toml", "cfg", "js", "c", "bak",
+               "jsonl", "ndjson", "dat", "cache", "old", "orig", "out", "err", "gif", "webp", "bmp",
+               "mp3", "wav", "mp4", "zip", "gz", "tar", "xlsx", "xls", "docx", "doc", "odt", "rtf",
+               "css", "ts", "rs", "go", "java", "cpp", "h", "rb", "php", "sql", "db", "sqlite", "conf",
+               "env", "lock", "rst", "tex", "bin", "swp"}
+MAX_CELLS_SCANNED = 2000   # table cells read per file when matching named values
+MAX_SPAN_WORDS = 8         # longest word span offered as a free-text argument
 
 
 @dataclass
@@ -53,8 +66,25 @@ class Facts:
     delay: str | None = None                             # "in 2 minutes" -> "2 minutes"
     order: str | None = None                             # ascending | descending, when the request says
     aggregate: str | None = None                         # sum | mean | max | min | count | median
+    extreme: str | None = None                           # max | min: "highest" / "cheapest" ...
     columns: dict[str, list[str]] = field(default_factory=dict)   # csv file -> header names
     named_columns: list[str] = field(default_factory=list)         # header names the request uses
+    numeric: dict[str, list[str]] = field(default_factory=dict)   # csv file -> columns holding numbers
+    values: list[tuple[str, str]] = field(default_factory=list)   # (column, cell) the request names
+    terms: list[str] = field(default_factory=list)       # "mentions the word invoice" -> invoice
+    request: str = ""                                    # the request itself (for spans)
+
+    @property
+    def numeric_columns(self) -> set[str]:
+        return {c for cols in self.numeric.values() for c in cols}
+
+    @property
+    def named_values(self) -> list[str]:
+        return [v for _, v in self.values]
+
+    @property
+    def value_columns(self) -> list[str]:
+        return list(dict.fromkeys(c for c, _ in self.values))
 
     @property
     def existing(self) -> list[str]:
@@ -91,6 +121,10 @@ class Facts:
             out.append(f"Columns of {name}: {', '.join(cols)}")
         if self.named_columns:
             out.append("Columns named: " + ", ".join(self.named_columns))
+        if self.values:
+            out.append("Values named: " + ", ".join(f"{c} = {v}" for c, v in self.values))
+        if self.terms:
+            out.append("Search for: " + ", ".join(self.terms))
         if self.globs:
             out.append("Patterns: " + ", ".join(self.globs))
         if self.quoted:
@@ -133,12 +167,72 @@ def _scan(workdir: Path) -> tuple[list[tuple[str, int]], list[str]]:
     return out, folders
 
 
-def _header(path: Path) -> list[str]:
+def _head(path: Path, n: int = 16384) -> str:
     try:
         with path.open(newline="", errors="replace") as f:
-            return _header_text(f.read(4096))
+            return f.read(n)
     except OSError:
-        return []
+        return ""
+
+
+def _table(head: str) -> tuple[list[str], list[list[str]]]:
+    """Header and the first rows of a delimited text (as much as ``head`` holds)."""
+    cols = _header_text(head)
+    if not cols:
+        return [], []
+    try:
+        dialect = csv.Sniffer().sniff(head.splitlines()[0], delimiters=",;\t|")
+        rows = list(csv.reader(io.StringIO(head), dialect))[1:]
+    except (csv.Error, IndexError):
+        return cols, []
+    if rows and not head.endswith("\n"):
+        rows = rows[:-1]          # the last row may be cut
+    return cols, [r for r in rows if r]
+
+
+def _is_num(v: str) -> bool:
+    try:
+        float(v.strip().replace(",", ""))
+        return True
+    except ValueError:
+        return False
+
+
+def _numeric(cols: list[str], rows: list[list[str]]) -> list[str]:
+    out = []
+    for i, c in enumerate(cols):
+        vals = [r[i] for r in rows if i < len(r) and r[i].strip()]
+        if vals and all(_is_num(v) for v in vals):
+            out.append(c)
+    return out
+
+
+def _cells_named(request: str, cols: list[str], rows: list[list[str]], numeric: list[str]) -> list[tuple[str, str]]:
+    """Text cells that the request names as a word ("apples", "new york"), with their column."""
+    low = " " + re.sub(r"[^\w\s-]", " ", request.lower()) + " "
+    out: list[tuple[str, str]] = []
+    seen = 0
+    for i, c in enumerate(cols):
+        if c in numeric:
+            continue
+        for r in rows:
+            seen += 1
+            if seen > MAX_CELLS_SCANNED:
+                return out
+            if i >= len(r):
+                continue
+            v = r[i].strip()
+            if not v or len(v) > 40 or _is_num(v) or (c, v) in out:
+                continue
+            lv = v.lower()
+            forms = {lv, lv + "s", lv + "es", lv[:-1] if lv.endswith("s") and len(lv) > 3 else lv}
+            if any(f" {f} " in low for f in forms) and lv not in _CELL_STOP:
+                out.append((c, v))
+    return out
+
+
+_CELL_STOP = {"a", "an", "the", "is", "of", "in", "to", "and", "or", "yes", "no", "it", "on", "at", "by",
+              "for", "me", "my", "i", "total", "all", "per", "each", "file", "row", "rows", "data"}
 
 
 def _header_text(head: str) -> list[str]:
@@ -148,76 +242,6 @@ def _header_text(head: str) -> list[str]:
     except (csv.Error, StopIteration):
         return []
     return [c.strip() for c in row if c.strip()][:30]
-
-
-# ── arithmetic from words ───────────────────────────────────────────────────
-_WORD_NUMS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-              "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20,
-              "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1000}
-_OPS = [  # longest phrases first
-    (r"to the power of|raised to(?: the power of)?|\^|\*\*", "^"),
-    (r"multiplied by|times|\bx\b|×|\*", "*"),
-    (r"divided by|over|÷|/", "/"),
-    (r"plus|added to|\+", "+"),
-    (r"minus|less|take away|-", "-"),
-    (r"mod(?:ulo)?|remainder of .* divided by", "%"),
-]
-
-
-def _num(tok: str) -> str | None:
-    t = tok.replace(",", "")
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", t):
-        return t
-    if t.lower() in _WORD_NUMS:
-        return str(_WORD_NUMS[t.lower()])
-    return None
-
-
-def arithmetic(text: str) -> str | None:
-    """Read an arithmetic expression from English; None when the text holds none."""
-    s = " " + text.lower().replace("?", " ").replace("what's", "what is") + " "
-    s = re.sub(r"(\d),(\d{3})", r"\1\2", s)
-    # "X percent of Y" / "X% of Y"
-    s = re.sub(r"(\d+(?:\.\d+)?)\s*(?:%|percent|per cent)\s+of\s+", r"(\1 / 100) * ", s)
-    s = re.sub(r"(\d+(?:\.\d+)?)\s*(?:%|percent)", r"(\1 / 100)", s)
-    s = re.sub(r"square root of\s+(\d+(?:\.\d+)?)", r"sqrt(\1)", s)
-    s = re.sub(r"(\d+(?:\.\d+)?)\s+squared", r"\1 ^ 2", s)
-    s = re.sub(r"(\d+(?:\.\d+)?)\s+cubed", r"\1 ^ 3", s)
-    # average / sum of a list: "the average of 3, 5 and 10"
-    m = re.search(r"(average|mean|sum|total) of\s+((?:-?\d+(?:\.\d+)?(?:\s*,\s*|\s+and\s+|\s+))+)", s)
-    if m:
-        nums = _NUM_RE.findall(m.group(2))
-        if len(nums) >= 2:
-            total = " + ".join(nums)
-            return f"({total}) / {len(nums)}" if m.group(1) in ("average", "mean") else total
-    for pat, op in _OPS:
-        s = re.sub(rf"\s*(?:{pat})\s*", f" {op} ", s)
-    toks = re.findall(r"sqrt\(\d+(?:\.\d+)?\)|\d+(?:\.\d+)?|[a-z]+|[-+*/%()^]", s)
-    ops = ("+", "-", "*", "/", "%", "^", "(", ")")
-
-    def weight(seq: list[str]) -> int:  # operands; a sqrt(...) alone is a whole expression
-        return sum(2 if x.startswith("sqrt") else 1 for x in seq if x not in ops)
-
-    best: list[str] = []
-    cur: list[str] = []
-    for t in toks + ["<end>"]:
-        n = _num(t) if not t.startswith("sqrt") else t
-        if n is not None or t in ops:
-            cur.append(n if n is not None else t)
-            continue
-        if t in ("by", "the", "and", "then"):   # "multiplied by", "and then"
-            continue
-        if weight(cur) >= 2 and len(cur) > len(best):
-            best = cur
-        cur = []
-    while best and best[-1] in ("+", "-", "*", "/", "%", "^", "("):
-        best.pop()
-    while best and best[0] in ("+", "*", "/", "%", "^", ")"):
-        best.pop(0)
-    if weight(best) < 2 or best.count("(") != best.count(")"):
-        return None
-    expr = " ".join(best).replace("( ", "(").replace(" )", ")").replace("^", "**")
-    return expr if re.search(r"[-+*/%]|sqrt", expr) else None
 
 
 _UNITS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "hour": 3600, "hr": 3600,
@@ -250,10 +274,19 @@ _AGG = [("mean", r"average|mean"), ("median", r"median"), ("sum", r"total|sum|ad
 
 
 def aggregate_of(text: str) -> str | None:
-    """The first aggregation word of a request: 'total amount' -> sum, 'average' -> mean."""
-    t = text.lower()
+    """The statistic a request asks for: 'total amount' -> sum, 'average' -> mean; a
+    total, mean or count wins over an extreme ('the lowest total' -> sum, and the
+    extreme is ``extreme_of``'s); else 'highest' -> max, 'cheapest' -> min."""
+    t = _BOUND_RE.sub(" ", text.lower())
     hits = [(m.start(), name) for name, pat in _AGG for m in [re.search(rf"\b(?:{pat})\b", t)] if m]
-    return min(hits)[1] if hits else None
+    if not hits:
+        return None
+    whole = [h for h in hits if h[1] in ("mean", "median", "sum", "count")]
+    first = min(whole or hits)[1]
+    if first == "count" and re.search(r"\b(?:in total|in all|altogether|total)\b", t) and not re.search(
+            r"\b(?:rows?|lines?|files?|records?|entries|items?)\b", t):
+        return "sum"          # "how many apples were sold in total": a quantity, not a row count
+    return first
 
 
 def order_of(text: str) -> str | None:
@@ -268,6 +301,94 @@ def order_of(text: str) -> str | None:
     if a < 0:
         return "descending"
     return "descending" if d < a else "ascending"
+
+
+_FOLDER_RE = re.compile(r"\b(?:folder|directory|dir)\s+(?:called|named)\s+['\"]?([\w-]+)"
+                        r"|\b(?:a|the|new)\s+([\w-]+)\s+(?:folder|directory)\b"
+                        r"|\b(?:folder|directory)\s+['\"]([\w-]+)['\"]")
+_NOT_FOLDER = {"new", "same", "current", "this", "that", "the", "a", "my", "your", "whole", "parent", "home",
+               "work", "working", "main", "other", "top", "root", "empty", "output"}
+
+
+def _folders_named(request: str, dirs: list[str]) -> list[str]:
+    """Folders the request names: existing ones by name, new ones as "a folder called X"."""
+    out = []
+    low = request.lower()
+    for d in dirs:
+        if re.search(rf"(?<![\w./-]){re.escape(d.lower())}/?(?![\w.-])", low):
+            out.append(d)
+    for m in _FOLDER_RE.finditer(request):
+        name = next(g for g in m.groups() if g)
+        if name.lower() not in _NOT_FOLDER and name not in out:
+            out.append(name)
+    return out
+
+
+_TERM_RE = re.compile(
+    r"\b(?:the (?:word|words|text|phrase|string|term|name)|mentions?|mentioning|contains?|containing|"
+    r"about|includes?|including|says?|with the word|search(?:es|ing)? for|look(?:s|ing)? for)"
+    r"\s+['\"“]?((?:[\w@#.+-]+\s?){1,4})")
+_TERM_STOP = {"the", "a", "an", "word", "words", "text", "phrase", "line", "lines", "it", "them", "this", "that",
+              "in", "of", "what", "which", "any", "every", "all", "my", "file", "files", "string", "term"}
+
+
+def _terms(request: str) -> list[str]:
+    """What a search looks for: quoted text, or the word after "mentions", "the word", ..."""
+    out: list[str] = []
+    for m in _TERM_RE.finditer(request):
+        words = m.group(1).split()
+        while words and words[0].lower() in _TERM_STOP:
+            words.pop(0)
+        if not words:
+            continue
+        first = words[0].strip(".,;:!?'\"”")
+        if first and first.lower() not in _TERM_STOP and not _FILE_RE.fullmatch(first) and first not in out:
+            out.append(first)
+    return out
+
+
+_MAX_WORDS = ("highest", "most", "largest", "biggest", "maximum", "max", "top", "best", "longest",
+              "greatest", "higher", "oldest", "heaviest", "fastest", "tallest", "bigger", "larger")
+_MIN_WORDS = ("lowest", "least", "smallest", "fewest", "minimum", "min", "cheapest", "worst", "shortest",
+              "lower", "youngest", "lightest", "slowest", "cheaper", "smaller")
+_BOUND_RE = re.compile(r"\b(?:at (?:least|most)|no (?:more|less|fewer) than|not more than|up to)\b")
+
+
+def extreme_of(text: str) -> str | None:
+    """Which end the request asks for: 'highest', 'most' -> max; 'lowest', 'cheapest' -> min."""
+    t = _BOUND_RE.sub(" ", text.lower())      # "at least 128 GB" is a bound, not the end asked for
+    hi = min((m.start() for w in _MAX_WORDS for m in [re.search(rf"\b{w}\b", t)] if m), default=-1)
+    lo = min((m.start() for w in _MIN_WORDS for m in [re.search(rf"\b{w}\b", t)] if m), default=-1)
+    if hi < 0 and lo < 0:
+        return None
+    if hi < 0 or (0 <= lo < hi):
+        return "min"
+    return "max"
+
+
+_SPAN_EDGE_STOP = {"a", "an", "the", "to", "on", "at", "in", "of", "for", "and", "or", "my", "me", "i", "is",
+                   "with", "by", "from", "it", "that", "this", "please", "as", "into", "called", "named"}
+
+
+def spans(request: str) -> list[str]:
+    """Word spans of the request (up to ``MAX_SPAN_WORDS`` words, as written, commas kept)
+    that could be a free-text argument: no edge stop words, no file names; longest first."""
+    toks = list(re.finditer(r"[\w'@#&:+-]+(?:\.[\w]+)*", request))
+    out: list[str] = []
+    for n in range(min(MAX_SPAN_WORDS, len(toks)), 0, -1):
+        for i in range(len(toks) - n + 1):
+            chunk = toks[i:i + n]
+            words = [t.group(0) for t in chunk]
+            if words[0].lower() in _SPAN_EDGE_STOP or words[-1].lower() in _SPAN_EDGE_STOP:
+                continue
+            if any(_FILE_RE.fullmatch(w) for w in words):
+                continue
+            text = request[chunk[0].start():chunk[-1].end()].strip("'\"")
+            if re.search(r"[.;!?]\s", text):
+                continue          # a span stays inside one sentence
+            if text and text not in out:
+                out.append(text)
+    return out
 
 
 def extract(request: str, workdir: str | Path | None = None, *,
@@ -297,6 +418,13 @@ def extract(request: str, workdir: str | Path | None = None, *,
         if p not in names and ext not in _KNOWN_EXTS and p not in basenames:
             continue   # "e.g", "i.e": not a file
         facts.mentioned.append(basenames.get(p, p) if p not in names else p)
+    for p in list(facts.mentioned):
+        if p.startswith("../") and p not in facts.outside:
+            facts.outside.append(p)             # leaves the workspace: checked as an outside path
+    for d in _folders_named(request, facts.dirs):
+        if d not in facts.mentioned:
+            facts.mentioned.append(d)
+    facts.terms = _terms(request)
     for m in _EXT_RE.finditer(request):
         ext = (m.group(1) or m.group(2) or "").lower()
         if ext in _KNOWN_EXTS and f"*.{ext}" not in facts.globs:
@@ -312,12 +440,20 @@ def extract(request: str, workdir: str | Path | None = None, *,
     facts.delay = m.group(1) if m else None
     facts.order = order_of(request)
     facts.aggregate = aggregate_of(request)
+    facts.extreme = extreme_of(request)
+    facts.request = request
     for name in [*facts.existing, *(f for f, _ in facts.files)]:
         if name.lower().endswith((".csv", ".tsv")) and name not in facts.columns and len(facts.columns) < 4:
-            cols = (_header_text(files.get(name, "")) if files is not None
-                    else _header(wd / name) if wd is not None else [])
+            head = (files.get(name, "") if files is not None
+                    else _head(wd / name) if wd is not None else "")
+            cols, rows = _table(head)
             if cols:
                 facts.columns[name] = cols
+                facts.numeric[name] = _numeric(cols, rows)
+                if name in facts.mentioned or len(facts.columns) == 1:
+                    for cv in _cells_named(request, cols, rows, facts.numeric[name]):
+                        if cv not in facts.values:
+                            facts.values.append(cv)
     low = request.lower()
     hits = []
     for cols in facts.columns.values():

@@ -38,7 +38,7 @@ from typing import Any
 from llmos.errors import InvalidArgument, LLMOSError, NotFound
 from llmos.shell import schema as S
 from llmos.shell.examples import Example, Retriever, load_library
-from llmos.shell.extract import Facts, extract
+from llmos.shell.extract import Facts, extract, spans
 from llmos.shell.plan import REF_RE, Plan
 from llmos.types import Message, Risk
 
@@ -152,6 +152,18 @@ def _num(text: str) -> int | float:
     return int(f) if f.is_integer() else f
 
 
+_STRICT_ROLES = ("globs", "outside", "paths", "expression", "delay", "numbers", "cells")
+AGG_FIELDS = ("sum", "mean", "min", "max", "count", "median")
+_EXTREMES = ("min", "max")   # a statistic maps onto one of its own class: sum <-> mean, min <-> max
+ROLE_MISS_PENALTY = 0.4   # retrieval score x this per fact an example needs that the request lacks
+ROLE_MATCH_BONUS = 1.3    # retrieval score x this per telling kind of fact both use
+_TELLING = ("globs", "outside", "expression", "delay", "cells")
+
+
+def _names(f: Facts) -> set[str]:
+    return {n for n, _ in f.files} | set(f.dirs)
+
+
 def _roles(value: Any, f: Facts) -> list[str]:
     """Which facts of its own request an example's argument value was taken from."""
     if isinstance(value, bool) or value is None:
@@ -162,21 +174,89 @@ def _roles(value: Any, f: Facts) -> list[str]:
         return []
     v = value.strip()
     found = []
-    for role, cands in (("globs", f.globs), ("paths", [*f.mentioned, *f.outside]),
-                        ("expression", [f.expression] if f.expression else []),
-                        ("text", [*f.quoted, *([f.payload] if f.payload else [])]),
-                        ("delay", [f.delay] if f.delay else []), ("columns", f.named_columns)):
-        if v and v in cands:
+    for role in ("globs", "outside", "paths", "expression", "text", "terms", "delay", "columns", "cells",
+                 "cellcols"):
+        if v and v in _role_values(role, f):
             found.append(role)
+    if "outside" in found and "paths" in found:
+        found.remove("paths")
     return found
 
 
 def _role_values(role: str, f: Facts) -> list[Any]:
-    return {"globs": f.globs, "paths": [*f.mentioned, *f.outside],
+    if role == "paths":
+        return [m for m in f.mentioned if m not in f.outside]
+    return {"globs": f.globs, "outside": f.outside,
             "expression": [f.expression] if f.expression else [],
-            "text": [*f.quoted, *([f.payload] if f.payload else [])],
+            "text": [*f.quoted, *([f.payload] if f.payload else [])], "terms": [*f.terms, *f.quoted],
             "delay": [f.delay] if f.delay else [], "columns": f.named_columns,
-            "numbers": [_num(n) for n in f.numbers]}[role]
+            "cells": f.named_values, "cellcols": f.value_columns,
+            "numbers": [_num(n) for n in f.numbers], "span": spans(f.request)}[role]
+
+
+def _all_columns(f: Facts) -> list[str]:
+    return list(dict.fromkeys(c for cols in f.columns.values() for c in cols))
+
+
+def _refine_paths(value: str, ex: Facts, cands: list[Any], facts: Facts) -> list[Any]:
+    """Keep the candidates like the example's path: existing or new, same suffix (or a folder)."""
+    existed = value in _names(ex)
+    now = _names(facts)
+    for keep in (lambda c: (c in now) == existed,
+                 lambda c: Path(c).suffix.lower() == Path(value).suffix.lower()):
+        narrowed = [c for c in cands if keep(c)]
+        if narrowed:
+            cands = narrowed
+    return cands
+
+
+def _typed_columns(value: str, ex: Facts, cands: list[str], facts: Facts) -> list[str]:
+    """Columns of the same kind (numbers or not) as the example's column; named ones first
+    when ``cands`` holds any, else every column of that kind in the tables."""
+    numeric = value in ex.numeric_columns
+    same = [c for c in cands if (c in facts.numeric_columns) == numeric]
+    if same:
+        return same
+    return [c for c in _all_columns(facts) if (c in facts.numeric_columns) == numeric]
+
+
+def needs(example_args: dict, ex: Facts) -> list[tuple[str, Any]]:
+    """The strict facts an example's arguments were drawn from: (role, example value)."""
+    out = []
+    for value in example_args.values():
+        for role in _roles(value, ex):
+            if role in _STRICT_ROLES:
+                out.append((role, value))
+    return out
+
+
+def missing(example_args: dict, ex: Facts, facts: Facts) -> int:
+    """How many of the facts an example needs this request lacks (a new file to write,
+    a number to compare with, a pattern, an arithmetic expression, ...)."""
+    n = 0
+    for role, value in needs(example_args, ex):
+        cands = _role_values(role, facts)
+        if role == "paths" and cands:
+            existed = value in _names(ex)
+            cands = [c for c in cands if (c in _names(facts)) == existed]
+        n += not cands
+    return n
+
+
+def fit(ex: Example, facts: Facts) -> float:
+    """How well an example's plan fits the request's facts, as a factor on its retrieval
+    score: lower for each fact it needs that the request lacks, higher for each kind of
+    telling fact both use (a pattern, an outside path, arithmetic, a delay, a table cell)."""
+    f = 1.0
+    used: set[str] = set()
+    for s in ex.plan["steps"]:
+        args = s.get("args", {})
+        f *= ROLE_MISS_PENALTY ** missing(args, ex.fact_obj, facts)
+        used |= {role for role, _ in needs(args, ex.fact_obj)}
+    for role in used & set(_TELLING):
+        if _role_values(role, facts):
+            f *= ROLE_MATCH_BONUS
+    return f
 
 
 def role_overrides(example_args: dict, ex: Facts, facts: Facts,
@@ -185,29 +265,105 @@ def role_overrides(example_args: dict, ex: Facts, facts: Facts,
 
     NOTE: case-based adaptation. When an example's argument equals one of its request's
     facts (a named path, a pattern, the quoted text, the arithmetic, a number, a column
-    it names), the analogous argument of the new request is offered only the new
-    request's facts of that role; a boolean that follows the example's sort order
-    follows the new request's order. With no fact of that role, the argument keeps its
-    general schema. Nothing here knows a particular request.
+    or a table cell it names), the analogous argument of the new request is offered only
+    the new request's facts of that role; paths keep to the example's kind (an existing
+    file or a new one, its suffix or a folder), columns to the example's kind (numbers or
+    not). A boolean that follows the example's sort order (or the end it asked for:
+    highest, cheapest) follows the new request's. A free-text argument copied from the
+    example's words (a reminder's message, an event's title) is offered the new request's
+    word spans. With no fact of that role, the argument keeps its general schema.
+    Nothing here knows a particular request.
     """
     out: dict[str, dict] = {}
+    props = props or {}
     for arg, value in example_args.items():
-        if isinstance(value, bool) and ex.order and facts.order:
-            out[arg] = {"const": value if ex.order == facts.order else not value}
+        if isinstance(value, bool):
+            if ex.order and facts.order:
+                out[arg] = {"const": value if ex.order == facts.order else not value}
+            elif ex.extreme and facts.extreme and arg in ("descending", "reverse"):
+                out[arg] = {"const": value if ex.extreme == facts.extreme else not value}
+            elif ex.order and not facts.order and not facts.extreme and arg in ("descending", "reverse"):
+                out[arg] = {"const": value if ex.order == "ascending" else not value}   # plain "sort": ascending
             continue
-        allowed = (props or {}).get(arg, {}).get("enum")
+        allowed = props.get(arg, {}).get("enum")
         if (isinstance(value, str) and ex.aggregate and value == ex.aggregate and facts.aggregate
-                and (allowed is None or facts.aggregate in allowed)):
+                and (allowed is None or facts.aggregate in allowed)
+                and (value in _EXTREMES) == (facts.aggregate in _EXTREMES)):
             out[arg] = {"const": facts.aggregate}      # "total" -> sum, as "average" was -> mean
             continue
+        roles = _roles(value, ex)
         cands: list[Any] = []
-        for role in _roles(value, ex):
+        for role in roles:
             for c in _role_values(role, facts):
                 if c not in cands:
                     cands.append(c)
+        if cands and "paths" in roles:
+            cands = _refine_paths(value, ex, cands, facts)
+        is_column = isinstance(value, str) and value in _all_columns(ex) and facts.columns
+        if is_column and "cells" not in roles:
+            cands = _typed_columns(value, ex, [c for c in cands if c in _all_columns(facts)], facts)
+        if (not roles and isinstance(value, str) and not is_column and _free_text_arg(props.get(arg, {}))
+                and _is_span(value, ex.request)):
+            cands = _role_values("span", facts)
         if cands:
             out[arg] = {"enum": cands}
     return out
+
+
+def _free_text_arg(prop: dict) -> bool:
+    return prop.get("type") == "string" and "enum" not in prop and "pattern" not in prop
+
+
+def _is_span(value: str, request: str) -> bool:
+    v = value.strip().lower()
+    return bool(v) and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", request.lower()) is not None
+
+
+def adapt_refs(plan: Plan, facts: Facts) -> list[str]:
+    """Point references at the statistic, the end and the row label the request asks for.
+
+    An example's ``$step1.output.sum`` becomes ``.max`` for "the largest number",
+    ``.largest`` becomes ``.smallest`` for "the lowest total", and a row's name field
+    copied from the example's table (``rows.0.hotel``) becomes this table's first text
+    column: the model copies the example's reference; the request decides what it names."""
+    swaps: dict[str, str] = {}
+    stats = [a for a in AGG_FIELDS if a != "count"]     # "count" names too many other things
+    if facts.aggregate in stats:
+        for agg in stats:
+            if agg != facts.aggregate:
+                swaps[agg] = facts.aggregate
+    if facts.extreme:
+        want, other = ("largest", "smallest") if facts.extreme == "max" else ("smallest", "largest")
+        swaps[other] = want
+    cols = _all_columns(facts)
+    table = next((t for t in facts.mentioned if t in facts.columns), next(iter(facts.columns), None))
+    label = next((c for c in facts.columns.get(table, []) if c not in facts.numeric_columns), None)
+    if not swaps and not label:
+        return []
+    notes: list[str] = []
+
+    def fix(text: str) -> str:
+        def one(m: re.Match) -> str:
+            parts = m.group(3).split(".")
+            new = [swaps.get(p, p) if p in swaps else p for p in parts]
+            # a row's name field copied from the example's table (or the filter's own column,
+            # whose value the request already said): this table's label column
+            if (label and len(new) >= 3 and (new[-1] not in cols or new[-1] in facts.value_columns)
+                    and (new[-3] == "rows" and new[-2].isdigit() or new[-2] == "first")):
+                new[-1] = label
+            if new != parts:
+                changed = m.group(0)[: m.start(3) - m.start(0)] + ".".join(new)
+                notes.append(f"reference {m.group(0)} -> {changed} (the request asks for that)")
+                return changed
+            return m.group(0)
+        return REF_RE.sub(one, text)
+
+    for step in plan.steps:
+        for k, v in step.args.items():
+            if isinstance(v, str) and REF_RE.search(v):
+                step.args[k] = fix(v)
+    plan.answer = fix(plan.answer)
+    return notes
 
 
 _SIG_RE = re.compile(r"\b([A-Za-z_]\w*)\(([\w\s,=*]*)\)")
@@ -244,9 +400,19 @@ def _compiles(code: str) -> bool:
         return False
 
 
+# Two tiny solved tasks before the request: a small model follows their shape (short,
+# direct code that computes and prints, or a function that returns) instead of inventing
+# menus and greetings. Generic; neither is any request's answer.
+CODE_SHOTS = ('# print the sum of the squares of the numbers from 1 to 5\n'
+              'def main():\n    total = 0\n    for i in range(1, 6):\n        total += i * i\n'
+              '    print(total)\n\n\n'
+              '# a function is_even(n) that returns True when n is even\n'
+              'def is_even(n):\n    return n % 2 == 0\n\n\n')
+
+
 def _code_prompt(request: str, seed: str) -> str:
-    # plain completion (no chat template): a comment stating the task, then the seeded line
-    return f"# {request.strip()}\n{seed}"
+    # plain completion (no chat template): solved tasks, a comment stating the task, the seed
+    return f"{CODE_SHOTS}# {request.strip()}\n{seed}"
 
 
 class Planner:
@@ -265,7 +431,9 @@ class Planner:
         self.library = [e for e in self.library if all(t in self._tool_names for t in e.tools)]
 
     # ── retrieval ───────────────────────────────────────────────────────────
-    def candidates(self, request: str) -> list[Example]:
+    def candidates(self, request: str, facts: Facts | None = None) -> list[Example]:
+        """The examples to show, best first: BM25 similarity, lowered for each fact an
+        example's plan needs that this request lacks; one example per skeleton."""
         pool = list(self.library)
         if self.store is not None:
             for a in self.store.approved():
@@ -276,7 +444,9 @@ class Planner:
                 ex = Example(a["id"], "approved", a["request"], a["plan"], a["facts"])
                 if all(t in self._tool_names for t in ex.tools):
                     pool.append(ex)
-        ranked = Retriever(pool).top(request, k=len(pool))
+        ranked = Retriever(pool).top(request, k=len(pool), facts=facts)
+        if facts is not None:
+            ranked = sorted(((ex, score * fit(ex, facts)) for ex, score in ranked), key=lambda p: -p[1])
         out: list[Example] = []
         seen: set[str] = set()
         best = ranked[0][1] if ranked else 0.0
@@ -334,7 +504,8 @@ class Planner:
                         overrides[a] = {"const": CODE_PLACEHOLDER}
                 args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
                                           dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE,
-                                          item=bool(s.get("each")), overrides=overrides, before=pos)
+                                          item=bool(s.get("each")), overrides=overrides, before=pos,
+                                          require=set(s.get("args", {})))
                 seq.append(S.step_schema(s["tool"], args, bool(s.get("each")), before=pos))
             seqs.append(seq)
         return S.plan_schema(skeleton_steps=seqs)
@@ -346,7 +517,7 @@ class Planner:
             raise InvalidArgument("request: expected a non-empty request", field="request",
                                   expected="what you want done, in plain words")
         facts = facts or extract(request, workdir)
-        shown = self.candidates(request)
+        shown = self.candidates(request, facts)
         if not shown:
             raise PlanError("no example fits the available tools", field="request",
                             expected="a request the tools can serve")
@@ -362,6 +533,7 @@ class Planner:
             raise PlanError(e.message, field=e.field, expected=e.expected) from None
         plan.examples = [e.id for e in shown]
         check_plan(plan, self.registry)
+        plan.notes += adapt_refs(plan, facts)
         await self.fill_code(plan, request)
         check_plan(plan, self.registry)
         return plan

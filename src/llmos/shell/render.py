@@ -3,7 +3,8 @@
 Map:
 - ``fill_answer(template, outputs, summaries) -> str``: the plan's answer template with
   every ``$stepN.output[.field]`` replaced by the tool's value. A reference the output
-  cannot satisfy falls back to that step's whole output, rendered; a template that names
+  cannot satisfy falls back to the deepest part it names, or the step's headline value
+  (a short text or number) or its summary; a template that names
   no step gets the last step's one-line summary added, so the answer always states what
   the tools computed (never a number the model guessed).
 - ``short(value, n)``: a value as at most ``n`` characters of one line.
@@ -77,6 +78,20 @@ def _cut_template(template: str) -> str:
     return re.sub("\x00(\\d+)\x00", lambda m: refs[int(m.group(1))], masked)
 
 
+HEADLINE_MAX_CHARS = 400   # a step's headline value stands in for a bad reference up to this size
+
+
+def _headline(output: Any, summary: str | None) -> str:
+    """What a reference to a missing field shows: the output's headline value (a file's
+    text, a computed value) when it is short, else the step's one-line summary."""
+    head = primary(output)
+    if head is not output and not isinstance(head, bool):
+        text = render_value(head)
+        if text and len(text) <= HEADLINE_MAX_CHARS:
+            return text
+    return summary or render_value(head)
+
+
 def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str]) -> str:
     template = _cut_template(template or "")
     used: set[int] = set()
@@ -100,7 +115,7 @@ def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str
                 if nxt is _MISSING:
                     break
                 v, depth = nxt, depth + 1
-            text = render_value(v) if depth else (summaries.get(n) or render_value(primary(outputs[n])))
+            text = render_value(v) if depth else _headline(outputs[n], summaries.get(n))
         if "\n" in text:          # a list inside a sentence: one item per line after a colon
             text = "\n" + text
         return text

@@ -63,6 +63,16 @@ def _ref(item: bool = False, before: int = 6) -> dict | None:
     return {"type": "string", "pattern": rf"^\$({'|'.join(alts)})(\.[A-Za-z0-9_]{{1,24}}){{0,3}}$", "maxLength": 48}
 
 
+def _free_text(item: bool, before: int) -> str:
+    """A pattern for free text whose only ``$`` starts a reference to an earlier step
+    (or ``$item`` in an each-step): text cannot name a step that has not run yet."""
+    alts = [f"step[1-{before}]\\.output" if before >= 1 else None, "item" if item else None]
+    alts = [a for a in alts if a]
+    if not alts:
+        return r"^[^$]*$"
+    return rf"^([^$]|\$({'|'.join(alts)})(\.[A-Za-z0-9_]{{1,24}}){{0,3}})*$"
+
+
 def _with_ref(schema: dict, item: bool, before: int) -> dict:
     ref = _ref(item, before)
     if ref is None:
@@ -74,6 +84,8 @@ def _with_ref(schema: dict, item: bool, before: int) -> dict:
 
 def _path_schema(facts: Facts, mode: str, creates: bool, item: bool = False, before: int = 6) -> dict:
     names = facts.globs + facts.paths() if not creates else facts.paths() + facts.globs
+    if mode == "r" and names:
+        names = [*names, "."]           # the workspace itself (search or list all of it)
     alts: list[dict] = []
     if names:
         alts.append({"enum": names})
@@ -85,18 +97,20 @@ def _path_schema(facts: Facts, mode: str, creates: bool, item: bool = False, bef
 def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = None,
                      path_args: dict[str, str] | None = None, code_args: set[str] | None = None,
                      creates: bool = True, item: bool = False,
-                     overrides: dict[str, dict] | None = None, before: int = 6) -> dict:
+                     overrides: dict[str, dict] | None = None, before: int = 6,
+                     require: set[str] | None = None) -> dict:
     """One tool's arguments as the planner may write them (see the module map).
 
     ``creates``: the tool's written paths may be new files (false for deleting tools,
     whose paths must name something the request or the workspace holds). ``item``: the
     step repeats over a list, so ``$item`` references are allowed. ``overrides``: argument
     -> schema chosen by the planner (e.g. the request's own candidates for that role).
-    ``before``: how many earlier steps there are (references may name only those)."""
+    ``before``: how many earlier steps there are (references may name only those).
+    ``require``: arguments the chosen skeleton sets (they must be given)."""
     params = tool_schema["parameters"]
     props = params.get("properties", {})
     required = list(params.get("required", []))
-    names = [n for n in props if n in required or keep is None or n in keep]
+    names = [n for n in props if n in required or keep is None or n in keep or (require and n in require)]
     out_props: dict[str, Any] = {}
     columns = sorted({c for cols in facts.columns.values() for c in cols})
     for n in names:
@@ -117,9 +131,13 @@ def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = No
                             "maxItems": min(int(props[n].get("maxItems", 10)), 10)}
             continue
         sub = _cap(_strip(copy.deepcopy(props[n])), CODE_CAP if code_args and n in code_args else STRING_CAP)
+        if sub.get("type") == "string" and "enum" not in sub and "pattern" not in sub:
+            sub["pattern"] = _free_text(item, before)    # references inside text: earlier steps only
+            out_props[n] = sub
+            continue
         out_props[n] = _with_ref(sub, item, before) if sub.get("type") != "string" or "enum" in sub else sub
     return {"type": "object", "properties": out_props,
-            "required": [n for n in names if n in required],
+            "required": [n for n in names if n in required or (require and n in require)],
             "additionalProperties": False}
 
 
@@ -140,17 +158,27 @@ def step_schema(tool: str, args_schema: dict, each: bool | None = None, before: 
 def plan_schema(step_alternatives: list[dict] | None = None, *,
                 skeleton_steps: list[list[dict]] | None = None) -> dict:
     """The whole plan. Either any step from ``step_alternatives`` at each position, or one
-    of the fixed step sequences in ``skeleton_steps`` (each a list of step schemas)."""
-    answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": ANSWER_PATTERN}
-    if skeleton_steps and len({len(q) for q in skeleton_steps}) == 1:   # refs only to steps that exist
-        n = len(skeleton_steps[0])
-        answer["pattern"] = ANSWER_PATTERN.replace("step[1-6]", f"step[1-{n}]")
-    if skeleton_steps:
-        seqs = [{"type": "array", "prefixItems": seq, "items": False,
-                 "minItems": len(seq), "maxItems": len(seq)} for seq in skeleton_steps]
-        steps: dict[str, Any] = seqs[0] if len(seqs) == 1 else {"anyOf": seqs}
-    else:
+    of the fixed step sequences in ``skeleton_steps`` (each a list of step schemas).
+    With skeletons of different lengths the plan is an ``anyOf`` by length, so the answer
+    can name only the steps its own skeleton has."""
+    if not skeleton_steps:
+        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": ANSWER_PATTERN}
         steps = {"type": "array", "items": {"anyOf": step_alternatives or []},
                  "minItems": 1, "maxItems": MAX_STEPS}
+        return _plan_object(steps, answer)
+    by_len: dict[int, list[list[dict]]] = {}
+    for seq in skeleton_steps:
+        by_len.setdefault(len(seq), []).append(seq)
+    alts = []
+    for n, group in by_len.items():
+        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS,
+                  "pattern": ANSWER_PATTERN.replace("step[1-6]", f"step[1-{n}]")}
+        seqs = [{"type": "array", "prefixItems": seq, "items": False, "minItems": n, "maxItems": n}
+                for seq in group]
+        alts.append(_plan_object(seqs[0] if len(seqs) == 1 else {"anyOf": seqs}, answer))
+    return alts[0] if len(alts) == 1 else {"anyOf": alts}
+
+
+def _plan_object(steps: dict, answer: dict) -> dict:
     return {"type": "object", "properties": {"steps": steps, "answer": answer},
             "required": ["steps", "answer"], "additionalProperties": False}

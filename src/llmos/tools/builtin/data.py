@@ -171,7 +171,7 @@ def data_load(ctx: ToolContext, a: dict) -> ToolResult:
     df = load(ctx, a["path"])
     out = {"columns": [str(c) for c in df.columns], "types": {str(c): str(t) for c, t in df.dtypes.items()},
            "rows": len(df), "head": records(df, a["rows"])}
-    return ToolResult(out, f"{a['path']}: {len(df)} rows, columns {', '.join(out['columns'])}")
+    return _done(ctx, df, a, out, f"{a['path']}: {len(df)} rows, columns {', '.join(out['columns'])}")
 
 
 def data_describe(ctx: ToolContext, a: dict) -> ToolResult:
@@ -343,9 +343,12 @@ _CELL = {"type": ["string", "number", "boolean", "null"], "maxLength": 10_000,
          "minimum": -NUM_BOUND, "maximum": NUM_BOUND}
 
 TOOLS = [
-    Tool(name="data.load", kind="data", risk=Risk.READ, fn=data_load, path_args={"path": "r"},
-         description="Open a table file and show its columns, row count and first rows.",
-         parameters=params(["path"], path=_TABLE, rows=integer("how many first rows to show", 0, 100, 5))),
+    Tool(name="data.load", kind="data", risk=Risk.READ, fn=data_load, path_args=_RW,
+         risk_fn=overwrite_risk("save_to"),
+         description="Open a table file and show its columns, row count and first rows; with save_to, "
+                     "write the whole table in the format its suffix names (convert CSV to JSON).",
+         parameters=params(["path"], path=_TABLE, rows=integer("how many first rows to show", 0, 100, 5),
+                           **_SAVE)),
     Tool(name="data.describe", kind="data", risk=Risk.READ, fn=data_describe, path_args={"path": "r"},
          description="Summarize every column of a table: count, sum, mean, min, max, or most common value.",
          parameters=params(["path"], path=_TABLE)),

@@ -1,5 +1,8 @@
 """File tools: list, read, write, append, move, copy, delete, mkdir, search, count.
 
+Move and copy also take a pattern (``*.md``): every match goes into the destination
+folder, which is made when missing.
+
 Every path goes through ``ToolContext.resolve`` (workspace roots, symlinks and ``..``
 resolved). Writes never follow a symlink at the target; delete and move act on a link
 itself. Risk: reads READ; new files WRITE; overwrite, move/copy onto an existing file
@@ -21,6 +24,7 @@ from llmos.tools.builtin._common import (
     enum,
     expand,
     forbid_root,
+    has_magic,
     human_size,
     integer,
     lexical,
@@ -115,13 +119,43 @@ def _target(ctx: ToolContext, src: Path, dest_arg: str) -> Path:
 
 
 def _onto_risk(args: dict, ctx: ToolContext) -> Risk:
-    """Move/copy: DESTRUCTIVE when the final target (inside a destination folder) exists."""
-    src = Path(str(args.get("source", "")))
-    dest = _target(ctx, src, args["destination"])
+    """Move/copy: DESTRUCTIVE when the final target (inside a destination folder) exists;
+    for a pattern, when any matching file's target does."""
+    source = str(args.get("source", ""))
+    if has_magic(source):
+        folder = ctx.resolve(args["destination"], "w", field="destination")
+        names = [p.name for p in expand(ctx, source, "w", field="source")]
+        hit = folder.is_dir() and any((folder / n).exists() or (folder / n).is_symlink() for n in names)
+        return Risk.DESTRUCTIVE if hit or (folder.exists() and not folder.is_dir()) else Risk.WRITE
+    dest = _target(ctx, Path(source), args["destination"])
     return Risk.DESTRUCTIVE if dest.exists() or dest.is_symlink() else Risk.WRITE
 
 
+def _many(ctx: ToolContext, a: dict, mode: str, verb: str, act) -> ToolResult:
+    """Move or copy every entry a pattern names into the destination folder (made if missing)."""
+    folder = ctx.resolve(a["destination"], "w", field="destination")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidArgument(f"{a['destination']} is a file; a pattern goes into a folder",
+                              field="destination", expected="a folder (new or existing)")
+    srcs = [p for p in expand(ctx, a["source"], mode, field="source", must_match=True)
+            if p != folder and folder not in p.parents]
+    if verb == "moved":
+        for p in srcs:
+            forbid_root(ctx, p, "moving")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = []
+    for p in srcs:
+        dest = folder / p.name
+        act(p, dest)
+        done.append(ctx.rel(dest))
+    out = {"source": a["source"], "destination": ctx.rel(folder), "count": len(done), "files": done}
+    return ToolResult(out, f"{verb} {len(done)} files into {ctx.rel(folder)}: {', '.join(done[:10])}"
+                      + (" ..." if len(done) > 10 else ""), done)
+
+
 def move_file(ctx: ToolContext, a: dict) -> ToolResult:
+    if has_magic(a["source"]):
+        return _many(ctx, a, "w", "moved", lambda p, d: shutil.move(str(p), str(d)))
     src = lexical(ctx, a["source"], field="source")
     if not src.exists() and not src.is_symlink():
         raise NotFound(f"no such file or folder: {a['source']}")
@@ -138,7 +172,19 @@ def move_file(ctx: ToolContext, a: dict) -> ToolResult:
                       + (" (replaced the old file)" if replaced else ""), [ctx.rel(dest)])
 
 
+def _copy_one(src: Path, dest: Path) -> None:
+    if src.is_dir():
+        # links inside are copied as links, never followed (they may point anywhere)
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        if dest.is_symlink():
+            dest.unlink()
+        shutil.copyfile(src, dest)
+
+
 def copy_file(ctx: ToolContext, a: dict) -> ToolResult:
+    if has_magic(a["source"]):
+        return _many(ctx, a, "r", "copied", _copy_one)
     src = ctx.resolve(a["source"], "r", field="source")
     if not src.exists():
         raise NotFound(f"no such file or folder: {a['source']}")
@@ -148,13 +194,7 @@ def copy_file(ctx: ToolContext, a: dict) -> ToolResult:
                               expected="a different path")
     replaced = dest.exists()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        # links inside are copied as links, never followed (they may point anywhere)
-        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-    else:
-        if dest.is_symlink():
-            dest.unlink()
-        shutil.copyfile(src, dest)
+    _copy_one(src, dest)
     out = {"source": ctx.rel(src), "destination": ctx.rel(dest), "replaced": replaced}
     return ToolResult(out, f"copied {ctx.rel(src)} to {ctx.rel(dest)}", [ctx.rel(dest)])
 
@@ -282,15 +322,17 @@ TOOLS = [
                            content=string("the text to add", TEXT_MAX_CHARS))),
     Tool(name="files.move", kind="files", risk=Risk.WRITE, fn=move_file, idempotent=False,
          path_args={"source": "w", "destination": "w"}, risk_fn=_onto_risk,
-         description="Move or rename a file or folder.",
+         description="Move or rename a file or folder, or move every file matching a pattern like "
+                     "*.txt into a folder.",
          parameters=params(["source", "destination"],
-                           source={**PATH, "description": "the file or folder to move"},
+                           source={**PATH, "description": "the file or folder to move, or a pattern"},
                            destination={**PATH, "description": "new path, or a folder to move it into"})),
     Tool(name="files.copy", kind="files", risk=Risk.WRITE, fn=copy_file,
          path_args={"source": "r", "destination": "w"}, risk_fn=_onto_risk,
-         description="Copy a file or folder to a new path.",
+         description="Copy a file or folder to a new path, or copy every file matching a pattern like "
+                     "*.md into a folder.",
          parameters=params(["source", "destination"],
-                           source={**PATH, "description": "the file or folder to copy"},
+                           source={**PATH, "description": "the file or folder to copy, or a pattern"},
                            destination={**PATH, "description": "new path, or a folder to copy it into"})),
     Tool(name="files.delete", kind="files", risk=Risk.DESTRUCTIVE, fn=delete_files, path_args={"path": "w"},
          description="Delete a file, or every file matching a pattern like *.tmp.",
