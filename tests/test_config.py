@@ -88,9 +88,9 @@ def test_unwritable_home_is_a_clear_error(tmp_path):
 
 
 def test_engine_batch_invariant_flag(home):
-    assert load_config(env={"LLMOS_HOME": str(home)}).engine.batch_invariant is False
-    cfg = load_config(env={"LLMOS_HOME": str(home), "LLMOS_BATCH_INVARIANT": "true"})
-    assert cfg.engine.batch_invariant is True
+    assert load_config(env={"LLMOS_HOME": str(home)}).engine.batch_invariant is True
+    cfg = load_config(env={"LLMOS_HOME": str(home), "LLMOS_BATCH_INVARIANT": "off"})
+    assert cfg.engine.batch_invariant is False
     (home / "config.toml").write_text("[engine]\nbatch_invariant = 'maybe'\n")
     with pytest.raises(ConfigError, match="engine.batch_invariant: expected true or false"):
         load_config(env={"LLMOS_HOME": str(home)})

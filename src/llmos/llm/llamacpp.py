@@ -92,8 +92,8 @@ class LlamaCppEngine(Engine):
         # sequence's own cells in order, but switches to a tiled kernel with other rounding
         # once a ubatch holds 64 tokens. So: flash attention on, ubatches of 32. Cost on
         # 1 core (CPU time): none for short prompts; 2x on a 600-token prefill and 2.3x on
-        # 8 sequences decoding at 600 tokens of context; 6x on a 600-token prefill with 2 threads.
-        # False (the default, config engine.batch_invariant): the fast, drifting setting.
+        # 8 sequences decoding at 600 tokens of context. Default from config engine.batch_invariant
+        # (on); False: the fast, drifting setting.
         try:
             self._ctx = _llama.Context(self._model, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
                                        n_seq_max=self.max_active + n_entries, threads=threads,
