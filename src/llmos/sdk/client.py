@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -99,12 +100,13 @@ class parse_sse:  # noqa: N801 - used like a function
         return None
 
 
-class _Endpoints:
+class _Endpoints(abc.ABC):
     """The REST surface, written once. ``_call`` is sync in Client, async in AsyncClient."""
 
+    @abc.abstractmethod
     def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
               key: str | None = None, timeout: float | None = None) -> Any:
-        raise NotImplementedError
+        """Send one request; return the decoded JSON body or raise the mapped error."""
 
     # ── daemon ─────────────────────────────────────────────────────────────
     def health(self):
