@@ -58,3 +58,26 @@ def test_payload_after_colon():
 def test_files_stand_in():
     f = extract("sum x in a.csv", files={"a.csv": "x,y\n1,2\n", "pics/": ""})
     assert f.files == [("a.csv", 8)] and f.dirs == ["pics"] and f.columns == {"a.csv": ["x", "y"]}
+
+
+def test_terms_folders_and_outside_parents():
+    f = extract("which file mentions the word invoice?", files={"a.txt": "x"})
+    assert f.terms == ["invoice"]
+    f = extract("move report.txt into the archive folder", files={"report.txt": "x", "archive/": ""})
+    assert f.mentioned == ["report.txt", "archive"] and f.existing == ["report.txt"]
+    f = extract("make a folder called backup", files={})
+    assert f.new_files == ["backup"]
+    f = extract("move data.csv to ../data.csv", files={"data.csv": "a\n1\n"})
+    assert f.outside == ["../data.csv"]            # a parent path leaves the workspace
+
+
+def test_cells_numeric_columns_target_and_question():
+    files = {"orders.csv": "product,quantity\napples,5\npears,3\n"}
+    f = extract("how many apples were ordered in total according to orders.csv?", files=files)
+    assert f.values == [("product", "apples")] and f.numeric == {"orders.csv": ["quantity"]}
+    assert f.aggregate == "sum" and f.question
+    f = extract("which product sold the least in orders.csv?", files=files)
+    assert f.target == "product" and f.extreme == "min"
+    f = extract("from p.csv, which phone is the cheapest with at least 128 GB?", files={"p.csv": "model,price\nx,1\n"})
+    assert f.extreme == "min" and f.target is None       # "at least" is a bound, not the end asked for
+    assert not extract("sort n.txt and save it as s.txt", files={}).question

@@ -5,6 +5,7 @@ Map:
   "15 percent of 240" -> "(15 / 100) * 240"; "80 increased by 15 percent" ->
   "80 * (1 + 15 / 100)"; "what percent is 30 of 120" -> "30 / 120 * 100";
   "3 boxes with 24 pencils each" -> "3 * 24"; "half of 90" -> "90 / 2";
+  "subtract 45 from 300" -> "(300 - 45)"; "add 2 and 3" -> "2 + 3";
   "the average of 3, 5 and 10" -> "(3 + 5 + 10) / 3". None when the text holds no
   arithmetic (a single number is not an expression).
 
@@ -50,8 +51,20 @@ _PHRASES: list[tuple[str, str]] = [
     (rf"({_NUM})\s+(?:{_DOWN})\s+({_NUM}){_PCT}", r" (\1 * (1 - \2 / 100)) "),
     (rf"({_NUM}){_PCT}\s+(?:less than|off|discount on|off of)\s+({_NUM})", r" (\2 * (1 - \1 / 100)) "),
     (rf"(?:take|knock)\s+({_NUM}){_PCT}\s+off\s+({_NUM})", r" (\2 * (1 - \1 / 100)) "),
+    # "60 dollars after a 25% discount", "80 with a 15% tip"
+    (rf"({_NUM})\s+(?:[a-z]+\s+)?(?:after|with|minus|less)\s+(?:a|an|the)?\s*({_NUM}){_PCT}\s+"
+     r"(?:discount|reduction|decrease|cut|drop|off)", r" (\1 * (1 - \2 / 100)) "),
+    (rf"({_NUM})\s+(?:[a-z]+\s+)?(?:after|with|plus)\s+(?:a|an|the)?\s*({_NUM}){_PCT}\s+"
+     r"(?:increase|rise|raise|markup|tax|tip|interest|growth)", r" (\1 * (1 + \2 / 100)) "),
+    # "subtract 45 from 300", "multiply 6 by 7", "divide 1000 by 8"
+    (rf"\bsubtract\s+({_NUM})\s+from\s+({_NUM})", r" (\2 - \1) "),
+    (rf"\bmultiply\s+({_NUM})\s+(?:by|and|with)\s+({_NUM})", r" (\1 * \2) "),
+    (rf"\bdivide\s+({_NUM})\s+by\s+({_NUM})", r" (\1 / \2) "),
+    (rf"\b(?:the )?difference between\s+({_NUM})\s+and\s+({_NUM})", r" (\1 - \2) "),
+    (rf"\b(?:the )?product of\s+({_NUM})\s+and\s+({_NUM})", r" (\1 * \2) "),
     # "3 boxes with 24 pencils each", "4 tickets at 12 dollars each"
-    (rf"({_NUM})\s+{_THINGS}(?:with|of|containing|holding|at|for|costing)\s+({_NUM})\s+{_THINGS}each\b",
+    (rf"({_NUM})\s+{_THINGS}(?:with|of|containing|holding|at|for|costing|costs?|weighs?|weighing|holds?|"
+     rf"contains?|has|have)\s+({_NUM})\s+{_THINGS}each\b",
      r" (\1 * \2) "),
     (rf"({_NUM})\s+{_THINGS}each (?:with|of|containing|holding|at|costing)\s+({_NUM})", r" (\1 * \2) "),
     (rf"\bhalf of\s+({_NUM})", r" (\1 / 2) "),
@@ -81,9 +94,15 @@ def arithmetic(text: str) -> str | None:
     """Read an arithmetic expression from English; None when the text holds none."""
     s = " " + text.lower().replace("?", " ").replace("what's", "what is") + " "
     s = re.sub(r"(\d),(\d{3})", r"\1\2", s)
+    s = re.sub(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}:\d{2}\b", " ", s)     # dates and times are not sums
     s = re.sub(r"\b(" + "|".join(_WORD_NUMS) + r")\b(?=\s+(?:[a-z]+\s+){0,3}(?:with|of|at|each)\b)",
                lambda m: str(_WORD_NUMS[m.group(1)]), s)
     s = _phrases(s)
+    s = re.sub(rf"\badd\s+({_NUM}(?:\s*(?:,|and)\s*{_NUM})+)",
+               lambda m: " " + " + ".join(re.findall(_NUM, m.group(1))) + " ", s)
+    s = re.sub(rf"\)\s+and\s+(add|plus|subtract|minus|take away|times|multiply by|divide by)\s+({_NUM})",
+               lambda m: ") " + {"add": "+", "plus": "+", "subtract": "-", "minus": "-", "take away": "-",
+                                 "times": "*", "multiply by": "*", "divide by": "/"}[m.group(1)] + " " + m.group(2), s)
     # "X percent of Y" / "X% of Y"
     s = re.sub(rf"({_NUM}){_PCT}\s+of\s+", r"(\1 / 100) * ", s)
     s = re.sub(rf"({_NUM}){_PCT}", r"(\1 / 100)", s)

@@ -7,7 +7,7 @@ Map:
   file per kind: a generic request, the files it starts from, and the plan).
 - ``Retriever(examples)``: BM25 over normalized request words; ``top(request, k)``
   returns the most similar examples, best first. Normalization is generic: file
-  names become their extension plus ``FILE``, numbers ``NUM``, a few stems/synonyms
+  names become ``FILE`` plus their kind (table, code, image, text), numbers ``NUM``, a few stems/synonyms
   fold together, so "how many lines in poem.txt" meets "count the lines of notes.md";
   the words of columns and cells a request names become COLUMN and CELL (``masks``).
 
@@ -75,6 +75,7 @@ _SYN = {  # fold near-synonyms onto one word
     "longest": "most", "maximum": "most", "max": "most", "min": "lowest", "minimum": "lowest",
     "higher": "most", "largest": "most", "greatest": "most", "top": "most", "best": "most",
     "lower": "lowest", "fewest": "lowest", "least": "lowest", "worst": "lowest",
+    "order": "sort", "arrange": "sort", "store": "save", "every": "each",
     "count": "count", "number": "number_", "many": "count", "make": "create", "new": "create",
     "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
 }
@@ -124,6 +125,17 @@ def _stem(w: str) -> str:
 _SYN_STEMS = {_stem(k): v for k, v in _SYN.items()}   # "removing" finds "remove" -> delete
 
 
+_EXT_CLASSES = {"table": {"csv", "tsv", "xlsx", "xls", "json", "jsonl", "ndjson"},
+                "code": {"py", "js", "sh", "ts", "c", "cpp", "h", "go", "rs", "java", "rb", "php"},
+                "image": {"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp"}}
+
+
+def _ext_class(ext: str) -> str:
+    """A file's kind for retrieval: table, code, image or text (.md and .txt are alike)."""
+    e = ext.lower()
+    return next((k for k, v in _EXT_CLASSES.items() if e in v), "text")
+
+
 def fact_tokens(f: Facts | None) -> list[str]:
     """Tokens for what the pre-pass found, so plans that need the same facts meet: a new
     file to write, a path outside the workspace, a pattern, arithmetic, a delay."""
@@ -145,7 +157,7 @@ def words(text: str, mask: dict[str, str] | None = None) -> list[str]:
     for pat, rep in _PHRASES:
         t = re.sub(pat, rep, t)
     t = re.sub(r"(?:^|\s)(?:/|~/)[\w./-]+", " ABSPATH ", t)
-    t = _FILE_RE.sub(lambda m: f" FILE {m.group(1).lower()} ", t)
+    t = _FILE_RE.sub(lambda m: f" FILE {_ext_class(m.group(1))} ", t)
     t = re.sub(r"\b\d{1,2}:\d{2}\b", " CLOCK ", t)
     t = re.sub(r"\d+(?:\.\d+)?", " NUM ", t)
     t = re.sub(r"\b(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?)\b", " TIMEUNIT ", t)

@@ -72,6 +72,8 @@ class Facts:
     numeric: dict[str, list[str]] = field(default_factory=dict)   # csv file -> columns holding numbers
     values: list[tuple[str, str]] = field(default_factory=list)   # (column, cell) the request names
     terms: list[str] = field(default_factory=list)       # "mentions the word invoice" -> invoice
+    target: str | None = None                            # the column asked for: "which store" -> store
+    question: bool = False                               # asks about something, changes nothing
     request: str = ""                                    # the request itself (for spans)
 
     @property
@@ -125,6 +127,8 @@ class Facts:
             out.append("Values named: " + ", ".join(f"{c} = {v}" for c, v in self.values))
         if self.terms:
             out.append("Search for: " + ", ".join(self.terms))
+        if self.target:
+            out.append(f"Answer names: {self.target}")
         if self.globs:
             out.append("Patterns: " + ", ".join(self.globs))
         if self.quoted:
@@ -366,6 +370,19 @@ def extreme_of(text: str) -> str | None:
     return "max"
 
 
+_ASKS_RE = re.compile(r"^\s*(?:what|what's|which|who|how|where|when|is|are|does|do|did|show|list|tell|give|"
+                      r"display|print|can you tell)\b", re.I)
+_CHANGES_RE = re.compile(
+    r"\b(?:save|saved|write|create|make|add|put|append|insert|move|rename|copy|duplicate|delete|remove|erase|"
+    r"set|remind|schedule|mark|sort|replace|plot|draw|chart|graph|run|execute|store|record|convert|turn|"
+    r"mkdir|download|fetch|send)\b", re.I)
+
+
+def is_question(request: str) -> bool:
+    """A question that changes nothing ("what is on my list?", "which file is largest?")."""
+    return bool(_ASKS_RE.search(request)) and not _CHANGES_RE.search(request)
+
+
 _SPAN_EDGE_STOP = {"a", "an", "the", "to", "on", "at", "in", "of", "for", "and", "or", "my", "me", "i", "is",
                    "with", "by", "from", "it", "that", "this", "please", "as", "into", "called", "named"}
 
@@ -442,6 +459,7 @@ def extract(request: str, workdir: str | Path | None = None, *,
     facts.aggregate = aggregate_of(request)
     facts.extreme = extreme_of(request)
     facts.request = request
+    facts.question = is_question(request)
     for name in [*facts.existing, *(f for f, _ in facts.files)]:
         if name.lower().endswith((".csv", ".tsv")) and name not in facts.columns and len(facts.columns) < 4:
             head = (files.get(name, "") if files is not None
@@ -464,4 +482,23 @@ def extract(request: str, workdir: str | Path | None = None, *,
             if pos and c not in [h for _, h in hits]:
                 hits.append((min(pos), c))
     facts.named_columns = [c for _, c in sorted(hits)]
+    facts.target = _target(low, sorted(hits), facts)
     return facts
+
+
+def _target(low: str, hits: list[tuple[int, str]], facts: Facts) -> str | None:
+    """The column whose value answers the question: 'which store ...' -> store (a named
+    column of text right after which/what); 'who ...' -> the table's first text column."""
+    numeric = facts.numeric_columns
+    for pos, c in hits:
+        if c in numeric:
+            continue
+        before = low[max(0, pos - 24):pos]
+        if re.search(r"\b(?:which|what)\s+(?:(?:one|ones|kind|type)\s+(?:of\s+)?(?:the\s+)?)?$", before):
+            return c
+    if re.search(r"\bwho\b", low):
+        for cols in facts.columns.values():
+            text = [c for c in cols if c not in numeric]
+            if text:
+                return text[0]
+    return None

@@ -50,6 +50,7 @@ Generate = Callable[[list[Message] | str, dict | None, int, float], Awaitable[st
 TOP_K = 4                 # examples shown to the model (their skeletons are the choices)
 NEAR_TIE = 0.6            # a skeleton is a choice only if its example scores >= this x the best
 PLAN_MAX_TOKENS = 320     # a plan of a few steps, with reasons and answer
+RETRY_MAX_TOKENS = 640    # the tight re-plan: every string short, so the longest plan fits
 CODE_MAX_TOKENS = 300     # one small program
 CODE_TRIES = 2            # code generations before giving up (greedy, then sampled)
 # arguments that hold a program: (tool, argument) -> language
@@ -158,6 +159,9 @@ _EXTREMES = ("min", "max")   # a statistic maps onto one of its own class: sum <
 ROLE_MISS_PENALTY = 0.4   # retrieval score x this per fact an example needs that the request lacks
 ROLE_MATCH_BONUS = 1.3    # retrieval score x this per telling kind of fact both use
 _TELLING = ("globs", "outside", "expression", "delay", "cells")
+TARGET_MISMATCH = 0.7     # retrieval score x this when only one of two table questions asks "which X"
+QUESTION_WRITES = 0.5    # x this for a plan that writes, when the request only asks
+CLASS_MISMATCH = 0.7      # x this per path the request has only of another kind (a table for a text file)
 
 
 def _names(f: Facts) -> set[str]:
@@ -233,29 +237,61 @@ def needs(example_args: dict, ex: Facts) -> list[tuple[str, Any]]:
 def missing(example_args: dict, ex: Facts, facts: Facts) -> int:
     """How many of the facts an example needs this request lacks (a new file to write,
     a number to compare with, a pattern, an arithmetic expression, ...)."""
-    n = 0
+    return sum(not cands for _, _, cands in _needed(example_args, ex, facts))
+
+
+def _needed(example_args: dict, ex: Facts, facts: Facts) -> list[tuple[str, Any, list]]:
+    """(role, example value, the request's candidates of that role and kind) per need."""
+    out = []
     for role, value in needs(example_args, ex):
         cands = _role_values(role, facts)
         if role == "paths" and cands:
             existed = value in _names(ex)
             cands = [c for c in cands if (c in _names(facts)) == existed]
-        n += not cands
+        out.append((role, value, cands))
+    return out
+
+
+def _kind(path: str, names: set[str]) -> str:
+    """A path's kind for fit: table, code, image, text, or folder."""
+    from llmos.shell.examples import _ext_class
+
+    suffix = Path(path).suffix.lstrip(".")
+    return _ext_class(suffix) if suffix else ("folder" if path in names or "/" not in path else "text")
+
+
+def mismatched(example_args: dict, ex: Facts, facts: Facts) -> int:
+    """Paths the example needs that the request has only of another kind."""
+    n = 0
+    for role, value, cands in _needed(example_args, ex, facts):
+        if role == "paths" and cands:
+            want = _kind(value, _names(ex))
+            n += not any(_kind(c, _names(facts)) == want for c in cands)
     return n
 
 
-def fit(ex: Example, facts: Facts) -> float:
+def fit(ex: Example, facts: Facts, writes: bool = False) -> float:
     """How well an example's plan fits the request's facts, as a factor on its retrieval
     score: lower for each fact it needs that the request lacks, higher for each kind of
-    telling fact both use (a pattern, an outside path, arithmetic, a delay, a table cell)."""
+    telling fact both use (a pattern, an outside path, arithmetic, a delay, a table cell)
+    and when both ask for the same statistic; lower for a plan that ``writes`` when the
+    request is a question that changes nothing."""
     f = 1.0
     used: set[str] = set()
     for s in ex.plan["steps"]:
         args = s.get("args", {})
         f *= ROLE_MISS_PENALTY ** missing(args, ex.fact_obj, facts)
+        f *= CLASS_MISMATCH ** mismatched(args, ex.fact_obj, facts)
         used |= {role for role, _ in needs(args, ex.fact_obj)}
     for role in used & set(_TELLING):
         if _role_values(role, facts):
             f *= ROLE_MATCH_BONUS
+    if ex.fact_obj.aggregate and ex.fact_obj.aggregate == facts.aggregate:
+        f *= ROLE_MATCH_BONUS                    # both ask for a total, an average, a count ...
+    if bool(ex.fact_obj.target) != bool(facts.target) and (ex.fact_obj.columns and facts.columns):
+        f *= TARGET_MISMATCH                     # one asks "which store", the other for a number
+    if writes and facts.question:
+        f *= QUESTION_WRITES                     # "what is on my list?" is not "add to my list"
     return f
 
 
@@ -319,6 +355,25 @@ def _is_span(value: str, request: str) -> bool:
     return bool(v) and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", request.lower()) is not None
 
 
+_MAX_TO_MIN = {"largest": "smallest", "highest": "lowest", "biggest": "smallest", "most": "least",
+               "maximum": "minimum", "greatest": "least"}
+_MIN_TO_MAX = {"smallest": "largest", "lowest": "highest", "least": "most", "minimum": "maximum"}
+
+
+def _flip_words(answer: str, extreme: str) -> str:
+    """Extreme words outside references, turned to the end the request asks for."""
+    table = _MAX_TO_MIN if extreme == "min" else _MIN_TO_MAX
+    parts = re.split(r"(\$(?:step\d+\.output|item)(?:\.[A-Za-z0-9_]+)*)", answer)
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"\b(" + "|".join(table) + r")\b",
+                          lambda m: _case(table[m.group(1).lower()], m.group(1)), parts[i], flags=re.I)
+    return "".join(parts)
+
+
+def _case(word: str, like: str) -> str:
+    return word.capitalize() if like[:1].isupper() else word
+
+
 def adapt_refs(plan: Plan, facts: Facts) -> list[str]:
     """Point references at the statistic, the end and the row label the request asks for.
 
@@ -337,10 +392,12 @@ def adapt_refs(plan: Plan, facts: Facts) -> list[str]:
         swaps[other] = want
     cols = _all_columns(facts)
     table = next((t for t in facts.mentioned if t in facts.columns), next(iter(facts.columns), None))
-    label = next((c for c in facts.columns.get(table, []) if c not in facts.numeric_columns), None)
+    label = facts.target or next((c for c in facts.columns.get(table, []) if c not in facts.numeric_columns),
+                                 None)
     if not swaps and not label:
         return []
     notes: list[str] = []
+    flipped: list[bool] = []
 
     def fix(text: str) -> str:
         def one(m: re.Match) -> str:
@@ -352,6 +409,8 @@ def adapt_refs(plan: Plan, facts: Facts) -> list[str]:
                     and (new[-3] == "rows" and new[-2].isdigit() or new[-2] == "first")):
                 new[-1] = label
             if new != parts:
+                if any(p in ("largest", "smallest") and p != q for p, q in zip(parts, new, strict=True)):
+                    flipped.append(True)
                 changed = m.group(0)[: m.start(3) - m.start(0)] + ".".join(new)
                 notes.append(f"reference {m.group(0)} -> {changed} (the request asks for that)")
                 return changed
@@ -363,6 +422,17 @@ def adapt_refs(plan: Plan, facts: Facts) -> list[str]:
             if isinstance(v, str) and REF_RE.search(v):
                 step.args[k] = fix(v)
     plan.answer = fix(plan.answer)
+    if flipped:          # the words around a flipped reference follow it
+        plan.answer = _flip_words(plan.answer, facts.extreme or "max")
+    if facts.target:     # "which store ...?" is answered by naming the store
+        rows = [m for m in REF_RE.finditer(plan.answer) if m.group(1)
+                and re.match(r"\.(?:first|rows\.\d+)(?:\.|$)", m.group(3))]
+        named = any(m.group(3).endswith("." + facts.target) for m in REF_RE.finditer(plan.answer))
+        if rows and not named:
+            head = re.match(r"\.(?:first|rows\.\d+)", rows[0].group(3)).group(0)
+            ref = f"$step{rows[0].group(1)}.output{head}.{facts.target}"
+            plan.answer = plan.answer.rstrip(". ") + f" ({ref})."
+            notes.append(f"answer: added {ref} (the request asks which {facts.target})")
     return notes
 
 
@@ -400,19 +470,11 @@ def _compiles(code: str) -> bool:
         return False
 
 
-# Two tiny solved tasks before the request: a small model follows their shape (short,
-# direct code that computes and prints, or a function that returns) instead of inventing
-# menus and greetings. Generic; neither is any request's answer.
-CODE_SHOTS = ('# print the sum of the squares of the numbers from 1 to 5\n'
-              'def main():\n    total = 0\n    for i in range(1, 6):\n        total += i * i\n'
-              '    print(total)\n\n\n'
-              '# a function is_even(n) that returns True when n is even\n'
-              'def is_even(n):\n    return n % 2 == 0\n\n\n')
-
-
 def _code_prompt(request: str, seed: str) -> str:
-    # plain completion (no chat template): solved tasks, a comment stating the task, the seed
-    return f"{CODE_SHOTS}# {request.strip()}\n{seed}"
+    # plain completion (no chat template): a comment stating the task, then the seeded line.
+    # No solved example before it: a model this small copies an example's code and names
+    # (measured: solved examples cost two of eight code requests).
+    return f"# {request.strip()}\n{seed}"
 
 
 class Planner:
@@ -446,7 +508,8 @@ class Planner:
                     pool.append(ex)
         ranked = Retriever(pool).top(request, k=len(pool), facts=facts)
         if facts is not None:
-            ranked = sorted(((ex, score * fit(ex, facts)) for ex, score in ranked), key=lambda p: -p[1])
+            ranked = sorted(((ex, score * fit(ex, facts, self._writes(ex))) for ex, score in ranked),
+                            key=lambda p: -p[1])
         out: list[Example] = []
         seen: set[str] = set()
         best = ranked[0][1] if ranked else 0.0
@@ -459,6 +522,15 @@ class Planner:
             seen.add(ex.signature)
             out.append(ex)
         return out
+
+    def _writes(self, ex: Example) -> bool:
+        """Whether an example's plan changes anything (a writing tool, or a path it writes)."""
+        for s in ex.plan["steps"]:
+            tool = self.registry.get(s["tool"])
+            if tool.risk >= Risk.WRITE or any(m == "w" and a in s.get("args", {})
+                                              for a, m in tool.path_args.items()):
+                return True
+        return False
 
     # ── prompt and schema ──────────────────────────────────────────────────
     def _kept_args(self, tool: str, shown: list[Example]) -> set[str]:
@@ -490,22 +562,22 @@ class Planner:
         msgs.append({"role": "user", "content": "\n".join([f"Request: {request}", *facts.lines()])})
         return msgs
 
-    def schema_for(self, facts: Facts, shown: list[Example]) -> dict:
+    def schema_for(self, facts: Facts, shown: list[Example], tight: bool = False) -> dict:
         seqs = []
         for ex in shown:
             seq = []
             for pos, s in enumerate(ex.plan["steps"]):
                 tool = self.registry.get(s["tool"])
-                code = {a for (t, a), _ in CODE_ARGS.items() if t == s["tool"]}
                 overrides = role_overrides(s.get("args", {}), ex.fact_obj, facts,
                                            self._schemas[s["tool"]]["parameters"].get("properties", {}))
                 for a in s.get("args", {}):
                     if _is_code_arg(s["tool"], a, s["args"]):
                         overrides[a] = {"const": CODE_PLACEHOLDER}
                 args = S.tool_args_schema(self._schemas[s["tool"]], facts, self._kept_args(s["tool"], shown),
-                                          dict(tool.path_args), code, creates=tool.risk < Risk.DESTRUCTIVE,
+                                          dict(tool.path_args), creates=tool.risk < Risk.DESTRUCTIVE,
                                           item=bool(s.get("each")), overrides=overrides, before=pos,
-                                          require=set(s.get("args", {})))
+                                          require=set(s.get("args", {})),
+                                          string_cap=S.TIGHT_CAP if tight else S.STRING_CAP)
                 seq.append(S.step_schema(s["tool"], args, bool(s.get("each")), before=pos))
             seqs.append(seq)
         return S.plan_schema(skeleton_steps=seqs)
@@ -524,7 +596,16 @@ class Planner:
         msgs = self.messages(request, facts, shown)
         text = await self.generate(msgs, self.schema_for(facts, shown), self.config.max_tokens,
                                    self.config.temperature)
-        data = parse_model_output(text)
+        retried = False
+        try:
+            data = parse_model_output(text)
+        except PlanError:
+            # cut off (a small model can loop inside a free text): once more, with short text
+            # and room for the longest plan the tight schema admits
+            retried = True
+            text = await self.generate(msgs, self.schema_for(facts, shown, tight=True),
+                                       RETRY_MAX_TOKENS, self.config.temperature)
+            data = parse_model_output(text)
         try:
             plan = Plan.from_dict(data, request, source="model")
         except PlanError:
@@ -532,6 +613,8 @@ class Planner:
         except InvalidArgument as e:
             raise PlanError(e.message, field=e.field, expected=e.expected) from None
         plan.examples = [e.id for e in shown]
+        if retried:
+            plan.notes.append("planned again with shorter text: the first plan was cut off")
         check_plan(plan, self.registry)
         plan.notes += adapt_refs(plan, facts)
         await self.fill_code(plan, request)

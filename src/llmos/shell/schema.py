@@ -34,7 +34,7 @@ ANSWER_MAX_CHARS = 120
 WHY_MAX_CHARS = 60
 NEW_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9_-]{0,30})?(\.[a-z0-9]{1,5})?$"
 STRING_CAP = 400          # longest free string the planner may write in one argument
-CODE_CAP = 1500           # longest code / file content argument
+TIGHT_CAP = 80            # the same, when a plan is made again after a cut-off one
 
 Skeleton = list[tuple[str, bool]]   # [(tool name, repeated over each)]
 
@@ -89,16 +89,18 @@ def _path_schema(facts: Facts, mode: str, creates: bool, item: bool = False, bef
     alts: list[dict] = []
     if names:
         alts.append({"enum": names})
-    if (mode == "w" and creates) or not names:
+    named_new = [m for m in facts.new_files if m not in facts.outside]
+    if (mode == "w" and creates and not named_new) or not names:
+        # a new file name of the model's own only when the request names none
         alts.append({"type": "string", "pattern": NEW_FILE_PATTERN, "maxLength": 64})
     return _with_ref({"anyOf": alts}, item, before) if len(alts) > 1 else _with_ref(alts[0], item, before)
 
 
 def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = None,
-                     path_args: dict[str, str] | None = None, code_args: set[str] | None = None,
+                     path_args: dict[str, str] | None = None,
                      creates: bool = True, item: bool = False,
                      overrides: dict[str, dict] | None = None, before: int = 6,
-                     require: set[str] | None = None) -> dict:
+                     require: set[str] | None = None, string_cap: int = STRING_CAP) -> dict:
     """One tool's arguments as the planner may write them (see the module map).
 
     ``creates``: the tool's written paths may be new files (false for deleting tools,
@@ -106,7 +108,9 @@ def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = No
     step repeats over a list, so ``$item`` references are allowed. ``overrides``: argument
     -> schema chosen by the planner (e.g. the request's own candidates for that role).
     ``before``: how many earlier steps there are (references may name only those).
-    ``require``: arguments the chosen skeleton sets (they must be given)."""
+    ``require``: arguments the chosen skeleton sets (they must be given). ``string_cap``:
+    the longest free text in an argument (a program goes in as a placeholder, so code
+    arguments need no more room than text)."""
     params = tool_schema["parameters"]
     props = params.get("properties", {})
     required = list(params.get("required", []))
@@ -130,7 +134,7 @@ def tool_args_schema(tool_schema: dict, facts: Facts, keep: set[str] | None = No
             out_props[n] = {"type": "array", "items": {"enum": columns},
                             "maxItems": min(int(props[n].get("maxItems", 10)), 10)}
             continue
-        sub = _cap(_strip(copy.deepcopy(props[n])), CODE_CAP if code_args and n in code_args else STRING_CAP)
+        sub = _cap(_strip(copy.deepcopy(props[n])), string_cap)
         if sub.get("type") == "string" and "enum" not in sub and "pattern" not in sub:
             sub["pattern"] = _free_text(item, before)    # references inside text: earlier steps only
             out_props[n] = sub
