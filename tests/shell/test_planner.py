@@ -226,3 +226,10 @@ def test_calc_examples_use_the_extracted_expression():
         for s in ex.plan["steps"]:
             if s["tool"] == "calc.eval":
                 assert s["args"]["expression"] == ex.fact_obj.expression, ex.id
+
+
+async def test_code_that_calls_an_undefined_helper_is_written_again(registry, tmp_path):
+    gen = scripted(plan_json(("python.run", {"code": "x"}), answer="It printed $step1.output.stdout"),
+                   "\n    print(add_up(100))\n", "\n    print(sum(range(1, 101)))\n")
+    plan = await Planner(registry, gen).plan("write and run a python program that adds 1 to 100", tmp_path)
+    assert "sum(range(1, 101))" in plan.steps[0].args["code"] and any("compiles" in n for n in plan.notes)

@@ -76,6 +76,7 @@ _SYN = {  # fold near-synonyms onto one word
     "higher": "most", "largest": "most", "greatest": "most", "top": "most", "best": "most",
     "lower": "lowest", "fewest": "lowest", "least": "lowest", "worst": "lowest",
     "order": "sort", "arrange": "sort", "store": "save", "every": "each",
+    "convert": "convert", "turn": "convert", "transform": "convert", "export": "convert",
     "count": "count", "number": "number_", "many": "count", "make": "create", "new": "create",
     "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
 }

@@ -462,6 +462,25 @@ def first_block(seed: str, completion: str) -> str:
     return "\n".join(keep) + "\n"
 
 
+def undefined_calls(tree: ast.Module) -> list[str]:
+    """Names a program calls that it neither defines, imports, binds nor gets from builtins
+    (a small model calls helpers it never wrote)."""
+    import builtins
+
+    bound = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    called = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    return sorted({c for c in called if c not in bound})
+
+
 def _compiles(code: str) -> bool:
     try:
         ast.parse(code)
@@ -659,6 +678,10 @@ class Planner:
                 continue
             if len(body.splitlines()) < 2:
                 err = "the function has no body"
+                continue
+            missing_names = undefined_calls(tree)
+            if missing_names:
+                err = f"it calls {', '.join(missing_names)}, which it never defines"
                 continue
             return code, None
         return code, err

@@ -5,7 +5,8 @@ Map:
   planner: only the arguments in ``keep`` (required ones always), descriptions dropped,
   every value also allowed to be a reference (``$step2.output.rows``, ``$item``), and
   path arguments narrowed to the paths the request names or the workspace holds (plus
-  a plain relative file name, so a new output file can be named).
+  a plain relative file name, so a new output file can be named); a written path, when
+  the request names new files, is one of those (never its input, never a made-up name).
 - ``step_schema(tool, args_schema, each)``: ``{"tool": const, ["each": ref], "args", "why"}``.
 - ``plan_schema(skeletons)``: ``{"steps": [...], "answer": str}``; with skeletons, the
   step list is one of the given tool sequences (``prefixItems``), else any registered
@@ -86,10 +87,12 @@ def _path_schema(facts: Facts, mode: str, creates: bool, item: bool = False, bef
     names = facts.globs + facts.paths() if not creates else facts.paths() + facts.globs
     if mode == "r" and names:
         names = [*names, "."]           # the workspace itself (search or list all of it)
+    named_new = [m for m in facts.new_files if m not in facts.outside]
+    if mode == "w" and creates and named_new:
+        names = named_new + [g for g in facts.globs if g not in named_new]   # written: the files it names
     alts: list[dict] = []
     if names:
         alts.append({"enum": names})
-    named_new = [m for m in facts.new_files if m not in facts.outside]
     if (mode == "w" and creates and not named_new) or not names:
         # a new file name of the model's own only when the request names none
         alts.append({"type": "string", "pattern": NEW_FILE_PATTERN, "maxLength": 64})
