@@ -2,7 +2,7 @@
 ``pytest tests/e2e/test_heldout.py -m slow``; about ten minutes on two cores).
 
 Every plan the planner makes must be schema-valid, and the pass rate must stay at or
-above the floor measured when the set was last tuned (see the README's shell section).
+above a floor a little under the rate measured when the set was last run.
 The sets were written before tuning (``heldout_tasks.jsonl``) or after it and never tuned
 on (``heldout_fresh_tasks.jsonl``); no library example copies one of their requests.
 """

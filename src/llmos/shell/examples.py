@@ -76,6 +76,8 @@ _SYN = {  # fold near-synonyms onto one word
     "higher": "most", "largest": "most", "greatest": "most", "top": "most", "best": "most",
     "lower": "lowest", "fewest": "lowest", "least": "lowest", "worst": "lowest",
     "order": "sort", "arrange": "sort", "store": "save", "every": "each",
+    "mention": "contain", "include": "contain", "collect": "find", "search": "find", "grep": "find",
+    "schedule": "calendar", "appointment": "calendar", "agenda": "calendar", "diary": "calendar",
     "convert": "convert", "turn": "convert", "transform": "convert", "export": "convert",
     "count": "count", "number": "number_", "many": "count", "make": "create", "new": "create",
     "lines": "line", "rows": "row", "files": "file", "words": "word", "numbers": "number_",
@@ -85,7 +87,8 @@ _FILE_RE = re.compile(r"[\w~/.-]*[\w-]\.([A-Za-z0-9]{1,6})\b")
 
 def masks(f: Facts | None) -> dict[str, str]:
     """Words that stand for a table's own names: a named column's words -> COLUMN, a named
-    cell's words -> CELL (which column a request names says nothing about its plan)."""
+    cell's words -> CELL, a searched word -> TERM (which column a request names, or which
+    word it looks for, says nothing about its plan)."""
     out: dict[str, str] = {}
     if f is None:
         return out
@@ -97,6 +100,8 @@ def masks(f: Facts | None) -> dict[str, str]:
         for w in re.split(r"[_\s-]+", v.lower()):
             if w:
                 out.setdefault(w, "CELL")
+    for t in f.terms:
+        out.setdefault(t.lower(), "TERM")
     return out
 
 

@@ -37,7 +37,7 @@ MAX_DEPTH = 2             # directory depth scanned
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".llmos"}
 
 _FILE_RE = re.compile(r"(?<![\w/.~-])((?:~|\.{1,2})?/?(?:[\w.-]+/)*[\w-]+(?:\.[A-Za-z0-9]{1,6})+)(?![\w/])")
-_ABS_RE = re.compile(r"(?<![\w.])((?:~|/)[\w.~/-]*[\w~])")
+_ABS_RE = re.compile(r"(?<![\w.])(~/?[\w.~/-]*|/[\w.~-][\w.~/-]*)")
 _EXT_RE = re.compile(r"(?<![\w])\.([A-Za-z0-9]{1,6})\b(?:\s+files?)?|\b([A-Za-z0-9]{2,5})\s+files?\b")
 _QUOTED_RE = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"|“([^”]{1,200})”")
 _NUM_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
@@ -424,8 +424,8 @@ def extract(request: str, workdir: str | Path | None = None, *,
     names = {f for f, _ in facts.files}
     basenames = {Path(f).name: f for f, _ in facts.files}
     for m in _ABS_RE.finditer(request):
-        p = m.group(1)
-        if p.startswith(("/", "~")) and len(p) > 1:
+        p = m.group(1).rstrip(".,;:!?")
+        if p == "~" or len(p) > 1:
             facts.outside.append(p)
     for m in _FILE_RE.finditer(request):
         p = m.group(1)

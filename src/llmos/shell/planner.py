@@ -161,6 +161,7 @@ ROLE_MATCH_BONUS = 1.3    # retrieval score x this per telling kind of fact both
 _TELLING = ("globs", "outside", "expression", "delay", "cells")
 TARGET_MISMATCH = 0.7     # retrieval score x this when only one of two table questions asks "which X"
 QUESTION_WRITES = 0.5    # x this for a plan that writes, when the request only asks
+NEW_UNWRITTEN = 0.6      # x this for a plan that writes nothing, when the request names a new file
 CLASS_MISMATCH = 0.7      # x this per path the request has only of another kind (a table for a text file)
 
 
@@ -196,6 +197,12 @@ def _role_values(role: str, f: Facts) -> list[Any]:
             "delay": [f.delay] if f.delay else [], "columns": f.named_columns,
             "cells": f.named_values, "cellcols": f.value_columns,
             "numbers": [_num(n) for n in f.numbers], "span": spans(f.request)}[role]
+
+
+def _stand_ins(role: str, f: Facts) -> list[Any]:
+    """Facts that may stand in for a missing role: a named existing file for a pattern
+    (the tools that take "*.py" take "app.log" as well)."""
+    return [m for m in f.existing if m not in f.outside] if role == "globs" else []
 
 
 def _all_columns(f: Facts) -> list[str]:
@@ -244,7 +251,7 @@ def _needed(example_args: dict, ex: Facts, facts: Facts) -> list[tuple[str, Any,
     """(role, example value, the request's candidates of that role and kind) per need."""
     out = []
     for role, value in needs(example_args, ex):
-        cands = _role_values(role, facts)
+        cands = _role_values(role, facts) or _stand_ins(role, facts)
         if role == "paths" and cands:
             existed = value in _names(ex)
             cands = [c for c in cands if (c in _names(facts)) == existed]
@@ -275,7 +282,8 @@ def fit(ex: Example, facts: Facts, writes: bool = False) -> float:
     score: lower for each fact it needs that the request lacks, higher for each kind of
     telling fact both use (a pattern, an outside path, arithmetic, a delay, a table cell)
     and when both ask for the same statistic; lower for a plan that ``writes`` when the
-    request is a question that changes nothing."""
+    request is a question that changes nothing, or that writes nothing when the request
+    names a new file."""
     f = 1.0
     used: set[str] = set()
     for s in ex.plan["steps"]:
@@ -292,6 +300,8 @@ def fit(ex: Example, facts: Facts, writes: bool = False) -> float:
         f *= TARGET_MISMATCH                     # one asks "which store", the other for a number
     if writes and facts.question:
         f *= QUESTION_WRITES                     # "what is on my list?" is not "add to my list"
+    if not writes and any(m not in facts.outside for m in facts.new_files):
+        f *= NEW_UNWRITTEN                       # "... and save them to errors.txt" must write it
     return f
 
 
@@ -330,7 +340,7 @@ def role_overrides(example_args: dict, ex: Facts, facts: Facts,
         roles = _roles(value, ex)
         cands: list[Any] = []
         for role in roles:
-            for c in _role_values(role, facts):
+            for c in _role_values(role, facts) or _stand_ins(role, facts):
                 if c not in cands:
                     cands.append(c)
         if cands and "paths" in roles:
@@ -599,7 +609,7 @@ class Planner:
                                           string_cap=S.TIGHT_CAP if tight else S.STRING_CAP)
                 seq.append(S.step_schema(s["tool"], args, bool(s.get("each")), before=pos))
             seqs.append(seq)
-        return S.plan_schema(skeleton_steps=seqs)
+        return S.plan_schema(skeleton_steps=seqs, names=[m for m in facts.mentioned if m not in facts.outside])
 
     # ── planning ───────────────────────────────────────────────────────────
     async def plan(self, request: str, workdir: str | Path, *, facts: Facts | None = None) -> Plan:

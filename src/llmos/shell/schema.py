@@ -12,12 +12,14 @@ Map:
   step list is one of the given tool sequences (``prefixItems``), else any registered
   tool per step. Strings and arrays are bounded; ``additionalProperties`` is false.
 - ``ANSWER_PATTERN``: answer text holds no digits of its own: numbers come from
-  references to tool outputs, never from the model.
+  references to tool outputs, never from the model (the file names the request wrote
+  may appear as written).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from llmos.shell.extract import Facts
@@ -162,14 +164,22 @@ def step_schema(tool: str, args_schema: dict, each: bool | None = None, before: 
     return {"type": "object", "properties": props, "required": req, "additionalProperties": False}
 
 
+def _answer_pattern(n: int | None, names: list[str] | None) -> str:
+    pat = ANSWER_PATTERN if n is None else ANSWER_PATTERN.replace("step[1-6]", f"step[1-{n}]")
+    if names:   # the file names the request itself wrote may appear as written
+        alts = "|".join(re.escape(x) for x in sorted(set(names), key=len, reverse=True))
+        pat = pat.replace(r"|\. |", rf"|\. |({alts})|", 1)
+    return pat
+
+
 def plan_schema(step_alternatives: list[dict] | None = None, *,
-                skeleton_steps: list[list[dict]] | None = None) -> dict:
+                skeleton_steps: list[list[dict]] | None = None, names: list[str] | None = None) -> dict:
     """The whole plan. Either any step from ``step_alternatives`` at each position, or one
     of the fixed step sequences in ``skeleton_steps`` (each a list of step schemas).
     With skeletons of different lengths the plan is an ``anyOf`` by length, so the answer
     can name only the steps its own skeleton has."""
     if not skeleton_steps:
-        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": ANSWER_PATTERN}
+        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": _answer_pattern(None, names)}
         steps = {"type": "array", "items": {"anyOf": step_alternatives or []},
                  "minItems": 1, "maxItems": MAX_STEPS}
         return _plan_object(steps, answer)
@@ -178,8 +188,7 @@ def plan_schema(step_alternatives: list[dict] | None = None, *,
         by_len.setdefault(len(seq), []).append(seq)
     alts = []
     for n, group in by_len.items():
-        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS,
-                  "pattern": ANSWER_PATTERN.replace("step[1-6]", f"step[1-{n}]")}
+        answer = {"type": "string", "maxLength": ANSWER_MAX_CHARS, "pattern": _answer_pattern(n, names)}
         seqs = [{"type": "array", "prefixItems": seq, "items": False, "minItems": n, "maxItems": n}
                 for seq in group]
         alts.append(_plan_object(seqs[0] if len(seqs) == 1 else {"anyOf": seqs}, answer))
