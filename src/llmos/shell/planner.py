@@ -11,18 +11,24 @@ Map:
 
 NOTE (how a 135M model plans well enough). The request first goes through a
 deterministic pre-pass (``extract``: file names, paths, patterns, quoted text,
-arithmetic, durations, CSV columns). Similar examples are retrieved (BM25 over the
-curated library plus the person's approved plans, never the ones rated bad) and
-shown as few-shot turns, most similar last. The tool sequences of those examples are
-the *skeletons* the model may choose from: the JSON schema of the answer is an anyOf
-over them (``prefixItems`` fixing each step's tool), with each tool's arguments under
-that tool's own schema, path arguments narrowed to the paths the request names or the
-workspace holds, and answer text that may not hold digits (numbers come from tool
-outputs through ``$stepN.output`` references). So the model chooses the skeleton,
-fills the arguments and words the answer; the grammar makes every plan parse and name
-only existing tools with valid arguments. Code arguments (a Python program, a .py
-file's content) are written in a second, plain-text call with a code prompt, and
-checked by compiling (the runner runs them in the sandbox when the plan does).
+arithmetic, durations, CSV columns and their kinds, cells and search words it names,
+the column it asks for). Similar examples are retrieved (BM25 over the curated library
+plus the person's approved plans, never the ones rated bad; named columns, cells and
+search words fold to COLUMN/CELL/TERM) and weighed by how well their plans fit the
+request's facts (``adapt.fit``); they are shown as few-shot turns, most similar last.
+The examples' plans are the *skeletons* the model may choose from (a tool sequence and
+the arguments each step sets): the JSON schema of the answer is an anyOf over them
+(``prefixItems`` fixing each step's tool), each argument narrowed to the request's own
+values of the role the example's value had (``adapt.role_overrides``), paths to those
+the request names or the workspace holds, and answer text that may not hold digits
+(numbers come from tool outputs through ``$stepN.output`` references). So the model
+chooses the skeleton, fills the arguments and words the answer; the grammar makes
+every plan parse and name only existing tools with valid arguments (a plan cut off by
+the token limit is made once more with short text). References the model copied are
+then pointed at what the request asks for (``adapt.adapt_refs``). Code arguments (a
+Python program, a .py file's content) are written in a second, plain-text call with a
+code prompt, and checked by compiling and for calls to names never defined (the
+runner runs them in the sandbox when the plan does).
 """
 
 from __future__ import annotations
