@@ -67,3 +67,10 @@ def test_references_follow_the_request():
                         "answer": "Pick $step1.output.first.car: it rates $step1.output.first.rating."})
     adapt_refs(p, f)
     assert p.answer == "Pick $step1.output.first.supplier: it rates $step1.output.first.rating."
+
+
+def test_the_workspace_stays_the_workspace():
+    ex = extract("which of these files talk about the budget?", files={"memo.txt": "x"})
+    new = extract("which file mentions the word invoice?", files={"a.txt": "x", "b.txt": "y"})
+    o = role_overrides({"text": "budget", "path": "."}, ex, new, {"text": {"type": "string"}, "path": {}})
+    assert o == {"text": {"enum": ["invoice"]}, "path": {"enum": ["."]}}

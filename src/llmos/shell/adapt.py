@@ -225,6 +225,9 @@ def role_overrides(example_args: dict, ex: Facts, facts: Facts,
                     cands.append(c)
         if cands and "paths" in roles:
             cands = _refine_paths(value, ex, cands, facts)
+        if value in (".", "./") and arg in (props or {}) and not roles:
+            # the whole workspace: still the whole workspace, or what the request names
+            cands = [".", *[m for m in facts.existing if m not in facts.outside], *facts.globs]
         is_column = isinstance(value, str) and value in _all_columns(ex) and facts.columns
         if is_column and "cells" not in roles:
             cands = _typed_columns(value, ex, [c for c in cands if c in _all_columns(facts)], facts)
