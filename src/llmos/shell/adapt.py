@@ -35,7 +35,7 @@ def _num(text: str) -> int | float:
     return int(f) if f.is_integer() else f
 
 
-_STRICT_ROLES = ("globs", "outside", "paths", "expression", "delay", "numbers", "cells")
+_STRICT_ROLES = ("globs", "outside", "paths", "expression", "delay", "numbers", "cells", "terms")
 AGG_FIELDS = ("sum", "mean", "min", "max", "count", "median")
 _EXTREMES = ("min", "max")   # a statistic maps onto one of its own class: sum <-> mean, min <-> max
 ROLE_MISS_PENALTY = 0.4   # retrieval score x this per fact an example needs that the request lacks
@@ -83,8 +83,10 @@ def _role_values(role: str, f: Facts) -> list[Any]:
 
 def _stand_ins(role: str, f: Facts) -> list[Any]:
     """Facts that may stand in for a missing role: a named existing file for a pattern
-    (the tools that take "*.py" take "app.log" as well)."""
-    return [m for m in f.existing if m not in f.outside] if role == "globs" else []
+    (the tools that take "*.py" take "app.log" as well), quoted text for a search word."""
+    if role == "globs":
+        return [m for m in f.existing if m not in f.outside]
+    return [*f.quoted, *([f.payload] if f.payload else [])] if role == "terms" else []
 
 
 def _all_columns(f: Facts) -> list[str]:

@@ -330,7 +330,7 @@ def _folders_named(request: str, dirs: list[str]) -> list[str]:
 
 _TERM_RE = re.compile(
     r"\b(?:the (?:word|words|text|phrase|string|term|name)|mentions?|mentioning|contains?|containing|"
-    r"about|includes?|including|says?|with the word|search(?:es|ing)? for|look(?:s|ing)? for)"
+    r"about|includes?|including|says?|with the word|search(?:es|ing)? for|look(?:s|ing)? for|grep)"
     r"\s+['\"“]?((?:[\w@#.+-]+\s?){1,4})")
 _TERM_STOP = {"the", "a", "an", "word", "words", "text", "phrase", "line", "lines", "it", "them", "this", "that",
               "in", "of", "what", "which", "any", "every", "all", "my", "file", "files", "string", "term"}
