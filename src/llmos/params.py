@@ -22,6 +22,8 @@ ENGINE_N_BATCH_TOKENS = 512        # most tokens in one llama_batch (decode + pr
 ENGINE_PREFILL_CHUNK_TOKENS = 128  # a long prompt is prefilled this many tokens per step
 ENGINE_MAX_TOKENS_DEFAULT = 256
 ENGINE_QUEUE_MAX = 1024            # requests waiting for a sequence slot
+ENGINE_PREFIX_FILES_MAX = 16       # marked prompt prefixes kept on disk ($LLMOS_HOME/cache/kv-prefix)
+ENGINE_PREFIX_BYTES_MAX = 2 << 30  # bytes, all prefix files together; least recently used go first
 
 # ── kernel ──────────────────────────────────────────────────────────────────
 KERNEL_QUEUE_MAX = 4096            # bounded run queue; beyond it syscalls get Busy
