@@ -137,8 +137,8 @@ async def test_interactive_confirmation(shell, ws):
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 async def test_code_runs_in_the_sandbox(shell, ws):
-    runner, _ = await shell(P(("python.run", {"code": "print(1)"}), answer="It printed: $step1.output.stdout"),
-                            code="for i in range(1, 11):\n    print(i * i)\n")
+    runner, _ = await shell(P(("python.run", {"code": "for i in range(1, 11):\n    print(i * i)\n"}),
+                              answer="It printed: $step1.output.stdout"))
     res = await runner.run("write and run a python script that prints the first 10 squares", workdir=ws)
     assert res.status == "needs_confirmation"      # exec asks first
     res = await runner.run("write and run a python script that prints the first 10 squares", workdir=ws,
@@ -159,5 +159,5 @@ async def test_record_explains_the_run(shell, ws):
     assert rec["steps"][0]["risk"] == "read" and rec["steps"][0]["seconds"] >= 0
     assert rec["llm_calls"] and rec["llm_calls"][0]["constrained"]
     text = explain_text(rec)
-    for needle in ("plan:", "files.count", "why: scripted", "timings:", "answer: 2 lines", "Files here: poem.txt"):
+    for needle in ("plan:", "files.count", "why: scripted", "timings:", "answer: 2 lines", "- poem.txt (4 B)"):
         assert needle in text

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmos.shell import feedback
-from llmos.shell.extract import extract
+from llmos.shell.context import Workspace
 from llmos.shell.plan import Plan
 from llmos.shell.planner import Planner
 from llmos.shell.render import cut_repeats, fill_answer
@@ -29,20 +31,22 @@ PLAN = {"steps": [{"tool": "calc.eval", "args": {"expression": "2 ** 8"}, "why":
         "answer": "It is $step1.output.value."}
 
 
-def test_good_plans_become_examples_and_bad_ones_never_return(store):
+def test_good_plans_become_examples_and_bad_ones_never_return(store, tmp_path):
     store.save_run(_rec("r1", "how big is two to the eighth power", PLAN))
     feedback.rate(store, "r1", True, "yes")
     planner = Planner(default_registry(), None, store=store)
-    top = planner.candidates("how big is two to the eighth power")[0]
-    assert top.id == "approved:r1" and top.plan == PLAN
+    shown = planner.approved("how big is two to the eighth power")
+    assert shown and shown[-1][1] == PLAN
+    msgs, reqs = planner.messages("how big is two to the eighth power", Workspace.scan(tmp_path))
+    assert reqs == ["how big is two to the eighth power"]
+    assert PLAN in [json.loads(m["content"]) for m in msgs if m["role"] == "assistant"]
     feedback.rate(store, "r1", False, "wrong")
-    ids = [e.id for e in planner.candidates("how big is two to the eighth power")]
-    assert "approved:r1" not in ids
+    assert planner.approved("how big is two to the eighth power") == []
     assert store.is_blocked("how big is two to the eighth power", PLAN)
     assert store.get_run("r1")["rating"] == "bad"
 
 
-def test_habits_learned_from_two_good_runs_and_applied(store):
+def test_habits_learned_from_two_good_runs_and_applied(store, tmp_path):
     reg = default_registry()
     steps = [{"tool": "plot.chart", "status": "succeeded", "args": {"kind": "line"}, "files": ["charts/a.png"]}]
     for i in (1, 2):
@@ -55,14 +59,15 @@ def test_habits_learned_from_two_good_runs_and_applied(store):
     plan = Plan.from_dict({"steps": [{"tool": "plot.chart", "args": {"path": "s.csv", "x": "m", "kind": "bar",
                                                                      "save_to": "out.png"}}],
                            "answer": "Saved $step1.output.file."})
-    facts = extract("plot amount by month from s.csv", files={"s.csv": "m,amount\n"})
+    (tmp_path / "s.csv").write_text("m,amount\n")
+    facts = Workspace.scan(tmp_path)
     applied = feedback.apply_habits(plan, facts, "plot amount by month from s.csv", habits, reg)
     assert plan.steps[0].args["save_to"] == "charts/out.png" and plan.steps[0].args["kind"] == "line"
     assert len(applied) == 2 and all("learned from 2 rated runs" in a for a in applied)
     # the person's own words win over a habit
     plan = Plan.from_dict({"steps": [{"tool": "plot.chart", "args": {"path": "s.csv", "x": "m", "kind": "bar",
                                                                      "save_to": "sales.png"}}]})
-    facts = extract("draw a bar chart of s.csv as sales.png", files={"s.csv": "m\n"})
+    facts = Workspace.scan(tmp_path)
     assert feedback.apply_habits(plan, facts, "draw a bar chart of s.csv as sales.png", habits, reg) == []
 
 

@@ -26,7 +26,7 @@ def test_parse_and_deps():
     ({"steps": [{"tool": "a.b", "args": {"x": "$step2.output"}}, {"tool": "a.b", "args": {}}]}, "steps[1].args"),
     ({"steps": [{"tool": "a.b", "args": {"x": "$item"}}]}, "steps[1].each"),
     ({"steps": [{"tool": "a.b", "args": {}}], "answer": "$step3.output"}, "answer"),
-    ({"steps": [{"tool": "a.b", "args": {}}] * 7}, "steps"),
+    ({"steps": [{"tool": "a.b", "args": {}}] * 13}, "steps"),
     ({"steps": [{"tool": "a.b", "args": {}, "each": "not a ref"}]}, "steps[1].each"),
 ])
 def test_malformed_plans_rejected(bad, field):

@@ -1,4 +1,5 @@
-"""Planner: scripted model output (valid, malformed, off-schema), the schema, retrieval, roles."""
+"""Planner: scripted model output (valid, malformed, off-schema, refusals), the one schema
+generated from the whole registry, the fixed prompt prefix, checks and normalization."""
 
 from __future__ import annotations
 
@@ -7,16 +8,9 @@ import json
 import jsonschema
 import pytest
 
-from llmos.shell.examples import Retriever, load_library
-from llmos.shell.extract import extract
+from llmos.shell.context import Workspace
 from llmos.shell.plan import Plan
-from llmos.shell.planner import (
-    PlanError,
-    Planner,
-    _shown_plan,
-    check_plan,
-    parse_model_output,
-)
+from llmos.shell.planner import PlanError, Planner, check_plan, load_examples, parse_model_output
 from llmos.tools.registry import default_registry
 
 
@@ -29,142 +23,138 @@ def scripted(*answers):
     """A generate() that answers in order and records what it was asked."""
     calls = []
 
-    async def generate(messages, schema, max_tokens, temperature):
-        calls.append({"messages": messages, "schema": schema})
+    async def generate(messages, schema, max_tokens, temperature, prefix_messages=0):
+        calls.append({"messages": messages, "schema": schema, "prefix": prefix_messages})
         return answers[min(len(calls), len(answers)) - 1]
     generate.calls = calls
     return generate
 
 
 def plan_json(*steps, answer="Done: $step1.output."):
-    return json.dumps({"steps": [{"tool": t, "args": a, "why": "because"} for t, a in steps], "answer": answer})
+    return json.dumps({"steps": [{"tool": t, "args": a} for t, a in steps], "answer": answer})
 
 
-async def test_valid_plan(registry, tmp_path):
-    (tmp_path / "poem.txt").write_text("a\nb\n")
+def ws_with(tmp_path, **files):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return Workspace.scan(tmp_path)
+
+
+async def test_valid_plan_and_prompt(registry, tmp_path):
+    ws = ws_with(tmp_path, **{"poem.txt": "a\nb\n", "sales.csv": "month,amount\n2026-01,5\n"})
     gen = scripted(plan_json(("files.count", {"path": "poem.txt"}), answer="It has $step1.output.lines lines."))
-    plan = await Planner(registry, gen).plan("how many lines are in poem.txt?", tmp_path)
+    planner = Planner(registry, gen)
+    plan = await planner.plan("how many lines are in poem.txt?", ws)
     assert [s.tool for s in plan.steps] == ["files.count"] and plan.steps[0].args == {"path": "poem.txt"}
-    assert plan.examples and plan.examples[0] == "files-count-lines"
-    msgs = gen.calls[0]["messages"]
-    assert msgs[-1]["content"].startswith("Request: how many lines are in poem.txt?")
-    assert "Files here: poem.txt (4 B)" in msgs[-1]["content"]
-    # the schema offers the retrieved skeletons and narrows the path to the named file
-    schema = gen.calls[0]["schema"]
-    jsonschema.validate(json.loads(gen.calls[0] and plan_json(("files.count", {"path": "poem.txt"}),
-                                                              answer="It has $step1.output.lines lines.")), schema)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"steps": [{"tool": "files.count", "args": {"path": "other.txt"}, "why": ""}],
-                             "answer": ""}, schema)
+    call = gen.calls[0]
+    last = call["messages"][-1]["content"]
+    assert last.endswith("Request: how many lines are in poem.txt?")
+    assert "- poem.txt (4 B)" in last and "columns: month, amount" in last and "Today:" in last
+    # the fixed prefix: system + worked examples, the same for every request
+    assert call["prefix"] == 1 + 2 * len(planner.examples)
+    assert call["messages"][:call["prefix"]] == planner.prefix()
+    assert "poem.txt" not in json.dumps(call["messages"][:call["prefix"]])
 
 
-@pytest.mark.parametrize("text,field", [
+def test_schema_covers_every_tool_and_refuses_nothing_the_registry_has(registry):
+    planner = Planner(registry, scripted("{}"))
+    schema = planner.schema
+    names = {t["name"] for t in registry.schemas()} | {"llm"}
+    steps = schema["anyOf"][0]["properties"]["steps"]
+    assert {a["properties"]["tool"]["const"] for a in steps["items"]["anyOf"]} == names
+    assert steps["maxItems"] == 12
+    # a long plan over several tools, with each / when / references, fits the one schema
+    long = {"steps": [
+        {"tool": "files.list", "args": {"path": ".", "pattern": "*.csv"}},
+        {"tool": "data.count_rows", "each": "$step1.output.entries", "args": {"path": "$item.name"}},
+        {"tool": "data.compute", "args": {"path": "a.csv", "name": "t", "expression": "x * 2"}},
+        {"tool": "data.write", "args": {"path": "out.csv", "rows": "$step3.output.rows"}},
+        {"tool": "net.fetch", "when": {"ref": "$step2.output.count", "op": ">", "value": 1},
+         "args": {"url": "https://example.com"}},
+        {"tool": "llm", "args": {"task": "summarize", "instruction": "short", "text": "$step5.output.text"}},
+    ], "answer": "Rows: $step2.output; summary: $step6.output. You asked about 3 files."}
+    jsonschema.validate(long, schema)
+    jsonschema.validate({"refuse": "No tool can send email from here."}, schema)
+    for bad in ({"steps": [{"tool": "rm.rf", "args": {}}], "answer": ""},
+                {"steps": [{"tool": "files.read", "args": {"path": "a", "mode": "x"}}], "answer": ""},
+                {"steps": [{"tool": "files.read", "args": {"path": "$bogus"}}], "answer": ""},
+                {"ask": "which file?"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    jsonschema.validate({"ask": "Which of the two files do you mean?"},
+                        Planner(registry, scripted("{}"), allow_ask=True).schema)
+
+
+@pytest.mark.parametrize("text, field", [
     ("no json here", "plan"),
-    ('{"steps": [{"tool": "files.count", "args": {"path": "p.txt"}', "plan"),          # cut off
-    (plan_json(("files.shred", {"path": "p.txt"})), "steps[1].tool"),                 # unknown tool
-    (plan_json(("files.count", {})), "steps[1].args.args"),                           # required arg missing
-    (plan_json(("calc.eval", {"expression": 5})), "steps[1].args.expression"),          # wrong type
-    (plan_json(("files.count", {"path": "$step2.output"})), "steps[1].args"),          # forward reference
+    ('{"steps": [{"tool": "files.read"', "plan"),
+    ('{"steps": []}', "steps"),
+    ('{"steps": [{"tool": "nope.tool", "args": {}}], "answer": ""}', "steps[1].tool"),
+    ('{"steps": [{"tool": "files.read", "args": {"path": "$step2.output"}}], "answer": ""}', "steps[1].args"),
+    ('{"steps": [{"tool": "python.run", "args": {"code": "def f(:"}}], "answer": ""}', "steps[1].args"),
 ])
-async def test_malformed_output_is_rejected(registry, tmp_path, text, field):
+async def test_malformed_output_is_retried_once_then_rejected(registry, tmp_path, text, field):
+    gen = scripted(text)
     with pytest.raises(PlanError) as e:
-        await Planner(registry, scripted(text)).plan("count lines in p.txt", tmp_path)
-    assert e.value.field == field
+        await Planner(registry, gen).plan("do it", Workspace.scan(tmp_path))
+    assert e.value.field == field and len(gen.calls) == 2
+    # the retry tells the model what was wrong
+    assert "not valid" in gen.calls[1]["messages"][-1]["content"]
 
 
-async def test_unknown_argument_is_dropped_and_noted(registry, tmp_path):
-    gen = scripted(plan_json(("calc.eval", {"expression": "1+1", "precision": 3})))
-    plan = await Planner(registry, gen).plan("what is 1 plus 1", tmp_path)
-    assert plan.steps[0].args == {"expression": "1+1"}
-    assert any("precision" in n for n in plan.notes)
+async def test_repaired_on_the_second_try(registry, tmp_path):
+    gen = scripted('{"steps": [{"tool": "nope", "args": {}}], "answer": ""}',
+                   plan_json(("calc.eval", {"expression": "2+2"})))
+    plan = await Planner(registry, gen).plan("what is 2+2", Workspace.scan(tmp_path))
+    assert plan.steps[0].tool == "calc.eval" and any("planned again" in n for n in plan.notes)
 
 
-async def test_script_gets_a_main(registry, tmp_path):
-    gen = scripted(plan_json(("python.run", {"code": "print(1)"})), "\n    for i in range(3):\n        print(i)\n")
-    plan = await Planner(registry, gen).plan("write and run a python script that prints 0 to 2", tmp_path)
-    code = plan.steps[0].args["code"]
-    assert code.startswith("def main():\n    for i in range(3):") and code.endswith("main()\n")
+async def test_refusal(registry, tmp_path):
+    gen = scripted('{"refuse": "No tool here can send email."}')
+    plan = await Planner(registry, gen).plan("email my boss", Workspace.scan(tmp_path))
+    assert plan.refuse == "No tool here can send email." and plan.steps == []
+
+
+def test_names_are_normalized_to_the_workspace(registry, tmp_path):
+    ws = ws_with(tmp_path, **{"Sales Q1.csv": "Region,Unit Price\nN,2\n"})
+    plan = Plan.from_dict({"steps": [{"tool": "data.stat", "args": {"path": "sales_q1.csv", "column": "unit_price",
+                                                                    "stat": "sum"}}], "answer": ""}, "sum it")
+    check_plan(plan, registry, ws)
+    assert plan.steps[0].args == {"path": "Sales Q1.csv", "column": "Unit Price", "stat": "sum"}
+    assert len(plan.notes) == 2
+
+
+def test_answer_may_quote_the_request_but_not_invent_numbers(registry):
+    ok = Plan.from_dict({"steps": [{"tool": "calc.eval", "args": {"expression": "3*4"}}],
+                         "answer": "Meeting at 10am on the 3rd floor: $step1.output.value"},
+                        "book the meeting at 10am on the 3rd floor and compute 3*4")
+    check_plan(ok, default_registry())
+    assert ok.answer.startswith("Meeting at 10am")
+    bad = Plan.from_dict({"steps": [{"tool": "calc.eval", "args": {"expression": "3*4"}}],
+                          "answer": "The result is 13."}, "what is 3*4")
+    check_plan(bad, default_registry())
+    assert bad.answer == "" and any("13" in n for n in bad.notes)
 
 
 def test_parse_model_output_takes_first_object():
     assert parse_model_output('noise {"a": 1} {"b": 2}') == {"a": 1}
 
 
-def test_every_library_example_fits_its_own_schema(registry):
-    """Each curated plan is valid for the registry and admitted by the grammar built for it."""
+def test_every_example_fits_the_schema_and_checks(registry, tmp_path):
     planner = Planner(registry, scripted("{}"))
-    assert len(planner.library) == len(load_library()) >= 50
-    for ex in planner.library:
-        plan = check_plan(Plan.from_dict(ex.plan, ex.request), registry)
-        assert plan.steps, ex.id
-        schema = planner.schema_for(ex.fact_obj, [ex])
-        jsonschema.validate(_shown_plan(ex.plan), schema), ex.id
+    assert len(planner.examples) == len(load_examples()) >= 8
+    for e in planner.examples:
+        jsonschema.validate(e.plan, planner.schema)
+        check_plan(Plan.from_dict(e.plan, e.request), registry)
 
 
-def test_library_covers_every_kind():
-    kinds = {e.kind for e in load_library()}
-    assert {"files", "data", "calc", "code", "assistant", "decision", "workflow", "security"} <= kinds
-
-
-@pytest.mark.parametrize("request_,expected", [
-    ("how many words are in letter.txt?", "files-count-words"),
-    ("what is 9 times 8 minus 2?", "calc-mul-sub"),
-    ("remind me in 5 minutes to take the pizza out", "assistant-remind-delay"),
-    ("what is the average salary in staff.csv?", "data-mean"),
-    ("delete every .bak file", "files-delete-pattern"),
-])
-def test_retrieval_finds_the_kind(request_, expected):
-    top = Retriever(load_library()).top(request_, 1)[0][0]
-    assert top.id == expected
-
-
-async def test_code_is_written_by_a_second_call_and_checked(registry, tmp_path):
-    gen = scripted(plan_json(("files.write", {"path": "sq.py", "content": "x"}), answer="Wrote $step1.output.path."),
-                   "\n    return n * n\n\nprint(sq(3))\n")
-    plan = await Planner(registry, gen).plan("write a python file sq.py with a function sq(n)", tmp_path)
-    assert plan.steps[0].args["content"] == "def sq(n):\n    return n * n\n"      # the seeded function only
-    assert gen.calls[1]["messages"] == "# write a python file sq.py with a function sq(n)\ndef sq(n):"
-    assert any("compiles" in n for n in plan.notes)
-    gen = scripted(plan_json(("files.write", {"path": "sq.py", "content": "x"})), " return(")
-    plan = await Planner(registry, gen).plan("write a python file sq.py with a function sq(n)", tmp_path)
-    assert any("does not compile" in n for n in plan.notes)
-
-
-async def test_a_cut_off_plan_is_made_again_with_short_text(registry, tmp_path):
-    cut = '{"steps":[{"tool":"files.write","args":{"path":"a.txt","content":"la la la la la'
-    gen = scripted(cut, plan_json(("files.write", {"path": "a.txt", "content": "la"}),
-                                  answer="Wrote $step1.output.path."))
-    plan = await Planner(registry, gen).plan("create a file called a.txt", tmp_path)
-    assert plan.steps[0].args["content"] == "la" and any("cut off" in n for n in plan.notes)
-    first, tight = json.dumps(gen.calls[0]["schema"]), json.dumps(gen.calls[1]["schema"])
-    assert '"maxLength": 400' in first and '"maxLength": 400' not in tight and '"maxLength": 80' in tight
-    with pytest.raises(PlanError):        # cut off twice: rejected, never run
-        await Planner(registry, scripted(cut)).plan("create a file called a.txt", tmp_path)
-
-
-def test_free_text_may_name_only_earlier_steps(registry):
-    from llmos.shell import schema as S
-
-    f = extract("add up the numbers in n.txt and write the total to t.txt", files={"n.txt": "1\n"})
-    args = S.tool_args_schema(registry.get("files.write").schema() if hasattr(registry.get("files.write"), "schema")
-                              else {"parameters": registry.get("files.write").parameters}, f, before=1)
-    content = args["properties"]["content"]
-    jsonschema.validate("total: $step1.output.sum", content)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate("$step2.output.sum", content)
-
-
-def test_calc_examples_use_the_extracted_expression():
-    """A calc example's expression is what the pre-pass reads from its request, so the
-    role narrowing offers a new request exactly its own arithmetic."""
-    for ex in load_library():
-        for s in ex.plan["steps"]:
-            if s["tool"] == "calc.eval":
-                assert s["args"]["expression"] == ex.fact_obj.expression, ex.id
-
-
-async def test_code_that_calls_an_undefined_helper_is_written_again(registry, tmp_path):
-    gen = scripted(plan_json(("python.run", {"code": "x"}), answer="It printed $step1.output.stdout"),
-                   "\n    print(add_up(100))\n", "\n    print(sum(range(1, 101)))\n")
-    plan = await Planner(registry, gen).plan("write and run a python program that adds 1 to 100", tmp_path)
-    assert "sum(range(1, 101))" in plan.steps[0].args["code"] and any("compiles" in n for n in plan.notes)
+async def test_revise_numbers_new_steps_after_the_done_ones(registry, tmp_path):
+    ws = ws_with(tmp_path, **{"a.txt": "x\n"})
+    first = Plan.from_dict(json.loads(plan_json(("files.read", {"path": "b.txt"}))), "read a")
+    gen = scripted(plan_json(("files.read", {"path": "a.txt"}), answer="$step2.output.text"))
+    planner = Planner(registry, gen)
+    new = await planner.revise("read a", ws, [(first.steps[0], None, "failed")],
+                               "$step1 (files.read) failed: no such file", first)
+    assert new.steps[0].args == {"path": "a.txt"} and new.answer == "$step2.output.text"
+    prompt = gen.calls[0]["messages"][-1]["content"]
+    assert "failed" in prompt and "numbered from $step2" in prompt

@@ -96,7 +96,8 @@ def test_schemas_are_copies(reg):
     s = reg.schemas()
     s[0]["parameters"]["properties"].clear()
     assert reg.schemas()[0]["parameters"]["properties"]
-    assert set(s[0]) == {"name", "description", "parameters"}
+    assert set(s[0]) == {"name", "description", "parameters", "returns"}
+    assert all(t.get("returns") for t in s), "every builtin tool says what it returns (planners read it)"
 
 
 @pytest.mark.parametrize("schema", [

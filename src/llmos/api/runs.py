@@ -193,7 +193,8 @@ class RunManager:
 
     async def _drive(self, run: RunState, runner: Any, body: S.RunRequest, wd: FsPath) -> None:
         try:
-            res = await runner.run(body.request, workdir=wd, yes=body.yes, dry_run=body.dry_run)
+            res = await runner.run(body.request, workdir=wd, yes=body.yes, yes_all=body.yes_all,
+                                  dry_run=body.dry_run)
             rec = getattr(res, "record", {}) or {}
             if run.status != "rejected":
                 run.status = res.status

@@ -134,6 +134,8 @@ class RunRequest(Strict):
     workdir: str | None = Field(None, max_length=4096,
                                 description="the agent's workspace (default: the daemon's state dir)")
     yes: bool = Field(False, description="approve risky steps up front")
+    yes_all: bool = Field(False, description="also approve what yes does not: changing paths the request "
+                          "did not name, commands filled in from content read during the run")
     model: str | None = Field(None, max_length=200)
     dry_run: bool = Field(False, description="plan only")
     priority: int | None = Priority()

@@ -130,8 +130,9 @@ class LocalSession:
     def registry(self) -> Any:
         return self.kernel.tools
 
-    async def run(self, request: str, *, workdir: Path, yes: bool = False, dry_run: bool = False) -> Any:
-        return await self.runner.run(request, workdir=workdir, yes=yes, dry_run=dry_run)
+    async def run(self, request: str, *, workdir: Path, yes: bool = False, dry_run: bool = False,
+                  yes_all: bool = False) -> Any:
+        return await self.runner.run(request, workdir=workdir, yes=yes, yes_all=yes_all, dry_run=dry_run)
 
     async def aclose(self) -> None:
         try:
@@ -168,13 +169,14 @@ class DaemonSession:
             self._registry = default_registry()
         return self._registry
 
-    async def run(self, request: str, *, workdir: Path, yes: bool = False, dry_run: bool = False) -> Any:
+    async def run(self, request: str, *, workdir: Path, yes: bool = False, dry_run: bool = False,
+                  yes_all: bool = False) -> Any:
         final: dict | None = None
         pending: int | None = None
         self.current = None
         try:
             async for ev in self.client.follow_run(
-                    request, workdir=str(workdir), yes=yes, dry_run=dry_run, model=self.model,
+                    request, workdir=str(workdir), yes=yes, yes_all=yes_all, dry_run=dry_run, model=self.model,
                     priority=self.priority, ask=self.confirm is not None):
                 kind = str(ev.get("type", ""))[4:]
                 if kind == "submitted":

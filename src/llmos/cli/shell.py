@@ -69,14 +69,14 @@ def _notice(text: str) -> None:
 
 
 async def _run_one(request: str, workdir: Path, yes: bool, dry_run: bool, model: str | None,
-                   priority: int, quiet: bool, box: dict) -> Any:
+                   priority: int, quiet: bool, box: dict, yes_all: bool = False) -> Any:
     from llmos.cli.daemon import open_session
 
     session = await open_session(state.config(), model=model, priority=priority,
                                  on_event=_progress(quiet), notice=None if quiet else _notice)
     box["session"] = session
     try:
-        return await session.run(request, workdir=workdir, yes=yes, dry_run=dry_run)
+        return await session.run(request, workdir=workdir, yes=yes, dry_run=dry_run, yes_all=yes_all)
     finally:
         await session.aclose()
 
@@ -95,6 +95,8 @@ def run(
     request: str = typer.Argument(..., help="What you want done, in plain words."),
     workdir: Path = typer.Option(None, "--workdir", "-C", help="The agent's workspace (default: here)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Approve destructive, exec and network steps."),
+    yes_all: bool = typer.Option(False, "--yes-all", help="Also approve changing files the request does not "
+                                 "name and commands filled in from file content."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     model: str = typer.Option(None, "--model", "-m", help="Model name from `llmos models`, or a .gguf path."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only; run nothing."),
@@ -113,8 +115,8 @@ def run(
         if not wd.is_dir():
             raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                                   expected="an existing directory")
-        res = asyncio.run(_run_one(request, wd.resolve(), yes, dry_run, model, priority,
-                                   quiet=as_json, box=box))
+        res = asyncio.run(_run_one(request, wd.resolve(), yes or yes_all, dry_run, model, priority,
+                                   quiet=as_json, box=box, yes_all=yes_all))
     except KeyboardInterrupt:
         _interrupted(box)
         raise typer.Exit(130) from None

@@ -156,14 +156,17 @@ class _Endpoints(abc.ABC):
     # ── runs (plain-language requests) ─────────────────────────────────────
     def submit_run(self, request: str, *, workdir: str | None = None, yes: bool = False,
                    model: str | None = None, dry_run: bool = False, priority: int | None = None,
-                   ask: bool = True):
+                   ask: bool = True, yes_all: bool = False):
         """Submit a plain-language request; returns the run (its id, status and plan so far).
 
         ``ask=False``: a risky step is not parked for ``confirm``/``reject``; the run stops
-        before it with status ``needs_confirmation`` (what ``llmos run`` without --yes does)."""
+        before it with status ``needs_confirmation`` (what ``llmos run`` without --yes does).
+        ``yes_all``: also pass the guards ``yes`` does not (changing paths the request did not
+        name; commands filled in from content read during the run)."""
         return self._call("POST", "/api/v1/runs", json=_clean(
             {"request": request, "workdir": workdir, "yes": yes, "model": model,
-             "dry_run": dry_run, "priority": priority, "ask": None if ask else False}))
+             "dry_run": dry_run, "priority": priority, "ask": None if ask else False,
+             "yes_all": yes_all or None}))
 
     def runs(self, limit: int = 20):
         return self._call("GET", "/api/v1/runs", params={"limit": limit}, key="runs")

@@ -8,7 +8,7 @@ Map:
 - Habits (per user): ``output_dir`` (the folder new files go to) and ``arg:TOOL.ARG``
   (a preferred value of an enum argument, e.g. a chart style). Learned from rated-good
   runs (``HABIT_MIN_EVIDENCE`` of them agree) or set explicitly; ``active_habits``
-  returns the ones in force; ``apply_habits(plan, facts, request, habits, registry)``
+  returns the ones in force; ``apply_habits(plan, workspace, request, habits, registry)``
   applies them where the request does not say otherwise and returns what it applied
   (recorded with the run and shown by ``llmos explain``).
 - ``observe_costs(kernel, record)``: measured step seconds into the kernel's estimates,
@@ -22,7 +22,7 @@ import posixpath
 import re
 from typing import Any
 
-from llmos.shell.extract import Facts
+from llmos.shell.context import Workspace, mentioned
 from llmos.shell.plan import REF_RE, Plan
 
 __all__ = ["rate", "active_habits", "apply_habits", "learn_habits", "observe_costs",
@@ -90,11 +90,12 @@ def _why(evidence: int) -> str:
     return "set by you" if evidence >= 1000 else f"learned from {evidence} rated runs"
 
 
-def apply_habits(plan: Plan, facts: Facts, request: str, habits: dict[str, tuple[str, int]],
+def apply_habits(plan: Plan, facts: Workspace, request: str, habits: dict[str, tuple[str, int]],
                  registry: Any) -> list[str]:
     """Apply habits to ``plan`` in place; returns one line per habit applied."""
     applied: list[str] = []
-    named = set(facts.mentioned)
+    named = set(mentioned(request, facts.paths))
+    named |= {w for w in re.findall(r"[\w.\-/]+\.\w{1,5}\b", request)}   # new files it names
     folder = habits.get("output_dir")
     for i, step in enumerate(plan.steps, 1):
         try:

@@ -163,6 +163,7 @@ class Tool:
     idempotent: bool = True            # re-running leaves the same state (safe after a crash)
     path_args: Mapping[str, PathMode] = field(default_factory=dict)  # argument -> "r" | "w"
     risk_fn: RiskFn | None = None      # the class of a concrete call (e.g. overwrite -> destructive)
+    returns: str = ""                  # the output's shape, for planners: "{value, row}"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path_args", MappingProxyType(dict(self.path_args)))
@@ -186,8 +187,11 @@ class Tool:
         return out
 
     def schema(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description,
-                "parameters": copy.deepcopy(dict(self.parameters))}
+        out = {"name": self.name, "description": self.description,
+               "parameters": copy.deepcopy(dict(self.parameters))}
+        if self.returns:
+            out["returns"] = self.returns
+        return out
 
 
 def overwrite_risk(*names: str) -> RiskFn:

@@ -63,7 +63,7 @@ def fetch(ctx: ToolContext, a: dict) -> ToolResult:
 
 
 TOOLS = [
-    Tool(name="net.fetch", kind="net", risk=Risk.NETWORK, fn=fetch, path_args={"save_to": "w"},
+    Tool(name="net.fetch", returns="{text, status}", kind="net", risk=Risk.NETWORK, fn=fetch, path_args={"save_to": "w"},
          description="Download a web page or file from an http(s) URL and return its text.",
          parameters=params(["url"], url=string("the http or https address", 2000, min_length=8),
                            save_to=SAVE_TO,

@@ -130,7 +130,7 @@ def _replace_risk(args: dict, ctx: ToolContext) -> Risk:
 
 
 TOOLS = [
-    Tool(name="text.sort", kind="text", risk=Risk.READ, fn=sort_lines, risk_fn=overwrite_risk("save_to"),
+    Tool(name="text.sort", returns="{lines, count}", kind="text", risk=Risk.READ, fn=sort_lines, risk_fn=overwrite_risk("save_to"),
          path_args={"path": "r", "save_to": "w"},
          description="Sort the lines of a text file, as numbers or alphabetically, and optionally save them.",
          parameters=params(["path"], path=PATH,
@@ -138,15 +138,15 @@ TOOLS = [
                                    ["auto", "number", "text"], default="auto"),
                            descending=boolean("largest or last first"),
                            unique=boolean("drop repeated lines"), save_to=SAVE_TO)),
-    Tool(name="text.unique", kind="text", risk=Risk.READ, fn=unique_lines, risk_fn=overwrite_risk("save_to"),
+    Tool(name="text.unique", returns="{lines, count, removed}", kind="text", risk=Risk.READ, fn=unique_lines, risk_fn=overwrite_risk("save_to"),
          path_args={"path": "r", "save_to": "w"},
          description="Remove repeated lines from a text file, keeping the first of each, and optionally save.",
          parameters=params(["path"], path=PATH, ignore_case=boolean("treat Apple and apple as the same"),
                            save_to=SAVE_TO)),
-    Tool(name="text.numbers", kind="text", risk=Risk.READ, fn=numbers, path_args={"path": "r"},
+    Tool(name="text.numbers", returns="{count, sum, mean, min, max, numbers}", kind="text", risk=Risk.READ, fn=numbers, path_args={"path": "r"},
          description="Find the numbers in a text file and compute their count, sum, mean, min and max.",
          parameters=params(["path"], path=PATH)),
-    Tool(name="text.replace", kind="text", risk=Risk.WRITE, fn=replace_text, risk_fn=_replace_risk,
+    Tool(name="text.replace", returns="{replacements, path}", kind="text", risk=Risk.WRITE, fn=replace_text, risk_fn=_replace_risk,
          path_args={"path": "w", "save_to": "w"}, idempotent=False,
          description="Replace every occurrence of a text in a file (in place, or into save_to).",
          parameters=params(["path", "find", "replace"], path=PATH,

@@ -1,0 +1,98 @@
+"""The model as a tool: ``llm`` steps summarize, translate, classify, extract, answer
+questions about a text, or write new text.
+
+Map:
+- ``SCHEMA``: the ``llm`` tool as the planner sees it, beside the registry's tools.
+- ``request_for(args) -> (messages, json_schema | None, max_tokens)``: one generation;
+  ``classify`` with labels is constrained to one of them.
+- ``result(args, text)``: the model's reply as the step's output (the label for
+  ``classify``; the text otherwise, trimmed).
+
+The runner runs an ``llm`` step as an ``llm.generate`` syscall of the run's agent, at the
+run's priority, as a child of the run process (scheduled, accounted, audited like any
+generation); a list ``text`` runs once per element. The text is data: it goes in the user
+turn, fenced, and the reply is only ever text (never a step or a right).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmos.types import Message
+
+__all__ = ["SCHEMA", "TASKS", "request_for", "result", "TEXT_MAX_CHARS"]
+
+TASKS = ("summarize", "translate", "classify", "extract", "answer", "write")
+TEXT_MAX_CHARS = 12_000          # the most of a text one generation reads
+_OUT_TOKENS = {"summarize": 220, "classify": 16, "extract": 300, "answer": 160, "write": 500}
+
+SCHEMA: dict[str, Any] = {
+    "name": "llm",
+    "description": "Use the language model on a text: summarize it, translate it, classify it "
+                   "(give labels), extract facts from it, answer a question about it, or write new text.",
+    "returns": "the text it wrote (for classify: one of the labels)",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "task": {"enum": list(TASKS)},
+            "instruction": {"type": "string", "maxLength": 300,
+                            "description": "what to do, e.g. 'in French', 'in 3 sentences', the question"},
+            "text": {"type": "string", "maxLength": 2400, "description": "the text, usually $stepN.output.text"},
+            "labels": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10,
+                       "description": "for classify: the allowed labels"},
+        },
+        "required": ["task", "instruction"],
+        "additionalProperties": False,
+    },
+}
+
+_SYSTEM = {
+    "summarize": "Summarize the text the user gives. Keep the key facts, names and numbers. "
+                 "Reply with the summary only.",
+    "translate": "Translate the text the user gives. Keep the meaning, names, numbers and line breaks. "
+                 "Reply with the translation only.",
+    "classify": "Classify the text the user gives. Reply with one label only.",
+    "extract": "Extract what the user asks for from the text, exactly as it appears in the text, "
+               "one item per line. Reply with the items only.",
+    "answer": "Answer the question using only the text the user gives. Be brief.",
+    "write": "Write what the user asks for. Reply with the text only.",
+}
+
+
+def request_for(args: dict[str, Any]) -> tuple[list[Message], dict | None, int]:
+    task = args.get("task", "write")
+    instruction = str(args.get("instruction", "")).strip()
+    text = args.get("text")
+    text = "" if text is None else (text if isinstance(text, str) else json.dumps(text, default=str))
+    text = text[:TEXT_MAX_CHARS]
+    labels = [str(x) for x in args.get("labels") or [] if str(x).strip()]
+    user = f"Task: {task}" + (f" — {instruction}" if instruction else "")
+    if labels:
+        user += f"\nLabels: {', '.join(labels)}"
+    if text:
+        user += f"\n\nText:\n<<<\n{text}\n>>>"
+    schema = {"enum": labels} if task == "classify" and labels else None
+    if task == "translate":
+        n = min(1500, 60 + len(text) // 2)
+    elif task == "extract":
+        n = min(800, 80 + len(text) // 4)
+    else:
+        n = _OUT_TOKENS.get(task, 300)
+    return ([{"role": "system", "content": _SYSTEM.get(task, _SYSTEM["write"])},
+             {"role": "user", "content": user}], schema, n)
+
+
+def result(args: dict[str, Any], text: str) -> str:
+    out = text.strip()
+    if args.get("task") == "classify" and args.get("labels"):
+        try:
+            v = json.loads(out)
+            if isinstance(v, str):
+                return v
+        except ValueError:
+            pass
+    for fence in ("```",):
+        if out.startswith(fence):
+            out = out.strip("`").split("\n", 1)[-1].strip()
+    return out
