@@ -84,7 +84,7 @@ class Workspace:
             pass
         ws.more = max(0, len(entries) - MAX_FILES)
         ws.files = entries[:MAX_FILES]
-        for rel, size in ws.files:
+        for rel, _size in ws.files:
             if rel.endswith("/"):
                 continue
             low = rel.lower()
