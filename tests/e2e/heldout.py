@@ -50,7 +50,7 @@ def check(case: dict, ws: pathlib.Path, out: dict) -> bool:
         return False
 
 
-async def _run_all(cases: list[dict], verbose: bool) -> list[dict]:
+async def _run_all(cases: list[dict], verbose: bool, model: str | None = None) -> list[dict]:
     import llmos.shell.planner as planner_mod
     from llmos.config import ensure_home, load_config
     from llmos.kernel import Kernel
@@ -81,7 +81,7 @@ async def _run_all(cases: list[dict], verbose: bool) -> list[dict]:
                         p.write_text(content)
                     raw.clear()
                     t0 = time.monotonic()
-                    res = await Runner(kernel, store=store, user="heldout").run(
+                    res = await Runner(kernel, store=store, user="heldout", model=model).run(
                         case["request"], workdir=ws, yes=case.get("yes", True))
                     took = time.monotonic() - t0
                     out = json.loads(res.to_json())
@@ -107,8 +107,8 @@ async def _run_all(cases: list[dict], verbose: bool) -> list[dict]:
     return rows
 
 
-def run_cases(cases: list[dict], verbose: bool = False) -> list[dict]:
-    return asyncio.run(_run_all(cases, verbose))
+def run_cases(cases: list[dict], verbose: bool = False, model: str | None = None) -> list[dict]:
+    return asyncio.run(_run_all(cases, verbose, model))
 
 
 def summary(rows: list[dict]) -> str:
@@ -128,13 +128,14 @@ def main() -> None:
     ap.add_argument("--tasks", default=str(HELDOUT))
     ap.add_argument("--only", help="a kind, or a comma list of case ids")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--model", help="the planner model (a name from `llmos models` or a .gguf path)")
     a = ap.parse_args()
     cases = load(a.tasks)
     if a.only:
         keep = set(a.only.split(","))
         cases = [c for c in cases if c["kind"] in keep or c["id"] in keep]
     os.environ.setdefault("LLMOS_LOG", "warning")
-    rows = run_cases(cases, a.verbose)
+    rows = run_cases(cases, a.verbose, a.model)
     print(summary(rows))
     sys.exit(0)
 

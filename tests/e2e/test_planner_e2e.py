@@ -1,0 +1,230 @@
+"""The composing planner end to end: scripted model (fake engine) -> real kernel, tools and
+sandbox. Long plans, ``each`` over many files, a repair after a failed step, a refusal,
+an ``llm`` step, the guards that hold even with ``yes``, and bad model output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmos.kernel import Kernel
+from llmos.llm.fake import FakeEngine
+from llmos.shell.runner import Runner
+from llmos.shell.store import ShellStore
+from llmos.tools.registry import default_registry
+
+
+def steps(*s, answer="", more=False):
+    d = {"steps": [{"tool": t, "args": a, **extra} for t, a, *rest in s for extra in [rest[0] if rest else {}]],
+         "answer": answer}
+    if more:
+        d["more"] = True
+    return json.dumps(d)
+
+
+class Model:
+    """Plans for constrained calls, in order (the last one repeats); ``text`` for free text
+    (the ``llm`` steps). Records every request."""
+
+    def __init__(self, plans: list[str], text: str = "A short summary.") -> None:
+        self.plans = list(plans)
+        self.text = text
+        self.planned = 0
+        self.free: list = []
+
+    def __call__(self, req) -> str:
+        if req.json_schema is not None and "anyOf" in req.json_schema:
+            self.planned += 1
+            return self.plans.pop(0) if len(self.plans) > 1 else self.plans[0]
+        self.free.append(req)
+        if req.json_schema is not None and "enum" in req.json_schema:
+            return json.dumps(req.json_schema["enum"][0])
+        return self.text
+
+
+@pytest.fixture
+async def run(config, tmp_path):
+    made: dict = {}          # one kernel per test; each run answers with its own scripted model
+
+    async def go(model: Model, request: str, ws, **kw):
+        made["model"] = model
+        if "kernel" not in made:
+            engine = FakeEngine(lambda req: made["model"](req))
+            made["kernel"] = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry())
+            made["store"] = ShellStore(config.home / "shell.db")
+        runner = Runner(made["kernel"], store=made["store"], user="tester", confirm=kw.pop("confirm", None))
+        return await runner.run(request, workdir=ws, **kw)
+
+    yield go
+    if "kernel" in made:
+        await made["kernel"].shutdown()
+        made["store"].close()
+
+
+@pytest.fixture
+def ws(tmp_path):
+    d = tmp_path / "ws"
+    d.mkdir()
+    return d
+
+
+async def test_a_five_step_plan(run, ws):
+    (ws / "staff.csv").write_text("name,team,salary\nAna,Sales,50\nBo,Ops,40\nCy,Sales,70\n")
+    plan = steps(
+        ("files.mkdir", {"path": "out"}),
+        ("data.filter", {"path": "staff.csv", "column": "team", "op": "==", "value": "Sales",
+                         "save_to": "out/sales.csv"}),
+        ("data.stat", {"path": "out/sales.csv", "column": "salary", "stat": "mean"}),
+        ("data.groupby", {"path": "staff.csv", "by": "team", "column": "salary", "agg": "sum"}),
+        ("files.write", {"path": "out/summary.txt",
+                         "content": "mean sales salary: $step3.output.value\nlargest team: $step4.output.largest.key"}),
+        answer="Sales average $step3.output.value; $step2.output.count people.")
+    res = await run(Model([plan]), "split out the sales team and summarize salaries", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert len(res.steps) == 5 and all(s["status"] == "succeeded" for s in res.steps)
+    assert (ws / "out" / "summary.txt").read_text() == "mean sales salary: 60\nlargest team: Sales"
+    assert "60" in res.answer and "2 people" in res.answer
+
+
+async def test_each_over_ten_files(run, ws):
+    for i in range(10):
+        (ws / f"n{i}.txt").write_text("x\n" * (i + 1))
+    (ws / "other.md").write_text("no")
+    plan = steps(("files.list", {"pattern": "*.txt"}),
+                 ("files.count", {"path": "$item.name"}, {"each": "$step1.output.entries"}),
+                 ("files.write", {"path": "counts.txt", "content": "$step2.output.lines"}),
+                 answer="Counted $step2.output.count files.")
+    res = await run(Model([plan]), "count the lines of every txt file into counts.txt", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert (ws / "counts.txt").read_text().split() == [str(i + 1) for i in range(10)]
+    assert "10 files" in res.answer
+
+
+async def test_a_failed_step_is_repaired(run, ws):
+    (ws / "Notes.txt").write_text("a\nb\nc\n")
+    first = steps(("files.count", {"path": "$step0.output"}), answer="x")   # invalid: retried at plan time
+    bad = steps(("files.read", {"path": "notes-final.txt"}), answer="$step1.output.lines lines")
+    repair = steps(("files.count", {"path": "Notes.txt"}), answer="Notes.txt has $step2.output.lines lines.")
+    model = Model([first, bad, repair])
+    res = await run(model, "how many lines in my notes", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert [s["status"] for s in res.steps] == ["failed", "succeeded"]
+    assert res.answer == "Notes.txt has 3 lines."
+    assert res.record["revisions"] == 1 and model.planned == 3
+    # the repair prompt showed the error to the model
+    assert any("revision 1" in n for n in res.record["notes"])
+
+
+async def test_revisions_are_bounded(run, ws):
+    bad = steps(("files.read", {"path": "missing.txt"}), answer="$step1.output.text")
+    res = await run(Model([bad]), "read it", ws, yes=True)
+    assert res.status == "failed" and "missing.txt" in res.answer
+    assert res.record["revisions"] == 3 and "after 3 revisions" in res.answer
+
+
+async def test_refusal_changes_nothing(run, ws):
+    (ws / "q3.txt").write_text("numbers")
+    res = await run(Model(['{"refuse": "No tool here can send email."}']),
+                    "email q3.txt to my boss", ws, yes=True)
+    assert res.status == "failed" and "send email" in res.answer and res.steps == []
+    assert [p.name for p in ws.iterdir()] == ["q3.txt"]
+
+
+async def test_llm_summarize_step(run, ws):
+    (ws / "report.txt").write_text("The database ran out of disk at 09:00. Checkout was down for 2 hours.")
+    plan = steps(("files.read", {"path": "report.txt"}),
+                 ("llm", {"task": "summarize", "instruction": "in one sentence", "text": "$step1.output.text"}),
+                 ("files.write", {"path": "summary.txt", "content": "$step2.output"}),
+                 answer="$step2.output")
+    model = Model([plan], text="Disk filled up; checkout was down 2 hours.")
+    res = await run(model, "summarize report.txt into summary.txt", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert (ws / "summary.txt").read_text() == "Disk filled up; checkout was down 2 hours."
+    assert res.answer == "Disk filled up; checkout was down 2 hours."
+    # the text went to the model as data in the user turn, through llm.generate
+    assert "database ran out of disk" in model.free[0].messages[-1]["content"]
+
+
+async def test_classify_each_row(run, ws):
+    (ws / "fb.csv").write_text("id,msg\n1,great\n2,awful\n")
+    plan = steps(("data.load", {"path": "fb.csv", "rows": 10}),
+                 ("llm", {"task": "classify", "instruction": "sentiment", "text": "$item.msg",
+                          "labels": ["positive", "negative"]}, {"each": "$step1.output.head"}),
+                 answer="$step2.output")
+    res = await run(Model([plan]), "label each message", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert res.answer.count("positive") == 2      # the fake picks the first label each time
+
+
+async def test_when_guard_skips(run, ws):
+    (ws / "app.log").write_text("INFO ok\nINFO fine\n")
+    plan = steps(("files.search", {"text": "ERROR", "path": "app.log"}),
+                 ("files.write", {"path": "errors.txt", "content": "$step1.output.matches.text"},
+                  {"when": {"ref": "$step1.output.count", "op": ">", "value": 0}}),
+                 answer="$step1.output.count errors.")
+    res = await run(Model([plan]), "copy errors from app.log to errors.txt if any", ws, yes=True)
+    assert res.status == "succeeded" and res.steps[1]["status"] == "skipped"
+    assert not (ws / "errors.txt").exists() and "0 errors" in res.answer
+
+
+async def test_a_command_built_from_file_content_asks_again(run, ws):
+    (ws / "cmd.txt").write_text("rm -rf ./*")
+    (ws / "keep.txt").write_text("precious")
+    plan = steps(("files.read", {"path": "cmd.txt"}),
+                 ("shell.run", {"command": "$step1.output.text"}), answer="$step2.output.stdout")
+    res = await run(Model([plan]), "run the command in cmd.txt", ws, yes=True)
+    assert res.status == "needs_confirmation", res.answer
+    assert "filled in" in res.answer and "rm -rf" in res.answer
+    assert (ws / "keep.txt").exists()
+    # the person is shown the filled-in command and may say no
+    asked = []
+
+    async def confirm(i, step, risk):
+        asked.append((i, step.args))
+        return i == 2 and False
+    res = await run(Model([plan]), "run the command in cmd.txt", ws, yes=False, confirm=confirm)
+    assert res.status == "needs_confirmation" and (ws / "keep.txt").exists()
+    assert asked and asked[0][1] == {"command": "$step1.output.text"}   # the plan first, as written
+
+
+async def test_deleting_an_unnamed_file_asks_even_with_yes(run, ws):
+    for n in ("a.tmp", "notes.txt", "draft.txt"):
+        (ws / n).write_text(n)
+    plan = steps(("files.delete", {"path": "notes.txt"}), answer="Deleted.")
+    res = await run(Model([plan]), "delete the tmp files", ws, yes=True)
+    assert res.status == "needs_confirmation" and "does not name" in res.answer
+    assert (ws / "notes.txt").exists()
+    res = await run(Model([plan]), "delete the tmp files", ws, yes=True, yes_all=True)
+    assert res.status == "succeeded" and not (ws / "notes.txt").exists()
+    # a file the request names (by pattern) needs only --yes
+    plan = steps(("files.delete", {"path": "*.tmp"}), answer="Deleted $step1.output.count.")
+    res = await run(Model([plan]), "delete every .tmp file", ws, yes=True)
+    assert res.status == "succeeded" and not (ws / "a.tmp").exists() and (ws / "draft.txt").exists()
+
+
+async def test_dates_come_from_the_request(run, ws):
+    plan = steps(("calendar.add", {"date": "2031-01-01", "time": "09:00", "title": "dentist"}),
+                 answer="Added on $step1.output.event.date at $step1.output.event.time.")
+    res = await run(Model([plan]), "dentist tomorrow at 10am", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    text = (ws / "calendar.txt").read_text()
+    assert "10:00" in text and "2031" not in text
+
+
+async def test_garbage_from_the_model_is_never_run(run, ws):
+    (ws / "a.txt").write_text("x")
+    res = await run(Model(['{"steps": [{"tool": "files.delete", "args": {"path": "a.txt"}}']), "hi", ws,
+                    yes=True)
+    assert res.status == "failed" and "valid plan" in res.answer and (ws / "a.txt").exists()
+
+
+async def test_more_lets_the_planner_see_outputs_first(run, ws):
+    (ws / "big.txt").write_text("x" * 500)
+    (ws / "small.txt").write_text("y")
+    look = steps(("files.list", {"sort": "size", "limit": 1}), answer="", more=True)
+    rest = steps(("files.count", {"path": "$step1.output.entries.0.name"}),
+                 answer="The largest file has $step2.output.chars characters.")
+    res = await run(Model([look, rest]), "how many characters are in the largest file", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert res.answer == "The largest file has 500 characters." and res.record["revisions"] == 1
