@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -194,6 +195,20 @@ async def test_bad_input_is_a_clear_error(engine: Engine) -> None:
         engine.submit(chat("hi", engine.capabilities.context_length + 1))
     with pytest.raises(ContextOverflow):
         engine.submit(GenerationRequest(prompt="word " * (engine.capabilities.context_length + 10)))
+
+
+async def test_a_marked_prefix_is_only_a_hint(engine: Engine) -> None:
+    system = {"role": "system", "content": "You answer in one short sentence. " * 6}
+    req = GenerationRequest(messages=(system, {"role": "user", "content": LONG}),
+                            params=SamplingParams(max_tokens=6))
+    plain = (await engine.generate(req)).text
+    marked = dataclasses.replace(req, prefix_messages=1, request_id="marked-1")
+    assert (await engine.generate(marked)).text == plain
+    again = dataclasses.replace(req, prefix_messages=1, request_id="marked-2")
+    assert (await engine.generate(again)).text == plain
+    with pytest.raises(InvalidRequest) as e:
+        engine.submit(dataclasses.replace(req, prefix_messages=3))
+    assert e.value.field == "prefix_messages"
 
 
 async def test_capabilities_and_stats(engine: Engine) -> None:

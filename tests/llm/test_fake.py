@@ -67,11 +67,28 @@ async def test_cancel(fake_engine):
     (GenerationRequest(prompt="x", params=SamplingParams(temperature=-1)), "temperature"),
     (GenerationRequest(messages=({"role": "wizard", "content": "x"},)), "messages[0].role"),
     (GenerationRequest(prompt="x", json_schema="nope"), "json_schema"),  # type: ignore[arg-type]
+    (req(prefix_messages=2), "prefix_messages"),                      # more than there are
+    (req(prefix_messages=-1), "prefix_messages"),
+    (req(prefix_messages=True), "prefix_messages"),                  # type: ignore[arg-type]
+    (req(prefix_messages="1"), "prefix_messages"),                   # type: ignore[arg-type]
+    (GenerationRequest(prompt="x", prefix_messages=1), "prefix_messages"),   # chat only
+    (GenerationRequest(prompt="abc", prefix_chars=4), "prefix_chars"),
+    (req(prefix_chars=1), "prefix_chars"),                            # prompt only
 ])
 async def test_bad_requests_name_the_field(fake_engine, bad, field):
     with pytest.raises(InvalidRequest) as ei:
         fake_engine.submit(bad)
     assert ei.value.field == field
+
+
+async def test_marked_prefix_is_accepted_and_recorded(fake_engine):
+    two = ({"role": "system", "content": "rules"}, {"role": "user", "content": "go now"})
+    done = await fake_engine.generate(GenerationRequest(messages=two, prefix_messages=1))
+    assert done.text == "go now"
+    await fake_engine.generate(GenerationRequest(prompt="fixed part, then more", prefix_chars=11))
+    await fake_engine.generate(GenerationRequest(messages=two, prefix_messages=0))   # 0: none
+    assert [(r.prefix_messages, r.prefix_chars) for r in fake_engine.requests] == [
+        (1, None), (None, 11), (0, None)]
 
 
 async def test_context_overflow():

@@ -168,3 +168,67 @@ def test_promote_a_live_prefix(mem: FakeMemory) -> None:
     assert mem.used == 120 and lg.entry_cells == 120              # the entry stays cached
     lg.clear()
     assert mem.used == 0 and lg.free_cells == 500
+
+
+# ── pinned entries: marked prefixes, installed from a prefix file ───────────
+def retired(lg: KvLedger, mem: FakeMemory, tokens: np.ndarray):
+    h = Holder()
+    s = lg.admit(len(tokens) + 10)
+    mem.fill(s, 0, len(tokens))
+    return lg.retire(h, s, tokens)
+
+
+def test_install_charges_like_an_evaluated_prefix(mem: FakeMemory) -> None:
+    lg = ledger(mem, n_cells=500, max_entries=2)
+    loaded: list[int] = []
+
+    def load(slot: int) -> bool:              # what llama_state_seq_set_data does: cells appear
+        loaded.append(slot)
+        mem.fill(slot, 0, 120)
+        return True
+
+    entry = lg.install(toks((0, 120)), load)
+    assert entry is not None and entry.pinned and entry.slot == loaded[0]
+    assert entry.charge() == 120 == lg.entry_cells == mem.used and lg.free_cells == 380
+    assert lg.lookup(toks((0, 120), (900, 910)), 129) == (entry, 120)
+    h = Holder()
+    s = lg.admit(10 + 20)
+    lg.attach(h, entry, 120, s)
+    mem.fill(s, 120, 130)
+    assert lg.entry_cells + 10 == mem.used == 130                 # shared cells counted once
+    lg.release(s, h)
+    lg.clear()
+    assert mem.used == 0 and lg.free_cells == 500
+
+
+def test_install_that_fails_to_load_changes_nothing(mem: FakeMemory) -> None:
+    lg = ledger(mem, n_cells=500, max_entries=2)
+
+    def half_load(slot: int) -> bool:
+        mem.fill(slot, 0, 30)                 # a partial restore, then failure
+        return False
+
+    assert lg.install(toks((0, 120)), half_load) is None
+    assert mem.used == 0 and lg.entries == [] and lg.free_cells == 500
+    assert lg.install(toks((0, 8)), half_load) is None             # shorter than min_prefix: not even tried
+    assert mem.used == 0
+    full = lg.admit(500)                                           # no room at all
+    assert lg.install(toks((0, 120)), half_load) is None and mem.used == 0
+    lg.release(full)
+
+
+def test_pinned_entries_are_evicted_last(mem: FakeMemory) -> None:
+    lg = ledger(mem, n_cells=400, max_entries=2)
+
+    def fill(n: int):
+        return lambda slot: (mem.fill(slot, 0, n), True)[1]
+
+    pinned = lg.install(toks((0, 100)), fill(100))
+    a = retired(lg, mem, toks((1000, 1080)))
+    b = retired(lg, mem, toks((2000, 2080)))          # over max_entries: the unpinned a goes
+    assert lg.entries == [pinned, b]
+    assert lg.make_room(400 - 100 - 10)              # b goes before the older pinned entry
+    assert lg.entries == [pinned]
+    assert a is not None and a.slot is None and b is not None and b.slot is None
+    assert lg.make_room(400)                         # under pressure even a pinned entry goes
+    assert lg.entries == [] and mem.used == 0

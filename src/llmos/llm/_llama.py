@@ -11,7 +11,8 @@ Map:
 - ``Context``: one context with ``n_seq_max`` sequences sharing a unified KV
   cache; ``decode(batch)``; ``logits(n)`` as a numpy view; memory ops on one
   sequence (``seq_rm``, ``seq_cp``, ``seq_pos_max``, ``clear``); one sequence's
-  state out and in (``state_get`` / ``state_set``, numpy ``uint8`` buffers).
+  state out and in (``state_get`` / ``state_set``, numpy ``uint8`` buffers) and the
+  ``layout`` that state depends on.
 - ``Batch``: a ``llama_batch`` laid over numpy arrays, one seq id per token, so
   a whole step's tokens are written with vectorized slices.
 
@@ -78,6 +79,7 @@ class Model:
             raise ModelError(f"llama.cpp could not load {p}", hint="is it a valid GGUF file?")
         self.ptr = ptr                                       # llama_model*, freed by close()
         self.path = p
+        self.n_gpu_layers = n_gpu_layers
         self.vocab = L.llama_model_get_vocab(ptr)            # owned by the model
         self.n_vocab: int = L.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train: int = L.llama_model_n_ctx_train(ptr)
@@ -208,6 +210,11 @@ class Context:
         self.n_ctx: int = L.llama_n_ctx(ptr)
         self.n_seq_max: int = L.llama_n_seq_max(ptr)
         self.n_batch: int = L.llama_n_batch(ptr)
+        # what a sequence's saved state depends on besides the model file and its tokens
+        # (the library's state format, the V layout, the kernels' rounding): prefix files
+        # made under another layout are never offered to this context
+        self.layout = (f"llama-cpp-python {L.__version__}; flash_attn {flash_attn}; "
+                       f"n_ubatch {cp.n_ubatch}; n_gpu_layers {model.n_gpu_layers}")
 
     def close(self) -> None:
         if self.ptr:

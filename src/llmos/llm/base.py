@@ -86,6 +86,12 @@ class GenerationRequest:
     owner: str = "root"                         # agent id, for fair share and accounting
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     model: str | None = None
+    # A hint, never a change of meaning: the first ``prefix_messages`` messages (chat) or the
+    # first ``prefix_chars`` characters (prompt) are a fixed prefix that many requests repeat,
+    # worth keeping evaluated (the embedded engine keeps its KV and persists it to disk).
+    # None or 0: no marked prefix. Engines that cannot use it ignore it.
+    prefix_messages: int | None = None
+    prefix_chars: int | None = None
 
     def validate(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -106,6 +112,7 @@ class GenerationRequest:
         elif not isinstance(self.prompt, str) or not self.prompt:
             raise InvalidRequest("prompt: expected a non-empty string", field="prompt",
                                  expected="non-empty string")
+        self._validate_prefix()
         if self.json_schema is not None and self.grammar is not None:
             raise InvalidRequest("expected at most one of 'json_schema' or 'grammar'",
                                  field="json_schema", expected="either a schema or a grammar")
@@ -118,6 +125,19 @@ class GenerationRequest:
             raise InvalidRequest(str(e), field="priority",
                                  expected=f"integer in [{P.PRIORITY_MIN}, {P.PRIORITY_MAX}]") from None
         self.params.validate()
+
+    def _validate_prefix(self) -> None:
+        for name, bound_to, n in (("prefix_messages", "messages", len(self.messages or ())),
+                                  ("prefix_chars", "prompt", len(self.prompt or ""))):
+            k = getattr(self, name)
+            if k is None:
+                continue
+            if getattr(self, bound_to) is None:
+                raise InvalidRequest(f"{name}: only for requests with '{bound_to}'", field=name,
+                                     expected=f"omitted, or given with {bound_to}")
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
+                raise InvalidRequest(f"{name}: expected an integer in [0, {n}] (the length of "
+                                     f"{bound_to}), got {k!r}", field=name, expected=f"integer in [0, {n}]")
 
 
 @dataclass(frozen=True)
@@ -302,6 +322,8 @@ class EngineStats:
     kv_used_tokens: int = 0
     kv_total_tokens: int = 0
     steps: int = 0
+    prompt_tokens_evaluated: int = 0   # prompt tokens run through the model since start (prefill)
+    prompt_tokens_loaded: int = 0      # prompt tokens whose KV was read from a prefix file instead
 
 
 class Engine(abc.ABC):

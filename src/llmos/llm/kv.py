@@ -8,8 +8,9 @@ Map:
   of its own; once evicted it becomes a *ghost* that only accounts for the cells
   its sharers still hold.
 - ``KvLedger``: slots (seq ids), reservations of live sequences, the entry LRU;
-  ``lookup`` / ``attach`` / ``detach`` / ``retire`` / ``promote`` / ``make_room`` /
-  ``clear``.
+  ``lookup`` / ``attach`` / ``detach`` / ``retire`` / ``promote`` / ``install`` /
+  ``make_room`` / ``clear``. Entries marked ``pinned`` (a request's marked fixed
+  prefix) are evicted only after every unpinned one.
 
 NOTE (accounting). In a unified KV cache ``llama_memory_seq_cp`` does not copy:
 the cells of positions [0, L) simply gain the destination's seq id, and a cell
@@ -19,13 +20,16 @@ from its own parent); when evicted it still owns [base, max L of its sharers).
 A live sequence owns what lies past its ``base``, and *reserves* up front all it
 may ever own (prompt + max_tokens − base), so a decode never runs out of cells:
 ``free_cells = n_cells − Σ reservations − Σ entry charges`` is exact, never
-optimistic. A sequence that cannot reserve waits; nothing ever crashes.
+optimistic. A sequence that cannot reserve waits; nothing ever crashes. An entry
+``install``ed from a prefix file is charged exactly like one evaluated in place:
+its own ``len`` cells (it shares nothing, base 0).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -61,6 +65,7 @@ class Entry(Holder):
         self.slot: int | None = slot    # seq id holding the cells; None once evicted (ghost)
         self.refs: dict[Holder, int] = {}   # sharer → tokens it shares from here
         self.hits = 0                   # times a request reused it
+        self.pinned = False             # a marked fixed prefix: evicted after unpinned entries
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,7 +80,8 @@ class Entry(Holder):
         return max(0, top - self.base)
 
     def __repr__(self) -> str:
-        return f"Entry(#{self.id}, {len(self)} tokens, slot={self.slot}, refs={len(self.refs)})"
+        pin = ", pinned" if self.pinned else ""
+        return f"Entry(#{self.id}, {len(self)} tokens, slot={self.slot}, refs={len(self.refs)}{pin})"
 
 
 class KvLedger:
@@ -189,7 +195,7 @@ class KvLedger:
             holder.parent, holder.base = None, 0
         self._lru[entry] = None
         while len(self._lru) > self.max_entries:
-            self.evict(next(iter(self._lru)))
+            self.evict(self._victim())
         return entry
 
     def promote(self, holder: Holder, slot: int, tokens: np.ndarray, n: int) -> Entry | None:
@@ -199,7 +205,7 @@ class KvLedger:
         if self.max_entries == 0 or n <= holder.base or slot not in self._reserved:
             return None
         while len(self._lru) >= self.max_entries:
-            self.evict(next(iter(self._lru)))
+            self.evict(self._victim())
         eslot = self._free_slots.pop()
         self.mem.seq_cp(slot, eslot, 0, n)
         entry = Entry(tokens[:n].copy(), eslot)
@@ -213,6 +219,31 @@ class KvLedger:
         self._reserved[slot] -= n - base
         self._lru[entry] = None
         return entry
+
+    def install(self, tokens: np.ndarray, load: Callable[[int], bool]) -> Entry | None:
+        """Add a pinned entry for ``tokens`` whose KV ``load(slot)`` writes into a free seq id
+        (a prefix file). None, with nothing changed but evictions, when there is no room
+        or ``load`` returns False."""
+        n = len(tokens)
+        if self.max_entries == 0 or n < self.min_prefix:
+            return None
+        while len(self._lru) >= self.max_entries:
+            self.evict(self._victim())
+        if not self.make_room(n):
+            return None
+        slot = self._free_slots.pop()
+        if not load(slot):
+            self.mem.seq_rm(slot)
+            self._free_slots.append(slot)
+            return None
+        entry = Entry(tokens.copy(), slot)
+        entry.pinned = True
+        self._lru[entry] = None
+        return entry
+
+    def _victim(self) -> Entry:
+        """The entry to evict when one must go: the least recently used unpinned one."""
+        return next((e for e in self._lru if not e.pinned), next(iter(self._lru)))
 
     def reservation(self, slot: int) -> int:
         return self._reserved.get(slot, 0)
@@ -232,15 +263,17 @@ class KvLedger:
             self.detach(entry)
 
     def make_room(self, cells: int, keep: Entry | None = None) -> bool:
-        """Evict least-recently-used prefixes (unshared ones first) until ``cells``
-        fit; ``keep`` is never evicted. True when they fit."""
+        """Evict least-recently-used prefixes (unpinned before pinned, unshared before
+        shared) until ``cells`` fit; ``keep`` is never evicted. True when they fit."""
         if cells <= self.free_cells:
             return True
-        for shared in (False, True):
-            for e in [e for e in self._lru if e is not keep and bool(e.refs) == shared]:
-                self.evict(e)
-                if cells <= self.free_cells:
-                    return True
+        for pinned in (False, True):
+            for shared in (False, True):
+                for e in [e for e in self._lru
+                          if e is not keep and e.pinned == pinned and bool(e.refs) == shared]:
+                    self.evict(e)
+                    if cells <= self.free_cells:
+                        return True
         return cells <= self.free_cells
 
     def clear(self) -> None:

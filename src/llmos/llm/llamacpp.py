@@ -5,7 +5,10 @@ Map:
   context whose unified KV cache holds ``n_seq_max`` live sequences plus the
   cached shared prefixes; steps on its own thread (``stepper.Stepper``, whose
   docstring explains one step).
-- event-loop side: ``submit`` (render, tokenize, check, queue), ``cancel``,
+- ``prefix_dir``: where marked fixed prompt prefixes (``GenerationRequest.prefix_messages``
+  / ``prefix_chars``) keep their KV between processes (``prefix_store``; ``from_config``
+  uses ``$LLMOS_HOME/cache/kv-prefix``; None: only in memory).
+- event-loop side: ``submit`` (render, tokenize, find the marked prefix, check, queue), ``cancel``,
   ``suspend`` / ``resume``, ``set_policy``, ``count_tokens``, ``stats``, ``close``;
   for tests and benches ``sync``, ``reset``, ``clear_prefix_cache``, ``ledger_snapshot``.
 - engine-thread side: ``_run`` (drain the command inbox, step, idle-wait).
@@ -26,6 +29,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmos import params
 from llmos.config import Config, EngineConfig
 from llmos.errors import Cancelled, ContextOverflow, EngineBusy, EngineError, LLMOSError, ModelError
@@ -43,10 +48,11 @@ from llmos.llm.base import (
 )
 from llmos.llm.constrain import Constrainer, compile_grammar
 from llmos.llm.models import ModelInfo, embedded_model_path, resolve
+from llmos.llm.prefix_store import PrefixStore, model_digest
 from llmos.llm.sequence import Seq
-from llmos.llm.stepper import Stepper
+from llmos.llm.stepper import MIN_PREFIX_TOKENS, Stepper
 
-__all__ = ["LlamaCppEngine"]
+__all__ = ["LlamaCppEngine", "prefix_dir_for"]
 
 log = logging.getLogger("llmos.llm.llamacpp")
 
@@ -54,12 +60,18 @@ _IDLE_WAIT_S = 0.005        # nothing could run this step: re-ask the policy aft
 _INVARIANT_UBATCH = 32      # tokens per llama.cpp ubatch in batch-invariant mode (< 64, see __init__)
 
 
+def prefix_dir_for(config: Config) -> Path:
+    """Where an engine built from ``config`` keeps marked prompt prefixes' KV files."""
+    return config.home / "cache" / "kv-prefix"
+
+
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
 
     def __init__(self, model: ModelInfo | str | Path | None = None, config: EngineConfig | None = None,
                  *, prefix_cache: bool = True, prefix_slots: int | None = None,
-                 snapshot_dir: str | Path | None = None, queue_max: int = params.ENGINE_QUEUE_MAX,
+                 snapshot_dir: str | Path | None = None, prefix_dir: str | Path | None = None,
+                 queue_max: int = params.ENGINE_QUEUE_MAX,
                  policy: StepPolicy | None = None, extra_buffers: bool = False,
                  batch_invariant: bool | None = None) -> None:
         cfg = config or EngineConfig()
@@ -107,6 +119,9 @@ class LlamaCppEngine(Engine):
         self._constrainer = Constrainer(self._model, threads=threads)
         self._queue_max = queue_max
         self._own_snap_dir = snapshot_dir is None                        # we made it: we delete it
+        store = None
+        if prefix_dir is not None and n_entries > 0:
+            store = PrefixStore(prefix_dir, model_digest(path, self._ctx.layout), self.n_ctx)
         # shared between threads (guarded by _lock): ids of live requests
         self._lock = threading.Lock()
         self._live: set[str] = set()
@@ -116,7 +131,8 @@ class LlamaCppEngine(Engine):
                                 max_active=self.max_active,
                                 prefill_chunk=max(1, min(cfg.prefill_chunk, self._ctx.n_batch)),
                                 n_entries=n_entries, on_done=self._done,
-                                snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
+                                snapshot_dir=Path(snapshot_dir) if snapshot_dir else None,
+                                prefix_store=store)
         self.policy: StepPolicy = policy or FifoPolicy()
         self._stepper.policy = self.policy
         self._thread: threading.Thread | None = None
@@ -125,7 +141,9 @@ class LlamaCppEngine(Engine):
 
     @classmethod
     def from_config(cls, config: Config, model: str | None = None, **kw: Any) -> LlamaCppEngine:
-        """The engine for ``model`` (a registry name or GGUF path; config's default if None)."""
+        """The engine for ``model`` (a registry name or GGUF path; config's default if None);
+        marked prompt prefixes persist under ``prefix_dir_for(config)``."""
+        kw.setdefault("prefix_dir", prefix_dir_for(config))
         return cls(resolve(model, config), config.engine, **kw)
 
     @property
@@ -162,6 +180,7 @@ class LlamaCppEngine(Engine):
                 raise EngineBusy(f"engine queue full ({self._queue_max} requests)", hint="retry shortly")
         tokens = self._model.tokenize(self.render(request))
         n_prompt, max_tokens = len(tokens), request.params.max_tokens
+        pin = self._marked_prefix(request, tokens)
         if n_prompt >= self.seq_limit:
             raise ContextOverflow(f"prompt ({n_prompt} tokens) is longer than the context "
                                   f"({self.seq_limit} tokens)", hint="shorten the prompt")
@@ -180,8 +199,31 @@ class LlamaCppEngine(Engine):
             if request.request_id in self._live:
                 raise EngineError(f"request id {request.request_id} is already live")
             self._live.add(request.request_id)
-        self._post(("submit", Seq(handle, tokens, matcher)))
+        self._post(("submit", Seq(handle, tokens, matcher, pin)))
         return handle
+
+    def _marked_prefix(self, request: GenerationRequest, tokens: np.ndarray) -> int:
+        """Tokens of the request's marked fixed prefix (0: none, or not worth keeping): the
+        chat template over the first ``prefix_messages`` messages without the generation
+        prompt, or the first ``prefix_chars`` characters, tokenized on their own. Kept only
+        when those ids are a true prefix of the whole prompt's (a tokenizer may merge
+        across the cut); at most all prompt tokens but the last (which must be evaluated)."""
+        if self._stepper.ledger.max_entries == 0:
+            return 0
+        if request.prefix_messages and request.messages is not None:
+            text = self._model.apply_template(request.messages[:request.prefix_messages], add_assistant=False)
+        elif request.prefix_chars and request.prompt is not None:
+            text = request.prompt[:request.prefix_chars]
+        else:
+            return 0
+        head = self._model.tokenize(text)
+        n = len(head)
+        if n > len(tokens) or not np.array_equal(tokens[:n], head):
+            log.debug("request %s: its marked prefix (%d tokens) is not a token prefix of its prompt; "
+                      "not keeping it", request.request_id, n)
+            return 0
+        n = min(n, len(tokens) - 1)
+        return n if n >= MIN_PREFIX_TOKENS else 0
 
     def cancel(self, request_id: str) -> bool:
         with self._lock:
@@ -261,6 +303,8 @@ class LlamaCppEngine(Engine):
         with self._lock:
             self._live.clear()
         self._constrainer.close()
+        if self._stepper.prefix_store is not None:
+            self._stepper.prefix_store.close()        # pending prefix files are written first
         self._ctx.close()
         self._model.close()
         if self._own_snap_dir and self._stepper.snap_dir is not None:
@@ -336,6 +380,11 @@ class LlamaCppEngine(Engine):
     def ledger_snapshot(self) -> dict[str, Any]:
         """KV accounting facts (read between steps, e.g. after ``await sync()``)."""
         return self._stepper.facts()
+
+    @property
+    def prefix_store(self) -> PrefixStore | None:
+        """Where marked prefixes persist (None: not persisted)."""
+        return self._stepper.prefix_store
 
     @property
     def snapshot_dir(self) -> Path | None:

@@ -4,7 +4,7 @@ Map:
 - ``Seq``: everything the engine thread knows about one live request: prompt
   tokens, how much of it is in KV, generated ids, the token sampled but not yet
   decoded, its slot (seq id) and reservation, sampler and grammar matcher, the
-  text assembled so far, and its snapshot while swapped out.
+  text assembled so far, its snapshot while swapped out, and its marked prefix.
 - ``Seq.accept(token)``: fold a sampled token in; returns a finish reason
   ("stop" / "length") or None, and the text to stream.
 - ``Seq.view()``: the ``SeqView`` a step policy sees.
@@ -30,7 +30,8 @@ __all__ = ["Seq"]
 class Seq(Holder):
     """A live request (identity-hashed: it is a key in its prefix entry's refs)."""
 
-    def __init__(self, handle: GenerationHandle, prompt: np.ndarray, matcher: object | None) -> None:
+    def __init__(self, handle: GenerationHandle, prompt: np.ndarray, matcher: object | None,
+                 pin: int = 0) -> None:
         req = handle.request
         self.handle = handle
         self.rid = req.request_id
@@ -54,6 +55,10 @@ class Seq(Holder):
         self.snapshot: np.ndarray | None = None   # KV bytes while swapped out in memory
         self.snapshot_path: Path | None = None    # ... or on disk
         self.cached_tokens = 0        # prompt tokens reused from a shared prefix (first admission)
+        # the marked fixed prefix (GenerationRequest.prefix_*): its first ``pin`` prompt tokens
+        # (0: none) become a pinned prefix entry, loaded from or saved to a prefix file
+        self.pin = pin                # tokens, < n_prompt
+        self.pin_due = False          # evaluating it: promote + save once prefilled >= pin
         self.preemptions = 0
         self.advanced_at = -1         # engine step number that last advanced it
         self.first_token_at: float | None = None  # monotonic s

@@ -6,7 +6,8 @@ Map:
   ``step()`` runs one step; ``finish`` / ``fail_all`` end sequences; ``swap_out``
   snapshots one; ``facts`` / ``cells_held`` report KV accounting.
 - admission (``_admit``: a slot, a reservation, the longest shared prefix, from the
-  LRU or from a sequence prefilling beside it), ``_restore``, ``_sample_and_deliver``.
+  LRU, a prefix file or a sequence prefilling beside it), ``_restore``,
+  ``_sample_and_deliver``; marked prefixes: ``_load_prefix`` / ``_pin_prefix``.
 
 NOTE (one step, on the engine thread). Build a ``SeqView`` of every live
 sequence not held by ``suspend``; ask ``policy.decide(views, budget)``. Apply
@@ -25,6 +26,16 @@ in the room left, so a long prompt never stalls running sequences. After the
 decode, rows that ask for a token are masked (grammar), sampled together, and
 delivered; finished sequences leave, their KV kept as a prefix entry (LRU).
 A sequence never advances unless the policy listed it.
+
+NOTE (marked prefixes). A request may mark its first ``pin`` prompt tokens as a
+fixed prefix (``Seq.pin``). At admission, when no cached entry covers them, the
+prefix file (``prefix_store.PrefixStore``) is read into a free entry slot with
+llama_state_seq_set_data and becomes a pinned entry the sequence shares, so only
+the suffix is evaluated. Without a file the sequence evaluates the prefix in
+chunks that end exactly at ``pin`` (so the suffix is computed in the same batches
+as after a load); once ``pin`` tokens are in KV they are promoted to a pinned
+entry and its state (llama_state_seq_get_data) is written to the file on the
+store's writer thread. A file that fails to load is deleted and written again.
 """
 
 from __future__ import annotations
@@ -53,7 +64,8 @@ from llmos.llm.base import (
     StepPolicy,
 )
 from llmos.llm.constrain import Constrainer
-from llmos.llm.kv import KvLedger, common_prefix
+from llmos.llm.kv import Entry, KvLedger, common_prefix
+from llmos.llm.prefix_store import PrefixStore
 from llmos.llm.sampling import sample_batch
 from llmos.llm.sequence import Seq
 
@@ -70,7 +82,8 @@ class Stepper:
 
     def __init__(self, model: _llama.Model, ctx: _llama.Context, constrainer: Constrainer, *,
                  model_name: str, max_active: int, prefill_chunk: int, n_entries: int,
-                 on_done: Callable[[str], None], snapshot_dir: Path | None = None) -> None:
+                 on_done: Callable[[str], None], snapshot_dir: Path | None = None,
+                 prefix_store: PrefixStore | None = None) -> None:
         self.model = model
         self.ctx = ctx
         self.constrainer = constrainer
@@ -83,6 +96,7 @@ class Stepper:
         self.batch = _llama.Batch(ctx.n_batch)
         self.on_done = on_done                         # called with a request id when it leaves
         self.snap_dir = snapshot_dir                   # where to_disk snapshots go (made on use)
+        self.prefix_store = prefix_store               # marked prefixes on disk; None: not persisted
         self.seqs: dict[str, Seq] = {}                 # live requests, arrival order
         self.policy: StepPolicy = FifoPolicy()         # set by the engine (set_policy)
         self.stats = EngineStats(kv_total_tokens=ctx.n_ctx)
@@ -164,6 +178,8 @@ class Stepper:
         chunks: list[tuple[Seq, int]] = []
         for s in prefill:
             n = min(self.prefill_chunk, s.n_prompt - s.prefilled, batch.room)
+            if s.pin_due and s.prefilled < s.pin:
+                n = min(n, s.pin - s.prefilled)      # a chunk ends at the marked prefix
             if n <= 0:
                 continue
             last = s.prefilled + n == s.n_prompt
@@ -197,6 +213,9 @@ class Stepper:
             s.prefilled += n
             s.kv_len = s.prefilled
             s.state = SeqState.PREFILLING
+            self.stats.prompt_tokens_evaluated += n
+            if s.pin_due and s.prefilled >= s.pin:
+                self._pin_prefix(s)
         produced = self._sample_and_deliver(rows, batch.n_outputs, con, masks) if rows else 0
         self._account(len(decode) + len(prefill), produced)
         return True
@@ -252,6 +271,11 @@ class Stepper:
         False: no room, it waits. None: a resident sequence is still prefilling a
         longer prefix this one shares; it waits for that, then shares it."""
         entry, n = self.ledger.lookup(s.prompt, s.n_prompt - 1)
+        if n < s.pin and not s.pin_due:
+            loaded = self._load_prefix(s)
+            if loaded is not None:
+                entry, n = loaded, s.pin
+            s.pin_due = loaded is None       # no file (or a bad one): evaluate it, then save it
         donor, dn = self._live_donor(s, n)
         if donor is not None and donor.prefilled < dn:
             return None
@@ -274,9 +298,54 @@ class Stepper:
         else:
             n = 0
         s.prefilled = s.kv_len = n
+        s.pin_due = s.pin_due and n < s.pin     # shared from a donor or an entry: nothing to pin
         s.state = SeqState.PREFILLING
         s.advanced_at = self.stats.steps + 1     # it runs in this step
         return True
+
+    def _load_prefix(self, s: Seq) -> Entry | None:
+        """The pinned entry for ``s``'s marked prefix, read from its prefix file; None when
+        there is no store, no file, no room, or the file does not load (it is deleted)."""
+        store = self.prefix_store
+        if store is None or self.ledger.max_entries == 0:
+            return None
+        tokens = s.prompt[:s.pin]
+        data = store.load(tokens)
+        if data is None:
+            return None
+        failed: list[str] = []
+
+        def load(slot: int) -> bool:
+            try:
+                self.ctx.state_set(slot, data)
+            except EngineError as e:
+                failed.append(e.message)
+                return False
+            if self.ctx.seq_pos_max(slot) != s.pin - 1:
+                failed.append(f"restored positions end at {self.ctx.seq_pos_max(slot)}, not {s.pin - 1}")
+                return False
+            return True
+
+        entry = self.ledger.install(tokens, load)
+        if failed:
+            store.reject(store.path_for(tokens), failed[0])
+        if entry is not None:
+            self.stats.prompt_tokens_loaded += s.pin
+        return entry
+
+    def _pin_prefix(self, s: Seq) -> None:
+        """``s`` has its marked prefix in KV: make it a pinned entry and save it to its file."""
+        s.pin_due = False
+        if s.slot is None or s.pin <= s.base:
+            return
+        entry = self.ledger.promote(s, s.slot, s.prompt, s.pin)
+        if entry is None:
+            return
+        entry.pinned = True
+        s.reserved = self.ledger.reservation(s.slot)
+        if self.prefix_store is not None:
+            assert entry.slot is not None
+            self.prefix_store.save(entry.tokens, self.ctx.state_get(entry.slot))
 
     def _live_donor(self, s: Seq, best: int) -> tuple[Seq | None, int]:
         """A resident sequence whose prompt shares more than ``best`` (+ a minimum)
@@ -357,7 +426,8 @@ class Stepper:
     def facts(self) -> dict[str, Any]:
         """KV accounting facts (read between steps, e.g. after ``await sync()``)."""
         lg = self.ledger
-        return {"entries": len(lg.entries), "entry_cells": lg.entry_cells, "reserved": lg.reserved_cells,
+        return {"entries": len(lg.entries), "pinned": sum(e.pinned for e in lg.entries),
+                "entry_cells": lg.entry_cells, "reserved": lg.reserved_cells,
                 "free": lg.free_cells, "live": lg.live, "evictions": lg.evictions,
                 "cells_held": self.cells_held()}
 
