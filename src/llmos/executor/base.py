@@ -145,12 +145,13 @@ def request_from_spec(spec: dict[str, Any], *, owner: str, priority: int,
     """Build and validate the engine request for an llm process spec.
 
     Spec keys: messages | prompt, max_tokens, temperature, top_p, top_k, seed, stop,
-    json_schema, grammar, model. Raises InvalidArgument naming the field.
+    json_schema, grammar, model, prefix_messages | prefix_chars. Raises InvalidArgument
+    naming the field.
     """
     if not isinstance(spec, dict):
         raise InvalidArgument("spec: expected an object", field="spec", expected="object")
     known = {"messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
-             "stop", "json_schema", "grammar", "model"}
+             "stop", "json_schema", "grammar", "model", "prefix_messages", "prefix_chars"}
     extra = sorted(set(spec) - known)
     if extra:
         raise InvalidArgument(f"spec.{extra[0]}: unknown field for an llm process",
@@ -172,7 +173,8 @@ def request_from_spec(spec: dict[str, Any], *, owner: str, priority: int,
             messages=tuple(messages) if isinstance(messages, list) else messages,
             prompt=spec.get("prompt"), params=params, json_schema=spec.get("json_schema"),
             grammar=spec.get("grammar"), priority=priority, owner=owner,
-            model=spec.get("model"), **kw)
+            model=spec.get("model"), prefix_messages=spec.get("prefix_messages"),
+            prefix_chars=spec.get("prefix_chars"), **kw)
         req.validate()
     except InvalidRequest as e:
         msg = f"spec.{e.message}" if e.field and e.message.startswith(e.field) else f"spec: {e.message}"

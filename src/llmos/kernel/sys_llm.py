@@ -5,6 +5,12 @@ scheduled (token-level, under the kernel's step policy) and accounted like any o
 With ``stream: true`` (through ``Kernel.syscall_stream``) chunks flow to the caller
 while it runs, after a ``started`` event naming the process (so a caller that goes
 away can kill it); the final value is the same either way.
+
+``prefix_messages`` (with ``messages``) / ``prefix_chars`` (with ``prompt``) mark the
+first k messages / characters as a fixed prefix many calls repeat (a planner's system
+prompt and examples): a hint, never a change of meaning; the embedded engine keeps that
+prefix's KV in memory and on disk, so later calls, in this process or a fresh one,
+evaluate only the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from llmos.errors import InvalidArgument
 from llmos.kernel.argtypes import Args, Pid, Priority, text
 from llmos.kernel.syscall import Call, Syscall
 
@@ -34,16 +41,34 @@ class GenerateArgs(Args):
     json_schema: dict[str, Any] | None = None
     grammar: text(1 << 16, 1) | None = None           # type: ignore[valid-type]
     model: text(200, 1) | None = None                 # type: ignore[valid-type]
+    prefix_messages: int | None = Field(default=None, ge=0, le=1000)   # messages: first k are fixed
+    prefix_chars: int | None = Field(default=None, ge=0, le=1 << 20)   # prompt: first k chars fixed
     priority: Priority = 0
     stream: bool = False
     parent: Pid | None = None
 
 
 _SPEC_FIELDS = ("messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
-                "stop", "json_schema", "grammar", "model")
+                "stop", "json_schema", "grammar", "model", "prefix_messages", "prefix_chars")
+
+
+def check_prefix(a: GenerateArgs) -> None:
+    """The marked prefix lies inside what it marks (raises InvalidArgument naming the field)."""
+    for name, of, n in (("prefix_messages", "messages", len(a.messages or ())),
+                        ("prefix_chars", "prompt", len(a.prompt or ""))):
+        k = getattr(a, name)
+        if k is None:
+            continue
+        if getattr(a, of) is None:
+            raise InvalidArgument(f"llm.generate: {name}: only with {of}", field=name,
+                                  expected=f"omitted, or given with {of}")
+        if k > n:
+            raise InvalidArgument(f"llm.generate: {name}: expected at most {n} (the length of {of}), "
+                                  f"got {k}", field=name, expected=f"integer in [0, {n}]")
 
 
 async def generate(k: Kernel, call: Call, a: GenerateArgs) -> dict:
+    check_prefix(a)
     spec = {f: getattr(a, f) for f in _SPEC_FIELDS if getattr(a, f) is not None}
     p, _ = await k.spawn(call, "llm", spec, priority=a.priority, parent=a.parent,
                          sink=call.sink if a.stream else None)
