@@ -499,26 +499,25 @@ class _Run:
                                   + (e.hint or "")) from None
         self.rec["notes"] += [f"step {i}: {n}" for n in notes]
         risk = r.risk(step, ctx, args)
-        reasons = []
-        if risk.needs_confirmation and risk > self.approved.get(i, Risk.WRITE):
-            reasons.append(f"its risk is {risk.name.lower()} once filled in")
+        rose = risk.needs_confirmation and risk > self.approved.get(i, Risk.WRITE)
+        guards = []                       # what even --yes does not cover
         if risk.needs_confirmation and not self.yes_all:
             unnamed = r.unnamed(step, args, ctx, self.request)
             if unnamed:
-                reasons.append(f"it would change {', '.join(unnamed[:5])}, which the request does not name")
-            if risk >= Risk.EXEC and refs_in({k: v for k, v in step.args.items()}):
-                reasons.append("its command or program was filled in from content read during the run: "
-                               + short(args, 300))
-        if not reasons:
+                guards.append(f"it would change {', '.join(unnamed[:5])}, which the request does not name")
+            if risk >= Risk.EXEC and refs_in(step.args):
+                guards.append("its command or program was filled in from content read during the run: "
+                              + short(args, 300))
+        if not rose and not guards:
             return
-        why = "; ".join(reasons)
+        why = "; ".join([f"its risk is {risk.name.lower()} once filled in"] * rose + guards)
         if r.confirm is not None:
             if await r.confirm(i, Step(step.tool, args, step.reason), risk):
                 self.approved[i] = risk
                 return
             self._srec(i)["status"] = "needs_confirmation"
             raise _Stop("needs_confirmation", f"Stopped before step {i} ({step.tool}): you did not approve it.")
-        if self.yes and not any("name" in x or "filled in from" in x for x in reasons):
+        if self.yes and not guards:
             self.approved[i] = risk
             return
         self._srec(i)["status"] = "needs_confirmation"
