@@ -47,3 +47,29 @@ async def test_a_bad_prefix_is_an_error_naming_the_field(booted, args, field) ->
     assert not res.ok and res.error.code == "invalid_argument"
     assert res.error.field == field and field in res.error.message
     assert engine.requests == []
+
+
+@pytest.mark.model
+async def test_a_fresh_kernel_loads_the_prefix_a_previous_one_saved(config, clock) -> None:
+    """Two in-process kernels one after the other (two `llmos run`s without a daemon) on the
+    embedded model: the second one evaluates only what follows the marked prefix."""
+    system = {"role": "system", "content": "You plan tool calls for LLM OS. Answer with one short line. " * 6}
+    args = {"messages": [system, {"role": "user", "content": "Plot sales by month"}], "prefix_messages": 1,
+            "max_tokens": 4}
+    results, stats = [], []
+    for _ in range(2):
+        k = await Kernel.boot(config, clock=clock, hal=FakeHAL(clock))
+        try:
+            res = await k.syscall("root", "llm.generate", args)
+            assert res.ok, res.error
+            results.append(res.value)
+            (engine,) = k.engine_set.loaded.values()
+            stats.append(engine.stats())
+        finally:
+            await k.shutdown(grace_s=0.5)
+    assert [p.suffix for p in (config.home / "cache" / "kv-prefix").iterdir()] == [".bin"]
+    first, second = results
+    assert first["usage"]["cached_tokens"] == 0 and stats[0].prompt_tokens_loaded == 0
+    assert second["usage"]["cached_tokens"] == stats[1].prompt_tokens_loaded > 0
+    assert stats[1].prompt_tokens_evaluated == second["usage"]["prompt_tokens"] - stats[1].prompt_tokens_loaded
+    assert second["text"] == first["text"]
