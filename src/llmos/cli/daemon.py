@@ -108,7 +108,7 @@ class LocalSession:
 
     @classmethod
     async def open(cls, cfg: Config, *, model: str | None, priority: int, confirm: Confirm | None,
-                   on_event: OnEvent) -> LocalSession:
+                   on_event: OnEvent, ask: Callable[[str], Any] | None = None) -> LocalSession:
         from llmos.shell.runner import Runner
         from llmos.shell.store import ShellStore
 
@@ -119,11 +119,11 @@ class LocalSession:
             store.close()
             raise
 
-        async def ask(i: int, step: Any, risk: Any) -> bool:
+        async def ask_step(i: int, step: Any, risk: Any) -> bool:
             return await confirm(i, step.tool, step.args, risk.name.lower())
 
         runner = Runner(kernel, store=store, model=model, priority=priority,
-                        confirm=ask if confirm is not None else None, on_event=on_event)
+                        confirm=ask_step if confirm is not None else None, on_event=on_event, ask=ask)
         return cls(kernel, store, runner)
 
     @property
@@ -213,16 +213,20 @@ class DaemonSession:
 async def open_session(cfg: Config, *, model: str | None = None,
                        priority: int = params.PRIORITY_DEFAULT, confirm: Confirm | None = None,
                        on_event: OnEvent | None = None, daemon: bool = False,
-                       notice: Callable[[str], None] | None = None) -> LocalSession | DaemonSession:
+                       notice: Callable[[str], None] | None = None,
+                       ask: Callable[[str], Any] | None = None) -> LocalSession | DaemonSession:
     """The daemon's session when one serves ``cfg.home``, else an in-process one.
-    ``daemon=True``: the daemon's, or ``RemoteUnavailable``."""
+    ``daemon=True``: the daemon's, or ``RemoteUnavailable``. ``ask``: the person's answer
+    to a clarifying question (in-process sessions; the daemon's runs end with the
+    question instead)."""
     on_event = on_event or (lambda kind, data: None)
     client = await find_daemon(cfg, notice=notice)
     if client is not None:
         return DaemonSession(client, model=model, priority=priority, confirm=confirm, on_event=on_event)
     if daemon:
         raise RemoteUnavailable(f"no daemon answers for {cfg.home}", hint="start one with `llmos serve`")
-    return await LocalSession.open(cfg, model=model, priority=priority, confirm=confirm, on_event=on_event)
+    return await LocalSession.open(cfg, model=model, priority=priority, confirm=confirm, on_event=on_event,
+                                   ask=ask)
 
 
 # ── the daemon as a child process (llmos boot) ──────────────────────────────

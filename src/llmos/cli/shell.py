@@ -196,6 +196,12 @@ async def _confirm(i: int, tool: str, args: dict, risk: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+async def _clarify(question: str) -> str | None:
+    """The planner's one clarifying question, answered at the prompt (empty: no answer)."""
+    answer = await _ask(f"  {question} ")
+    return answer.strip() or None
+
+
 async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = False,
                  box: dict | None = None) -> None:
     from llmos.cli.daemon import open_session
@@ -207,7 +213,8 @@ async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = F
     store = _store(cfg)
     try:
         session = await open_session(cfg, model=model, priority=priority, confirm=_confirm,
-                                     on_event=_progress(False), daemon=daemon, notice=_notice)
+                                     on_event=_progress(False), daemon=daemon, notice=_notice,
+                                     ask=_clarify)
     except BaseException:
         store.close()
         raise
