@@ -158,3 +158,17 @@ async def test_revise_numbers_new_steps_after_the_done_ones(registry, tmp_path):
     assert new.steps[0].args == {"path": "a.txt"} and new.answer == "$step2.output.text"
     prompt = gen.calls[0]["messages"][-1]["content"]
     assert "failed" in prompt and "numbered from $step2" in prompt
+
+
+def test_the_grammar_keeps_early_references_backward(registry):
+    schema = Planner(registry, scripted("{}")).schema
+    fwd = {"steps": [{"tool": "files.read", "args": {"path": "$step1.output.path"}}], "answer": ""}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(fwd, schema)
+    ok = {"steps": [{"tool": "files.list", "args": {}},
+                    {"tool": "files.read", "args": {"path": "$step1.output.entries.0.name"}}], "answer": ""}
+    jsonschema.validate(ok, schema)
+    # a revision's steps are numbered after the ones that ran
+    revised = Planner(registry, scripted("{}"))
+    from llmos.shell import schema as S
+    jsonschema.validate(fwd, S.plan_schema(revised.tools, offset=1))
