@@ -105,11 +105,12 @@ async def test_a_failed_step_is_repaired(run, ws):
     (ws / "Notes.txt").write_text("a\nb\nc\n")
     first = steps(("files.count", {"path": "$step0.output"}), answer="x")   # invalid: retried at plan time
     bad = steps(("files.read", {"path": "notes-final.txt"}), answer="$step1.output.lines lines")
-    repair = steps(("files.count", {"path": "Notes.txt"}), answer="Notes.txt has $step2.output.lines lines.")
+    repair = steps(("files.count", {"path": "Notes.txt"}), answer="Notes.txt has $step1.output.lines lines.")
     model = Model([first, bad, repair])
     res = await run(model, "how many lines in my notes", ws, yes=True)
     assert res.status == "succeeded", res.answer
-    assert [s["status"] for s in res.steps] == ["failed", "succeeded"]
+    assert [s["status"] for s in res.steps] == ["succeeded"]
+    assert [s["status"] for s in res.record["replaced"]] == ["failed"]
     assert res.answer == "Notes.txt has 3 lines."
     assert res.record["revisions"] == 1 and model.planned == 3
     # the repair prompt showed the error to the model
@@ -223,8 +224,25 @@ async def test_more_lets_the_planner_see_outputs_first(run, ws):
     (ws / "big.txt").write_text("x" * 500)
     (ws / "small.txt").write_text("y")
     look = steps(("files.list", {"sort": "size", "limit": 1}), answer="", more=True)
-    rest = steps(("files.count", {"path": "$step1.output.entries.0.name"}),
+    rest = steps(("files.list", {"sort": "size", "limit": 1}),
+                 ("files.count", {"path": "$step1.output.entries.0.name"}),
                  answer="The largest file has $step2.output.chars characters.")
-    res = await run(Model([look, rest]), "how many characters are in the largest file", ws, yes=True)
+    model = Model([look, rest])
+    res = await run(model, "how many characters are in the largest file", ws, yes=True)
     assert res.status == "succeeded", res.answer
     assert res.answer == "The largest file has 500 characters." and res.record["revisions"] == 1
+    # the unchanged first step was not run again
+    assert len(res.steps) == 2 and len(res.steps[0].get("pids", [None])) <= 1
+    assert "kept 1 step(s)" in " ".join(res.record["notes"])
+
+
+async def test_a_repair_may_rewrite_a_file_the_run_made(run, ws):
+    (ws / "data.csv").write_text("a,b\n1,2\n")
+    first = steps(("data.filter", {"path": "data.csv", "column": "a", "op": ">", "value": 0, "save_to": "out.csv"}),
+                  ("files.read", {"path": "nope.txt"}), answer="done")
+    fixed = steps(("data.filter", {"path": "data.csv", "column": "a", "op": ">", "value": 0, "save_to": "out.csv"}),
+                  ("data.filter", {"path": "data.csv", "column": "b", "op": ">", "value": 0, "save_to": "out.csv"}),
+                  answer="Saved $step2.output.count rows.")
+    res = await run(Model([first, fixed]), "filter data.csv into out.csv", ws, yes=True)
+    assert res.status == "succeeded", res.answer      # out.csv is the run's own: no second question
+    assert res.answer == "Saved 1 rows."

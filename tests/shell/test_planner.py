@@ -148,16 +148,17 @@ def test_every_example_fits_the_schema_and_checks(registry, tmp_path):
         check_plan(Plan.from_dict(e.plan, e.request), registry)
 
 
-async def test_revise_numbers_new_steps_after_the_done_ones(registry, tmp_path):
+async def test_revise_shows_what_happened_and_takes_the_whole_plan(registry, tmp_path):
     ws = ws_with(tmp_path, **{"a.txt": "x\n"})
     first = Plan.from_dict(json.loads(plan_json(("files.read", {"path": "b.txt"}))), "read a")
-    gen = scripted(plan_json(("files.read", {"path": "a.txt"}), answer="$step2.output.text"))
+    gen = scripted(plan_json(("files.read", {"path": "a.txt"}), answer="$step1.output.text"))
     planner = Planner(registry, gen)
-    new = await planner.revise("read a", ws, [(first.steps[0], None, "failed")],
+    new = await planner.revise("read a", ws, [(first.steps[0], None, "failed: no such file: b.txt")],
                                "$step1 (files.read) failed: no such file", first)
-    assert new.steps[0].args == {"path": "a.txt"} and new.answer == "$step2.output.text"
-    prompt = gen.calls[0]["messages"][-1]["content"]
-    assert "failed" in prompt and "numbered from $step2" in prompt
+    assert new.steps[0].args == {"path": "a.txt"} and new.answer == "$step1.output.text"
+    msgs = gen.calls[0]["messages"]
+    assert msgs[-2] == {"role": "assistant", "content": first.to_json()}
+    assert "failed: no such file: b.txt" in msgs[-1]["content"] and "from $step1" in msgs[-1]["content"]
 
 
 def test_the_grammar_keeps_early_references_backward(registry):

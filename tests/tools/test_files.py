@@ -169,9 +169,12 @@ def test_mkdir(call, ws):
 
 
 def test_search(call, tree):
-    r = call("files.search", text="SECOND")
+    r = call("files.search", text="second")
     assert r.output["matches"] == [{"path": "sub/d.txt", "line": 2, "text": "second line"}]
-    assert call("files.search", text="SECOND", ignore_case=False).output["count"] == 0
+    assert call("files.search", text="SECOND", ignore_case=True).output["count"] == 1
+    # smart case: capitals in the text mean the exact case
+    assert call("files.search", text="SECOND").output["count"] == 0
+    assert call("files.search", text="Second").output["count"] == 0
 
 
 def test_count_lines_words(call, ws):

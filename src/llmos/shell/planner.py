@@ -304,23 +304,22 @@ class Planner:
         return plan
 
     async def revise(self, request: str, ws: Workspace, done: list[tuple[Any, Any, str]],
-                     why: str, first_plan: Plan) -> Plan:
-        """The plan for what is left. ``done``: (step, output or None, status) of every step
-        so far, in order; ``why``: the error of the failed step, or that the plan asked to
-        see the outputs. The new steps are numbered after ``done``."""
+                     why: str, last_plan: Plan) -> Plan:
+        """The whole plan again, in the light of what ran. ``done``: (step, output or None,
+        status) of every step so far, in order; ``why``: the error of the failed step, or
+        that the plan asked to see the outputs. The runner does not run again the leading
+        steps that are unchanged and ran well: their results stay."""
         msgs, _ = self.messages(request, ws)
-        msgs.append({"role": "assistant", "content": first_plan.to_json()})
-        lines = ["Results so far:"]
+        msgs.append({"role": "assistant", "content": last_plan.to_json()})
+        lines = ["What happened:"]
         for n, (step, out, status) in enumerate(done, 1):
             head = f"$step{n} {step.tool} {json.dumps(step.args, default=str)[:200]}"
-            lines.append(f"{head} -> {status}: {_shown(out) if out is not None else ''}")
-        k = len(done)
+            lines.append(f"{head} -> {status}" + (f": {_shown(out)}" if out is not None else ""))
         lines.append(why)
-        lines.append(f"Reply with the plan for what is left to do. Its steps are numbered from $step{k + 1}; "
-                     f"use $step1..$step{k} for the results above. If nothing is left, give one step "
-                     "that reports the result, or refuse with the reason.")
+        lines.append("Reply with the whole plan again, corrected, from $step1. Steps that already ran "
+                     "well and stay the same are not run again; their results stay.")
         msgs.append({"role": "user", "content": "\n".join(lines)})
-        return await self._generate_checked(msgs, request, ws, k, source="revised")
+        return await self._generate_checked(msgs, request, ws, 0, source="revised")
 
     async def _generate_checked(self, msgs: list[Message], request: str, ws: Workspace, offset: int,
                                 source: str = "model") -> Plan:

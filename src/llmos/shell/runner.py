@@ -282,9 +282,10 @@ class Runner:
                     continue
         return None
 
-    def unnamed(self, step: Step, args: dict, ctx: Any, request: str) -> list[str]:
+    def unnamed(self, step: Step, args: dict, ctx: Any, request: str,
+                made: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Existing paths this call would delete, move away or overwrite that the request
-        does not name (by name or pattern)."""
+        does not name (by name or pattern) and the run itself did not make (``made``)."""
         try:
             tool = self.registry.get(step.tool)
         except LLMOSError:
@@ -306,7 +307,7 @@ class Runner:
             if "*" not in t and not p.exists():
                 continue
             rel = t if "*" in t else ctx.rel(p)
-            if not is_named(rel, request):
+            if rel not in made and not is_named(rel, request):
                 out.append(rel)
         return out
 
@@ -345,6 +346,7 @@ class _Run:
         self.summaries: dict[int, str] = {}
         self.skipped: set[int] = set()
         self.approved: dict[int, Risk] = {}   # step -> the risk the person agreed to
+        self.made: set[str] = set()           # workspace paths this run created or wrote
         self.exited = False
 
     # ── records ─────────────────────────────────────────────────────────────
@@ -502,7 +504,7 @@ class _Run:
         rose = risk.needs_confirmation and risk > self.approved.get(i, Risk.WRITE)
         guards = []                       # what even --yes does not cover
         if risk.needs_confirmation and not self.yes_all:
-            unnamed = r.unnamed(step, args, ctx, self.request)
+            unnamed = r.unnamed(step, args, ctx, self.request, self.made)
             if unnamed:
                 guards.append(f"it would change {', '.join(unnamed[:5])}, which the request does not name")
             if risk >= Risk.EXEC and refs_in(step.args):
@@ -559,7 +561,8 @@ class _Run:
 
     async def _revise(self, i: int, why: str, *, failed: bool) -> int:
         """Re-plan after steps 1..i-1 ran (and step ``i`` failed, when ``failed``); returns
-        the number of the first new step."""
+        the number of the first step to run next. The model writes the whole plan again;
+        its leading steps that are the same as ones that ran well keep their results."""
         rec = self.rec
         done = "; ".join(v for v in self.summaries.values() if v)
         if rec["revisions"] >= MAX_REVISIONS:
@@ -567,43 +570,47 @@ class _Run:
             raise _Stop("failed", f"{head} (after {MAX_REVISIONS} revisions)"
                         + (f". Done before it: {done}" if done else ""))
         rec["revisions"] += 1
-        done_steps = [(s, self.outputs.get(n), "skipped" if n in self.skipped else "ok")
-                      for n, s in enumerate(self.steps[:i - 1], 1)]
+        ran = [(s, self.outputs.get(n), "skipped" if n in self.skipped else "ok")
+               for n, s in enumerate(self.steps[:i - 1], 1)]
         if failed:
-            done_steps.append((self.steps[i - 1], None, "failed"))
+            ran.append((self.steps[i - 1], None, "failed: " + str(self._srec(i).get("error", ""))[:300]))
         self.r.on_event("planning", {"request": self.request, "revision": rec["revisions"]})
         t0 = time.monotonic()
         try:
-            new = await self.planner.revise(self.request, self.ws, done_steps, why, self.plan)
+            new = await self.planner.revise(self.request, self.ws, ran, why, self.plan)
         except PlanError as e:
             raise _Stop("failed", f"Step {why[5:]}; I could not repair the plan ({e.message})."
                         if failed else f"I could not plan the rest ({e.message}).") from None
         rec["timings"][f"revision {rec['revisions']}"] = round(time.monotonic() - t0, 3)
-        if new.refuse or new.ask or not new.steps:
-            reason = new.refuse or new.ask or "no steps"
+        if new.refuse or new.ask:
             if failed:
-                raise _Stop("failed", f"Step {why[5:]}. {reason}")
+                raise _Stop("failed", f"Step {why[5:]}. {new.refuse or new.ask}")
             self.plan.more = False
             return len(self.steps) + 1
-        if failed:
-            # the failed step stays in the record; the revision's steps follow it
-            self.steps = self.steps[:i]
-            self.skipped.add(i)
-            first = i + 1
-        else:
-            self.steps = self.steps[:i - 1]
-            first = i
-        self.steps += new.steps
-        rec["notes"].append(f"revision {rec['revisions']}: {why} -> "
-                            + ", ".join(s.tool for s in new.steps))
+        keep = 0                              # leading steps unchanged and run well: results stay
+        while (keep < min(len(new.steps), i - 1) and _same(new.steps[keep], self.steps[keep])
+               and keep + 1 in self.outputs):
+            keep += 1
+        if not failed and keep == len(new.steps):
+            self.plan.more = False            # nothing new: the plan is done
+            return len(self.steps) + 1
+        rec.setdefault("replaced", []).extend(rec["steps"][keep:])
+        for n in [n for n in self.outputs if n > keep]:
+            self.outputs.pop(n)
+            self.summaries.pop(n, None)
+        self.skipped = {n for n in self.skipped if n <= keep}
+        self.steps = self.steps[:keep] + new.steps[keep:]
+        rec["notes"].append(f"revision {rec['revisions']}: {why} -> kept {keep} step(s), then "
+                            + ", ".join(s.tool for s in new.steps[keep:]))
         rec["notes"] += new.notes
-        if new.answer:
-            self.plan.answer = new.answer
-        self.plan.more = new.more
-        self._record_steps(first)
+        self.plan = Plan(self.request, self.steps, new.answer or self.plan.answer, "revised",
+                         self.plan.examples, more=new.more)
+        for n in range(keep + 1, len(self.steps) + 1):
+            self.approved.pop(n, None)
+        self._record_steps(keep + 1)
         self.r.on_event("plan", {"steps": rec["steps"], "answer": self.plan.answer, "revision": rec["revisions"]})
-        await self._admit(first)
-        return first
+        await self._admit(keep + 1)
+        return keep + 1
 
     async def _run_step(self, i: int, step: Step) -> dict[str, Any]:
         srec = self._srec(i)
@@ -667,6 +674,7 @@ class _Run:
         if res.ok:
             v = res.value or {}
             srec.setdefault("pids", []).append(v.get("pid"))
+            self.made.update(f for f in v.get("files") or [] if isinstance(f, str))
             if record:
                 srec.update(status="succeeded", summary=v.get("summary", ""),
                             output=short(v.get("output"), OUTPUT_KEEP_CHARS), files=v.get("files", []))
@@ -709,6 +717,11 @@ class _Run:
 
 
 _FIELDS: set[str] | None = None
+
+
+def _same(a: Step, b: Step) -> bool:
+    return (a.tool, a.args, a.each, a.when and a.when.to_dict()) == (b.tool, b.args, b.each,
+                                                                   b.when and b.when.to_dict())
 
 
 def _accepts(name: str) -> bool:

@@ -252,7 +252,9 @@ def _text_files(ctx: ToolContext, pattern: str) -> tuple[list[Path], list[str]]:
 
 def search_files(ctx: ToolContext, a: dict) -> ToolResult:
     needle = a["text"]
-    fold = a["ignore_case"]
+    fold = a.get("ignore_case")
+    if fold is None:            # smart case (as ripgrep and vim): capitals in the text mean exact case
+        fold = needle == needle.lower()
     want = needle.lower() if fold else needle
     matches, files = [], set()
     paths, skipped = _text_files(ctx, a["path"])
@@ -345,7 +347,8 @@ TOOLS = [
          description="Find the lines that contain a text in a file or in all files of a folder.",
          parameters=params(["text"], text=string("the text to look for", 200, min_length=1),
                            path={**_PATH_GLOB, "default": "."},
-                           ignore_case=boolean("match upper and lower case alike", True),
+                           ignore_case={"type": "boolean", "description": "match upper and lower case "
+                                        "alike (default: only when the text has no capitals)"},
                            limit=integer("most matching lines to return", 1, SEARCH_MAX_MATCHES,
                                          default=100))),
     Tool(name="files.count", returns="{lines, words, chars, files: [{path, lines, words, chars}]}", kind="files", risk=Risk.READ, fn=count_file, path_args={"path": "r"},
