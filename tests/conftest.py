@@ -18,7 +18,8 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "llmos-home"
     h.mkdir()
     monkeypatch.setenv("LLMOS_HOME", str(h))
-    for var in ("LLMOS_MODEL", "LLMOS_SCHEDULER", "LLMOS_ALLOC_MODE", "LLMOS_PORT", "LLMOS_HOST"):
+    for var in ("LLMOS_MODEL", "LLMOS_PLANNER_MODEL", "LLMOS_PLANNER_GGUF", "LLMOS_SCHEDULER",
+                "LLMOS_ALLOC_MODE", "LLMOS_PORT", "LLMOS_HOST"):
         monkeypatch.delenv(var, raising=False)
     return h
 

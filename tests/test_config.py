@@ -49,12 +49,35 @@ def test_frozen(config):
     ('[[mcp]]\nname = "m"\ncommand = 5', "mcp[0].command"),
     ('[[mcp]]\nname = "m"\nurl = "http://x"\nenv = 3', "mcp[0].env: expected a table"),
     ("[api]\nhost = 1", "api.host"),
+    ('planner_model = "gpt-17"', "planner_model: unknown model 'gpt-17'; expected auto, smollm2-135m, "
+                                 "qwen2.5-coder-1.5b or the path of a .gguf file"),
+    ("planner_model = 3", "planner_model: expected a non-empty string"),
+    ('planner_model = ""', "planner_model: expected a non-empty string"),
+    ("planner_gguf = false", "planner_gguf: expected a non-empty string"),
 ])
 def test_bad_config_names_the_key(home, text, needle):
     (home / "config.toml").write_text(text)
     with pytest.raises(ConfigError) as ei:
         load_config(env={"LLMOS_HOME": str(home)})
     assert needle in str(ei.value)
+
+
+def test_planner_model_choices(home):
+    env = {"LLMOS_HOME": str(home)}
+    assert load_config(env=env).planner_model == "auto" and load_config(env=env).planner_gguf is None
+    (home / "config.toml").write_text('planner_model = "mine"\nplanner_gguf = "~/q.gguf"\n'
+                                      '[models]\nmine = "/m/mine.gguf"\n'
+                                      '[[remote]]\nname = "big"\nbase_url = "http://h/v1"\nmodel = "q"\n')
+    cfg = load_config(env=env)
+    assert cfg.planner_model == "mine" and cfg.planner_gguf == os.path.expanduser("~/q.gguf")
+    for value in ("big", "smollm2-135m", "qwen2.5-coder-1.5b", "auto", "/any/file.gguf", "./rel/model"):
+        assert load_config(env={**env, "LLMOS_PLANNER_MODEL": value}).planner_model == value
+    assert load_config(env={**env, "LLMOS_PLANNER_GGUF": "/x.gguf"}).planner_gguf == "/x.gguf"
+    assert load_config(env=env, overrides={"planner_model": "big"}).planner_model == "big"
+    with pytest.raises(ConfigError) as ei:
+        load_config(env={**env, "LLMOS_PLANNER_MODEL": "llama-9000"})
+    assert str(ei.value).startswith("planner_model: unknown model 'llama-9000'")
+    assert "mine" in str(ei.value) and "big" in str(ei.value) and "llmos models" in ei.value.hint
 
 
 def test_remote_key_comes_from_env(home, monkeypatch):

