@@ -88,9 +88,14 @@ async def run_tier(model: str, requests: list, home: str) -> dict:
 def default_tier() -> tuple[str, str]:
     try:
         from llmos.config import load_config
+        from llmos.hal import detect
         from llmos.llm.tiers import choose_planner
 
-        info, why = choose_planner(None, load_config())
+        hal = detect()
+        try:
+            info, why = choose_planner(hal.snapshot(), load_config())
+        finally:
+            hal.close()
         return info.name, why
     except Exception as e:  # noqa: BLE001 - no tier rule: the embedded default
         return "smollm2-135m", f"tier rule unavailable ({type(e).__name__})"

@@ -94,8 +94,10 @@ class _AsCaller:
 
 def _default_runner(kernel: Any, *, store: Any, model: str | None, priority: int,
                     confirm: Callable, on_event: Callable) -> Any:
-    from llmos.shell.runner import Runner
+    from llmos.shell.runner import Runner, planner_model
 
+    if model is None:
+        model, _why = planner_model(kernel)
     return Runner(kernel, store=store, model=model, priority=priority, confirm=confirm,
                   on_event=on_event)
 

@@ -122,6 +122,10 @@ class LocalSession:
         async def ask_step(i: int, step: Any, risk: Any) -> bool:
             return await confirm(i, step.tool, step.args, risk.name.lower())
 
+        if model is None:
+            from llmos.shell.runner import planner_model
+
+            model, _why = planner_model(kernel)
         runner = Runner(kernel, store=store, model=model, priority=priority,
                         confirm=ask_step if confirm is not None else None, on_event=on_event, ask=ask)
         return cls(kernel, store, runner)

@@ -75,7 +75,7 @@ from llmos.shell.planner import PlanError, Planner
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
 
-__all__ = ["Runner", "RunResult", "STATUSES", "new_run_id", "check_request", "MAX_REVISIONS"]
+__all__ = ["Runner", "RunResult", "STATUSES", "new_run_id", "check_request", "MAX_REVISIONS", "planner_model"]
 
 log = logging.getLogger(__name__)
 
@@ -717,6 +717,29 @@ class _Run:
 
 
 _FIELDS: set[str] | None = None
+
+
+def planner_model(kernel: Any) -> tuple[str | None, str]:
+    """The planner tier for the kernel's machine (``llm.tiers``): (model name, why). For the
+    entry points (CLI, daemon) when the person names no model; (None, why) when the kernel
+    has no HAL or config to decide with, or was booted with engines of the caller's
+    choosing (its default engine plans then)."""
+    hal, cfg = getattr(kernel, "hal", None), getattr(kernel, "config", None)
+    if hal is None or cfg is None:
+        return None, "no hardware view: the kernel's default model plans"
+    engines = getattr(kernel, "engine_set", None)
+    if engines is not None and getattr(engines, "given", None):
+        return None, "the kernel was given its engines: its default plans"
+    try:
+        from llmos.llm.tiers import choose_planner
+    except ImportError:
+        return None, "no planner tiers here: the kernel's default model plans"
+    try:
+        choice = choose_planner(hal.snapshot(), cfg)
+    except LLMOSError as e:
+        log.warning("planner tier: %s", e.message)
+        return None, f"planner tier unavailable ({e.message}): the kernel's default model plans"
+    return choice.model.name, choice.reason
 
 
 def _same(a: Step, b: Step) -> bool:
