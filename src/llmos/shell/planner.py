@@ -251,7 +251,6 @@ class Planner:
         self.examples = [e for e in (examples if examples is not None else load_examples())
                          if all(s["tool"] in names for s in e.plan.get("steps", []))]
         self.schema = S.plan_schema(self.tools, allow_ask=allow_ask)
-        self._schemas: dict[int, dict] = {0: self.schema}   # by offset (revisions)
 
     # ── the prompt ─────────────────────────────────────────────────────────────
     def prefix(self) -> list[Message]:
@@ -326,11 +325,7 @@ class Planner:
         prefix_n = 1 + 2 * len(self.examples)
         last: PlanError | None = None
         for attempt in range(2):
-            schema = self._schemas.get(offset)
-            if schema is None:
-                schema = self._schemas[offset] = S.plan_schema(self.tools, allow_ask=self.allow_ask,
-                                                               offset=offset)
-            text = await self.generate(msgs, schema, self.max_tokens, self.temperature, prefix_n)
+            text = await self.generate(msgs, self.schema, self.max_tokens, self.temperature, prefix_n)
             try:
                 data = parse_model_output(text)
                 try:
