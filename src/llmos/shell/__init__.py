@@ -1,16 +1,20 @@
 """The natural-language shell: request -> plan -> confirm -> run -> answer -> feedback.
 
 Map (one concept per module):
-- ``extract``   deterministic pre-pass: workspace files, named paths, patterns, quoted
-                text, arithmetic, durations, CSV columns.
-- ``examples``  the curated example library (``examples/*.json``) and BM25 retrieval.
-- ``schema``    the planner's JSON schemas, generated from the tool registry.
-- ``plan``      Plan / Step data, ``$stepN.output`` references, the DAG.
-- ``planner``   the model call (an ``llm.generate`` syscall) under the schema; checks.
-- ``runner``    Runner: risks, confirmation, steps as ``tool.call`` syscalls, answer.
+- ``context``   the planner's context block: today, the agent's rights, the file tree
+                with sizes, each table's columns and first rows; names a request names.
+- ``normalize`` generic normalizers: numbers, durations, dates and times a request
+                states; names resolved to existing files and columns.
+- ``schema``    the planner's one JSON schema, generated from the whole tool registry.
+- ``plan``      Plan / Step / Guard data, ``$stepN.output`` references, ``each``, ``when``.
+- ``llmtool``   the model as a tool (summarize, translate, classify, extract, answer, write).
+- ``planner``   the model writes the plan (an ``llm.generate`` syscall under the schema);
+                checks, one retry with the reason, revisions after steps ran.
+- ``runner``    Runner: the entry point (agent, syscalls, cancel); the safety order.
+- ``execution`` one run in progress: admit, re-check, run, revise, answer.
 - ``render``    answer filling, plan listings, the ``explain`` report.
 - ``store``     ``$LLMOS_HOME/shell.db``: runs, ratings, approved plans, habits.
-- ``feedback``  ratings -> examples, habits, measured costs -> kernel estimates.
+- ``feedback``  ratings -> approved plans (few-shot examples), habits, measured costs.
 
     from llmos.shell import Runner, ShellStore
     result = await Runner(kernel, store=ShellStore(cfg.home / "shell.db")).run(
