@@ -24,6 +24,19 @@ def test_models_lists_the_embedded_default(home, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "smollm2-135m" in out and "embedded" in out and "8192" in out
+    assert "planner tiers" in out and "qwen2.5-coder-1.5b" in out and "\nplanner: " in out
+
+
+def test_models_says_which_planner_and_how_to_install_it(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLMOS_PLANNER_GGUF", str(tmp_path / "absent.gguf"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m (planner)" in out
+    planner = out[out.index("\nplanner: "):].replace("\n", " ")
+    assert "not installed" in planner and "install_model" in planner
+    monkeypatch.setenv("LLMOS_PLANNER_MODEL", "qwen2.5-coder-1.5b")     # an explicit choice that is missing
+    assert main(["models"]) == 0
+    assert "planner: none: model qwen2.5-coder-1.5b is not installed" in capsys.readouterr().out
 
 
 def test_wrong_model_name_is_one_line_with_hint(home, capsys):
@@ -57,6 +70,6 @@ def test_usage_errors_do_not_trace(argv, capsys):
 def test_doctor_reports_every_check(home, capsys):
     rc = main(["doctor"])
     out = capsys.readouterr().out
-    for name in ("python", "state directory", "model", "engine", "sandbox", "sqlite"):
+    for name in ("python", "state directory", "model", "planner model", "engine", "sandbox", "sqlite"):
         assert name in out
     assert rc in (0, 1) and (rc == 0) == ("FAIL" not in out)

@@ -106,3 +106,8 @@ def test_explicit_choice_that_cannot_be_served_says_how(home, tmp_path):
     assert "not installed" in str(ei.value) and "install_model" in ei.value.hint
     with pytest.raises(ModelNotFound):
         choose_planner(machine(), cfg(home, LLMOS_PLANNER_MODEL=str(tmp_path / "gone.gguf")))
+
+
+def test_no_snapshot_reads_this_machine(home, planner_file):
+    model, reason = choose_planner(None, cfg(home, LLMOS_PLANNER_GGUF=str(planner_file)))
+    assert model.name in {t.model for t in TIERS} and reason.startswith(model.name + ": ")

@@ -26,12 +26,25 @@ console = Console()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _snapshot():
+    """This machine's hardware, read once (the planner tier rule reads memory, cores, GPUs)."""
+    from llmos.hal import detect
+
+    hal = detect()
+    try:
+        return hal.snapshot()
+    finally:
+        hal.close()
+
+
 def models() -> None:
-    """List the models the registry knows: size, context length and where they live.
+    """List the models the registry knows (size, context length, where they live), the
+    planner tiers (installed or not, what each needs) and which one plans here, and why.
 
     Example: llmos models
     """
     from llmos.llm.models import embedded_model_path, list_models
+    from llmos.llm.tiers import choose_planner, tier_rows
 
     cfg = state.config()
     found = list_models(cfg)
@@ -47,6 +60,22 @@ def models() -> None:
     console.print(table)
     if not any(m.kind == "embedded" for m in found):
         embedded_model_path()  # raises the clear "package missing" error
+    snap = _snapshot()
+    try:
+        planner, reason = choose_planner(snap, cfg)
+        chosen, line = planner.name, f"planner: {reason}"
+    except LLMOSError as e:
+        chosen, line = None, f"planner: none: {e.message}" + (f" ({e.hint})" if e.hint else "")
+    tiers = Table(title="planner tiers (best first)")
+    for col in ("model", "size", "installed", "fits here"):
+        tiers.add_column(col, no_wrap=True)
+    tiers.add_column("needs", overflow="fold")
+    for r in tier_rows(snap, cfg):
+        name = r.tier.model + (" (planner)" if r.tier.model == chosen else "")
+        tiers.add_row(name, human_bytes(r.size_bytes), "yes" if r.installed else "[red]no[/]",
+                      "yes" if r.fits else "[yellow]no[/]", r.tier.requirement)
+    console.print(tiers)
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def chat(
@@ -132,6 +161,13 @@ def _checks() -> list[Check]:
     except LLMOSError as e:
         out.append(Check("model", False, e.message, e.hint or ""))
         info = None
+    try:
+        from llmos.llm.tiers import choose_planner
+
+        planner, reason = choose_planner(_snapshot(), cfg)
+        out.append(Check("planner model", True, reason))
+    except LLMOSError as e:
+        out.append(Check("planner model", False, e.message, e.hint or ""))
     try:
         import llama_cpp
 

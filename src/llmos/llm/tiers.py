@@ -16,7 +16,8 @@ Map:
 - ``Tier``: one rung: its model and what the machine must have.
 - ``TIERS``: the rungs, best first; the last one needs nothing.
 - ``fits(tier, snapshot, config)``: (ok, why) for one rung on one snapshot.
-- ``choose_planner(snapshot, config)``: ``PlannerChoice(model, reason)``, a named tuple.
+- ``choose_planner(snapshot, config)``: ``PlannerChoice(model, reason)``, a named tuple
+  (``snapshot`` None: this machine's HAL, read once).
 - ``tier_rows(snapshot, config)``: every rung as ``TierRow`` (what ``llmos models`` and
   ``llmos doctor`` show).
 
@@ -129,9 +130,20 @@ def tier_rows(snapshot: HardwareSnapshot, config: Config) -> list[TierRow]:
     return rows
 
 
-def choose_planner(snapshot: HardwareSnapshot, config: Config) -> PlannerChoice:
+def _this_machine() -> HardwareSnapshot:
+    from llmos.hal import detect
+
+    hal = detect()
+    try:
+        return hal.snapshot()
+    finally:
+        hal.close()
+
+
+def choose_planner(snapshot: HardwareSnapshot | None, config: Config) -> PlannerChoice:
     """The planner model for this machine: the explicit ``planner_model``, else the tier rule.
 
+    ``snapshot``: what the HAL sees (``hal.snapshot()``); None reads this machine's HAL once.
     Raises ModelNotFound / ModelPackageMissing (with a hint) only for an explicit choice
     that cannot be served; the rule itself always ends on the embedded default.
     """
@@ -139,7 +151,7 @@ def choose_planner(snapshot: HardwareSnapshot, config: Config) -> PlannerChoice:
         info = resolve(config.planner_model, config)
         return PlannerChoice(info, f"{info.name}: chosen by planner_model (config or LLMOS_PLANNER_MODEL)")
     passed: list[str] = []                   # why each better tier was passed over
-    for row in tier_rows(snapshot, config):
+    for row in tier_rows(snapshot if snapshot is not None else _this_machine(), config):
         t = row.tier
         if not row.fits:
             passed.append(f"{t.model} needs {t.requirement}; this machine has {row.why}")
