@@ -111,3 +111,10 @@ def test_explicit_choice_that_cannot_be_served_says_how(home, tmp_path):
 def test_no_snapshot_reads_this_machine(home, planner_file):
     model, reason = choose_planner(None, cfg(home, LLMOS_PLANNER_GGUF=str(planner_file)))
     assert model.name in {t.model for t in TIERS} and reason.startswith(model.name + ": ")
+
+
+def test_an_unreadable_planner_file_falls_back(home, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf" * 10)
+    model, reason = choose_planner(machine(), cfg(home, LLMOS_PLANNER_GGUF=str(bad)))
+    assert model.name == "smollm2-135m" and "not a readable GGUF" in reason

@@ -162,7 +162,11 @@ def choose_planner(snapshot: HardwareSnapshot | None, config: Config) -> Planner
                    if spec else "see `llmos models`")
             passed.append(f"{t.model} fits ({row.why}) but is not installed; {how}")
             continue
-        info = resolve(t.model, config)
+        try:
+            info = resolve(t.model, config)
+        except ModelError as e:                # present but unreadable: say so, try the next tier
+            passed.append(f"{t.model}: {e.message}")
+            continue
         if passed:
             return PlannerChoice(info, f"{info.name}: " + "; ".join(passed))
         return PlannerChoice(info, f"{info.name}: this machine fits its tier ({row.why}; "
