@@ -46,6 +46,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -291,11 +292,26 @@ class Runner:
         return out
 
 
+_CHOSEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # kernel -> (model, why)
+
+
 def planner_model(kernel: Any) -> tuple[str | None, str]:
     """The planner tier for the kernel's machine (``llm.tiers``): (model name, why). For the
     entry points (CLI, daemon) when the person names no model; (None, why) when the kernel
     has no HAL or config to decide with, or was booted with engines of the caller's
-    choosing (its default engine plans then)."""
+    choosing (its default engine plans then). Chosen once per kernel: once the planner is
+    loaded, available memory drops, and a second reading could pick another model."""
+    base = getattr(kernel, "_kernel", kernel)          # the API's per-caller view of it
+    try:
+        if base in _CHOSEN:
+            return _CHOSEN[base]
+    except TypeError:                                  # not weak-referenceable: no memo
+        return _choose_planner(kernel)
+    _CHOSEN[base] = _choose_planner(kernel)
+    return _CHOSEN[base]
+
+
+def _choose_planner(kernel: Any) -> tuple[str | None, str]:
     hal, cfg = getattr(kernel, "hal", None), getattr(kernel, "config", None)
     if hal is None or cfg is None:
         return None, "no hardware view: the kernel's default model plans"
