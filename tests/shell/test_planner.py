@@ -167,7 +167,9 @@ def test_the_grammar_rules_out_the_common_reference_errors(registry):
     for bad in ({"steps": [{"tool": "files.read", "args": {"path": "$step1.output.path"}}], "answer": ""},
                 {"steps": [{"tool": "files.list", "args": {}},
                            {"tool": "files.read", "args": {"path": "$item.name"}}], "answer": ""},
-                {"steps": [{"tool": "files.read", "each": "$step1.output", "args": {"path": "a"}}], "answer": ""}):
+                {"steps": [{"tool": "files.read", "each": "$step1.output", "args": {"path": "a"}}], "answer": ""},
+                {"steps": [{"tool": "python.run_file", "args": {"path": "a.py", "args": ["$step1.output"]}}],
+                 "answer": ""}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     ok = {"steps": [{"tool": "files.list", "args": {}},

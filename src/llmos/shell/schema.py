@@ -84,8 +84,24 @@ def _value(name: str, sub: dict, scope: tuple[str, ...]) -> dict:
         return sub
     if t == "array" and isinstance(sub.get("items"), dict):
         sub["maxItems"] = min(int(sub.get("maxItems", 50)), 50)
+    _nested_text(sub, scope)
     ref = _ref(scope)
     return {"anyOf": [sub, ref]} if ref else sub
+
+
+def _nested_text(s: Any, scope: tuple[str, ...]) -> None:
+    """Strings inside arrays and objects follow the same rule as top-level text: a "$"
+    only starts a reference this step may make."""
+    if isinstance(s, dict):
+        if s.get("type") == "string" and "enum" not in s and "pattern" not in s:
+            s["pattern"] = _text(scope)
+        for k in ("items", "additionalProperties"):
+            if isinstance(s.get(k), dict):
+                _nested_text(s[k], scope)
+        for v in (s.get("properties") or {}).values():
+            _nested_text(v, scope)
+        for v in s.get("anyOf") or []:
+            _nested_text(v, scope)
 
 
 def args_schema(tool_schema: dict, scope: tuple[str, ...] = Scope.EACH) -> dict:
