@@ -63,3 +63,13 @@ def test_render_value():
 def test_answer_naming_a_missing_step_is_dropped_not_fatal():
     plan = Plan.from_dict({"steps": [{"tool": "a.b", "args": {}}], "answer": "It is $step3.output"})
     assert plan.answer == "" and "refers to $step3" in plan.notes[0]
+
+
+def test_llm_result_drops_echoed_fences():
+    from llmos.shell import llmtool
+
+    assert llmtool.result({"task": "translate"}, "<<<\nBonjour à tous\n>>>") == "Bonjour à tous"
+    assert llmtool.result({"task": "classify", "labels": ["a", "b"]}, '"b"') == "b"
+    msgs, schema, n = llmtool.request_for({"task": "classify", "instruction": "mood", "text": "great",
+                                           "labels": ["positive", "negative"]})
+    assert schema == {"enum": ["positive", "negative"]} and "great" in msgs[-1]["content"]

@@ -92,7 +92,11 @@ def result(args: dict[str, Any], text: str) -> str:
                 return v
         except ValueError:
             pass
-    for fence in ("```",):
-        if out.startswith(fence):
-            out = out.strip("`").split("\n", 1)[-1].strip()
+    if out.startswith("```"):
+        out = out.strip("`").split("\n", 1)[-1].strip()
+    # the model may echo the fence the text came in
+    if out.startswith("<<<"):
+        out = out[3:].lstrip()
+    if out.endswith(">>>"):
+        out = out[:-3].rstrip()
     return out
