@@ -60,7 +60,9 @@ SYSTEM = """You are the planner of LLM OS. Turn the person's request into a JSON
 or "$step2.output.value"; inside text, "$step1.output.text" is replaced by that value.
 - "each": "$stepN.output.LIST" runs the step once per element; "$item" or "$item.name" is the element.
 - "when": {"ref": "$stepN.output.FIELD", "op": ">", "value": 0} runs the step only if that holds.
-- The "llm" tool reads a text and summarizes, translates, classifies, extracts or answers.
+- The "llm" tool works on text you give it: read a file first and pass "$stepN.output.text".
+- A tool with "save_to" changes a file only when save_to is given; to change a file in place, \
+set save_to to the file itself.
 - "answer" is the reply to the person. Put results in it with $stepN.output references; \
 never write a number you have not computed.
 - Only delete, move or overwrite files the request names. Do only what was asked.
