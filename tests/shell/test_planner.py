@@ -169,7 +169,9 @@ def test_the_grammar_rules_out_the_common_reference_errors(registry):
                            {"tool": "files.read", "args": {"path": "$item.name"}}], "answer": ""},
                 {"steps": [{"tool": "files.read", "each": "$step1.output", "args": {"path": "a"}}], "answer": ""},
                 {"steps": [{"tool": "python.run_file", "args": {"path": "a.py", "args": ["$step1.output"]}}],
-                 "answer": ""}):
+                 "answer": ""},
+                {"steps": [{"tool": "data.filter", "args": {"path": "a.csv", "column": "x", "op": "==",
+                                                            "value": "$step1.output.value"}}], "answer": ""}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     ok = {"steps": [{"tool": "files.list", "args": {}},

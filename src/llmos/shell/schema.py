@@ -84,7 +84,7 @@ def _value(name: str, sub: dict, scope: tuple[str, ...]) -> dict:
         return sub
     if t == "array" and isinstance(sub.get("items"), dict):
         sub["maxItems"] = min(int(sub.get("maxItems", 50)), 50)
-    _nested_text(sub, scope)
+    _nested_text(sub, scope)       # also a text-or-number value, like data.filter's
     ref = _ref(scope)
     return {"anyOf": [sub, ref]} if ref else sub
 
@@ -93,7 +93,8 @@ def _nested_text(s: Any, scope: tuple[str, ...]) -> None:
     """Strings inside arrays and objects follow the same rule as top-level text: a "$"
     only starts a reference this step may make."""
     if isinstance(s, dict):
-        if s.get("type") == "string" and "enum" not in s and "pattern" not in s:
+        t = s.get("type")
+        if (t == "string" or (isinstance(t, list) and "string" in t)) and "enum" not in s and "pattern" not in s:
             s["pattern"] = _text(scope)
         for k in ("items", "additionalProperties"):
             if isinstance(s.get(k), dict):
