@@ -206,8 +206,7 @@ def _norm(s: str) -> str:
 
 def is_named(path: str, request: str) -> bool:
     """Whether ``request`` names ``path``: its file name or its stem (3+ characters) as a
-    word, or a pattern (``*.tmp``, ``.tmp``) or its type word (``tmp files``) that
-    matches it. A path under a folder the request names is named too."""
+    word, or a pattern (``*.tmp``, ``.tmp``) that matches it. A path under a folder the request names is named too."""
     req = request.lower()
     nreq = _norm(request)
     path = path.rstrip("/")
@@ -220,8 +219,6 @@ def is_named(path: str, request: str) -> bool:
         if i == len(parts) - 1 and ext:
             e = ext.lower()
             if re.search(rf"(?<![\w.]){re.escape(e)}(?!\w)", req):         # ".tmp", "*.tmp"
-                return True
-            if re.search(rf"(?<!\w){re.escape(e[1:])}\s+files?\b", req):  # "tmp files"
                 return True
     for pat in re.findall(r"[\w.\-/]*[*?][\w.\-*?/]*", request):
         if fnmatch.fnmatch(path, pat) or fnmatch.fnmatch(Path(path).name, pat):
