@@ -15,7 +15,7 @@ from llmos.config import Config, ensure_home, load_config
 from llmos.executor.local import TOOL_WORKERS, LocalExecutor
 from llmos.kernel.loop import KernelLoop
 from llmos.kernel.recovery import recover
-from llmos.kernel.storage import Journal, StateLock
+from llmos.kernel.storage import Journal, StateLock, make_private
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
@@ -64,6 +64,9 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
     config = config or load_config()                        # 1. configuration (file, env)
     clock = clock or SystemClock()                          # 2. time source (FakeClock in tests)
     ensure_home(config.home)                                # 3. state directory exists, writable
+    fixed = make_private(config.home)                       #    ... and private (0700, databases 0600)
+    if fixed:
+        log.warning("made the state directory private: %s (were readable by others)", ", ".join(fixed))
     lock = StateLock(config.home)
     lock.acquire()                                          # 4. one kernel per state directory
     journal = None

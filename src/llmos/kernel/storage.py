@@ -10,6 +10,8 @@ Map:
 - ``Reader``: a read-only view for commands that inspect state without booting
   (``llmos ps`` / ``top`` / ``explain``).
 - ``StateLock``: one kernel per state directory (an ``flock`` on ``kernel.lock``).
+- ``make_private(home)``: the state directory 0700, every database file in it (with its
+  ``-wal`` / ``-shm``) 0600; run at every boot, so an older world-readable one is fixed.
 
 NOTE (group commit): writes go onto a queue; the writer thread takes everything
 queued, runs it inside one transaction and commits (one fsync). While it fsyncs, new
@@ -27,6 +29,7 @@ import logging
 import os
 import queue
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -39,7 +42,8 @@ from llmos.errors import JournalError, StateDirError, map_foreign
 if TYPE_CHECKING:
     from llmos.kernel.process import Process, ProcState
 
-__all__ = ["Journal", "Reader", "StateLock", "MIGRATIONS", "SCHEMA_VERSION", "PROC_COLUMNS"]
+__all__ = ["Journal", "Reader", "StateLock", "MIGRATIONS", "SCHEMA_VERSION", "PROC_COLUMNS",
+           "make_private", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,50 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _STOP = ("stop",)
 
+PRIVATE_DIR_MODE = 0o700     # the state directory: prompts, files, memory, audit, tokens
+PRIVATE_FILE_MODE = 0o600    # every database file in it
+_DB_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
+
+def make_private(home: Path) -> list[str]:
+    """Make ``home`` 0700 and each database file directly in it 0600; return the names
+    whose mode changed. Only files this user owns are touched."""
+    changed: list[str] = []
+
+    def fix(path: Path, want: int) -> None:
+        try:
+            st = os.lstat(path)
+            if st.st_uid != os.getuid() or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                return
+            if stat.S_IMODE(st.st_mode) != want:
+                os.chmod(path, want)
+                changed.append(path.name)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StateDirError(f"cannot make {path} private ({e.strerror or e})",
+                                hint=f"chmod {want:o} {path}") from e
+
+    fix(home, PRIVATE_DIR_MODE)
+    for entry in sorted(home.iterdir()):
+        if entry.name.endswith(_DB_SUFFIXES):
+            fix(entry, PRIVATE_FILE_MODE)
+    return changed
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it (its -wal and -shm then
+    inherit that mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+    except OSError:
+        return                      # SQLite reports the real problem with a clear message
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
@@ -147,6 +195,7 @@ class Journal:
         self.path = Path(path)
         self._group = group
         self._linger_s = linger_s          # seconds an unwaited batch waits for company
+        _create_private(self.path)
         self._wconn = _connect(self.path)
         self.version = migrate(self._wconn, migrations)
         self._rconn = _connect(self.path)   # reads (sees committed rows only)
