@@ -28,6 +28,7 @@ from llmos.api.app import create_app
 from llmos.api.auth import TokenStore
 from llmos.config import Config, ensure_home
 from llmos.errors import ConfigError, LLMOSError
+from llmos.kernel.storage import check_journal
 from llmos.sdk.discover import daemon_info, remove_daemon_file, write_daemon_file
 
 __all__ = ["serve", "check_bind", "dashboard_url", "ServerThread", "free_port", "KEEP_ALIVE_S"]
@@ -114,6 +115,7 @@ def serve(config: Config, *, allow_remote: bool = False,
     """Run the daemon in this process until it is told to stop."""
     ensure_home(config.home)
     check_bind(config.api.host, allow_remote)
+    check_journal(config.db_path)          # a damaged journal: one line now, not a lifespan traceback
     running = daemon_info(config.home)
     if running is not None:
         raise LLMOSError(f"a daemon already serves {config.home} at {running['url']} (pid {running['pid']})",

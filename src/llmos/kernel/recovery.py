@@ -12,22 +12,41 @@ committed state of every process; a tool or job is marked RUNNING and committed
 - jobs made by ``add_task`` (a callable held in memory): FAILED, the callable is gone.
 - WAITING (a run, or already waiting for confirmation): left as it is.
 - timers whose time passed while the kernel was down fire now, marked late.
+- a row that cannot be read (bad state, JSON, types): quarantined, i.e. loaded as
+  FAILED with the reason and the raw row in its error, its pid logged; the kernel
+  boots. One damaged row must never keep the daemon from starting.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmos.kernel.process import Process, ProcState
+from llmos.kernel.process import KINDS, Process, ProcState
+from llmos.kernel.storage import PROC_COLUMNS
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
 __all__ = ["RecoveryReport", "recover"]
 
+log = logging.getLogger(__name__)
+
 S = ProcState
+
+# Column -> the Python types a well-formed row holds there (None allowed where listed).
+_INT, _NUM, _TEXT = (int,), (int, float), (str,)
+_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {   # column -> (types, may be None)
+    "pid": (_INT, False), "owner": (_TEXT, False), "priority": (_INT, False),
+    "parent": (_INT, True), "reason": (_TEXT, True), "idem_key": (_TEXT, True),
+    "created_s": (_NUM, True), "updated_s": (_NUM, True), "started_s": (_NUM, True),
+    "finished_s": (_NUM, True), "attempts": (_INT, False), "tokens_in": (_INT, False),
+    "tokens_out": (_INT, False), "cpu_s": (_NUM, False), "wall_s": (_NUM, False),
+    "joules": (_NUM, True), "joules_modelled": (_NUM, True), "placed_on": (_TEXT, True),
+}
 
 
 @dataclass
@@ -37,6 +56,7 @@ class RecoveryReport:
     needs_confirmation: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     late_timers: list[int] = field(default_factory=list)
+    quarantined: list[int] = field(default_factory=list)  # pids whose row could not be read
     seconds: float = 0.0                                 # wall time the replay took
 
     def to_dict(self) -> dict:
@@ -46,10 +66,14 @@ class RecoveryReport:
 def recover(k: Kernel) -> RecoveryReport:
     t0 = time.perf_counter()
     rep = RecoveryReport()
-    procs = [Process.from_row(r) for r in k.journal.load_processes()]
+    procs = [_read(r, rep) for r in k.journal.load_processes()]
     rep.processes = len(procs)
     k.procs.load(procs)
     k.usage.seed(procs)
+    for pid in rep.quarantined:                     # journal the quarantine itself
+        p = k.procs.get(pid)
+        k.journal.update_process(p)
+        k.journal.log_transition(pid, p.updated_s, None, p.state, p.reason)
     for p in procs:
         if p.state.finished or p.state == S.WAITING:
             continue
@@ -78,6 +102,51 @@ def recover(k: Kernel) -> RecoveryReport:
     rep.late_timers = [t.id for t in k.timers.fire_overdue()]
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _read(row: tuple, rep: RecoveryReport) -> Process:
+    """The process a journal row holds, or a FAILED stand-in when the row is damaged."""
+    try:
+        d = dict(zip(PROC_COLUMNS, row, strict=True))
+        for col, (types, nullable) in _TYPES.items():
+            v = d[col]
+            if not (v is None and nullable) and (not isinstance(v, types) or isinstance(v, bool)):
+                raise ValueError(f"{col} holds {type(v).__name__} {str(v)[:40]!r}")
+        if d["kind"] not in KINDS:
+            raise ValueError(f"kind {str(d['kind'])[:40]!r} is not one of {', '.join(KINDS)}")
+        p = Process.from_row(row)
+        if not isinstance(p.spec, dict):
+            raise ValueError(f"spec is a JSON {type(p.spec).__name__}, not an object")
+        return p
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        return _quarantine(row, f"{type(e).__name__}: {e}", rep)
+
+
+def _quarantine(row: tuple, why: str, rep: RecoveryReport) -> Process:
+    pid = row[0]
+    d: dict[str, Any] = dict(zip(PROC_COLUMNS, row, strict=False))
+
+    def keep(col: str, types: tuple[type, ...], default: Any) -> Any:
+        v = d.get(col)
+        return v if isinstance(v, types) and not isinstance(v, bool) else default
+
+    now = time.time()
+    why = why.splitlines()[0][:300]
+    reason = (f"quarantined at boot: its journal row could not be read ({why}); "
+              "the raw row is kept in this process's error")
+    raw = json.dumps({c: (v if isinstance(v, (int, float, str)) or v is None else repr(v))
+                      for c, v in d.items()}, default=repr)[:4000]
+    p = Process(pid=pid, kind=keep("kind", _TEXT, "job") if d.get("kind") in KINDS else "job",
+                owner=keep("owner", _TEXT, "root"), spec={}, priority=keep("priority", _INT, 0),
+                parent=keep("parent", _INT, None), state=S.FAILED, reason=reason,
+                idem_key=keep("idem_key", _TEXT, None), created_s=keep("created_s", _NUM, now),
+                updated_s=now, finished_s=now, attempts=keep("attempts", _INT, 0),
+                error={"error": "journal", "message": f"journal row could not be read: {why}",
+                       "hint": "its work was not recovered; submit it again if it is still needed",
+                       "row": raw})
+    log.warning("journal: quarantined process pid %d (row unreadable: %s); marked failed", pid, why)
+    rep.quarantined.append(pid)
+    return p
 
 
 def _requeue(k: Kernel, p: Process, reason: str | None, rep: RecoveryReport) -> None:

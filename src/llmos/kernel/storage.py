@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from llmos.kernel.process import Process, ProcState
 
 __all__ = ["Journal", "Reader", "StateLock", "MIGRATIONS", "SCHEMA_VERSION", "PROC_COLUMNS",
-           "make_private", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE"]
+           "make_private", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "check_journal", "damaged_journal"]
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,49 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()   # reads the header
         return conn
+    except sqlite3.DatabaseError as e:
+        if _damaged(e):
+            raise damaged_journal(path, e) from e
+        raise map_foreign(e, context=f"journal {path}") from e
     except sqlite3.Error as e:
         raise map_foreign(e, context=f"journal {path}") from e
+
+
+def _damaged(e: BaseException) -> bool:
+    """SQLite saying the file is not (or no longer) a database it can read."""
+    msg = str(e).lower()
+    return any(w in msg for w in ("not a database", "malformed", "encrypted", "corrupt"))
+
+
+def damaged_journal(path: Path, e: BaseException) -> JournalError:
+    """One line for a journal file SQLite cannot read, with how to restore it."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return JournalError(
+        f"journal {path} is damaged: {msg} (it is not a database SQLite can read)",
+        hint=f"restore it from a backup, or move it aside to start with an empty journal "
+             f"(mv {path} {path}.broken); nothing in it is recovered then")
+
+
+def check_journal(path: str | Path) -> None:
+    """Raise the one-line ``JournalError`` now if ``path`` exists and is not a readable
+    database (for commands that would otherwise fail deep inside a start-up)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        if _damaged(e):
+            raise damaged_journal(path, e) from e
+    except sqlite3.Error:
+        pass                        # busy, locked, ...: the kernel's boot reports those
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def migrate(conn: sqlite3.Connection, migrations: list[tuple[int, str]] = MIGRATIONS) -> int:
@@ -263,6 +303,8 @@ class Journal:
             try:
                 return self._rconn.execute(sql, args).fetchall()
             except sqlite3.Error as e:
+                if _damaged(e):
+                    raise damaged_journal(self.path, e) from e
                 raise map_foreign(e, context="journal read") from e
 
     def load_processes(self) -> list[tuple]:
@@ -385,6 +427,8 @@ class Reader:
         try:
             return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as e:
+            if _damaged(e):
+                raise damaged_journal(self.path, e) from e
             raise map_foreign(e, context="journal read") from e
 
     def close(self) -> None:
