@@ -40,7 +40,9 @@ async def test_unfinished_work_is_requeued_or_held_for_confirmation(config, cloc
     done = await k.submit("tool", {"tool": "test.echo", "args": {"text": "done"}})
     for pid in (started_tool, started_echo, started_llm, done):
         k.sched.remove(pid)
-    await k._claim([started_tool, started_echo, started_llm, done])      # RUNNING, committed
+    works = await k._claim([started_tool, started_echo, started_llm, done])   # RUNNING, committed
+    for pid in (started_tool, started_echo):
+        works[pid].began()                                   # their workers began (journaled)
     k._end(k.procs.get(done), S.SUCCEEDED, "finished", result="done")
     await crash(k)
 

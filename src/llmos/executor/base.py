@@ -79,6 +79,8 @@ class Work:
     #                                         ("gpu:0"); given to the callable as ``device=`` when it
     #                                         takes that parameter
     on_tokens: TokenGuard | None = None     # llm: the agent's tokens_per_min guard
+    began: Callable[[], None] | None = None  # tool/job: call (blocking) right before the work
+    #                                         itself starts; journals that this attempt began
 
 
 @dataclass

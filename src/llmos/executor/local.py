@@ -236,11 +236,15 @@ class LocalExecutor(Executor):
         ctx = self._tool_context(w)
         call = self._tools.call
         if inspect.iscoroutinefunction(call):
+            if w.began is not None:
+                await asyncio.to_thread(w.began)     # journaled: this attempt began
             t0 = time.thread_time()
             res = await call(name, args, ctx)
             cpu = time.thread_time() - t0
         else:
             def run() -> tuple[Any, float]:
+                if w.began is not None:
+                    w.began()                        # journaled: this attempt began
                 c0 = time.thread_time()
                 r = call(name, args, ctx)
                 return r, time.thread_time() - c0
@@ -285,11 +289,15 @@ class LocalExecutor(Executor):
         if w.device is not None and _takes_device(fn):
             fn = functools.partial(fn, device=w.device)
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
+            if w.began is not None:
+                await asyncio.to_thread(w.began)     # journaled: this attempt began
             t0 = time.thread_time()
             value = await fn()
             cpu = time.thread_time() - t0
         else:
             def run() -> tuple[Any, float]:
+                if w.began is not None:
+                    w.began()                        # journaled: this attempt began
                 c0 = time.thread_time()
                 v = fn()
                 return v, time.thread_time() - c0

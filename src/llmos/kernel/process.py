@@ -107,6 +107,9 @@ class Process:
     started_s: float | None = None    # first time it became RUNNING
     finished_s: float | None = None
     attempts: int = 0                 # times it became RUNNING (re-runs after recovery count)
+    began: int = 0                    # tool/job: the last attempt whose work really began (set by
+    #                                   the executor's worker, journaled before the work's first
+    #                                   effect); began < attempts while RUNNING: dispatched, not begun
     tokens_in: int = 0                # prompt tokens, summed over attempts
     tokens_out: int = 0               # generated tokens
     cpu_s: float = 0.0                # CPU seconds spent by tool/job code
@@ -146,7 +149,7 @@ class Process:
                 self.tokens_in, self.tokens_out, self.cpu_s, self.wall_s, self.joules,
                 None if self.result is None else json.dumps(self.result, default=str),
                 None if self.error is None else json.dumps(self.error), self.joules_modelled,
-                self.placed_on)
+                self.placed_on, self.began)
 
     @classmethod
     def from_row(cls, r: tuple) -> Process:
@@ -157,7 +160,7 @@ class Process:
                    wall_s=r[17], joules=r[18],
                    result=None if r[19] is None else json.loads(r[19]),
                    error=None if r[20] is None else json.loads(r[20]),
-                   joules_modelled=r[21], placed_on=r[22])
+                   joules_modelled=r[21], placed_on=r[22], began=r[23] if len(r) > 23 else 0)
 
 
 Listener = Callable[[Process, ProcState, str], None]

@@ -2,12 +2,16 @@
 
 NOTE (what happens to each unfinished process). The journal holds the last
 committed state of every process; a tool or job is marked RUNNING and committed
-*before* it starts, so RUNNING means "its side effect may have happened".
+when it is dispatched, and its worker commits ``began`` (the attempt number) right
+before the work's first effect. So RUNNING with ``began == attempts`` means "its side
+effect may have happened"; RUNNING with ``began < attempts`` means it was handed to
+the executor but still waited for a worker: nothing of it ran.
 
 - NEW / QUEUED: re-queued (NEW was committed, hence acknowledged).
 - RUNNING / PREEMPTED llm: re-queued; the generation starts over (no side effects).
 - RUNNING tool or job whose spec says ``idempotent``: re-queued, same idempotency key.
-- RUNNING tool or job that is not idempotent: WAITING with reason
+- RUNNING tool or job that never began: re-queued (running it is its first run).
+- RUNNING tool or job that began and is not idempotent: WAITING with reason
   ``needs_confirmation: ...``; ``proc.confirm`` runs it again, ``proc.kill`` drops it.
 - jobs made by ``add_task`` (a callable held in memory): FAILED, the callable is gone.
 - WAITING (a run, or already waiting for confirmation): left as it is.
@@ -91,11 +95,15 @@ def recover(k: Kernel) -> RecoveryReport:
         elif p.spec.get("idempotent"):
             what = p.spec.get("tool") or p.spec.get("type")
             _requeue(k, p, f"recovered: re-run after restart ({p.kind} {what} is idempotent)", rep)
+        elif p.state == S.RUNNING and p.began < p.attempts:
+            what = p.spec.get("tool") or p.spec.get("type")
+            _requeue(k, p, f"recovered: {p.kind} {what} was dispatched but never began before the "
+                           f"restart (it waited for a worker; nothing of it ran); runs now", rep)
         else:
             what = p.spec.get("tool") or p.spec.get("type")
             k.procs.transition(p, S.WAITING,
                                f"needs_confirmation: {p.kind} {what} may have run before the restart "
-                               f"(attempt {p.attempts} started, no result recorded) and is not "
+                               f"(attempt {p.began} began, no result recorded) and is not "
                                f"idempotent; proc.confirm runs it again, proc.kill drops it")
             rep.needs_confirmation.append(p.pid)
     k.timers.load()

@@ -127,7 +127,19 @@ class LoopHooks:
                     write_roots=caps.write_roots, network=caps.network,
                     memory_bytes=caps.quotas.memory_bytes, sink=self._sinks.get(p.pid),
                     set_timer=self._timer_hook(p.owner), call=call, engine=engine, device=device,
-                    on_tokens=self._token_guard(p, agent) if p.kind == "llm" else None)
+                    on_tokens=self._token_guard(p, agent) if p.kind == "llm" else None,
+                    began=self._began_hook(p) if p.kind in ("tool", "job") else None)
+
+    def _began_hook(self: Kernel, p: Process) -> Callable[[], None]:
+        """For the executor's worker: this attempt's work starts now. Journaled (and
+        committed) first, so recovery can tell a step that began from one that was only
+        dispatched and still waited for a worker when the kernel died."""
+        attempt, journal = p.attempts, self.journal
+
+        def began() -> None:
+            p.began = attempt              # later full-row writes carry it too
+            journal.mark_began(p.pid, attempt)
+        return began
 
     def _token_guard(self: Kernel, p: Process, agent: Agent) -> TokenGuard | None:
         """The tokens_per_min quota on a running generation (None: the agent has no quota).

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 PROC_COLUMNS = ("pid", "kind", "owner", "spec", "priority", "parent", "state", "reason",
                 "idem_key", "created_s", "updated_s", "started_s", "finished_s", "attempts",
                 "tokens_in", "tokens_out", "cpu_s", "wall_s", "joules", "result", "error",
-                "joules_modelled", "placed_on")
+                "joules_modelled", "placed_on", "began")
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -96,6 +96,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     (2, """
     ALTER TABLE processes ADD COLUMN joules_modelled REAL;
     ALTER TABLE processes ADD COLUMN placed_on TEXT;
+    """),
+    (3, """
+    ALTER TABLE processes ADD COLUMN began INTEGER NOT NULL DEFAULT 0;
+    UPDATE processes SET began = attempts;
     """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -264,6 +268,12 @@ class Journal:
 
     def update_process(self, p: Process) -> None:
         self.write(_PROC_INSERT, p.row())
+
+    def mark_began(self, pid: int, attempt: int, timeout: float | None = 30.0) -> None:
+        """Record durably that attempt ``attempt`` of ``pid`` began its work; blocks until
+        committed (called from the worker, before the tool's first effect)."""
+        self.write("UPDATE processes SET began=? WHERE pid=?", (attempt, pid))
+        self.flush(timeout)
 
     def log_transition(self, pid: int, ts: float, frm: ProcState | None, to: ProcState,
                        reason: str) -> None:
