@@ -7,7 +7,9 @@ Map:
   reads ``Authorization: Bearer <token>`` and resolves it through the token store,
   then through the kernel's own agent tokens (those ``agent.create`` returns).
 - ``call(svc, who, name, args)``: one syscall as the principal's agent; returns the
-  value or raises the kernel's error (the app's handlers make it a JSON body).
+  value or raises the kernel's error (the app's handlers make it a JSON body). Only the
+  admin token's calls are made on behalf of the person (``person=True``): an agent's
+  ``confirmed=true`` does not approve anything.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _kernel_token(svc: Services, token: str | None) -> Principal | None:
 
 
 async def call(svc: Services, who: Principal, name: str, args: dict[str, Any] | None = None) -> Any:
-    res = await svc.kernel.syscall(who.agent, name, args or {})
+    """The syscall as ``who``; only the admin token speaks for the person (``confirmed``)."""
+    res = await svc.kernel.syscall(who.agent, name, args or {}, person=who.admin)
     if not res.ok:
         raise res.error
     return res.value

@@ -181,6 +181,11 @@ class RunManager:
         from llmos.shell.runner import check_request
 
         check_request(body.request)               # a 400 now, not a failed run later
+        if (body.yes or body.yes_all) and not who.admin:
+            raise PermissionDenied(f"yes: agent {who.agent!r} cannot approve a run's steps up front",
+                                   reason="approval is the person's act (the admin token)",
+                                   hint="submit without yes; the person confirms the pending step "
+                                        "with `llmos confirm` or in the dashboard")
         wd = await self._workdir(who, body.workdir)
         run = RunState(id="r" + uuid.uuid4().hex[:8], request=body.request, owner=who.agent,
                        workdir=str(wd))
@@ -266,6 +271,10 @@ class RunManager:
 
     def decide(self, who: Principal, run_id: str, yes: bool, step: int | None) -> RunState:
         run = self.get(who, run_id)
+        if yes and not who.admin:
+            raise PermissionDenied(f"run {run_id}: agent {who.agent!r} cannot approve a step",
+                                   reason="approval is the person's act (the admin token)",
+                                   hint=f"the person runs `llmos confirm {run_id}` or uses the dashboard")
         fut = run._decision
         if run.pending is None or fut is None or fut.done():
             raise ApiError(409, "no_pending_step", f"run {run_id} has no step waiting for a decision",

@@ -183,10 +183,12 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
     # ── syscalls and events ────────────────────────────────────────────────
     async def syscall(self, agent_id: str, name: str, args: dict | None = None, *,
                       sink: Callable[[Any], None] | None = None,
-                      started: Callable[[int], None] | None = None) -> SyscallResult:
+                      started: Callable[[int], None] | None = None,
+                      person: bool = True) -> SyscallResult:
         """Make syscall ``name`` as ``agent_id``. Never raises: see ``SyscallResult``.
-        ``sink`` gets streamed chunks; ``started`` the pid of the process the call spawns."""
-        return await dispatch(self, agent_id, name, args, sink=sink, started=started)
+        ``sink`` gets streamed chunks; ``started`` the pid of the process the call spawns;
+        ``person``: made on behalf of the person (False for an agent's own API call)."""
+        return await dispatch(self, agent_id, name, args, sink=sink, started=started, person=person)
 
     async def syscall_stream(self, agent_id: str, name: str, args: dict | None = None
                              ) -> AsyncIterator[dict[str, Any]]:

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import Busy, Cancelled, InvalidArgument, JournalError, KernelError
+from llmos.errors import Busy, Cancelled, InvalidArgument, JournalError, KernelError, PermissionDenied
 from llmos.executor.base import Result
 from llmos.kernel.access import ProcRef, UsageRef
 from llmos.kernel.process import Process, ProcState, energy_label
@@ -182,7 +182,13 @@ class ProcessOps:
         return p
 
     async def confirm(self: Kernel, call: Call, pid: int) -> Process:
+        """Run again a process that waits for a person: only the person may say yes."""
         p = self.process(call, pid)
+        if not call.person:
+            raise PermissionDenied(f"process {pid} waits for the person's yes; agent "
+                                   f"{call.agent.id!r} cannot give it",
+                                   reason="proc.confirm is the person's act",
+                                   hint=f"the person runs `llmos confirm {pid}` or uses the dashboard")
         if not (p.state == S.WAITING and p.reason.startswith("needs_confirmation")):
             raise InvalidArgument(f"process {pid} is not waiting for confirmation "
                                   f"({p.state.name.lower()})", field="pid",

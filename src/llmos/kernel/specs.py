@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import InvalidArgument, LLMOSError, NeedsConfirmation, NotFound, ToolError
+from llmos.errors import InvalidArgument, LLMOSError, NotFound, ToolError
 from llmos.executor.base import request_from_spec
+from llmos.kernel import consent
 from llmos.kernel.access import NetRef, PathRef
 from llmos.types import Risk
 
@@ -159,10 +160,6 @@ def _check_tool(kernel: Any, call: Call, spec: dict[str, Any], confirmed: bool) 
         call.check(PathRef(workdir.path, "w"))      # denied: the agent may not write anywhere
     if risk >= Risk.NETWORK or tool.kind == "net":
         call.check(NetRef(name))
-    if risk.needs_confirmation and not confirmed:
-        raise NeedsConfirmation(
-            f"{name} is a {risk.name.lower()} step; it needs the person's yes",
-            reason=f"risk {risk.name.lower()} needs confirmation",
-            hint="re-run with confirmed=true (CLI: --yes) once the person agrees")
+    consent.check(kernel, call, tool, risk, confirmed)   # grants, tool.risky, the person's yes
     return {"tool": name, "args": full, "workdir": workdir.path, "risk": risk.name.lower(),
             "idempotent": bool(tool.idempotent)}

@@ -50,12 +50,14 @@ class ListArgs(Args):
 
 def _caps(a: CapsArgs) -> Capabilities:
     table = syscall.TABLE     # read at call time: this module is imported while TABLE is built
-    groups = {n.split(".", 1)[0] for n in table}
+    groups = {n.split(".", 1)[0] for n in table} | {syscall.MCP_CAP_GROUP}
     for s in a.syscalls:
-        if s != "*" and s not in table and not (s.endswith(".*") and s[:-2] in groups):
+        if s != "*" and s not in table and not syscall.is_capability(s) \
+                and not (s.endswith(".*") and s[:-2] in groups):
             raise InvalidArgument(f"capabilities.syscalls: unknown syscall {s!r}",
                                   field="capabilities.syscalls",
-                                  expected="'*', a syscall name or 'group.*'")
+                                  expected="'*', a syscall name, 'group.*', or a capability: "
+                                           + ", ".join(sorted(syscall.CAPABILITIES)) + ", mcp.<tool>")
     for field in ("read_roots", "write_roots"):
         for r in getattr(a, field):
             if "\x00" in r:

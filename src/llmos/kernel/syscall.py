@@ -4,12 +4,20 @@ Map:
 - ``Syscall``: one row — name, argument schema (a pydantic model), the capability it
   needs, the handler (a thin decoder in ``sys_*.py``), and a one-line doc.
 - ``TABLE``: every row, built from the ``ROWS`` of each ``sys_*`` module.
-- ``Call``: one call in flight — the agent, the syscall, the resources it touched;
-  ``call.check(resource)`` asks ``access.may`` and raises the denial.
-- ``dispatch(kernel, agent_id, name, args, sink=None, started=None) -> SyscallResult``: look up ->
+- ``Call``: one call in flight — the agent, the syscall, the resources it touched, and
+  whether it is made on behalf of the person (``person``); ``call.check(resource)`` asks
+  ``access.may`` and raises the denial; ``call.require(capability)`` asks for one of
+  ``CAPABILITIES`` (rights that are not syscalls) the same way.
+- ``CAPABILITIES``: capability names an agent may hold besides syscalls (``tool.risky``,
+  ``proc.urgent``, ``mcp.<tool>``); ``agent.create`` accepts them like syscall names.
+- ``dispatch(kernel, agent_id, name, args, sink=None, started=None, person=True) -> SyscallResult``: look up ->
   capability -> validate -> handler -> audit. Never raises (except cancellation):
   any failure becomes ``SyscallResult(ok=False, error=...)``, and every call — allowed
   or denied, with the reason — is written to the audit log.
+
+``person``: the API passes ``person=True`` only for the admin token (the person at the
+CLI or the dashboard); an agent's token is never the person. In-process callers (the
+CLI's own kernel, the daemon's runner after the person's yes) are the person.
 
 Adding a syscall touches three places: its args model and handler in a ``sys_*``
 module, and one ``Syscall`` row in that module's ``ROWS``.
@@ -50,11 +58,26 @@ from llmos.kernel.result import SyscallResult
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
-__all__ = ["Syscall", "Call", "TABLE", "dispatch", "describe"]
+__all__ = ["Syscall", "Call", "TABLE", "CAPABILITIES", "MCP_CAP_GROUP", "dispatch", "describe",
+           "is_capability"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Kernel", "Call", Any], Awaitable[Any]]
+
+# Rights that are not syscalls, held in the same ``syscalls`` set (so ``*`` and
+# ``group.*`` grant them, and ``agent.create`` hands out only what the creator holds).
+CAPABILITIES: dict[str, str] = {
+    "tool.risky": "run destructive, exec and network tool steps (each still needs the person's yes)",
+    "proc.urgent": "take a priority below 0 (more urgent than the default), like Unix nice",
+    "alloc.solve": "run the placement solver on a problem of one's own",
+}
+MCP_CAP_GROUP = "mcp"   # ``mcp.<server>.<tool>`` or ``mcp.*``: call a mounted MCP tool without path arguments
+
+
+def is_capability(name: str) -> bool:
+    """A capability name that is not a syscall: one of ``CAPABILITIES`` or ``mcp.<tool>``."""
+    return name in CAPABILITIES or (name.startswith(MCP_CAP_GROUP + ".") and len(name) > 4)
 
 
 @dataclass(frozen=True)
@@ -69,12 +92,13 @@ class Syscall:
 class Call:
     """One syscall in flight. ``resources`` and ``reason`` end up in the audit row."""
 
-    __slots__ = ("agent", "name", "sink", "started", "resources", "reason")
+    __slots__ = ("agent", "name", "sink", "started", "resources", "reason", "person")
 
     def __init__(self, agent: Agent, name: str, sink: Callable[[Any], None] | None = None,
-                 started: Callable[[int], None] | None = None) -> None:
+                 started: Callable[[int], None] | None = None, *, person: bool = True) -> None:
         self.agent = agent
         self.name = name
+        self.person = person                   # made on behalf of the person: may approve
         self.sink = sink                       # token stream for llm.generate(stream=True)
         self.started = started                 # told the pid once the call's process exists
         self.resources: list[str] = []         # what was checked, in order
@@ -90,6 +114,19 @@ class Call:
             if d.quota:
                 raise QuotaExceeded(d.reason, hint="wait, or ask for a larger quota")
             raise PermissionDenied(d.reason, reason=d.reason)
+
+    def require(self, capability: str, why: str = "") -> None:
+        """Refuse unless the agent holds ``capability`` (a name in its syscall set)."""
+        d = may(self.agent, capability)
+        self.resources.append(f"capability {capability}")
+        if not d.allowed:
+            reason = (f"agent {self.agent.id!r} lacks the {capability!r} capability"
+                      + (f" ({why})" if why else ""))
+            self.reason = reason
+            raise PermissionDenied(reason, reason=reason,
+                                   hint=f"an agent holding {capability!r} (the admin) may grant it "
+                                        "at agent.create")
+        self.reason = f"{capability} capability"
 
 
 def describe(resource: Resource) -> str:
@@ -130,7 +167,8 @@ _DENIALS = (PermissionDenied, QuotaExceeded, UnknownSyscall, NeedsConfirmation)
 
 async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
                    sink: Callable[[Any], None] | None = None,
-                   started: Callable[[int], None] | None = None) -> SyscallResult:
+                   started: Callable[[int], None] | None = None,
+                   person: bool = True) -> SyscallResult:
     call: Call | None = None
     error: LLMOSError | None = None
     value: Any = None
@@ -144,7 +182,7 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
         agent = kernel.agents.find(agent_id)
         if agent is None:
             raise PermissionDenied(f"unknown agent {agent_id!r}", reason="no such agent")
-        call = Call(agent, name, sink, started)
+        call = Call(agent, name, sink, started, person=bool(person))
         _check_cap(call, row.capability)
         if args is None:
             args = {}

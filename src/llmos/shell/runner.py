@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 STATUSES = ("succeeded", "failed", "denied", "needs_confirmation", "planned")
 AGENT_SYSCALLS = ["llm.generate", "tool.call", "tool.list", "proc.spawn", "proc.get", "proc.exit",
                   "proc.kill", "proc.list", "proc.wait", "timer.*", "memory.*"]
+AGENT_OPTIONAL = (["tool.risky", "mcp.*"], ["tool.risky"], [])   # granted when the creator holds them
+AGENT_NAME_TRIES = 3      # fresh names tried when a run agent's name was taken before the run
 _MOVES_AWAY = {"files.move": ("source",), "files.delete": ("path",)}   # tools that remove a path
 
 Confirm = Callable[[int, Step, Risk], Awaitable[bool]]
@@ -126,14 +128,28 @@ class Runner:
 
     # ── syscalls as the run's agent ─────────────────────────────────────────
     async def _agent(self, workdir: Path, rid: str) -> str:
-        """A fresh agent per run: its only roots are the workspace; nobody else can own it."""
+        """A fresh agent per run: its only roots are the workspace; nobody else can own it.
+
+        The agent is always one this call creates (``agent.create`` refuses a name that
+        exists), so a name taken before the run only costs a fresh suffix; it is never
+        reused. It holds ``tool.risky`` and ``mcp.*`` only when its creator does."""
         name = f"run-{rid}"
-        caps = {"syscalls": AGENT_SYSCALLS, "read_roots": [str(workdir)], "write_roots": [str(workdir)],
-                "network": self.network}
-        res = await self.kernel.syscall("root", "agent.create", {"name": name, "capabilities": caps})
-        if not res.ok:
-            raise res.error
-        return name
+        for _ in range(AGENT_NAME_TRIES):
+            for extra in AGENT_OPTIONAL:
+                caps = {"syscalls": AGENT_SYSCALLS + extra, "read_roots": [str(workdir)],
+                        "write_roots": [str(workdir)], "network": self.network}
+                res = await self.kernel.syscall("root", "agent.create", {"name": name, "capabilities": caps})
+                if res.ok:
+                    return name
+                err = res.error
+                if not (isinstance(err, PermissionDenied) and extra and "syscall" in err.message):
+                    break                                   # not an optional grant: stop trying less
+            if not (isinstance(err, InvalidArgument) and getattr(err, "field", None) == "name"
+                    and "already exists" in err.message):
+                raise err
+            log.warning("run %s: agent name %s was taken by another agent; using a fresh one", rid, name)
+            name = f"run-{rid}-{uuid.uuid4().hex[:8]}"
+        raise err
 
     async def _generate(self, agent: str, parent: int | None, log_: list, messages, schema,
                         max_tokens: int, temperature: float, prefix_messages: int = 0) -> str:
@@ -165,6 +181,9 @@ class Runner:
         if not wd.is_dir():
             raise InvalidArgument(f"workdir: {wd} is not a directory", field="workdir",
                                   expected="an existing directory")
+        from llmos.config import check_workspace
+
+        check_workspace(getattr(self.kernel, "config", None), wd)   # not /, ~, nor the state's folder
         rid = new_run_id()
         t_start = time.monotonic()
         rec: dict[str, Any] = {"run": rid, "created": time.time(), "user": self.user, "request": request,
