@@ -52,7 +52,7 @@ def payload(result):
 async def test_tools_listed(api):
     async with session(api) as mcp_client:
         names = {t.name for t in (await mcp_client.list_tools()).tools}
-    assert {"run_request", "run_confirm", "run_reject", "run_get", "process_list", "process_get",
+    assert {"run_request", "run_wait", "run_reject", "run_get", "process_list", "process_get",
             "process_kill", "process_nice", "generate", "memory_put", "memory_get",
             "memory_search"} <= names
 
@@ -73,18 +73,22 @@ async def test_processes_and_memory(api):
 
 
 async def test_run_request_over_mcp(api, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
     async with session(api) as mcp_client:
         run = payload(await mcp_client.call_tool("run_request", {"request": "write hi to hello.txt",
-                                                                 "workdir": str(tmp_path)}))
+                                                                 "workdir": str(ws)}))
         assert run["status"] == "succeeded", run
-        assert (tmp_path / "hello.txt").read_text() == "hi"
+        assert (ws / "hello.txt").read_text() == "hi"
         assert payload(await mcp_client.call_tool("run_get", {"run_id": run["id"]}))["status"] == "succeeded"
 
 
 async def test_llmos_mcp_over_stdio(tmp_path):
     env = {**os.environ, "LLMOS_HOME": str(tmp_path / "home")}
     llmos = os.path.join(os.path.dirname(sys.executable), "llmos")
-    params = StdioServerParameters(command=llmos, args=["mcp"], env=env)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    params = StdioServerParameters(command=llmos, args=["mcp", "--root", str(ws)], env=env)
     async with Client(params, read_timeout_seconds=60) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "run_request" in names and "process_list" in names
@@ -99,14 +103,19 @@ DELETE_PLAN = json.dumps({"steps": [{"tool": "files.delete", "args": {"path": "o
 
 
 @pytest.mark.parametrize("script", [DELETE_PLAN])
-async def test_risky_step_waits_for_run_confirm(api, tmp_path):
+async def test_risky_step_waits_for_the_persons_confirmation(api, tmp_path):
+    tmp_path = tmp_path / "ws"
+    tmp_path.mkdir()
     (tmp_path / "old.txt").write_text("x")
     async with session(api) as mcp_client:
         run = payload(await mcp_client.call_tool("run_request", {"request": "delete old.txt",
                                                                  "workdir": str(tmp_path)}))
         assert run["status"] == "pending" and run["pending"]["tool"] == "files.delete"
+        assert "waiting for the person's confirmation" in run["message"]
         assert (tmp_path / "old.txt").exists()
-        done = payload(await mcp_client.call_tool("run_confirm", {"run_id": run["id"]}))
+        r = await api.client.post(f"/api/v1/runs/{run['id']}/confirm", json={})   # the person, not the model
+        assert r.status_code == 200, r.text
+        done = payload(await mcp_client.call_tool("run_wait", {"run_id": run["id"]}))
         assert done["status"] == "succeeded" and not (tmp_path / "old.txt").exists()
         again = await mcp_client.call_tool("run_reject", {"run_id": run["id"]})
         assert again.is_error and "no step waiting" in again.content[0].text

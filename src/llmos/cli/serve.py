@@ -33,15 +33,22 @@ def serve(
     run(cfg, allow_remote=allow_remote, on_ready=ready)
 
 
-def mcp() -> None:
+def mcp(
+    root: list[str] = typer.Option(None, "--root", help="A folder the MCP server's agent may use "
+                                   "(repeat for more; default: the current directory)."),
+    network: bool = typer.Option(False, "--network", help="Let its runs use network tools."),
+) -> None:
     """Serve runs, processes and memory as MCP tools over stdio (for MCP clients).
 
+    The server acts as its own agent, limited to the --root folders; a risky step waits
+    for your answer (`llmos pending`, `llmos confirm <id>`, or the dashboard).
     Uses the running daemon when there is one, else an in-process kernel.
-    Example: llmos mcp   (an MCP client's config: {"command": "llmos", "args": ["mcp"]})
+    Example: llmos mcp --root ~/projects/notes   (an MCP client's config:
+    {"command": "llmos", "args": ["mcp", "--root", "/path/to/project"]})
     """
     from llmos.api.mcp_server import run_stdio
 
-    run_stdio(state.config())
+    run_stdio(state.config(), roots=root or None, network=network)
 
 
 def register(app: typer.Typer) -> None:

@@ -112,6 +112,10 @@ class _Endpoints(abc.ABC):
     def health(self):
         return self._call("GET", "/api/v1/health")
 
+    def whoami(self):
+        """The agent this client's token acts for: ``{"agent", "admin"}``."""
+        return self._call("GET", "/api/v1/whoami")
+
     def system(self):
         """CPU, memory, GPU, energy and engine throughput as the daemon sees them."""
         return self._call("GET", "/api/v1/system")
