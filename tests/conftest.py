@@ -13,10 +13,10 @@ from llmos.llm.fake import FakeEngine
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh $LLMOS_HOME for this test."""
-    h = tmp_path / "llmos-home"
-    h.mkdir()
+def home(tmp_path_factory, monkeypatch):
+    """A fresh $LLMOS_HOME for this test, beside (never inside) its tmp_path: tests use
+    tmp_path as a workspace, and a workspace holding the state directory is refused."""
+    h = tmp_path_factory.mktemp("llmos-home")
     monkeypatch.setenv("LLMOS_HOME", str(h))
     for var in ("LLMOS_MODEL", "LLMOS_PLANNER_MODEL", "LLMOS_PLANNER_GGUF", "LLMOS_SCHEDULER",
                 "LLMOS_ALLOC_MODE", "LLMOS_PORT", "LLMOS_HOST"):

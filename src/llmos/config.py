@@ -52,10 +52,11 @@ from pathlib import Path
 from typing import Any
 
 from llmos import params
-from llmos.errors import ConfigError, StateDirError
+from llmos.errors import ConfigError, InvalidArgument, StateDirError
+from llmos.kernel.access import StateArea, resolve_path, workspace_problem
 
 __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer",
-           "load_config", "default_home", "ensure_home"]
+           "load_config", "default_home", "ensure_home", "check_workspace"]
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
 _TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
@@ -132,8 +133,25 @@ class Config:
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    def state_area(self) -> StateArea:
+        """The state directory and the config file: no agent may reach them."""
+        return StateArea.of(self.home, self.config_file or self.home / "config.toml")
+
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def check_workspace(cfg: Config | None, path: str | os.PathLike, *, field: str = "workdir") -> Path:
+    """``path`` resolved when it may be an agent's workspace; InvalidArgument (with a hint
+    to pick a folder) for ``/``, the home directory itself, or a folder holding the state
+    directory or the config file."""
+    wd = resolve_path(path)
+    why = workspace_problem(wd, cfg.state_area() if cfg is not None else None)
+    if why:
+        raise InvalidArgument(f"{field}: {why}", field=field,
+                              expected="a project folder that does not hold LLM OS's state",
+                              hint="pick a folder for the work, e.g. --workdir ~/projects/notes")
+    return Path(wd)
 
 
 def default_home(env: Mapping[str, str] | None = None) -> Path:

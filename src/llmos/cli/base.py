@@ -240,6 +240,9 @@ def boot(
     if not wd.is_dir():
         raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                               expected="an existing directory")
+    from llmos.config import check_workspace
+
+    check_workspace(cfg, wd, field="--workdir")
     info = resolve(model, cfg)                    # a wrong model name fails here, in one line
     child = None
     running = discover(cfg)

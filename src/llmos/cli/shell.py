@@ -29,6 +29,7 @@ from rich.table import Table
 
 from llmos import params
 from llmos.cli import state
+from llmos.config import check_workspace
 from llmos.errors import InvalidArgument, LLMOSError
 
 __all__ = ["register", "run", "shell", "interactive", "history", "explain", "rate", "habits", "EXIT_CODES"]
@@ -115,6 +116,7 @@ def run(
         if not wd.is_dir():
             raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                                   expected="an existing directory")
+        check_workspace(state.config(), wd, field="--workdir")
         res = asyncio.run(_run_one(request, wd.resolve(), yes or yes_all, dry_run, model, priority,
                                    quiet=as_json, box=box, yes_all=yes_all))
     except KeyboardInterrupt:
@@ -151,6 +153,7 @@ def shell(
     if not wd.is_dir():
         raise InvalidArgument(f"--workdir: {wd} is not a directory", field="workdir",
                               expected="an existing directory")
+    check_workspace(state.config(), wd, field="--workdir")
     interactive(wd, model, priority)
 
 

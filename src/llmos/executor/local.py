@@ -3,7 +3,9 @@
 - llm: submitted to an engine (continuous batching happens inside the engine, under
   the step policy the kernel installed); chunks stream to ``Work.sink``.
 - tool: ``ToolRegistry.call`` in a bounded thread pool (tools that need isolation
-  start their own sandboxed subprocess inside the registry).
+  start their own sandboxed subprocess inside the registry). Exec tools (kind
+  ``code``: python.run, shell.run) get a pool of their own, so long runs never hold
+  every worker the quick file tools need.
 - job: ``Work.call`` — awaited when it is a coroutine function, else in the pool;
   a callable with a ``device`` parameter is told where the allocator placed it.
 
@@ -14,8 +16,10 @@ process fails with QuotaExceeded, its partial text kept in the result.
 
 Preemption pauses an llm sequence with ``engine.suspend`` (KV snapshotted) and
 ``resume`` continues it; tools and jobs are not preemptible (the kernel's scheduler
-is told so). ``cancel`` stops an llm at once; a tool thread cannot be interrupted,
-so its late result is dropped.
+is told so). ``cancel`` stops an llm at once; for a tool it fires the call's ``Stop``
+(``ToolContext.stop``), which SIGKILLs the sandbox's process group, so a killed
+``python.run`` writes nothing more; the tool's thread then returns and its late result
+is dropped.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class LocalExecutor(Executor):
         self._engine_for = engine_for
         self._tools = tools
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="llmos-tool")
+        self._exec_pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="llmos-exec")
+        self._stops: dict[int, Any] = {}                   # tool pid -> its Stop (proc.kill)
         self._tasks: dict[int, asyncio.Task] = {}          # pid -> task running it
         self._handles: dict[int, tuple[Engine, Any]] = {}  # llm pid -> (engine, handle)
         self._paused: set[int] = set()                     # llm pids suspended by preemption
@@ -83,6 +89,9 @@ class LocalExecutor(Executor):
         h = self._handles.get(pid)
         if h is not None:
             h[1].cancel()
+        stop = self._stops.get(pid)
+        if stop is not None:
+            stop.stop()            # kills the tool's sandboxed process group now
         task.cancel()
         self._paused.discard(pid)
         return True
@@ -124,6 +133,7 @@ class LocalExecutor(Executor):
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._exec_pool.shutdown(wait=False, cancel_futures=True)
 
     # ── internals ──────────────────────────────────────────────────────────
     def _collect(self, out: Outcome) -> None:
@@ -135,6 +145,7 @@ class LocalExecutor(Executor):
             if task.done():
                 del self._tasks[pid]
                 self._handles.pop(pid, None)
+                self._stops.pop(pid, None)
                 self._paused.discard(pid)
                 self._progress.pop(pid, None)
                 self._generated.pop(pid, None)
@@ -235,6 +246,7 @@ class LocalExecutor(Executor):
         args = dict(w.spec.get("args") or {})
         ctx = self._tool_context(w)
         call = self._tools.call
+        pool = self._exec_pool if _is_exec(self._tools, name) else self._pool
         if inspect.iscoroutinefunction(call):
             if w.began is not None:
                 await asyncio.to_thread(w.began)     # journaled: this attempt began
@@ -248,18 +260,24 @@ class LocalExecutor(Executor):
                 c0 = time.thread_time()
                 r = call(name, args, ctx)
                 return r, time.thread_time() - c0
-            res, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+            res, cpu = await asyncio.get_running_loop().run_in_executor(pool, run)
         value = {"output": getattr(res, "output", res), "summary": getattr(res, "summary", ""),
                  "files": list(getattr(res, "files", ()) or ()), "risk": w.spec.get("risk")}
         return Result(w.pid, True, value, cpu_s=cpu)
 
     def _tool_context(self, w: Work) -> Any:
-        from llmos.tools.registry import ToolContext
+        from llmos.kernel.access import StateArea
+        from llmos.tools.registry import Stop, ToolContext
 
+        guard = w.spec.get("guard") or {}
+        state = guard.get("state") or ()
+        stop = self._stops[w.pid] = Stop()
         fields = {"workdir": w.workdir, "agent": w.owner, "network": w.network,
                   "read_roots": w.read_roots, "write_roots": w.write_roots,
                   "set_timer": w.set_timer, "idempotency_key": w.idempotency_key,
-                  "sandbox": self._sandbox_for(w.memory_bytes)}
+                  "sandbox": self._sandbox_for(w.memory_bytes),
+                  "state": StateArea(*state) if state else None,
+                  "workspace_bytes": guard.get("workspace_bytes"), "stop": stop}
         if dataclasses.is_dataclass(ToolContext):
             names = {f.name for f in dataclasses.fields(ToolContext)}
         else:
@@ -303,6 +321,14 @@ class LocalExecutor(Executor):
                 return v, time.thread_time() - c0
             value, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, run)
         return Result(w.pid, True, value, cpu_s=cpu)
+
+
+def _is_exec(tools: Any, name: str) -> bool:
+    """True for a tool that runs a sandboxed program (kind ``code``)."""
+    try:
+        return getattr(tools.get(name), "kind", None) == "code"
+    except Exception:      # a registry without the tool: the call itself reports it
+        return False
 
 
 def _takes_device(fn: Callable[..., Any]) -> bool:

@@ -11,6 +11,12 @@ Map:
 - ``may(agent, call, resource) -> Decision``: pure; the kernel audits every answer.
 - ``resolve_path(path, workdir)``: absolute, ``~`` expanded, symlinks and ``..``
   resolved — always resolve before asking ``may`` about a path.
+- ``StateArea``: the kernel's own files (the state directory, the config file). ``may``
+  refuses every path in it to every agent, root included; only the kernel's own code
+  (storage, config loading) touches them, never through a tool. Agents' default
+  workspaces (``$LLMOS_HOME/work/<agent>``) are the one subtree left open.
+- ``workspace_problem(path, state)``: why a folder cannot be a workspace (``/``, the
+  home directory itself, or a folder holding the state directory), else None.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, Literal
 
 __all__ = ["Quotas", "Capabilities", "Agent", "Decision", "ProcRef", "PathRef", "NetRef",
            "UsageRef", "CapsRef", "Resource", "may", "resolve_path", "is_under",
-           "syscall_allowed", "ROOT", "ROOT_ID"]
+           "syscall_allowed", "ROOT", "ROOT_ID", "StateArea", "workspace_problem"]
 
 ROOT_ID = "root"
 
@@ -37,6 +43,8 @@ class Quotas:
     max_procs: int | None = None         # live (unfinished) processes at once
     cpu_s: float | None = None           # CPU seconds over the agent's lifetime
     memory_bytes: int | None = None      # address-space limit of each tool process
+    workspace_bytes: int | None = None   # bytes the agent's write roots may hold in all: a file
+    #                                      write that would pass it is refused (QuotaExceeded)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -47,7 +55,7 @@ class Quotas:
 
     def within(self, other: Quotas) -> str | None:
         """None when every limit is at least as tight as ``other``'s, else why not."""
-        for name in ("tokens_per_min", "max_procs", "cpu_s", "memory_bytes"):
+        for name in ("tokens_per_min", "max_procs", "cpu_s", "memory_bytes", "workspace_bytes"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None and (mine is None or mine > theirs):
                 return f"quota {name}={mine if mine is not None else 'unlimited'} exceeds the creator's {theirs}"
@@ -123,13 +131,56 @@ class ProcRef:
 
 
 @dataclass(frozen=True)
+class StateArea:
+    """The kernel's own files: no agent reaches them through a path (tools, workspaces)."""
+
+    home: str                          # the state directory ($LLMOS_HOME), resolved
+    config_file: str | None = None     # the config file (it may live outside home), resolved
+
+    WORK = "work"                      # home/work/<agent>: default workspaces, open to their agents
+
+    @classmethod
+    def of(cls, home: str | os.PathLike, config_file: str | os.PathLike | None = None) -> StateArea:
+        return cls(resolve_path(home), resolve_path(config_file) if config_file else None)
+
+    def holds(self, path: str) -> bool:
+        """True when resolved ``path`` is one of the kernel's files (or a folder of them)."""
+        if self.config_file and path == self.config_file:
+            return True
+        return is_under(path, self.home) and not is_under(path, os.path.join(self.home, self.WORK))
+
+    def inside(self, folder: str) -> bool:
+        """True when resolved ``folder`` holds the state directory or the config file."""
+        return any(p and is_under(p, folder) for p in (self.home, self.config_file))
+
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.home, self.config_file) if p)
+
+
+def workspace_problem(path: str, state: StateArea | None = None) -> str | None:
+    """Why resolved folder ``path`` cannot be an agent's workspace, else None."""
+    home = resolve_path(os.path.expanduser("~"))
+    if path == "/":
+        return "the workspace is / (the whole file system)"
+    if path == home:
+        return f"the workspace is the home directory itself ({home})"
+    if state is not None and state.inside(path):
+        return f"the workspace {path} holds LLM OS's state directory ({state.home})"
+    if state is not None and state.holds(path):
+        return f"the workspace {path} is inside LLM OS's state directory ({state.home})"
+    return None
+
+
+@dataclass(frozen=True)
 class PathRef:
     path: str                      # resolved; build with PathRef.of
     mode: Literal["r", "w"] = "r"
+    state: StateArea | None = None  # the kernel's files: refused to every agent
 
     @classmethod
-    def of(cls, path: str, workdir: str | None = None, mode: Literal["r", "w"] = "r") -> PathRef:
-        return cls(resolve_path(path, workdir), mode)
+    def of(cls, path: str, workdir: str | None = None, mode: Literal["r", "w"] = "r",
+           state: StateArea | None = None) -> PathRef:
+        return cls(resolve_path(path, workdir), mode, state)
 
 
 @dataclass(frozen=True)
@@ -207,6 +258,9 @@ def may(agent: Agent, call: str, resource: Resource = None) -> Decision:
                                    f"agent {agent.id!r} lacks the 'others' capability")
         return Decision(True, "own process" if resource.owner == agent.id else "others capability")
     if isinstance(resource, PathRef):
+        if resource.state is not None and resource.state.holds(resource.path):
+            return Decision(False, f"{resource.path} is LLM OS's own state (state directory "
+                                   f"{resource.state.home}); no agent may read or write it")
         roots = caps.write_roots if resource.mode == "w" else caps.read_roots + caps.write_roots
         if any(is_under(resource.path, r) for r in roots):
             return Decision(True, f"{resource.path} is inside the agent's "

@@ -3,9 +3,13 @@
 Map (one checker per kind; each returns the normalized spec that gets journaled):
 - ``llm``: generation fields (see ``executor.base.request_from_spec``).
 - ``tool``: ``{tool, args, workdir}`` — the tool exists, its arguments fit its schema,
-  every path argument (resolved: ``~``, ``..``, symlinks) is inside the agent's read or
-  write roots, network tools need the network capability, and a call whose risk needs
-  the person's yes is refused with NeedsConfirmation unless ``confirmed``.
+  the workdir may be a workspace (not ``/``, the home directory, or a folder holding the
+  state directory) and exec tools may write it, every path argument (resolved: ``~``,
+  ``..``, symlinks) is inside the agent's read or write roots and outside the kernel's
+  state area (a pattern's fixed folder too), network tools need the network capability,
+  and a call whose risk needs the person's yes is refused with NeedsConfirmation unless
+  ``confirmed``. The normalized spec carries ``guard`` (the state area and the agent's
+  workspace byte quota) for the executor's ToolContext.
 - ``run``: a parent for a plan's steps: ``{title?, request?}`` (free-form, JSON).
 - ``job``: ``{type, args, name?, device?, demand?}`` for a registered job runner
   (``Kernel.register_job``); type ``call`` is reserved for ``Kernel.add_task`` (a
@@ -25,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import InvalidArgument, LLMOSError, NotFound, ToolError
+from llmos.errors import InvalidArgument, LLMOSError, NotFound, PermissionDenied, ToolError
 from llmos.executor.base import request_from_spec
 from llmos.kernel import consent
-from llmos.kernel.access import NetRef, PathRef
+from llmos.kernel.access import NetRef, PathRef, StateArea, workspace_problem
 from llmos.types import Risk
 
 if TYPE_CHECKING:
@@ -138,18 +142,30 @@ def _check_tool(kernel: Any, call: Call, spec: dict[str, Any], confirmed: bool) 
     if wd_given is not None and (not isinstance(wd_given, str) or not wd_given or "\x00" in wd_given):
         raise InvalidArgument("spec.workdir: expected a directory path", field="spec.workdir",
                               expected="a non-empty path")
-    workdir = PathRef.of(wd_given or default_workdir(kernel, call.agent.id, caps.write_roots), mode="r")
+    state = kernel.config.state_area()
+    workdir = PathRef.of(wd_given or default_workdir(kernel, call.agent.id, caps.write_roots), mode="r",
+                         state=state)
     call.check(workdir)
+    why = workspace_problem(workdir.path, state)
+    if why:
+        raise InvalidArgument(f"spec.workdir: {why}", field="spec.workdir",
+                              expected="a project folder that does not hold LLM OS's state",
+                              hint="pick a folder for the work, e.g. ~/projects/notes")
+    if tool.kind == "code":                         # exec tools write their workdir (the sandbox binds it)
+        call.check(PathRef(workdir.path, "w", state))
     for arg, mode in tool.path_args.items():
         value = full.get(arg)
         if isinstance(value, str) and value:
             if "\x00" in value:
                 raise InvalidArgument(f"spec.args.{arg}: path holds a NUL byte", field=f"spec.args.{arg}",
                                       expected="a path")
-            call.check(PathRef.of(value, workdir.path, mode))
+            call.check(PathRef.of(value, workdir.path, mode, state))
+            _check_pattern(call, value, workdir.path, mode, state, arg)
+    guard = {"state": list(state.paths()), "workspace_bytes": caps.quotas.workspace_bytes}
     ctx = ToolContext(workdir=Path(workdir.path), agent=call.agent.id, network=caps.network,
                       read_roots=tuple(Path(r) for r in caps.read_roots),
-                      write_roots=tuple(Path(r) for r in caps.write_roots) or (Path(workdir.path),))
+                      write_roots=tuple(Path(r) for r in caps.write_roots) or (Path(workdir.path),),
+                      state=state)
     try:
         risk = Risk(tool.risk_for(full, ctx))
     except LLMOSError:
@@ -162,4 +178,19 @@ def _check_tool(kernel: Any, call: Call, spec: dict[str, Any], confirmed: bool) 
         call.check(NetRef(name))
     consent.check(kernel, call, tool, risk, confirmed)   # grants, tool.risky, the person's yes
     return {"tool": name, "args": full, "workdir": workdir.path, "risk": risk.name.lower(),
-            "idempotent": bool(tool.idempotent)}
+            "idempotent": bool(tool.idempotent), "guard": guard}
+
+
+def _check_pattern(call: Call, value: str, workdir: str, mode: str, state: StateArea, arg: str) -> None:
+    """A glob's fixed folder (``/a/b`` of ``/a/b/*/x``) must not hold the state area: the
+    pattern could match the kernel's files there."""
+    parts = Path(value).parts
+    magic = [i for i, p in enumerate(parts) if any(c in p for c in "*?[")]
+    if not magic:
+        return
+    base = PathRef.of(str(Path(*parts[:magic[0]])) if magic[0] else ".", workdir, mode, state)
+    call.check(base)
+    if state.inside(base.path):
+        raise PermissionDenied(f"spec.args.{arg}: the pattern {value!r} reaches LLM OS's state "
+                               f"directory ({state.home})", reason="a pattern over the state directory",
+                               hint="name files inside the workspace")

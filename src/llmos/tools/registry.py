@@ -1,10 +1,14 @@
 """Tool registry: the contract between the planner, the kernel and the tools.
 
 Map:
-- ``check_path(path, roots, base=None)``: pure path check (``~``, ``..`` and symlinks
-  resolved; PermissionDenied outside ``roots``). The kernel's access layer uses the same one.
+- ``check_path(path, roots, base=None, state=None)``: pure path check (``~``, ``..`` and
+  symlinks resolved; PermissionDenied outside ``roots`` and inside the kernel's state
+  area). The kernel's access layer makes the same decision.
 - ``ToolContext``: what one tool call may touch (workspace, read/write roots, network,
-  the kernel's timer hook, the sandbox). Frozen: a tool cannot widen its own rights.
+  the kernel's state area, the workspace byte quota, the kernel's timer hook, the
+  sandbox, the stop signal). Frozen: a tool cannot widen its own rights.
+- ``Stop``: how the kernel stops a running tool: ``stop()`` kills the process groups the
+  tool registered (``attach``) and makes later ``attach`` calls kill at once.
 - ``ToolResult``: ``output`` (JSON data that later steps use as ``$stepN.output``),
   ``summary`` (one human line), ``files`` (paths written).
 - ``Tool``: name, description, JSON-schema ``parameters``, base ``risk``, ``risk_for``
@@ -28,10 +32,13 @@ delete all files" returns that sentence as a string.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import difflib
 import json
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmos.clock import Clock, SystemClock
 from llmos.errors import (
+    Cancelled,
     InvalidArgument,
     LLMOSError,
     NotFound,
@@ -50,10 +58,11 @@ from llmos.errors import (
 from llmos.types import Risk
 
 if TYPE_CHECKING:
+    from llmos.kernel.access import StateArea
     from llmos.tools.sandbox import Sandbox
 
 __all__ = ["check_path", "check_schema", "ToolContext", "ToolResult", "Tool", "ToolRegistry",
-           "default_registry", "overwrite_risk", "KINDS", "PathMode"]
+           "default_registry", "overwrite_risk", "KINDS", "PathMode", "Stop", "current_context"]
 
 PathMode = Literal["r", "w"]
 KINDS = ("files", "text", "data", "plot", "calc", "code", "assistant", "net")
@@ -61,14 +70,16 @@ KINDS = ("files", "text", "data", "plot", "calc", "code", "assistant", "net")
 
 # ── paths ───────────────────────────────────────────────────────────────────
 def check_path(path: str | os.PathLike, roots: Sequence[str | os.PathLike], *,
-               base: str | os.PathLike | None = None, field: str = "path") -> Path:
+               base: str | os.PathLike | None = None, field: str = "path",
+               state: StateArea | None = None) -> Path:
     """Resolve ``path`` and return it when it lies inside one of ``roots``.
 
     Relative paths are taken from ``base`` (default ``roots[0]``); ``~`` is the home
     directory; ``..`` and every symlink (also inside a path that does not exist yet)
     are resolved before the check, so a link pointing out of the workspace is caught.
     Pure apart from reading the file system's links. Raises InvalidArgument for an
-    empty path or one with a NUL byte, PermissionDenied outside every root.
+    empty path or one with a NUL byte, PermissionDenied outside every root or inside the
+    kernel's ``state`` area (the state directory and the config file).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidArgument(f"{field}: expected a path string, got {type(path).__name__}",
@@ -84,6 +95,10 @@ def check_path(path: str | os.PathLike, roots: Sequence[str | os.PathLike], *,
     if not p.is_absolute():
         p = Path(os.fspath(base if base is not None else roots[0])) / p
     real = Path(os.path.realpath(p))
+    if state is not None and state.holds(str(real)):
+        raise PermissionDenied(f"{raw}: LLM OS's own state; no tool may read or write it",
+                               reason=f"{real} is inside the state directory {state.home} or is "
+                                      "the config file", hint="use a path inside the workspace")
     for root in roots:
         r = Path(os.path.realpath(os.fspath(root)))
         if real == r or real.is_relative_to(r):
@@ -96,6 +111,51 @@ def check_path(path: str | os.PathLike, roots: Sequence[str | os.PathLike], *,
 
 
 # ── context and result ──────────────────────────────────────────────────────
+class Stop:
+    """The kernel's handle on one running tool call (``proc.kill``).
+
+    The tool registers each process group it starts (``attach``); ``stop()`` kills them
+    with SIGKILL at once and marks the call stopped, so a tool that has not yet started
+    its process (or is about to write) sees ``stopped`` and gives up (``check``).
+    Thread-safe: the kernel stops from its loop while the tool runs in a worker thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pgids: set[int] = set()        # process groups of running sandboxes; guarded by _lock
+        self.stopped = False                 # set once by stop(); never cleared
+
+    def attach(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.add(pgid)
+            stopped = self.stopped
+        if stopped:
+            _killpg(pgid)
+
+    def detach(self, pgid: int) -> None:
+        with self._lock:
+            self._pgids.discard(pgid)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            pgids = list(self._pgids)
+        for g in pgids:
+            _killpg(g)
+
+    def check(self, what: str = "the tool") -> None:
+        """Raise Cancelled when the call was stopped (before any further effect)."""
+        if self.stopped:
+            raise Cancelled(f"{what} was stopped (proc.kill)")
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:      # already gone
+        pass
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """What one tool call may touch. Built by the kernel from the agent's capabilities.
@@ -113,6 +173,10 @@ class ToolContext:
     idempotency_key: str | None = None              # the step's key, given by the runner
     sandbox: Sandbox | None = None                  # None: exec tools use sandbox.default_sandbox()
     clock: Clock = field(default_factory=SystemClock)       # wall time for dates and reminders
+    state: StateArea | None = None                  # the kernel's files: refused to every tool
+    workspace_bytes: int | None = None              # bytes the write roots may hold in all (quota);
+    #                                                 None: unlimited. Checked by every file write.
+    stop: Stop | None = None                        # set by the kernel's executor (proc.kill)
 
     def __post_init__(self) -> None:
         wd = Path(os.path.realpath(os.path.expanduser(os.fspath(self.workdir))))
@@ -127,7 +191,15 @@ class ToolContext:
     def resolve(self, path: str | os.PathLike, mode: PathMode = "r", *, field: str = "path") -> Path:
         """``path`` resolved against the workspace; PermissionDenied outside the roots."""
         roots = self.write_roots if mode == "w" else self.read_roots
-        return check_path(path, roots, base=self.workdir, field=field)
+        return check_path(path, roots, base=self.workdir, field=field, state=self.state)
+
+    def root_of(self, path: Path, mode: PathMode = "r") -> Path:
+        """The deepest root (write roots for ``"w"``) that holds resolved ``path``."""
+        roots = self.write_roots if mode == "w" else self.read_roots
+        inside = [r for r in roots if path == r or path.is_relative_to(r)]
+        if not inside:
+            raise PermissionDenied(f"{path}: outside the workspace", reason="outside the agent's roots")
+        return max(inside, key=lambda r: len(r.parts))
 
     def rel(self, path: Path) -> str:
         """How to show ``path`` to the person: relative to the workspace when inside it."""
@@ -145,6 +217,16 @@ class ToolResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "summary": self.summary, "files": list(self.files)}
+
+
+_CURRENT: contextvars.ContextVar[ToolContext | None] = contextvars.ContextVar("llmos_tool_ctx",
+                                                                              default=None)
+
+
+def current_context() -> ToolContext | None:
+    """The context of the tool call running in this thread (set by ``ToolRegistry.call``):
+    the file helpers open paths under its roots and count writes against its quota."""
+    return _CURRENT.get()
 
 
 # ── tools ───────────────────────────────────────────────────────────────────
@@ -376,12 +458,15 @@ class ToolRegistry:
             raise PermissionDenied(f"{name}: agent {ctx.agent!r} has no network access",
                                    reason=f"{name} needs the network capability",
                                    hint="grant the agent network access to use this tool")
+        token = _CURRENT.set(ctx)
         try:
             result = tool.fn(ctx, full)
         except LLMOSError:
             raise
         except Exception as exc:  # every foreign error is mapped here, once
             raise map_foreign(exc, context=name) from exc
+        finally:
+            _CURRENT.reset(token)
         if not isinstance(result, ToolResult):
             raise ToolError(f"{name}: returned {type(result).__name__}, expected ToolResult")
         return result

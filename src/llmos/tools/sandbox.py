@@ -6,8 +6,9 @@ Map:
 - ``SandboxResult``: exit code, stdout/stderr (cut at the output limit), which limit
   stopped the run and a one-line reason, wall-clock seconds.
 - ``Sandbox``: ``check()`` (probe once; SandboxError with a hint when no sandbox can be
-  made), ``run(argv, workdir=, network=, limits=, inputs=)``, ``python_argv()``,
-  ``info()``. ``default_sandbox()`` is the shared instance the exec tools use.
+  made), ``run(argv, workdir=, network=, limits=, inputs=, read_roots=, write_roots=,
+  hide=, stop=)``, ``python_argv()``, ``info()``. ``default_sandbox()`` is the shared
+  instance the exec tools use.
 
 NOTE: how a run is confined (``Sandbox.argv``)::
 
@@ -18,8 +19,13 @@ NOTE: how a run is confined (``Sandbox.argv``)::
                     (+ resolv.conf, hosts, nsswitch.conf, ssl, ca-certificates with network)
           --proc /proc --dev /dev --size S --tmpfs /dev/shm --remount-ro /dev
           --size T --tmpfs /tmp   --ro-bind <python prefix, venv> (read-only)
-          --bind <workspace> <workspace> --chdir <workspace>   (mounts sorted parents first)
-          --clearenv --setenv ... --remount-ro /
+          --ro-bind <read root> ...  --bind <write root> ...  --bind <workspace> <workspace>
+                    (mounts sorted parents first; ``/`` as a root is never mounted)
+          --tmpfs <hidden dir> --remount-ro <hidden dir>   (the state directory, when a root
+                    holds it; a hidden file gets /dev/null)
+          --chdir <workspace> --clearenv --setenv ... --remount-ro /
+          --seccomp FD   (tools/seccomp.py: ptrace, mount, kexec, bpf, keyrings, unshare, ...
+                    answer EPERM)
           -- <python> -I -S -c <launcher> <limits> -- <command...>
 
 Nothing else of the host is visible: no home directory, no /etc/shadow, no /run, no
@@ -28,8 +34,9 @@ RLIMIT_CPU/AS/FSIZE/NPROC/NOFILE/CORE *inside* the new user namespace, where the
 count covers this sandbox only, then execs the command. The kernel exempts real uid 0
 from RLIMIT_NPROC, so when LLM OS runs as root each run also gets its own pids cgroup
 (v1 ``/sys/fs/cgroup/pids`` or a v2 hierarchy with the pids controller); as root with
-no such cgroup the sandbox refuses. The wall-clock timeout kills bwrap's process group;
-``--die-with-parent`` and the PID namespace take every process in the sandbox with it.
+no such cgroup the sandbox refuses. The wall-clock timeout, and a ``Stop``
+(``proc.kill``), kill bwrap's process group; ``--die-with-parent`` and the PID namespace
+take every process in the sandbox with it.
 """
 
 from __future__ import annotations
@@ -49,9 +56,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmos import params
 from llmos.errors import SandboxError
+from llmos.tools import seccomp
+
+if TYPE_CHECKING:
+    from llmos.tools.registry import Stop
 
 __all__ = ["SandboxLimits", "SandboxResult", "Sandbox", "default_sandbox", "SANDBOX_UID"]
 
@@ -258,7 +270,9 @@ class Sandbox:
         return sorted(p for p in paths if p not in ("/", "/usr") and not p.startswith("/usr/"))
 
     def argv(self, command: Sequence[str], workdir: Path, *, network: bool, limits: SandboxLimits,
-             inputs_dir: str | None = None) -> list[str]:
+             inputs_dir: str | None = None, read_roots: Sequence[str | Path] = (),
+             write_roots: Sequence[str | Path] = (), hide: Sequence[str | Path] = (),
+             seccomp_fd: int | None = None) -> list[str]:
         feat = self._features
         a = [self.bwrap or "bwrap", "--unshare-all"]
         if network:
@@ -281,10 +295,21 @@ class Sandbox:
         a += [*size, *([str(limits.shm_bytes)] if size else []), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
         a += [*size, *([str(limits.tmp_bytes)] if size else []), "--tmpfs", "/tmp"]
         mounts = [(p, "--ro-bind") for p in (*self._python_ro(), *self.extra_ro)]
+        writable = {os.path.realpath(os.fspath(w)) for w in write_roots}
+        mounts += [(r, "--ro-bind") for r in sorted({os.path.realpath(os.fspath(r)) for r in read_roots})
+                   if r not in writable and os.path.isdir(r)]
+        mounts += [(w, "--bind") for w in sorted(writable) if os.path.isdir(w)]
         mounts.append((str(workdir), "--bind"))
+        mounts = [m for m in dict.fromkeys(mounts) if m[0] != "/"]
         # parents first, so a deeper mount (a venv inside the workspace) lands on top
         for p, how in sorted(mounts, key=lambda m: (m[0].count("/"), m[1] == "--bind")):
             a += [how, p, p]
+        for h in sorted({os.path.realpath(os.fspath(h)) for h in hide}):
+            if any(h == m or h.startswith(m.rstrip("/") + "/") for m, _ in mounts):
+                if os.path.isdir(h):
+                    a += ["--tmpfs", h, "--remount-ro", h]
+                elif os.path.exists(h):
+                    a += ["--ro-bind", "/dev/null", h]
         if inputs_dir:
             a += ["--ro-bind", inputs_dir, INPUTS_DIR]
         venv_bin = os.path.dirname(self.python_argv()[0])
@@ -296,7 +321,10 @@ class Sandbox:
         a += ["--chdir", str(workdir), "--clearenv"]
         for k, v in env.items():
             a += ["--setenv", k, v]
-        a += ["--remount-ro", "/", "--"]
+        a += ["--remount-ro", "/"]
+        if seccomp_fd is not None:
+            a += ["--seccomp", str(seccomp_fd)]
+        a += ["--"]
         a += [*self.python_argv(), "-I", "-S", "-c", _LAUNCHER, str(limits.cpu_s), str(limits.memory_bytes),
               str(limits.fsize_bytes), str(limits.nproc), str(limits.nofile), "--", *command]
         return a
@@ -304,42 +332,59 @@ class Sandbox:
     # ── running ──────────────────────────────────────────────────────────────
     def run(self, command: Sequence[str], *, workdir: Path, network: bool = False,
             limits: SandboxLimits | None = None,
-            inputs: Mapping[str, str | bytes] | None = None) -> SandboxResult:
-        """Run ``command`` confined, with ``workdir`` as the only writable host folder.
-        ``inputs`` (name -> content) appear read-only under /run/sandbox/."""
+            inputs: Mapping[str, str | bytes] | None = None,
+            read_roots: Sequence[str | Path] = (), write_roots: Sequence[str | Path] = (),
+            hide: Sequence[str | Path] = (), stop: Stop | None = None) -> SandboxResult:
+        """Run ``command`` confined. ``workdir`` and ``write_roots`` are bound writable,
+        ``read_roots`` read-only, ``hide`` (the kernel's state) covered by an empty
+        read-only mount. ``inputs`` (name -> content) appear read-only under /run/sandbox/.
+        ``stop`` (``proc.kill``) kills the run at once; the call then raises Cancelled."""
         self.check()
-        return self._run(list(command), Path(workdir), network, limits or self.limits, inputs)
+        roots = Roots(tuple(map(str, read_roots)), tuple(map(str, write_roots)), tuple(map(str, hide)))
+        return self._run(list(command), Path(workdir), network, limits or self.limits, inputs, roots, stop)
 
     def _run(self, command: list[str], workdir: Path, network: bool, lim: SandboxLimits,
-             inputs: Mapping[str, str | bytes] | None) -> SandboxResult:
+             inputs: Mapping[str, str | bytes] | None, roots: Roots | None = None,
+             stop: Stop | None = None) -> SandboxResult:
         tmp = tempfile.mkdtemp(prefix="llmos-inputs-") if inputs else None
+        roots = roots or Roots()
         cg = None
+        filt = seccomp.program()
+        sfd = _memfd(filt) if filt else None
         try:
             if tmp:
                 os.chmod(tmp, 0o755)
                 for name, content in (inputs or {}).items():
                     data = content.encode() if isinstance(content, str) else content
                     Path(tmp, os.path.basename(name)).write_bytes(data)
-            argv = self.argv(command, workdir, network=network, limits=lim, inputs_dir=tmp)
+            argv = self.argv(command, workdir, network=network, limits=lim, inputs_dir=tmp,
+                             read_roots=roots.read, write_roots=roots.write, hide=roots.hide,
+                             seccomp_fd=sfd)
             if self._cgroup_base:
                 cg = _PidsCgroup(self._cgroup_base, lim.nproc + 2)   # + bwrap's two processes
                 argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cg.procs_file, *argv]
-            return self._supervise(argv, lim, cg, str(workdir))
+            return self._supervise(argv, lim, cg, str(workdir), stop, () if sfd is None else (sfd,))
         finally:
+            if sfd is not None:
+                os.close(sfd)
             if cg:
                 cg.close()
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def _supervise(self, argv: list[str], lim: SandboxLimits, cg: _PidsCgroup | None,
-                   cwd: str) -> SandboxResult:
+                   cwd: str, stop: Stop | None = None, pass_fds: tuple[int, ...] = ()) -> SandboxResult:
         t0 = time.monotonic()
+        if stop is not None:
+            stop.check("the run")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"}, cwd=cwd,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, pass_fds=pass_fds)
         except OSError as exc:
             raise SandboxError(f"cannot start bubblewrap: {exc.strerror}") from exc
+        if stop is not None:
+            stop.attach(proc.pid)       # proc.kill: SIGKILL to this process group, from now on
         bufs = {"out": bytearray(), "err": bytearray()}
         seen, stopped = 0, None
         sel = selectors.DefaultSelector()
@@ -372,6 +417,10 @@ class Sandbox:
             proc.wait()
             proc.stdout.close()
             proc.stderr.close()
+            if stop is not None:
+                stop.detach(proc.pid)
+        if stop is not None:
+            stop.check("the run")
         rc = proc.returncode              # bwrap reports a command killed by signal N as 128 + N
         exit_code = -(rc - 128) if rc > 128 else rc
         res = SandboxResult(exit_code=exit_code, stdout=bufs["out"].decode("utf-8", "replace"),
@@ -380,6 +429,23 @@ class Sandbox:
                             duration_s=time.monotonic() - t0)
         _explain(res, stopped, lim, cg.hits() if cg else 0)
         return res
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The host folders one run sees besides the system and the interpreter."""
+
+    read: tuple[str, ...] = ()       # bound read-only
+    write: tuple[str, ...] = ()      # bound writable
+    hide: tuple[str, ...] = ()       # covered (the kernel's state), when inside a bound root
+
+
+def _memfd(data: bytes) -> int:
+    """A sealed-in-practice anonymous file holding ``data``, positioned at 0 (for --seccomp)."""
+    fd = os.memfd_create("llmos-seccomp", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _explain(res: SandboxResult, stopped: str | None, lim: SandboxLimits, pid_hits: int) -> None:

@@ -7,21 +7,36 @@ Map:
 - ``walk(base, pattern, recursive)``: entries of a folder; links are listed, never followed.
 - ``lexical(ctx, path)``: a path whose *last* component is not followed (delete/move a
   link itself), with its parent checked.
-- ``read_text(path, limit)`` / ``write_text(path, text, append=)``: bounded reads, writes
-  that never follow a symlink in the last component (O_NOFOLLOW).
+- ``open_beneath(path, flags, mode)``: open a checked path under its root's directory
+  handle, so nothing swapped in between the check and the open can lead outside
+  (``openat2`` with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it, else a
+  walk of O_NOFOLLOW opens from the root's descriptor); hard-linked files are refused.
+- ``read_text(path, limit)`` / ``write_text(path, text, append=)``: bounded reads and
+  writes through ``open_beneath``; writes count against the workspace byte quota.
 - ``human_size(n)``.
+
+NOTE: the roots come from the tool call's context (``registry.current_context()``, set
+by ``ToolRegistry.call``); a helper called outside a call walks from ``/``. Paths given
+to these helpers are already checked and resolved (``ctx.resolve``), so a link met while
+opening can only be one planted after the check: it is refused (ELOOP/EXDEV), never
+followed. A hard link in the workspace can name any file of the same file system, so a
+regular file with more than one name is refused for reading and writing.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fnmatch
 import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
 from llmos import params as P
-from llmos.errors import InvalidArgument, NotFound, PermissionDenied, ToolError
-from llmos.tools.registry import PathMode, ToolContext
+from llmos.errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, ToolError
+from llmos.tools.registry import PathMode, ToolContext, current_context
 
 PATH_MAX_CHARS = 1024          # longest path argument
 GLOB_MAX_MATCHES = 10_000      # most paths one pattern may expand to
@@ -145,18 +160,203 @@ def forbid_root(ctx: ToolContext, path: Path, what: str, field: str = "path") ->
     if any(path == r for r in ctx.write_roots + ctx.read_roots):
         raise PermissionDenied(f"{what} the workspace itself is not allowed",
                                reason=f"{path} is a root of the agent's workspace")
+    if ctx.state is not None and path.is_dir() and not path.is_symlink() and ctx.state.inside(str(path)):
+        raise PermissionDenied(f"{what} {ctx.rel(path)} is not allowed: it holds LLM OS's state",
+                               reason=f"{path} holds the state directory {ctx.state.home}")
+
+
+# ── opening under a directory handle ────────────────────────────────────────
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+_NR_OPENAT2 = 437                # same number on x86_64 and the generic table (aarch64)
+_openat2_ok: bool | None = None  # None: not tried yet; False: this kernel lacks it
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _openat2(dirfd: int, rel: str, flags: int, perm: int) -> int | None:
+    """``openat2(dirfd, rel, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)``; None when unavailable."""
+    global _openat2_ok
+    if _openat2_ok is False:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        _openat2_ok = False
+        return None
+    how = _OpenHow(flags | os.O_CLOEXEC, perm if flags & os.O_CREAT else 0,
+                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+    fd = libc.syscall(ctypes.c_long(_NR_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(os.fsencode(rel)),
+                      ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EPERM) and _openat2_ok is None:   # EPERM: a seccomp filter
+            _openat2_ok = False
+            return None
+        raise OSError(err, os.strerror(err), rel)
+    _openat2_ok = True
+    return fd
+
+
+def _walk(dirfd: int, parts: list[str], *, create: bool) -> int:
+    """A descriptor for folder ``parts`` under ``dirfd``, one O_NOFOLLOW open per part
+    (made when missing and ``create``). The caller closes it."""
+    fd = os.dup(dirfd)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _root_and_rel(path: Path, mode: PathMode) -> tuple[Path, list[str]]:
+    ctx = current_context()
+    root = ctx.root_of(path, mode) if ctx is not None else Path("/")
+    return root, list(path.relative_to(root).parts)
+
+
+def _refused(path: Path, exc: OSError) -> PermissionDenied:
+    if path.is_symlink():
+        return PermissionDenied(f"{path.name} is a symbolic link; not following it",
+                                reason="file tools never follow a link met while opening")
+    return PermissionDenied(f"{path.name}: the path changed while it was opened (a link or a "
+                            "folder swapped in); not following it",
+                            reason=f"opening {path} met a link: {exc.strerror}",
+                            hint="retry; links inside the workspace are resolved before opening")
+
+
+def open_beneath(path: Path, flags: int, mode: PathMode = "r", *, perm: int = 0o644,
+                 make_parents: bool = False) -> int:
+    """Open resolved, checked ``path`` relative to its root's descriptor (see the NOTE).
+    O_TRUNC is applied only after the hard-link check. Returns a descriptor."""
+    root, parts = _root_and_rel(path, mode)
+    if not parts:
+        raise InvalidArgument(f"{path} is a folder, not a file", field="path", expected="a file")
+    trunc = flags & os.O_TRUNC
+    flags = (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC
+    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent = _walk(rootfd, parts[:-1], create=True) if make_parents else None
+        try:
+            base, rel = (parent, parts[-1]) if parent is not None else (rootfd, "/".join(parts))
+            fd = _openat2(base, rel, flags, perm)
+            if fd is None:
+                pfd = parent if parent is not None else _walk(rootfd, parts[:-1], create=False)
+                try:
+                    fd = os.open(parts[-1], flags, perm, dir_fd=pfd)
+                finally:
+                    if pfd is not parent:
+                        os.close(pfd)
+        finally:
+            if parent is not None:
+                os.close(parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EXDEV, errno.ENOTDIR) and (
+                exc.errno != errno.ENOTDIR or _has_link(root, parts)):
+            raise _refused(path, exc) from exc
+        raise
+    finally:
+        os.close(rootfd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            raise PermissionDenied(
+                f"{path.name} is a hard-linked file ({st.st_nlink} names); not opening it",
+                reason="a hard link can name a file outside the workspace",
+                hint="copy the file's content to a new file instead of linking it")
+        if trunc:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _has_link(root: Path, parts: list[str]) -> bool:
+    p = root
+    for part in parts:
+        p = p / part
+        if p.is_symlink():
+            return True
+    return False
+
+
+def _usage(roots: tuple[Path, ...], limit: int) -> int:
+    """Bytes in regular files under ``roots`` (links not followed); stops past ``limit``."""
+    total, seen = 0, set()
+    stack = [r for r in roots if r.is_dir()]
+    while stack and total <= limit:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    elif e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        if (st.st_dev, st.st_ino) not in seen:
+                            seen.add((st.st_dev, st.st_ino))
+                            total += st.st_size
+        except OSError:
+            continue
+    return total
+
+
+def check_quota(path: Path, adding: int, *, replacing: bool) -> None:
+    """QuotaExceeded when writing ``adding`` bytes to ``path`` (replacing its content or
+    appending) would take the agent's write roots past ``ToolContext.workspace_bytes``."""
+    ctx = current_context()
+    if ctx is None or ctx.workspace_bytes is None:
+        return
+    quota = ctx.workspace_bytes
+    used = _usage(ctx.write_roots, quota + adding)
+    old = 0
+    if replacing:
+        try:
+            st = path.lstat()
+            old = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        except OSError:
+            old = 0
+    after = used - old + adding
+    if after > quota:
+        raise QuotaExceeded(f"{path.name}: writing {human_size(adding)} would take the workspace to "
+                            f"{human_size(after)}; quota workspace_bytes={quota}",
+                            hint="delete files the agent no longer needs, or ask for a larger quota")
 
 
 # ── file I/O ────────────────────────────────────────────────────────────────
-def read_bytes(path: Path, limit: int = P.TOOL_READ_MAX_BYTES) -> tuple[bytes, int]:
-    """Up to ``limit`` bytes of the file and its full size."""
+def open_read(path: Path) -> Any:
+    """A binary file object for checked ``path``, opened under its root (``open_beneath``)."""
     if not path.exists():
         raise NotFound(f"no such file: {path.name}", hint="files.list shows what is here")
     if path.is_dir():
         raise InvalidArgument(f"{path.name} is a directory, not a file", field="path",
                               expected="a file (use files.list for a directory)")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    try:
+        fd = open_beneath(path, os.O_RDONLY, "r")
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path.name}", hint="files.list shows what is here") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidArgument(f"{path.name} is a directory, not a file", field="path",
+                              expected="a file (use files.list for a directory)")
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: Path, limit: int = P.TOOL_READ_MAX_BYTES) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of the file and its full size."""
+    with open_read(path) as f:
+        size = os.fstat(f.fileno()).st_size
         data = f.read(limit)
     return data, size
 
@@ -171,12 +371,14 @@ def read_text(path: Path, limit: int = P.TOOL_READ_MAX_BYTES) -> tuple[str, bool
 
 
 def write_text(path: Path, text: str | bytes, *, append: bool = False) -> int:
-    """Write (or append) text or bytes; never through a symlink at ``path``. Returns bytes written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    """Write (or append) text or bytes under the root's handle (``open_beneath``), making
+    missing folders; never through a link, never past the workspace byte quota. Returns
+    bytes written."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     data = text.encode("utf-8") if isinstance(text, str) else text
+    check_quota(path, len(data), replacing=not append)
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = open_beneath(path, flags, "w", make_parents=True)
     except OSError as exc:
         if path.is_symlink():
             raise PermissionDenied(f"{path.name} is a symbolic link; not writing through it",
@@ -185,6 +387,17 @@ def write_text(path: Path, text: str | bytes, *, append: bool = False) -> int:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return len(data)
+
+
+def copy_bytes(src: Path, dest: Path) -> int:
+    """Copy regular file ``src`` to ``dest`` (replaced), both opened under their roots."""
+    with open_read(src) as f:
+        size = os.fstat(f.fileno()).st_size
+        check_quota(dest, size, replacing=True)
+        fd = open_beneath(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w", make_parents=True)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(f, out)
+    return size
 
 
 def human_size(n: int) -> str:

@@ -54,12 +54,15 @@ def _execute(ctx: ToolContext, a: dict, command: list[str], what: str,
                                reason="network was asked for without the network capability")
     sb = _sandbox(ctx)
     sb.check()
+    ctx.resolve(ctx.workdir, "w", field="workdir")   # the sandbox binds the workdir writable
     limits = sb.limits
     if a.get("timeout_s"):
         limits = limits.scaled(a["timeout_s"])
     before = _snapshot(ctx.workdir)
     res: SandboxResult = sb.run(command, workdir=ctx.workdir, network=bool(a.get("network")),
-                                limits=limits, inputs=inputs)
+                                limits=limits, inputs=inputs, read_roots=ctx.read_roots,
+                                write_roots=ctx.write_roots,
+                                hide=ctx.state.paths() if ctx.state else (), stop=ctx.stop)
     after = _snapshot(ctx.workdir)
     changed = sorted(set(written or []) | {p for p, v in after.items() if before.get(p) != v})
     out = {**res.to_dict(), "files": changed}
@@ -83,6 +86,8 @@ def python_run(ctx: ToolContext, a: dict) -> ToolResult:
     sb = _sandbox(ctx)
     sb.check()                      # refuse before writing anything
     py = sb.python_argv()
+    if ctx.stop is not None:
+        ctx.stop.check("python.run")   # killed before it started: write nothing
     if a.get("save_as"):
         p = ctx.resolve(a["save_as"], "w", field="save_as")
         write_text(p, a["code"] if a["code"].endswith("\n") else a["code"] + "\n")

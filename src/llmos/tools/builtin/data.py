@@ -21,6 +21,7 @@ from llmos.tools.builtin._common import (
     enum,
     expand,
     integer,
+    open_read,
     params,
     string,
     write_text,
@@ -52,18 +53,19 @@ def load(ctx: ToolContext, path: str, field: str = "path") -> pd.DataFrame:
                               expected="a smaller table")
     suffix = p.suffix.lower()
     try:
-        if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(p, lines=True)
-        if suffix == ".json":
-            obj = json.loads(p.read_text(encoding="utf-8"))
-            if isinstance(obj, dict) and not all(isinstance(v, list) for v in obj.values()):
-                obj = [obj]
-            return pd.DataFrame(obj)
-        if suffix in (".tsv", ".tab"):
-            return pd.read_csv(p, sep="\t")
-        if suffix == ".csv":
-            return pd.read_csv(p, skipinitialspace=True)
-        return pd.read_csv(p, sep=None, engine="python", skipinitialspace=True)
+        with open_read(p) as f:            # under the root's handle: no swapped-in link
+            if suffix in (".jsonl", ".ndjson"):
+                return pd.read_json(f, lines=True)
+            if suffix == ".json":
+                obj = json.loads(f.read().decode("utf-8"))
+                if isinstance(obj, dict) and not all(isinstance(v, list) for v in obj.values()):
+                    obj = [obj]
+                return pd.DataFrame(obj)
+            if suffix in (".tsv", ".tab"):
+                return pd.read_csv(f, sep="\t")
+            if suffix == ".csv":
+                return pd.read_csv(f, skipinitialspace=True)
+            return pd.read_csv(f, sep=None, engine="python", skipinitialspace=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ToolError(f"cannot read {path} as a table: {str(exc).splitlines()[0]}",
                         hint="tables are CSV, TSV, JSON or JSON lines") from exc
@@ -294,7 +296,7 @@ def data_compute(ctx: ToolContext, a: dict) -> ToolResult:
 def _rows_in(ctx: ToolContext, p: Path) -> int:
     if p.suffix.lower() in (".csv", ".tsv", ".tab", ".json", ".jsonl", ".ndjson"):
         return len(load(ctx, str(p)))
-    with open(p, "rb") as f:
+    with open_read(p) as f:
         return sum(1 for line in f if line.strip())
 
 

@@ -21,6 +21,7 @@ from llmos.tools.builtin._common import (
     PATH,
     TEXT_MAX_CHARS,
     boolean,
+    copy_bytes,
     enum,
     expand,
     forbid_root,
@@ -28,13 +29,14 @@ from llmos.tools.builtin._common import (
     human_size,
     integer,
     lexical,
+    open_read,
     params,
     read_text,
     string,
     walk,
     write_text,
 )
-from llmos.tools.registry import Tool, ToolContext, ToolResult, overwrite_risk
+from llmos.tools.registry import Tool, ToolContext, ToolResult, current_context, overwrite_risk
 from llmos.types import Risk
 
 LIST_MAX_ENTRIES = 1000        # most entries files.list returns
@@ -102,7 +104,7 @@ def append_file(ctx: ToolContext, a: dict) -> ToolResult:
     if not text.endswith("\n"):
         text += "\n"
     if p.exists() and p.stat().st_size:
-        with open(p, "rb") as f:
+        with open_read(p) as f:
             f.seek(-1, 2)
             if f.read(1) != b"\n":
                 text = "\n" + text
@@ -173,13 +175,17 @@ def move_file(ctx: ToolContext, a: dict) -> ToolResult:
 
 
 def _copy_one(src: Path, dest: Path) -> None:
+    ctx = current_context()
+    if ctx is not None and ctx.state is not None and src.is_dir() and ctx.state.inside(str(src)):
+        raise PermissionDenied(f"copying {ctx.rel(src)} is not allowed: it holds LLM OS's state",
+                               reason=f"{src} holds the state directory {ctx.state.home}")
     if src.is_dir():
         # links inside are copied as links, never followed (they may point anywhere)
         shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
     else:
         if dest.is_symlink():
             dest.unlink()
-        shutil.copyfile(src, dest)
+        copy_bytes(src, dest)              # both ends opened under their roots' handles
 
 
 def copy_file(ctx: ToolContext, a: dict) -> ToolResult:
