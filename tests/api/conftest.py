@@ -47,7 +47,7 @@ class Api:
     token: str
 
     def as_agent(self, token: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://llmos.test",
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://localhost",
                                  headers={"Authorization": f"Bearer {token}"})
 
 
@@ -62,7 +62,7 @@ async def api(config, script):
     app, engine = make_app(config, script)
     async with lifespan_services(app) as svc:
         token = svc.tokens.admin_token()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llmos.test",
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost",
                                      headers={"Authorization": f"Bearer {token}"}) as client:
             yield Api(client, svc, engine, app, token)
 

@@ -60,7 +60,7 @@ def test_is_loopback(host, ok):
 
 
 async def test_missing_and_bad_tokens_are_401_json(api):
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://localhost") as c:
         r = await c.get("/api/v1/processes")
         assert r.status_code == 401
         assert r.json()["error"] == "unauthorized" and r.json()["hint"]
@@ -113,7 +113,7 @@ async def test_remote_peer_refused_unless_allowed(config, allow):
                      preload_models=False)
     async with lifespan_services(app) as svc:
         transport = httpx.ASGITransport(app=app, client=("10.0.0.5", 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.1:8420") as c:  # the daemon's IP
             r = await c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {svc.tokens.admin_token()}"})
     if allow:
         assert r.status_code == 200

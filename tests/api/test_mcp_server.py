@@ -27,7 +27,7 @@ def script():
 @contextlib.asynccontextmanager
 async def session(api):
     """An MCP client session on the server, in this task (anyio scopes stay in one task)."""
-    sdk = AsyncClient("http://llmos.test", token=api.token, transport=httpx.ASGITransport(app=api.app))
+    sdk = AsyncClient("http://localhost", token=api.token, transport=httpx.ASGITransport(app=api.app))
 
     async def connect() -> AsyncClient:
         return sdk

@@ -741,21 +741,21 @@ async def test_against_llmos_own_v1_api(config):
     app = create_app(config, engines={"fake": fake}, tools=default_registry(), hal=FakeHAL(),
                      preload_models=False)
     async with lifespan_services(app) as svc:
-        eng = OpenAIEngine("http://llmos.test/v1", "fake", api_key=svc.tokens.admin_token(),
+        eng = OpenAIEngine("http://localhost/v1", "fake", api_key=svc.tokens.admin_token(),
                            transport=httpx.ASGITransport(app=app))
         try:
             done = await eng.generate(chat("hello", max_tokens=3))
             full = await eng.generate(prompt("p", stop=["gamma"]))
         finally:
             await eng.close()
-        eng = OpenAIEngine("http://llmos.test/v1", "no-such-model", api_key=svc.tokens.admin_token(),
+        eng = OpenAIEngine("http://localhost/v1", "no-such-model", api_key=svc.tokens.admin_token(),
                            transport=httpx.ASGITransport(app=app))
         try:
             with pytest.raises(EngineError) as ei:
                 await eng.generate(chat("hello"))
         finally:
             await eng.close()
-        eng = OpenAIEngine("http://llmos.test/v1", "fake", api_key="wrong",
+        eng = OpenAIEngine("http://localhost/v1", "fake", api_key="wrong",
                            transport=httpx.ASGITransport(app=app))
         try:
             with pytest.raises(RemoteError) as bad_key:

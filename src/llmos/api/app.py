@@ -4,7 +4,10 @@ Map:
 - ``create_app(config, *, kernel=None, ...)``: a FastAPI app with the REST routes
   (``/api/v1``), the OpenAI-compatible routes (``/v1``), ``/metrics``, the dashboard
   (``/`` and ``/dashboard/*``), JSON error handlers and the ``Guard`` middleware
-  (loopback only unless ``allow_remote``, body size limit, request metrics).
+  (loopback only unless ``allow_remote``, Host header checked against loopback names and
+  ``allowed_hosts``, body size limit, request metrics). ``/metrics`` needs the admin or
+  a metrics-only token, ``/openapi.json`` any valid token; ``/docs`` and ``/redoc`` are
+  off (they load their scripts from a CDN).
 - Lifespan, in order (reversed at exit):
     1. token store; the admin token is created (mode 0600) on first start
     2. tool registry (builtins + MCP servers from ``config.mcp``) and the HAL
@@ -28,13 +31,13 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from llmos import __version__, params
 from llmos.api import errors as api_errors
-from llmos.api.auth import TokenStore
-from llmos.api.deps import Services
+from llmos.api.auth import Principal, TokenStore
+from llmos.api.deps import Services, metrics_principal, principal
 from llmos.api.events import EventHub
 from llmos.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from llmos.api.middleware import Guard
@@ -51,7 +54,7 @@ DASHBOARD_FILES = {"index.html": "text/html", "app.js": "text/javascript", "styl
 def create_app(config: Config, *, kernel: Any = None, engines: Any = None, tools: Any = None,
                clock: Any = None, hal: Any = None, runner_factory: Any = None,
                allow_remote: bool = False, max_body: int = params.API_MAX_BODY_BYTES,
-               preload_models: bool = True) -> FastAPI:
+               preload_models: bool = True, allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
     """Build the daemon app. With ``kernel=None`` the lifespan boots one from ``config``
     (with ``engines``/``tools``/``clock``/``hal`` passed to ``Kernel.boot``)."""
 
@@ -62,6 +65,7 @@ def create_app(config: Config, *, kernel: Any = None, engines: Any = None, tools
             yield
 
     app = FastAPI(title="LLM OS", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
                   description="Processes, runs, agents, tools, timers, memory and events of an "
                               "LLM OS daemon (/api/v1), and an OpenAI-compatible API (/v1). "
                               "Authenticate with 'Authorization: Bearer <token>'.",
@@ -80,7 +84,7 @@ def create_app(config: Config, *, kernel: Any = None, engines: Any = None, tools
     app.include_router(openai_routes.router)
     _static_routes(app)
     app.add_middleware(Guard, max_body=max_body, allow_remote=allow_remote,
-                       observe=metrics.observe_request)
+                       observe=metrics.observe_request, allowed_hosts=tuple(allowed_hosts))
     return app
 
 
@@ -100,9 +104,14 @@ def _static_routes(app: FastAPI) -> None:
         return FileResponse(str(DASHBOARD_DIR / name), media_type=DASHBOARD_FILES[name],
                             headers={"Cache-Control": "no-cache"})
 
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_route(who: Principal = Depends(principal)) -> Response:
+        """The API schema, for a caller with a token."""
+        return JSONResponse(app.openapi())
+
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_route() -> Response:
-        """Prometheus text format (loopback only, like the rest of the daemon)."""
+    async def metrics_route(who: Principal = Depends(metrics_principal)) -> Response:
+        """Prometheus text format: the admin token or a metrics-only token."""
         svc: Services | None = app.state.svc
         if svc is None:
             return JSONResponse({"error": "starting", "message": "the daemon is starting"}, 503)

@@ -7,9 +7,13 @@ Map:
   a usable secret. ``issue(agent)`` returns a fresh token once; ``resolve(token)``
   maps a presented token to a ``Principal``.
 - ``Principal``: the agent a request acts for; ``admin`` marks the admin token, which
-  acts as the kernel's root agent.
+  acts as the kernel's root agent; ``scope`` is ``all``, or ``metrics`` for a token that
+  opens ``/metrics`` and nothing else (for a Prometheus scraper).
 - ``is_loopback(host)``: the daemon answers only loopback peers unless it was started
-  with remote access allowed (``LoopbackOnly`` middleware in ``app.py``).
+  with remote access allowed (``Guard`` middleware).
+- ``host_allowed(host_header, allowed, allow_remote)``: the Host header names this
+  machine (``localhost``, a loopback address) or a name of the allow-list; anything
+  else is a page on another site reaching the daemon through DNS rebinding.
 
 Routes decode and forward: a principal only names the agent; what the agent may do is
 decided by the kernel's capability check, never here.
@@ -30,13 +34,15 @@ from pathlib import Path
 
 from llmos.errors import LLMOSError, NotFound, map_foreign
 
-__all__ = ["Principal", "TokenStore", "AuthError", "is_loopback", "ADMIN_AGENT",
-           "ADMIN_TOKEN_FILE", "TOKENS_FILE"]
+__all__ = ["Principal", "TokenStore", "AuthError", "is_loopback", "host_allowed", "ADMIN_AGENT",
+           "ADMIN_TOKEN_FILE", "TOKENS_FILE", "SCOPES", "LOOPBACK_NAMES"]
 
 ADMIN_AGENT = "root"              # the kernel's built-in agent that the admin token acts as
 ADMIN_TOKEN_FILE = "admin.token"
 TOKENS_FILE = "tokens.json"
 _TOKEN_PREFIX = "llmos-"          # makes a leaked token easy to recognise in logs and scanners
+SCOPES = ("all", "metrics")       # what a token opens: everything its agent may do, or /metrics only
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class AuthError(LLMOSError):
@@ -49,6 +55,7 @@ class AuthError(LLMOSError):
 class Principal:
     agent: str          # kernel agent id the request acts for
     admin: bool = False  # presented the admin token
+    scope: str = "all"   # "metrics": the token opens /metrics only
 
 
 def _digest(token: str) -> str:
@@ -132,13 +139,15 @@ class TokenStore:
         except OSError as e:
             raise map_foreign(e, context="token file") from e
 
-    def issue(self, agent: str, label: str = "") -> tuple[str, str]:
+    def issue(self, agent: str, label: str = "", *, scope: str = "all") -> tuple[str, str]:
         """Create a token for ``agent``; return ``(token, token_id)``. The token is shown once."""
+        if scope not in SCOPES:
+            raise LLMOSError(f"scope: expected one of {', '.join(SCOPES)}, got {scope!r}")
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = _digest(token)
         with self._lock:
             table = self._table()
-            table[digest] = {"agent": agent, "label": label, "created": time.time()}
+            table[digest] = {"agent": agent, "label": label, "created": time.time(), "scope": scope}
             self._save()
         return token, digest[:16]
 
@@ -174,7 +183,7 @@ class TokenStore:
         if row is None:
             raise AuthError("unknown or revoked token",
                             hint="create one with POST /api/v1/agents/{agent}/tokens")
-        return Principal(str(row["agent"]))
+        return Principal(str(row["agent"]), scope=str(row.get("scope", "all")))
 
 
 def is_loopback(host: str | None) -> bool:
@@ -185,3 +194,29 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets, lowercased."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h[1:]
+    if h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def host_allowed(header: str | None, allowed: tuple[str, ...] | frozenset[str] = (), *,
+                 allow_remote: bool = False) -> bool:
+    """True when the Host header names this machine: a loopback name or address, a name
+    of ``allowed``, or (with remote access allowed) any IP address literal."""
+    if not header:
+        return False
+    name = _host_name(header)
+    if name in LOOPBACK_NAMES or name.endswith(".localhost") or name in {a.lower() for a in allowed}:
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return ip.is_loopback or allow_remote

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from llmos.api.metrics import Metrics
     from llmos.api.runs import RunManager
 
-__all__ = ["Services", "services", "principal", "call", "bearer"]
+__all__ = ["Services", "services", "principal", "metrics_principal", "call", "bearer"]
 
 
 @dataclass
@@ -74,7 +74,23 @@ def principal(request: Request) -> Principal:
         who = _kernel_token(svc, token)
         if who is None:
             raise
+    if who.scope != "all":
+        raise AuthError(f"a {who.scope}-only token opens /{who.scope} and nothing else",
+                        hint="use an agent's token or the admin token")
     request.state.principal = who
+    return who
+
+
+def metrics_principal(request: Request) -> Principal:
+    """Who may read ``/metrics``: the admin token or a metrics-only token (every agent's
+    usage is there, so an agent's own token is not enough)."""
+    svc = services(request)
+    who = svc.tokens.resolve(bearer(request))
+    if not (who.admin or who.scope == "metrics"):
+        from llmos.errors import PermissionDenied
+
+        raise PermissionDenied("/metrics shows every agent's usage: it needs the admin token or a "
+                               "metrics-only token", reason="metrics need the admin or a metrics token")
     return who
 
 

@@ -2,7 +2,8 @@
 
 Map:
 - ``Guard``: one pass per request that (1) refuses non-loopback peers unless remote
-  access was allowed, (2) refuses bodies over ``max_body`` bytes, by Content-Length
+  access was allowed, and a Host header that does not name this machine (a loopback
+  name or address, or one of ``allowed_hosts``; DNS rebinding), (2) refuses bodies over ``max_body`` bytes, by Content-Length
   at once or by counting a chunked body as it arrives, (3) records the request in
   ``Metrics`` with the route template (not the raw path, so labels stay bounded).
 
@@ -23,7 +24,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmos.api.auth import is_loopback
+from llmos.api.auth import host_allowed, is_loopback
 
 __all__ = ["Guard", "BodyTooLarge"]
 
@@ -52,8 +53,10 @@ def _json(status: int, body: dict, path: str) -> tuple[dict, bytes]:
 
 class Guard:
     def __init__(self, app: ASGIApp, *, max_body: int, allow_remote: bool = False,
-                 observe: Callable[[str, str, int, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, int, float], None] | None = None,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.allowed_hosts = tuple(allowed_hosts)   # Host names answered besides loopback ones
         self.max_body = max_body          # bytes; larger request bodies get 413
         self.allow_remote = allow_remote  # False: only loopback peers are answered
         self.observe = observe            # metrics hook: (method, route, status, seconds)
@@ -93,6 +96,13 @@ class Guard:
                 "error": "forbidden", "message": f"remote peer {client[0] if client else '?'} refused",
                 "hint": "the daemon answers loopback only; start it with --allow-remote to change "
                         "that"}, path)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+        if not host_allowed(host, self.allowed_hosts, allow_remote=self.allow_remote):
+            await self._refuse(send, 403, {
+                "error": "forbidden", "message": f"Host header {host!r} does not name this machine",
+                "hint": "use http://localhost or http://127.0.0.1; other names must be allowed "
+                        "(llmos serve --allow-host NAME)"}, path)
             return
         declared = None
         for k, v in scope.get("headers", ()):

@@ -14,6 +14,9 @@ def serve(
     port: int = typer.Option(None, "--port", min=0, max=65535, help="Port (default 8420; 0: any free one)."),
     allow_remote: bool = typer.Option(False, "--allow-remote",
                                       help="Allow a non-loopback --host (clients still need a token)."),
+    allow_host: list[str] = typer.Option(None, "--allow-host",
+                                         help="A Host name to answer besides localhost and loopback "
+                                              "addresses (repeat for more)."),
 ) -> None:
     """Run the LLM OS daemon: REST API, OpenAI-compatible API, metrics and the dashboard.
 
@@ -30,7 +33,7 @@ def serve(
         typer.echo(f"OpenAI API: {url}/v1   (api key: the admin token in {cfg.home / 'admin.token'})")
         typer.echo("stop with Ctrl-C")
 
-    run(cfg, allow_remote=allow_remote, on_ready=ready)
+    run(cfg, allow_remote=allow_remote, on_ready=ready, allowed_hosts=tuple(allow_host or ()))
 
 
 def mcp(
