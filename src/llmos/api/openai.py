@@ -9,8 +9,9 @@ Map:
   (then ``[DONE]``); ``tools`` work through constrained JSON (``openai_tools``);
   ``response_format`` ``json_object`` / ``json_schema`` constrain the output.
 - ``POST /v1/completions``: the same for raw prompts (``echo`` supported).
-- ``POST /v1/embeddings``: through the kernel's ``llm.embed`` syscall when it has one;
-  otherwise a clear "not supported" error.
+- ``POST /v1/embeddings``: all-MiniLM-L6-v2 (384 dimensions), the model long-term memory
+  uses, through the ``memory.embed`` syscall as the calling agent; ``model`` is its name
+  (or a default alias), any other is a 400 naming ``model``.
 
 A client that disconnects from a stream before its end gets its generation killed (as
 that agent, ``proc.kill``): ``GenerationResponse`` kills the pid that the kernel's
@@ -435,16 +436,13 @@ async def completions(body: CompletionRequest, who: Principal = Who, svc: Servic
 @router.post("/embeddings", responses=_ok(EmbeddingList))
 async def embeddings(body: EmbeddingRequest, who: Principal = Who, svc: Services = Svc) -> Response:
     body.check()
-    from llmos.kernel import SYSCALLS
+    from llmos.llm.embed import MODEL_NAME
 
-    if "llm.embed" not in SYSCALLS:
+    if body.model not in DEFAULT_ALIASES and body.model.rsplit("/", 1)[-1].lower() != MODEL_NAME.lower():
         raise ApiError(400, "unsupported", f"model {body.model!r} does not compute embeddings here",
-                       field="model", expected="a model whose engine supports embeddings",
-                       hint="this kernel has no llm.embed syscall")
-    args: dict[str, Any] = {"input": body.inputs()}
-    if _model_arg(svc, body.model) is not None:
-        args["model"] = body.model
-    res = await call(svc, who, "llm.embed", args)
+                       field="model", expected=f"{MODEL_NAME!r} (or {' / '.join(DEFAULT_ALIASES)})",
+                       hint="embeddings come from the model long-term memory uses")
+    res = await call(svc, who, "memory.embed", {"input": body.inputs()})
     vectors = res.get("embeddings", res) if isinstance(res, dict) else res
     data = []
     for i, v in enumerate(vectors):

@@ -138,6 +138,7 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
             await self.journal.durable()
         finally:
             self.journal.close()
+            self.memory.close()                   # long-term memory's own database
             await self.engine_set.close_built()
             if self.own_hal and self.hal is not None:
                 self.hal.close()

@@ -6,8 +6,11 @@ Map:
 - notes: ``put`` / ``get`` / ``delete`` / ``search`` — key/value text per agent, searched
   with SQLite FTS5 (bm25 ranking). A query is split into words and each is quoted, so
   user text can never be FTS5 syntax.
+- long-term memory by meaning: ``longterm`` (``kernel.longterm.LongTermMemory``, its own
+  database ``memory.db`` beside the journal, opened on first use) remembers texts with
+  their embeddings (``embedder``: the packaged MiniLM unless a test sets a fake first).
 
-Everything lives in the journal database. Writers await ``journal.durable()`` before
+Context and notes live in the journal database. Writers await ``journal.durable()`` before
 answering, so a read after a write sees it. An agent only ever sees its own memory.
 """
 
@@ -18,15 +21,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmos.errors import InvalidArgument, NotFound
+from llmos.llm.embed import Embedder, default_embedder
 
 if TYPE_CHECKING:
+    from llmos.kernel.longterm import LongTermMemory
     from llmos.kernel.storage import Journal
 
-__all__ = ["Memory", "CONTEXT_KEEP", "KEY_MAX", "VALUE_MAX_BYTES"]
+__all__ = ["Memory", "CONTEXT_KEEP", "KEY_MAX", "VALUE_MAX_BYTES", "LONGTERM_FILE"]
 
 CONTEXT_KEEP = 500            # messages kept per agent
 KEY_MAX = 200                 # characters in a note key
 VALUE_MAX_BYTES = 64 << 10    # bytes in a note value or a context message
+LONGTERM_FILE = "memory.db"   # long-term memory's database, beside the journal's
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -34,6 +40,25 @@ class Memory:
     def __init__(self, journal: Journal, clock_time: Callable[[], float]) -> None:
         self._journal = journal
         self._now = clock_time
+        # the embedding model, or what makes it; replace before first use (tests: FakeEmbedder)
+        self.embedder: Embedder | Callable[[], Embedder] = default_embedder
+        self._longterm: LongTermMemory | None = None
+
+    # ── long-term memory ───────────────────────────────────────────────────
+    @property
+    def longterm(self) -> LongTermMemory:
+        """Remember / recall / forget by meaning; the database opens on first use."""
+        if self._longterm is None:
+            from llmos.kernel.longterm import LongTermMemory
+
+            self._longterm = LongTermMemory(self._journal.path.with_name(LONGTERM_FILE),
+                                            self.embedder, self._now)
+        return self._longterm
+
+    def close(self) -> None:
+        if self._longterm is not None:
+            self._longterm.close()
+            self._longterm = None
 
     # ── context ────────────────────────────────────────────────────────────
     def append(self, agent: str, role: str, content: str) -> None:

@@ -1,0 +1,266 @@
+"""Long-term memory logic (kernel.longterm) on the fake embedder: remember / recall / forget /
+list through the syscalls, chunking, filters, bad input, the quota, and a corrupt vector
+table rebuilt from the stored texts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from llmos.errors import InvalidArgument, JournalError, NotFound, QuotaExceeded
+from llmos.hal.fake import FakeHAL
+from llmos.kernel import Kernel
+from llmos.kernel.longterm import (
+    CHUNK_WORDS,
+    TEXT_MAX_BYTES,
+    LongTermMemory,
+    RecallFilter,
+    Signatures,
+    chunk,
+)
+from llmos.kernel.memory import LONGTERM_FILE
+from llmos.llm.embed import FakeEmbedder
+from llmos.llm.fake import FakeEngine
+from llmos.tools.registry import ToolRegistry
+
+TABLES = ("memories", "memory_tags", "chunks", "vectors", "chunks_fts")
+
+
+@pytest.fixture
+def lt(tmp_path, clock):
+    m = LongTermMemory(tmp_path / "memory.db", FakeEmbedder(), clock.time)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def kernel(kernel):
+    kernel.memory.embedder = FakeEmbedder()     # before first use: no model in these tests
+    return kernel
+
+
+def counts(m: LongTermMemory) -> dict[str, int]:
+    return {t: m._conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
+
+
+async def test_remember_recall_list_forget(kernel):
+    sys = kernel.syscall
+    a = (await sys("root", "memory.remember", {"text": "the cat is called Miso", "tags": ["pets"]})).value
+    b = (await sys("root", "memory.remember", {"text": "flight to Lisbon on Friday morning"})).value
+    assert a["id"] != b["id"] and a["chunks"] == 1 and a["tags"] == ["pets"]
+    res = (await sys("root", "memory.recall", {"query": "what is the cat called?", "k": 1})).value["results"]
+    assert [r["id"] for r in res] == [a["id"]] and res[0]["text"] == "the cat is called Miso"
+    assert res[0]["tags"] == ["pets"] and 0 < res[0]["similarity"] <= 1 and res[0]["score"] > 0
+    listed = (await sys("root", "memory.list", {})).value
+    assert [m["id"] for m in listed["memories"]] == [b["id"], a["id"]]     # newest first
+    assert listed["usage"]["memories"] == 2 and listed["usage"]["bytes"] == 22 + 34
+    assert (await sys("root", "memory.forget", {"id": a["id"]})).value == {"id": a["id"], "chunks": 1}
+    res = (await sys("root", "memory.recall", {"query": "cat Miso"})).value["results"]
+    assert a["id"] not in [r["id"] for r in res]
+    assert (await sys("root", "memory.list", {})).value["usage"]["memories"] == 1
+
+
+async def test_memories_survive_a_reboot(config, clock):
+    async def boot() -> Kernel:
+        k = await Kernel.boot(config, engines={"fake": FakeEngine("ok")}, tools=ToolRegistry([]),
+                              clock=clock, hal=FakeHAL(clock))
+        k.memory.embedder = FakeEmbedder()
+        return k
+
+    k = await boot()
+    mid = (await k.syscall("root", "memory.remember", {"text": "the spare key is with Mrs Alvarez"})).value["id"]
+    await k.shutdown()
+    k = await boot()
+    res = (await k.syscall("root", "memory.recall", {"query": "spare key"})).value["results"]
+    assert res[0]["id"] == mid
+    path = config.home / LONGTERM_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    await k.shutdown()
+
+
+def test_chunks_are_exact_slices():
+    text = " ".join(f"w{i}" for i in range(CHUNK_WORDS * 2 + 7))
+    pieces = chunk(text)
+    assert len(pieces) == 3 and all(p in text for p in pieces)
+    assert [len(p.split()) for p in pieces] == [CHUNK_WORDS, CHUNK_WORDS, 7]
+    assert chunk("one") == ["one"]
+
+
+def test_a_long_text_is_chunked_and_recalled_by_its_middle(lt):
+    filler = " ".join(f"filler{i}" for i in range(CHUNK_WORDS))
+    text = f"{filler} the boiler pressure stays near one bar {filler}"
+    r = lt.remember("a", text)
+    assert r["chunks"] == 3
+    lt.remember("a", "nothing about heating here")
+    top = lt.recall("a", "boiler pressure bar", 1)[0]
+    assert top["id"] == r["id"] and top["text"] == text
+    assert "boiler pressure" in top["match"] and len(top["match"]) < len(text)
+
+
+def test_a_huge_text_is_refused_with_the_limit(lt):
+    with pytest.raises(InvalidArgument) as e:
+        lt.remember("a", "word " * (TEXT_MAX_BYTES // 5 + 1))
+    assert e.value.field == "text" and str(TEXT_MAX_BYTES) in str(e.value) and "chunks" in str(e.value)
+    assert counts(lt)["memories"] == 0
+
+
+@pytest.mark.parametrize("query", ["", "   ", "?!", "..."])
+def test_a_query_without_words_is_refused(lt, query):
+    with pytest.raises(InvalidArgument) as e:
+        lt.recall("a", query)
+    assert e.value.field == "query"
+
+
+async def test_bad_arguments_name_their_field(kernel):
+    cases = [("memory.remember", {"text": ""}, "text"),
+             ("memory.remember", {"text": "  \n "}, "text"),
+             ("memory.remember", {"text": "x", "tags": "pets"}, "tags"),
+             ("memory.remember", {"text": "x", "tags": [""]}, "tags.0"),
+             ("memory.remember", {"text": "x", "tags": ["t"] * 17}, "tags"),
+             ("memory.remember", {"text": "x", "tags": ["a\x00b"]}, "tags"),
+             ("memory.recall", {"query": ""}, "query"),
+             ("memory.recall", {"query": "x", "k": 0}, "k"),
+             ("memory.recall", {"query": "x", "k": 51}, "k"),
+             ("memory.recall", {"query": "x", "filter": {"tag": ["a"]}}, "filter.tag"),
+             ("memory.recall", {"query": "x", "filter": {"after_s": "yesterday"}}, "filter.after_s"),
+             ("memory.forget", {"id": 0}, "id"),
+             ("memory.forget", {"id": "1"}, "id"),
+             ("memory.forget", {}, "id"),
+             ("memory.list", {"limit": 0}, "limit"),
+             ("memory.embed", {"input": []}, "input"),
+             ("memory.embed", {"input": [""]}, "input.0")]
+    for name, args, field in cases:
+        res = await kernel.syscall("root", name, args)
+        assert not res.ok and res.error.code == "invalid_argument", (name, args, res)
+        assert res.error.field == field, (name, args, res.error.field)
+
+
+async def test_unknown_id_is_not_found(kernel):
+    res = await kernel.syscall("root", "memory.forget", {"id": 12345})
+    assert res.error.code == "not_found" and "memory.list" in res.error.hint
+
+
+def test_filters_by_tags_and_time(lt, clock):
+    a = lt.remember("a", "dentist appointment on Tuesday", ["health", "calendar"])["id"]
+    clock.advance(100)
+    b = lt.remember("a", "dentist bill paid", ["money"])["id"]
+    c = lt.remember("a", "dentist moved to Elm Street", ["health"])["id"]
+    ids = lambda f: [r["id"] for r in lt.recall("a", "dentist", 10, f)]   # noqa: E731
+    assert sorted(ids(RecallFilter(tags=("health",)))) == sorted([a, c])
+    assert ids(RecallFilter(tags=("health", "calendar"))) == [a]
+    assert ids(RecallFilter(tags=("nope",))) == []
+    t0 = clock.time()
+    assert sorted(ids(RecallFilter(after_s=t0))) == sorted([b, c])
+    assert ids(RecallFilter(before_s=t0)) == [a]
+    assert [m["id"] for m in lt.list("a", ["health"])] == [c, a]
+    assert [m["id"] for m in lt.list("a", limit=1, before_id=c)] == [b]
+
+
+def test_recall_modes_rank_by_meaning_and_by_words(lt):
+    x = lt.remember("a", "invoice INV-20931 was paid twice")["id"]
+    lt.remember("a", "the team lunch is on Friday")
+    assert lt.recall("a", "INV-20931", 1, mode="words")[0]["id"] == x
+    assert lt.recall("a", "INV-20931", 1, mode="vector")[0]["id"] == x
+    assert lt.recall("a", "INV-20931", 1)[0]["id"] == x
+    assert lt.recall("a", "NEAR( \"unbalanced OR * -x", 2) is not None    # never FTS5 syntax
+
+
+def test_a_full_quota_refuses_and_leaves_nothing_half_written(tmp_path, clock):
+    m = LongTermMemory(tmp_path / "q.db", FakeEmbedder(), clock.time, quota_bytes=100)
+    m.remember("a", "x" * 60)
+    before = counts(m)
+    with pytest.raises(QuotaExceeded) as e:
+        m.remember("a", " ".join(["word"] * (CHUNK_WORDS + 5)))        # two chunks, 800+ bytes
+    assert "100 bytes" in str(e.value) and "nothing was stored" in str(e.value)
+    with pytest.raises(QuotaExceeded):                                   # all of a batch or none
+        m.insert_many("a", [("y" * 20, [], ["y" * 20], np.ones((1, 64), np.float32) / 8),
+                            ("z" * 30, [], ["z" * 30], np.ones((1, 64), np.float32) / 8)])
+    assert counts(m) == before and m.usage("a")["bytes"] == 60
+    m.remember("b", "another agent has its own quota")                   # per agent
+    m.forget("a", 1)
+    m.remember("a", "y" * 90)                                            # forgetting frees it
+    m.close()
+
+
+def test_a_failure_mid_write_rolls_everything_back(lt, monkeypatch):
+    import llmos.kernel.longterm as longterm
+
+    lt.remember("a", "kept before the failure")
+    before = counts(lt)
+    real, calls = longterm._sig, []
+
+    def failing(v):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(v)
+
+    monkeypatch.setattr(longterm, "_sig", failing)
+    with pytest.raises(OSError):
+        lt.remember("a", " ".join(["word"] * (CHUNK_WORDS + 5)), ["t"])
+    assert counts(lt) == before and lt.usage("a")["memories"] == 1
+    monkeypatch.setattr(longterm, "_sig", real)
+    assert [r["text"] for r in lt.recall("a", "kept failure", 5)] == ["kept before the failure"]
+
+
+CORRUPTIONS = {
+    "dropped": "DROP TABLE vectors",
+    "wrong_size": "UPDATE vectors SET vec = x'0011' WHERE chunk = 2",
+    "missing_rows": "DELETE FROM vectors WHERE chunk = 1",
+    "bad_signature": "UPDATE vectors SET sig = x'00' WHERE chunk = 3",
+    "other_model": "UPDATE meta SET value = 'some-other-model/64' WHERE key = 'model'",
+}
+
+
+@pytest.mark.parametrize("how", sorted(CORRUPTIONS))
+def test_a_corrupt_vector_table_is_rebuilt_from_the_texts(tmp_path, clock, caplog, how):
+    path = tmp_path / "memory.db"
+    m = LongTermMemory(path, FakeEmbedder(), clock.time)
+    texts = ["the cat is called Miso", "the boiler pressure is one bar", "Anna loves orchids"]
+    ids = [m.remember("a", t)["id"] for t in texts]
+    m._conn.execute(CORRUPTIONS[how])
+    m.close()
+    caplog.set_level(logging.WARNING, logger="llmos.kernel.longterm")
+    m = LongTermMemory(path, FakeEmbedder(), clock.time)
+    assert m.recall("a", "cat Miso", 1)[0]["id"] == ids[0]
+    assert m.rebuilds == 1 and "rebuilding it from 3 stored chunks" in caplog.text
+    assert counts(m)["vectors"] == 3
+    m.close()
+
+
+def test_a_vector_table_broken_while_open_is_rebuilt_on_recall(lt, caplog):
+    lt.remember("a", "the cat is called Miso")
+    lt.remember("a", "Anna loves orchids")
+    lt.recall("a", "cat", 1)                                              # RAM index loaded
+    lt._conn.execute("UPDATE vectors SET vec = x'00'")
+    caplog.set_level(logging.WARNING, logger="llmos.kernel.longterm")
+    assert lt.recall("a", "orchids Anna", 1)[0]["text"] == "Anna loves orchids"
+    assert lt.rebuilds == 1 and "rebuilding" in caplog.text
+
+
+def test_an_unwritable_database_is_a_journal_error(tmp_path, clock):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with pytest.raises(JournalError):
+        LongTermMemory(folder, FakeEmbedder(), clock.time)             # a folder, not a file
+
+
+def test_signatures_scan_finds_the_nearest_and_follows_removals():
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((500, 128)).astype(np.float32)
+    s = Signatures(128 // 64)
+    s.add(list(range(1, 501)), [np.packbits(v > 0).tobytes() for v in vecs])
+    q = np.packbits(vecs[41] > 0).tobytes()
+    assert 42 in s.nearest(q, 5).tolist()
+    assert s.nearest(q, 5, allowed=np.array([7, 9])).tolist() == [7, 9]
+    s.remove([42])
+    assert s.n == 499 and 42 not in s.nearest(q, 10).tolist()
+
+
+def test_unknown_memory_in_another_call_shape(lt):
+    with pytest.raises(NotFound):
+        lt.forget("a", 1)
