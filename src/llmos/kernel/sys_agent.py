@@ -27,6 +27,7 @@ class QuotasArgs(Args):
     max_procs: int | None = Field(default=None, ge=1)
     cpu_s: float | None = Field(default=None, gt=0)
     memory_bytes: int | None = Field(default=None, ge=1 << 20)
+    workspace_bytes: int | None = Field(default=None, ge=0)   # bytes its write roots may hold
 
 
 class CapsArgs(Args):
