@@ -8,6 +8,10 @@ Map:
   ``confirm`` question as ``pending`` until ``decide(run, yes)`` answers it (or
   ``CONFIRM_TIMEOUT_S`` passes: then it is a no); a run submitted with ``ask=false``
   has no question to park and stops before a risky step (``needs_confirmation``).
+- ``RunLog``: the ``runs`` table of the kernel's journal. A run is written (and
+  committed) before ``POST /runs`` answers 202, and every status, plan and step change
+  after; tool steps commit what came before them, so the row never claims less than
+  ran. At start-up ``RunManager`` reads it back (``recover``, see its NOTE).
 - ``_AsCaller``: the kernel as the runner sees it, with the runner's root calls
   (creating the run's workspace agent) made as the calling agent instead, so the
   kernel checks that the new agent's rights lie within the caller's.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import time
@@ -40,7 +45,7 @@ from llmos.api.events import sse_format
 from llmos.api.routes import ERRORS
 from llmos.errors import LLMOSError, NotFound, PermissionDenied
 
-__all__ = ["RunManager", "RunState", "router", "CONFIRM_TIMEOUT_S"]
+__all__ = ["RunManager", "RunState", "RunLog", "router", "CONFIRM_TIMEOUT_S", "MAX_RESTARTS"]
 
 log = logging.getLogger("llmos.api.runs")
 
@@ -48,6 +53,8 @@ CONFIRM_TIMEOUT_S = 3600.0   # a pending step left unanswered this long counts a
 CANCEL_WAIT_S = 10.0         # how long a cancel waits for the run to wind down before answering
 RUNS_KEPT = 500              # runs remembered in memory (older ones come from the shell's store)
 FINAL = ("succeeded", "failed", "denied", "needs_confirmation", "planned", "rejected", "cancelled")
+MAX_RESTARTS = 3             # times a run is started over after restarts before it ends failed
+NO_EFFECT = ("planned", "skipped", "denied", "needs_confirmation")   # step statuses: nothing ran
 
 
 @dataclass
@@ -69,6 +76,10 @@ class RunState:
     pid: int | None = None                       # the kernel's run process
     _decision: asyncio.Future | None = None      # answered by confirm / reject
     _task: asyncio.Task | None = None
+    _options: dict[str, Any] = field(default_factory=dict)   # the RunRequest fields (journaled)
+    _ran: list[str] = field(default_factory=list)  # tools of the steps that started, revisions included
+    _restarts: int = 0                           # times it was started over after a restart
+    _agent: str | None = None                    # the run's kernel agent (journaled once made)
 
     @property
     def finished(self) -> bool:
@@ -78,15 +89,66 @@ class RunState:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
-class _AsCaller:
-    """The kernel, with calls the runner makes as root made as ``agent`` instead."""
+class RunLog:
+    """The ``runs`` table in the kernel's journal (writes ride its group commits)."""
 
-    def __init__(self, kernel: Any, agent: str) -> None:
+    COLUMNS = ("id", "owner", "request", "workdir", "options", "status", "created_s", "updated_s",
+               "plan", "steps", "ran", "answer", "error", "shell_run", "pid", "restarts", "agent")
+
+    def __init__(self, journal: Any) -> None:
+        self.journal = journal
+
+    def save(self, run: RunState) -> None:
+        row = (run.id, run.owner, run.request, run.workdir, json.dumps(run._options), run.status,
+               run.created, run.updated, json.dumps(run.plan, default=str),
+               json.dumps(run.steps, default=str), json.dumps(run._ran), run.answer,
+               None if run.error is None else json.dumps(run.error, default=str), run.shell_run,
+               run.pid, run._restarts, run._agent)
+        self.journal.write(f"INSERT OR REPLACE INTO runs({', '.join(self.COLUMNS)}) "
+                           f"VALUES ({', '.join('?' * len(self.COLUMNS))})", row)
+
+    async def durable(self) -> None:
+        await self.journal.durable()
+
+    def load(self, where: str = "", args: tuple = (), limit: int = RUNS_KEPT) -> list[RunState]:
+        rows = self.journal.query(f"SELECT {', '.join(self.COLUMNS)} FROM runs {where} "
+                                  "ORDER BY created_s DESC LIMIT ?", (*args, limit))
+        out = []
+        for r in rows:
+            try:
+                out.append(self._run(dict(zip(self.COLUMNS, r, strict=True))))
+            except (ValueError, TypeError) as e:
+                log.warning("runs: journal row of run %r could not be read (%s); skipped", r[0], e)
+        return list(reversed(out))
+
+    @staticmethod
+    def _run(d: dict[str, Any]) -> RunState:
+        def js(v: str | None, default: Any) -> Any:
+            return default if v is None else json.loads(v)
+
+        return RunState(id=d["id"], request=d["request"], owner=d["owner"], workdir=d["workdir"],
+                        status=d["status"], created=d["created_s"], updated=d["updated_s"],
+                        plan=js(d["plan"], []), steps=js(d["steps"], []), answer=d["answer"],
+                        error=js(d["error"], None), shell_run=d["shell_run"], pid=d["pid"],
+                        _options=js(d["options"], {}), _ran=js(d["ran"], []),
+                        _restarts=int(d["restarts"] or 0), _agent=d["agent"])
+
+
+class _AsCaller:
+    """The kernel, with calls the runner makes as root made as ``agent`` instead; the
+    agent the runner creates for the run is reported to ``on_agent`` (awaited) before
+    the runner hears of it, so the run's row names it before any of its processes exist."""
+
+    def __init__(self, kernel: Any, agent: str, on_agent: Callable | None = None) -> None:
         self._kernel = kernel
         self._agent = agent
+        self._on_agent = on_agent
 
-    def syscall(self, agent: str, name: str, args: dict) -> Any:
-        return self._kernel.syscall(self._agent if agent == ADMIN_AGENT else agent, name, args)
+    async def syscall(self, agent: str, name: str, args: dict, **kw: Any) -> Any:
+        res = await self._kernel.syscall(self._agent if agent == ADMIN_AGENT else agent, name, args, **kw)
+        if name == "agent.create" and self._on_agent is not None and getattr(res, "ok", False):
+            await self._on_agent(str(args.get("name")))
+        return res
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._kernel, name)
@@ -108,6 +170,11 @@ class RunManager:
         self._factory = runner_factory or _default_runner
         self._runs: collections.OrderedDict[str, RunState] = collections.OrderedDict()  # id -> run
         self._store: Any = None                   # the shell's ShellStore, opened on first use
+        journal = getattr(svc.kernel, "journal", None)
+        self._log = RunLog(journal) if journal is not None else None   # None: runs kept in memory only
+        self.recovered: dict[str, list[str]] = {"resumed": [], "failed": []}   # run ids, last start-up
+        if self._log is not None:
+            self.recover()
 
     # ── store ──────────────────────────────────────────────────────────────
     def store(self) -> Any:
@@ -120,6 +187,8 @@ class RunManager:
     # ── events ─────────────────────────────────────────────────────────────
     def _publish(self, run: RunState, kind: str, **extra: Any) -> None:
         run.updated = time.time()
+        if self._log is not None:
+            self._log.save(run)
         self.svc.hub.publish({"type": f"run.{kind}", "run_id": run.id, "owner": run.owner,
                               "run": run.to_dict(), **extra})
 
@@ -131,6 +200,8 @@ class RunManager:
                 run.status = "running"
             elif kind == "step":
                 i = int(data.get("index", 0)) - 1
+                if data.get("status") == "running":
+                    run._ran.append(str(data.get("tool", "?")))
                 if 0 <= i < len(run.steps):
                     run.steps[i]["status"] = data.get("status", run.steps[i].get("status"))
                     if data.get("summary"):
@@ -188,15 +259,115 @@ class RunManager:
                                         "with `llmos confirm` or in the dashboard")
         wd = await self._workdir(who, body.workdir)
         run = RunState(id="r" + uuid.uuid4().hex[:8], request=body.request, owner=who.agent,
-                       workdir=str(wd))
-        runner = self._factory(_AsCaller(self.svc.kernel, who.agent), store=self.store(),
+                       workdir=str(wd), _options=body.model_dump(exclude={"request", "workdir"}))
+        if self._log is not None:                 # acknowledged = committed
+            self._log.save(run)
+            await self._log.durable()
+        self._start(run, body, wd)
+        return run
+
+    def _start(self, run: RunState, body: S.RunRequest, wd: FsPath) -> None:
+        async def on_agent(name: str) -> None:
+            run._agent = name
+            if self._log is not None:
+                self._log.save(run)
+                await self._log.durable()
+
+        runner = self._factory(_AsCaller(self.svc.kernel, run.owner, on_agent), store=self.store(),
                                model=body.model, priority=body.priority or 0,
                                confirm=self._confirm(run) if body.ask else None,
                                on_event=self._on_runner_event(run))
         self._remember(run)
         self._publish(run, "submitted")
         run._task = asyncio.create_task(self._drive(run, runner, body, wd), name=f"run-{run.id}")
-        return run
+
+    # ── recovery ───────────────────────────────────────────────────────────
+    def recover(self) -> None:
+        """Read the journaled runs back at start-up; settle the ones a restart interrupted.
+
+        NOTE (what happens to a run the daemon was driving when it died). The kernel's
+        recovery has already ended its run process and stopped its steps. Here:
+        - nothing of it can have had an effect (still planning or waiting for a yes, or
+          every step that started uses an idempotent tool): started over from the
+          request, at most ``MAX_RESTARTS`` times;
+        - a step that is not idempotent started: ended ``failed``, with the step and
+          what finished before it, never run again (it may have had its effect).
+        Either way no acknowledged run is lost and no run is left waiting.
+        """
+        assert self._log is not None
+        for run in self._log.load():
+            self._remember(run)
+        try:
+            asyncio.get_running_loop()
+            can_start = True
+        except RuntimeError:                      # built outside a loop: nothing can run here
+            can_start = False
+        for run in [r for r in self._runs.values() if not r.finished]:
+            self._end_processes(run)
+            risky = [t for t in run._ran if not self._idempotent(t)]
+            if can_start and not risky and run._restarts < MAX_RESTARTS:
+                self._restart(run)
+            else:
+                self._fail_interrupted(run, risky)
+
+    def _end_processes(self, run: RunState) -> None:
+        """End what the run's old driver left in the kernel: its run process (FAILED) and
+        the steps under it (KILLED); nothing of it is run again by the kernel."""
+        from llmos.kernel.process import ProcState
+        from llmos.kernel.recovery import end_run
+
+        k = self.svc.kernel
+        if run._agent is None or not hasattr(k, "procs"):
+            return
+        mine = [p for p in k.procs if p.owner == run._agent and not p.state.finished]
+        for p in [p for p in mine if p.kind == "run"]:
+            if not p.state.finished:
+                end_run(k, p)
+        for p in mine:
+            if not p.state.finished:
+                k._end(p, ProcState.KILLED, f"its run {run.id} ended after a restart; not run again")
+
+    def _idempotent(self, tool: str) -> bool:
+        if tool == "llm":
+            return True
+        try:
+            return bool(self.svc.kernel.tools.get(tool).idempotent)
+        except Exception:  # noqa: BLE001 - an unknown tool counts as one with effects
+            return False
+
+    def _restart(self, run: RunState) -> None:
+        try:
+            body = S.RunRequest(request=run.request, workdir=run.workdir, **run._options)
+        except Exception as e:  # noqa: BLE001 - a row this version cannot read
+            self._fail_interrupted(run, [], why=f"its options could not be read ({type(e).__name__})")
+            return
+        log.info("run %s: started over after a restart (nothing of it had an effect)", run.id)
+        run._restarts += 1
+        run.status, run.plan, run.steps, run._ran, run.pending = "planning", [], [], [], None
+        run.shell_run = run.pid = None
+        self.recovered["resumed"].append(run.id)
+        self._start(run, body, FsPath(run.workdir))
+
+    def _fail_interrupted(self, run: RunState, risky: list[str], why: str | None = None) -> None:
+        started = [(i, s) for i, s in enumerate(run.steps, 1) if s.get("status") not in NO_EFFECT]
+        done = [i for i, s in started if s.get("status") == "succeeded"]
+        if why is None and started:
+            i, s = next(((i, s) for i, s in started if s.get("status") != "succeeded"), started[-1])
+            why = f"while step {i} ({s.get('tool', '?')}) was {s.get('status', 'running')}"
+        elif why is None and risky:
+            why = f"after {', '.join(risky)} had started"
+        elif why is None:
+            why = f"while it was {run.status} (started over {run._restarts} times already)"
+        did = (f"; step(s) {', '.join(map(str, done))} had finished" if done else "")
+        msg = (f"the daemon stopped (crash or kill -9) {why}{did}. Nothing was run again after "
+               f"the restart, since a step that is not idempotent may already have had its effect")
+        run.status, run.pending = "failed", None
+        run.answer = f"Failed: {msg}."
+        run.error = {"error": "restart", "message": msg,
+                     "hint": "check the workspace, then submit the request again if it is still needed"}
+        self.recovered["failed"].append(run.id)
+        log.warning("run %s: ended failed at start-up: %s", run.id, msg)
+        self._publish(run, "finished")
 
     async def _drive(self, run: RunState, runner: Any, body: S.RunRequest, wd: FsPath) -> None:
         try:
@@ -251,6 +422,13 @@ class RunManager:
         return run
 
     def _from_store(self, run_id: str) -> RunState | None:
+        if self._log is not None:
+            try:
+                found = self._log.load("WHERE id = ? OR shell_run = ?", (run_id, run_id), limit=1)
+            except LLMOSError:
+                found = []
+            if found:
+                return found[0]
         try:
             rec = self.store().get_run(run_id)
         except LLMOSError:

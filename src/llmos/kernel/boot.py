@@ -65,7 +65,7 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
     clock = clock or SystemClock()                          # 2. time source (FakeClock in tests)
     ensure_home(config.home)                                # 3. state directory exists, writable
     fixed = make_private(config.home)                       #    ... and private (0700, databases 0600)
-    if fixed:
+    if any(name.endswith(".db") for name in fixed):   # a fresh directory is no news
         log.warning("made the state directory private: %s (were readable by others)", ", ".join(fixed))
     lock = StateLock(config.home)
     lock.acquire()                                          # 4. one kernel per state directory

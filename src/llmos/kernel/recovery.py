@@ -14,7 +14,9 @@ the executor but still waited for a worker: nothing of it ran.
 - RUNNING tool or job that began and is not idempotent: WAITING with reason
   ``needs_confirmation: ...``; ``proc.confirm`` runs it again, ``proc.kill`` drops it.
 - jobs made by ``add_task`` (a callable held in memory): FAILED, the callable is gone.
-- WAITING (a run, or already waiting for confirmation): left as it is.
+- WAITING (a run, or already waiting for confirmation): left as it is. A run's driver
+  may live outside the kernel (an SDK client); the daemon's run manager ends the runs
+  it drove itself with ``end_run`` (their driver died with the old daemon).
 - timers whose time passed while the kernel was down fire now, marked late.
 - a row that cannot be read (bad state, JSON, types): quarantined, i.e. loaded as
   FAILED with the reason and the raw row in its error, its pid logged; the kernel
@@ -35,7 +37,7 @@ from llmos.kernel.storage import PROC_COLUMNS
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["RecoveryReport", "recover", "end_run"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,33 @@ def recover(k: Kernel) -> RecoveryReport:
     rep.late_timers = [t.id for t in k.timers.fire_overdue()]
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def end_run(k: Kernel, run: Process) -> list[int]:
+    """End a run whose driver died with the previous kernel (FAILED), and its live steps
+    (KILLED, each saying whether it may have run); return the pids ended. For the owner
+    of the driver, right after boot, before the loop has stepped."""
+    ended: list[int] = []
+    for cpid in list(run.children):
+        c = k.procs.find(cpid)
+        if c is None or c.state.finished:
+            continue
+        if c.kind == "run":
+            ended += end_run(k, c)
+            continue
+        what = f"{c.kind} {c.spec.get('tool') or c.spec.get('type') or ''}".strip()
+        maybe = (c.kind in ("tool", "job") and c.began >= max(c.attempts, 1)
+                 and (c.state == S.RUNNING or k.view(c)["needs_confirmation"]))
+        why = (f"its run {run.pid} ended after a restart; {what} may have run before the restart "
+               f"(attempt {c.began} began, no result recorded) and was not run again"
+               if maybe else f"its run {run.pid} ended after a restart; {what} was not run")
+        k._end(c, S.KILLED, why)
+        ended.append(c.pid)
+    k._end(run, S.FAILED, "its driver did not survive the restart (nothing would ever finish it); "
+                          "its unfinished steps were stopped",
+           error={"error": "restart", "message": "the daemon restarted while the run was in progress",
+                  "hint": "check the workspace, then submit the request again"})
+    return [*ended, run.pid]
 
 
 def _read(row: tuple, rep: RecoveryReport) -> Process:

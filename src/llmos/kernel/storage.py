@@ -101,6 +101,14 @@ MIGRATIONS: list[tuple[int, str]] = [
     ALTER TABLE processes ADD COLUMN began INTEGER NOT NULL DEFAULT 0;
     UPDATE processes SET began = attempts;
     """),
+    (4, """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, request TEXT NOT NULL, workdir TEXT NOT NULL,
+        options TEXT NOT NULL, status TEXT NOT NULL, created_s REAL NOT NULL, updated_s REAL NOT NULL,
+        plan TEXT, steps TEXT, ran TEXT, answer TEXT, error TEXT, shell_run TEXT, pid INTEGER,
+        restarts INTEGER NOT NULL DEFAULT 0, agent TEXT);
+    CREATE INDEX runs_status ON runs(status);
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
