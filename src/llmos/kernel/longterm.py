@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,45 +110,55 @@ class RecallFilter:
 class Signatures:
     """One agent's chunk ids and sign bits in RAM: the candidate scan of a recall.
 
+    Bits are stored word-major (``[words, n]``): the scan is ``words`` passes of xor and
+    popcount over contiguous arrays (1.4 ms for 100k chunks here, 5x a row-major sum).
     Owned by ``LongTermMemory`` (changed only under its lock, after a commit)."""
 
     def __init__(self, words: int) -> None:
         self.words = words                                   # uint64 words per signature
         self.n = 0                                           # rows in use
         self._ids = np.zeros(0, np.int64)                    # [cap] chunk ids
-        self._bits = np.zeros((0, words), np.uint64)         # [cap, words] sign bits
+        self._bits = np.zeros((words, 0), np.uint64)         # [words, cap] sign bits
 
     def add(self, ids: Sequence[int], sigs: Sequence[bytes]) -> None:
         m = len(ids)
         if self.n + m > len(self._ids):
             cap = max(1024, 2 * (self.n + m))
             self._ids = np.resize(self._ids, cap)
-            bits = np.zeros((cap, self.words), np.uint64)
-            bits[:self.n] = self._bits[:self.n]
+            bits = np.zeros((self.words, cap), np.uint64)
+            bits[:, :self.n] = self._bits[:, :self.n]
             self._bits = bits
         self._ids[self.n:self.n + m] = ids
         if m:
-            self._bits[self.n:self.n + m] = np.frombuffer(b"".join(sigs), np.uint64).reshape(m, self.words)
+            self._bits[:, self.n:self.n + m] = np.frombuffer(b"".join(sigs), np.uint64).reshape(m, self.words).T
         self.n += m
 
     def remove(self, ids: Sequence[int]) -> None:
         keep = ~np.isin(self._ids[:self.n], np.asarray(ids, np.int64))
         k = int(keep.sum())
         self._ids[:k] = self._ids[:self.n][keep]
-        self._bits[:k] = self._bits[:self.n][keep]
+        self._bits[:, :k] = self._bits[:, :self.n][:, keep]
         self.n = k
 
     def nearest(self, sig: bytes, count: int, allowed: np.ndarray | None = None) -> np.ndarray:
         """Ids of the ``count`` chunks with the fewest differing sign bits (among ``allowed``)."""
-        ids, bits = self._ids[:self.n], self._bits[:self.n]
+        ids, bits = self._ids[:self.n], self._bits[:, :self.n]
         if allowed is not None:
             mask = np.isin(ids, allowed)
-            ids, bits = ids[mask], bits[mask]
+            ids, bits = ids[mask], bits[:, mask]
         if len(ids) <= count:
             return ids.copy()
         q = np.frombuffer(sig, np.uint64)
-        dist = np.bitwise_count(bits ^ q).sum(1, dtype=np.uint16)          # [n] Hamming distance
-        return ids[np.argpartition(dist, count)[:count]]
+        dist = np.zeros(len(ids), np.uint16)                 # [n] Hamming distance
+        for w in range(self.words):
+            dist += np.bitwise_count(bits[w] ^ q[w])
+        # the smallest distance t with at least `count` chunks within it (a histogram: 5x
+        # faster than argpartition here); ties at t come along, a few at most
+        t = int(np.searchsorted(np.cumsum(np.bincount(dist, minlength=64 * self.words + 1)), count))
+        near = np.flatnonzero(dist <= t)
+        if len(near) > 2 * count:
+            near = near[np.argpartition(dist[near], count)[:count]]
+        return ids[near]
 
 
 @dataclass
@@ -174,6 +185,7 @@ class LongTermMemory:
         self._sigs: dict[str, Signatures] = {}   # agent -> sign bits, loaded on first recall
         self._conn = self._open()
         self.rebuilds = 0                        # times the vector table was rebuilt (tests, logs)
+        self.last_ms = (0.0, 0.0)                # last recall's (embedding, search) milliseconds
 
     # ── opening ─────────────────────────────────────────────────────────────
     def _open(self) -> Any:
@@ -338,7 +350,16 @@ class LongTermMemory:
             raise InvalidArgument("query: expected text with at least one word", field="query",
                                   expected="text with at least one word")
         filt = filt or RecallFilter()
+        t0 = time.perf_counter()
         qv = self.embedder.embed([query])[0] if mode != "words" else None   # outside the lock
+        t1 = time.perf_counter()
+        try:
+            return self._recall(agent, query, k, filt, mode, qv)
+        finally:
+            self.last_ms = ((t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
+
+    def _recall(self, agent: str, query: str, k: int, filt: RecallFilter, mode: str,
+                qv: np.ndarray | None) -> list[dict[str, Any]]:
         with self._db("recall"):
             allowed = self._allowed(agent, filt)
             if allowed is not None and not len(allowed):
@@ -406,10 +427,10 @@ class LongTermMemory:
             if not len(cand):
                 return []
             rows = self._conn.execute(
-                "SELECT v.chunk, c.memory, vec_distance_cosine(v.vec, ?) AS d FROM vectors v "
-                "JOIN chunks c ON c.id = v.chunk WHERE v.chunk IN carray(?) AND v.agent = ? "
-                "ORDER BY d LIMIT ?", (qv.astype(np.float32).tobytes(), apsw.carray(cand), agent,
-                                      FUSE_DEPTH)).fetchall()
+                "SELECT t.chunk, c.memory, t.d FROM (SELECT chunk, vec_distance_cosine(vec, ?) AS d "
+                "FROM vectors WHERE chunk IN carray(?) AND agent = ? ORDER BY d LIMIT ?) t "
+                "JOIN chunks c ON c.id = t.chunk ORDER BY t.d",
+                (qv.astype(np.float32).tobytes(), apsw.carray(cand), agent, FUSE_DEPTH)).fetchall()
         except apsw.Error as e:
             raise _VectorsBroken(f"unreadable ({e})") from e
         return [(cid, mid, 1.0 - d) for cid, mid, d in rows]

@@ -68,6 +68,11 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.copysign(y, x)
 
 
+def _dense(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x @ w.T + b``, ``w`` as stored ([out, in]), ``x`` [rows, in] -> [rows, out]."""
+    return (w @ x.T).T + b
+
+
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
@@ -101,13 +106,13 @@ class MiniLM:
             qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")])
             qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
             self._layers.append((
-                np.ascontiguousarray(qkv_w.T), qkv_b,                                   # [384, 1152]
-                np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),         # [384, 384]
+                qkv_w, qkv_b,                                                           # [1152, 384]
+                w[p + "attention.output.dense.weight"],                                 # [384, 384]
                 w[p + "attention.output.dense.bias"],
                 (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
-                np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),             # [384, 1536]
+                w[p + "intermediate.dense.weight"],                                     # [1536, 384]
                 w[p + "intermediate.dense.bias"],
-                np.ascontiguousarray(w[p + "output.dense.weight"].T),                   # [1536, 384]
+                w[p + "output.dense.weight"],                                           # [384, 1536]
                 w[p + "output.dense.bias"],
                 (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
             ))
@@ -139,22 +144,22 @@ class MiniLM:
         for j, s in enumerate(seqs):
             ids[j, :len(s)] = s
             mask[j, :len(s)] = 1.0
-        x = self._word[ids] + self._pos[:t] + self._type0                    # [n, t, 384]
+        x = (self._word[ids] + self._pos[:t] + self._type0).reshape(n * t, self.dim)   # [n*t, 384]
         x = _layer_norm(x, *self._ln0)
         h, dh = self._heads, self.dim // self._heads
         bias = ((1.0 - mask) * -1e9)[:, None, None, :]                       # [n, 1, 1, t]
         for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self._layers:
-            qkv = x @ qkv_w + qkv_b                                          # [n, t, 1152]
-            q, k, v = (qkv[..., c * self.dim:(c + 1) * self.dim].reshape(n, t, h, dh).transpose(0, 2, 1, 3)
-                       for c in range(3))                                    # [n, h, t, dh] each
+            qkv = _dense(x, qkv_w, qkv_b).reshape(n, t, 3, h, dh)            # [n, t, 3, h, dh]
+            q, k, v = (qkv[:, :, c].transpose(0, 2, 1, 3) for c in range(3))  # [n, h, t, dh] each
             a = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh) + bias             # [n, h, t, t]
             a = np.exp(a - a.max(-1, keepdims=True))
             a /= a.sum(-1, keepdims=True)
-            ctx = (a @ v).transpose(0, 2, 1, 3).reshape(n, t, self.dim)      # [n, t, 384]
-            x = _layer_norm(x + ctx @ o_w + o_b, *ln1)
-            f = x @ i_w + i_b                                                # [n, t, 1536]
+            ctx = (a @ v).transpose(0, 2, 1, 3).reshape(n * t, self.dim)      # [n*t, 384]
+            x = _layer_norm(x + _dense(ctx, o_w, o_b), *ln1)
+            f = _dense(x, i_w, i_b)                                          # [n*t, 1536]
             f = 0.5 * f * (1.0 + _erf(f * _SQRT_HALF))                      # GELU, as BERT
-            x = _layer_norm(x + f @ f_w + f_b, *ln2)
+            x = _layer_norm(x + _dense(f, f_w, f_b), *ln2)
+        x = x.reshape(n, t, self.dim)
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)   # [n, 384] mean pooling
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)
 
