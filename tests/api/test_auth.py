@@ -91,7 +91,8 @@ async def test_agent_token_acts_as_that_agent(api):
     async with api.as_agent(extra) as alice2:
         assert (await alice2.get("/api/v1/whoami")).json()["agent"] == "alice"
     tokens = (await api.client.get("/api/v1/agents/alice/tokens")).json()["tokens"]
-    tid = tokens[0]["id"]
+    assert [t["label"] for t in tokens] == ["agent.create by root", "ci"]   # one store for both
+    tid = tokens[1]["id"]
     r = await api.client.delete(f"/api/v1/agents/alice/tokens/{tid}")
     assert r.status_code == 200
     async with api.as_agent(extra) as alice2:

@@ -184,8 +184,10 @@ async def test_agents_create_list_and_cannot_escalate(kernel, workdir):
     res = await kernel.syscall("root", "agent.create", {"name": "helper", "capabilities": {
         "syscalls": ["proc.*", "agent.*", "llm.generate"], "read_roots": [str(workdir)],
         "quotas": {"tokens_per_min": 50}}})
-    assert res.ok and res.value["token"].startswith("llmos_")
-    assert kernel.agents.authenticate(res.value["token"]).id == "helper"
+    assert res.ok and res.value["token"].startswith("llmos-")
+    from llmos.kernel.tokens import shared  # the one token store (issue 12, item 10)
+
+    assert shared(kernel.config.home).resolve(res.value["token"]).agent == "helper"
     res = await kernel.syscall("helper", "agent.create", {"name": "sub", "capabilities": {"syscalls": ["*"]}})
     assert res.error.code == "permission_denied" and "cannot grant more" in res.error.message
     res = await kernel.syscall("helper", "agent.create", {"name": "sub", "capabilities": {

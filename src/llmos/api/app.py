@@ -9,7 +9,8 @@ Map:
   a metrics-only token, ``/openapi.json`` any valid token; ``/docs`` and ``/redoc`` are
   off (they load their scripts from a CDN).
 - Lifespan, in order (reversed at exit):
-    1. token store; the admin token is created (mode 0600) on first start
+    1. token store (the kernel's, ``kernel.tokens.shared``); the admin token is created
+       (mode 0600) on first start; tokens older journals kept are moved in after boot
     2. tool registry (builtins + MCP servers from ``config.mcp``) and the HAL
     3. kernel booted (unless one was given; a given kernel is not shut down)
     4. event hub, fed by ``kernel.events()``
@@ -36,12 +37,13 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from llmos import __version__, params
 from llmos.api import errors as api_errors
-from llmos.api.auth import Principal, TokenStore
+from llmos.api.auth import Principal
 from llmos.api.deps import Services, metrics_principal, principal
 from llmos.api.events import EventHub
 from llmos.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from llmos.api.middleware import Guard
 from llmos.config import Config, ensure_home
+from llmos.kernel.tokens import shared as shared_tokens
 
 __all__ = ["create_app", "lifespan_services", "DASHBOARD_DIR"]
 
@@ -132,7 +134,7 @@ async def _running(app: FastAPI, config: Config, *, kernel: Any, engines: Any, t
                    clock: Any, hal: Any, runner_factory: Any,
                    preload_models: bool = True) -> AsyncIterator[Services]:
     ensure_home(config.home)
-    tokens = TokenStore(config.home)                                   # 1. tokens
+    tokens = shared_tokens(config.home)                                # 1. tokens (the kernel's store)
     tokens.admin_token()
     mounts = None
     owns = kernel is None
@@ -152,6 +154,9 @@ async def _running(app: FastAPI, config: Config, *, kernel: Any, engines: Any, t
     try:
         if owns:                                                       # 3. kernel
             kernel = await _boot_kernel(config, engines=engines, tools=tools, clock=clock, hal=hal)
+        legacy = getattr(getattr(kernel, "agents", None), "take_legacy_tokens", None)
+        for h, aid in (legacy() if legacy is not None else []):        #    tokens older journals kept
+            tokens.adopt(h, aid, label="agent.create (before the token store)")
         hub = EventHub()                                               # 4. events
         svc = Services(config=config, kernel=kernel, tokens=tokens, hub=hub,
                        metrics=app.state.metrics, mounts=mounts, owns_kernel=owns)

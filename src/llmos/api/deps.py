@@ -4,8 +4,8 @@ Map:
 - ``Services``: everything the app owns while it runs (kernel, token store, event hub,
   run manager, metrics, MCP mounts, start time). Built by the lifespan in ``app.py``.
 - ``services(request)`` / ``principal(request)``: FastAPI dependencies. ``principal``
-  reads ``Authorization: Bearer <token>`` and resolves it through the token store,
-  then through the kernel's own agent tokens (those ``agent.create`` returns).
+  reads ``Authorization: Bearer <token>`` and resolves it through the one token store
+  (``kernel.tokens``: the tokens ``agent.create`` returns are there too).
 - ``call(svc, who, name, args)``: one syscall as the principal's agent; returns the
   value or raises the kernel's error (the app's handlers make it a JSON body). Only the
   admin token's calls are made on behalf of the person (``person=True``): an agent's
@@ -68,12 +68,7 @@ def principal(request: Request) -> Principal:
         return cached
     svc = services(request)
     token = bearer(request)
-    try:
-        who = svc.tokens.resolve(token)
-    except AuthError:
-        who = _kernel_token(svc, token)
-        if who is None:
-            raise
+    who = svc.tokens.resolve(token)
     if who.scope != "all":
         raise AuthError(f"a {who.scope}-only token opens /{who.scope} and nothing else",
                         hint="use an agent's token or the admin token")
@@ -92,19 +87,6 @@ def metrics_principal(request: Request) -> Principal:
         raise PermissionDenied("/metrics shows every agent's usage: it needs the admin token or a "
                                "metrics-only token", reason="metrics need the admin or a metrics token")
     return who
-
-
-def _kernel_token(svc: Services, token: str | None) -> Principal | None:
-    """A token the kernel issued at ``agent.create`` (the kernel keeps only its hash)."""
-    agents = getattr(svc.kernel, "agents", None)
-    auth = getattr(agents, "authenticate", None)
-    if not token or auth is None:
-        return None
-    try:
-        agent = auth(token)
-    except LLMOSError:
-        return None
-    return Principal(str(getattr(agent, "id", agent)))
 
 
 async def call(svc: Services, who: Principal, name: str, args: dict[str, Any] | None = None) -> Any:

@@ -149,7 +149,7 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             msg = f"method {request.method} not allowed on {request.url.path}"
         err = ApiError(exc.status_code, code, msg,
-                       hint="see /docs for the endpoints" if exc.status_code in (404, 405) else None)
+                       hint="GET /openapi.json (with a token) lists the endpoints" if exc.status_code in (404, 405) else None)
         resp = _respond(request, err, exc.status_code)
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v

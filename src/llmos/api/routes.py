@@ -9,7 +9,9 @@ Map (each route is one syscall as the calling agent unless noted):
   ``POST /processes/{pid}/wait`` (proc.wait).
 - agents: ``POST /agents`` (agent.create), ``GET /agents`` (agent.list); tokens are an
   API matter (``auth.TokenStore``): ``POST|GET /agents/{agent}/tokens``,
-  ``DELETE /agents/{agent}/tokens/{id}`` — the admin, or the agent itself.
+  ``DELETE /agents/{agent}/tokens/{id}`` — the admin, or the agent itself (one store:
+  the token ``agent.create`` returned is listed and revoked the same way);
+  ``POST /agents/{agent}/disable`` (agent.disable).
 - ``GET /tools`` (tool.list); timers: ``GET|POST /timers``, ``DELETE /timers/{id}``;
   memory: ``POST /memory``, ``GET /memory/{key}``, ``POST /memory/search``.
 - ``POST /alloc``: solve a placement problem on the kernel's allocator models (HiGHS).
@@ -184,12 +186,10 @@ async def create_agent(body: S.AgentCreateRequest, who: Principal = Who, svc: Se
     caps["quotas"] = {k: v for k, v in caps["quotas"].items() if v is not None}
     if caps.get("alloc_mode") is None:
         caps.pop("alloc_mode", None)
-    res = await call(svc, who, "agent.create", {"name": body.name, "capabilities": caps})
+    res = await call(svc, who, "agent.create", {"name": body.name, "capabilities": caps,
+                                                "token": body.issue_token})
     out = _agent(res.get("agent", res) if isinstance(res, dict) else res)
-    token = res.get("token") if isinstance(res, dict) else None
-    if body.issue_token and not token:
-        token, _ = svc.tokens.issue(out["id"], label="created with the agent")
-    out["token"] = token if body.issue_token else None
+    out["token"] = res.get("token") if isinstance(res, dict) and body.issue_token else None
     return out
 
 
@@ -215,7 +215,11 @@ async def create_token(body: S.TokenRequest | None = None, agent: str = AgentPat
                        who: Principal = Who, svc: Services = Svc) -> dict:
     """A new bearer token for ``agent`` (shown once). Admin, or the agent itself."""
     await _token_owner_check(svc, who, agent)
-    token, tid = svc.tokens.issue(agent, label=body.label if body else "")
+    scope = body.scope if body else "all"
+    if scope != "all" and not who.admin:
+        raise PermissionDenied("a metrics-only token shows every agent's usage: the admin makes it",
+                               reason="only the admin issues metrics tokens")
+    token, tid = svc.tokens.issue(agent, label=body.label if body else "", scope=scope)
     return {"id": tid, "agent": agent, "token": token}
 
 
@@ -223,6 +227,17 @@ async def create_token(body: S.TokenRequest | None = None, agent: str = AgentPat
 async def list_tokens(agent: str = AgentPath, who: Principal = Who, svc: Services = Svc) -> dict:
     await _token_owner_check(svc, who, agent)
     return {"tokens": svc.tokens.list(agent)}
+
+
+@router.post("/agents/{agent}/disable", response_model=S.AgentDisabled, tags=["agents"])
+async def disable_agent(body: S.DisableRequest | None = None, agent: str = AgentPath,
+                        who: Principal = Who, svc: Services = Svc) -> dict:
+    """Disable an agent (root, or the agent's creator): it and the agents it made lose
+    their tokens, get no new ones, may make no syscall, and their live processes end."""
+    args: dict[str, Any] = {"name": agent}
+    if body is not None and body.reason:
+        args["reason"] = body.reason
+    return await call(svc, who, "agent.disable", args)
 
 
 @router.delete("/agents/{agent}/tokens/{token_id}", response_model=S.Ok, tags=["agents"])

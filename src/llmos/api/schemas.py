@@ -207,6 +207,7 @@ class AgentOut(Open):
     capabilities: dict[str, Any] = Field(default_factory=dict)
     created_s: float | None = None
     creator: str | None = None
+    disabled: bool = Field(False, description="disabled: no tokens, no syscalls")
 
 
 class AgentList(Open):
@@ -219,6 +220,16 @@ class AgentCreated(AgentOut):
 
 class TokenRequest(Strict):
     label: str = Field("", max_length=200)
+    scope: Literal["all", "metrics"] = Field("all", description="metrics: opens /metrics only (admin)")
+
+
+class DisableRequest(Strict):
+    reason: str | None = Field(None, max_length=200)
+
+
+class AgentDisabled(Open):
+    disabled: list[str] = Field(description="the agent and the agents it made")
+    killed: list[int] = Field(default_factory=list, description="live processes ended")
 
 
 class TokenOut(Open):
@@ -232,6 +243,7 @@ class TokenInfo(Open):
     agent: str
     label: str = ""
     created: float
+    scope: str = "all"
 
 
 class TokenList(Open):

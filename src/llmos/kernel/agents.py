@@ -3,9 +3,11 @@
 Map:
 - ``AgentRegistry.load()``: read agents from the journal (root is built in, never stored).
 - ``create(name, caps, creator)``: a new agent whose capabilities must lie within the
-  creator's (checked by the caller through ``access.may(..., CapsRef)``); returns the
-  agent and a bearer token shown once (only its SHA-256 is stored).
-- ``get`` / ``find`` / ``list`` / ``authenticate(token)``.
+  creator's (checked by the caller through ``access.may(..., CapsRef)``). Its tokens
+  live in the one token store (``kernel.tokens``), not here.
+- ``get`` / ``find`` / ``list`` / ``descendants(agent)``.
+- ``take_legacy_tokens()``: token digests older journals kept per agent, handed over
+  once to the token store (and cleared here) so they can be listed and revoked.
 
 Capabilities are immutable once created: there is no update path, so nothing an
 agent reads (model output, tool output) can widen what it may do.
@@ -13,15 +15,12 @@ agent reads (model output, tool output) can widen what it may do.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from llmos.errors import InvalidArgument, NotFound, PermissionDenied
+from llmos.errors import InvalidArgument, NotFound
 from llmos.kernel.access import ROOT, ROOT_ID, Agent, Capabilities
 
 if TYPE_CHECKING:
@@ -32,16 +31,12 @@ __all__ = ["AgentRegistry", "NAME_RE"]
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class AgentRegistry:
     def __init__(self, journal: Journal, clock_time: Callable[[], float]) -> None:
         self._journal = journal
         self._now = clock_time
         self._agents: dict[str, Agent] = {ROOT_ID: ROOT}     # id -> agent; create() only
-        self._tokens: dict[str, str] = {}                    # token sha256 -> agent id
+        self._tokens: dict[str, str] = {}                    # legacy token sha256 -> agent id
 
     def load(self) -> None:
         for aid, caps, created, creator, token_hash in self._journal.query(
@@ -62,16 +57,27 @@ class AgentRegistry:
     def list(self) -> list[Agent]:
         return sorted(self._agents.values(), key=lambda a: (a.id != ROOT_ID, a.id))
 
-    def authenticate(self, token: str) -> Agent:
-        """The agent a bearer token belongs to (constant-time comparison of hashes)."""
-        h = _hash(token or "")
-        for known, aid in self._tokens.items():
-            if hmac.compare_digest(known, h):
-                return self._agents[aid]
-        raise PermissionDenied("unknown or revoked agent token", reason="bad token")
+    def descendants(self, agent_id: str) -> list[str]:
+        """``agent_id`` and every agent it created, directly or not (creation order)."""
+        out, todo = [agent_id], [agent_id]
+        while todo:
+            parent = todo.pop()
+            for a in sorted(self._agents.values(), key=lambda a: a.created_s):
+                if a.creator == parent and a.id not in out:
+                    out.append(a.id)
+                    todo.append(a.id)
+        return out
 
-    def create(self, name: str, caps: Capabilities, creator: str) -> tuple[Agent, str]:
-        """Journal a new agent; returns (agent, token). The caller awaits durability."""
+    def take_legacy_tokens(self) -> list[tuple[str, str]]:
+        """``(sha256, agent)`` of tokens journaled by older versions; cleared from the journal."""
+        rows = list(self._tokens.items())
+        if rows:
+            self._journal.write("UPDATE agents SET token_hash = NULL WHERE token_hash IS NOT NULL")
+            self._tokens.clear()
+        return rows
+
+    def create(self, name: str, caps: Capabilities, creator: str) -> Agent:
+        """Journal a new agent. The caller awaits durability and issues its token."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidArgument(f"name: expected lowercase letters, digits, '-' or '_' "
                                   f"(starting with a letter, at most 63), got {name!r}",
@@ -79,11 +85,9 @@ class AgentRegistry:
         if name in self._agents:
             raise InvalidArgument(f"name: agent {name!r} already exists", field="name",
                                   expected="a new agent name")
-        token = "llmos_" + secrets.token_urlsafe(24)
         agent = Agent(name, caps, self._now(), creator)
         self._journal.write("INSERT INTO agents(id, caps, created_s, creator, token_hash) "
-                            "VALUES (?,?,?,?,?)",
-                            (name, json.dumps(caps.to_dict()), agent.created_s, creator, _hash(token)))
+                            "VALUES (?,?,?,?,NULL)",
+                            (name, json.dumps(caps.to_dict()), agent.created_s, creator))
         self._agents[name] = agent
-        self._tokens[_hash(token)] = name
-        return agent, token
+        return agent

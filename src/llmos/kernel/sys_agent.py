@@ -1,7 +1,9 @@
-"""Agent syscalls: ``agent.create`` / ``agent.list`` (thin decoders).
+"""Agent syscalls: ``agent.create`` / ``agent.list`` / ``agent.disable`` (thin decoders).
 
 A creator can only hand out what it holds (``access.Capabilities.within``); the
-new agent's token is returned once.
+new agent's token comes from the one token store (``kernel.tokens``) and is returned
+once. ``agent.disable`` is for root or the agent's creator (or theirs): it disables the
+agent and every agent it made, revokes their tokens and kills their live processes.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from llmos.errors import InvalidArgument
-from llmos.kernel import syscall
-from llmos.kernel.access import Capabilities, CapsRef, Quotas, resolve_path
+from llmos.errors import InvalidArgument, PermissionDenied
+from llmos.kernel import syscall, tokens
+from llmos.kernel.access import ROOT_ID, Capabilities, CapsRef, Quotas, resolve_path
 from llmos.kernel.argtypes import Args, text
+from llmos.kernel.process import ProcState
 from llmos.kernel.syscall import Call, Syscall
 
 if TYPE_CHECKING:
@@ -43,10 +46,16 @@ class CapsArgs(Args):
 class CreateArgs(Args):
     name: text(63, 1)                  # type: ignore[valid-type]
     capabilities: CapsArgs = Field(default_factory=CapsArgs)
+    token: bool = True                 # issue its first bearer token
 
 
 class ListArgs(Args):
     pass
+
+
+class DisableArgs(Args):
+    name: text(63, 1)                  # type: ignore[valid-type]
+    reason: text(200) | None = None    # type: ignore[valid-type]
 
 
 def _caps(a: CapsArgs) -> Capabilities:
@@ -74,18 +83,52 @@ def _caps(a: CapsArgs) -> Capabilities:
 async def create(k: Kernel, call: Call, a: CreateArgs) -> dict:
     caps = _caps(a.capabilities)
     call.check(CapsRef(caps))
-    agent, token = k.agents.create(a.name, caps, call.agent.id)
+    agent = k.agents.create(a.name, caps, call.agent.id)
     await k.journal.durable()
+    token = tokens.shared(k.config.home).issue(agent.id, label=f"agent.create by {call.agent.id}")[0] \
+        if a.token else None
     return {"agent": agent.to_dict(), "token": token}
 
 
 async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
     agents = k.agents.list() if call.agent.caps.others else [call.agent]
-    return {"agents": [{**ag.to_dict(), **k.usage_of(ag.id)} for ag in agents]}
+    off = tokens.shared(k.config.home).disabled()
+    return {"agents": [{**ag.to_dict(), **k.usage_of(ag.id), "disabled": ag.id in off} for ag in agents]}
+
+
+async def disable(k: Kernel, call: Call, a: DisableArgs) -> dict:
+    target = k.agents.get(a.name)
+    if target.id == ROOT_ID:
+        raise InvalidArgument("name: root cannot be disabled", field="name", expected="another agent")
+    me = call.agent.id
+    if me != ROOT_ID and me not in _creators(k, target.id):
+        raise PermissionDenied(f"agent {me!r} did not create {target.id!r} and may not disable it",
+                               reason="only root or the agent's creator disables an agent")
+    names = k.agents.descendants(target.id)
+    tokens.shared(k.config.home).disable(names, by=me, reason=a.reason or "")
+    killed = []
+    for p in list(k.procs):
+        if p.owner in names and not p.state.finished:
+            k._end(p, ProcState.KILLED, f"agent {p.owner} disabled by {me}")
+            killed.append(p.pid)
+    await k.journal.durable()
+    return {"disabled": names, "killed": killed}
+
+
+def _creators(k: Kernel, agent_id: str) -> list[str]:
+    """The chain of creators above ``agent_id`` (its creator first)."""
+    out: list[str] = []
+    ag = k.agents.find(agent_id)
+    while ag is not None and ag.creator and ag.creator not in out:
+        out.append(ag.creator)
+        ag = k.agents.find(ag.creator)
+    return out
 
 
 ROWS = [
     Syscall("agent.create", CreateArgs, "agent.create", create,
             "a new agent with at most the creator's capabilities; returns its token once"),
     Syscall("agent.list", ListArgs, "agent.list", list_, "agents with capabilities and usage"),
+    Syscall("agent.disable", DisableArgs, "agent.disable", disable,
+            "disable an agent one made (and those it made): tokens revoked, processes killed"),
 ]

@@ -182,6 +182,8 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
         agent = kernel.agents.find(agent_id)
         if agent is None:
             raise PermissionDenied(f"unknown agent {agent_id!r}", reason="no such agent")
+        if agent.id != "root" and _disabled(kernel, agent.id):
+            raise PermissionDenied(f"agent {agent.id!r} is disabled", reason="agent disabled")
         call = Call(agent, name, sink, started, person=bool(person))
         _check_cap(call, row.capability)
         if args is None:
@@ -215,6 +217,14 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
     if error is not None:
         return SyscallResult.failure(error, name if isinstance(name, str) else "")
     return SyscallResult.success(value, name)
+
+
+def _disabled(kernel: Kernel, agent_id: str) -> bool:
+    """Whether the token store marks ``agent_id`` disabled (as last read: no disk access)."""
+    from llmos.kernel.tokens import shared
+
+    home = getattr(getattr(kernel, "config", None), "home", None)
+    return home is not None and shared(home).is_disabled(agent_id, fresh=False)
 
 
 def _check_cap(call: Call, capability: str) -> None:
