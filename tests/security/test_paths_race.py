@@ -123,3 +123,30 @@ def test_a_hard_link_to_a_file_outside_is_refused(layout):
     assert reg.call("files.read", {"path": "sub/f.txt"}, ctx).output["text"] == "inside\n"
     reg.call("files.write", {"path": "sub/g.txt", "content": "new\n"}, ctx)
     assert (ws / "sub" / "g.txt").read_text() == "new\n"
+
+
+def test_delete_move_and_mkdir_after_a_swap_do_not_reach_outside(layout):
+    from llmos.tools.builtin._common import make_dirs, move_path, remove_path
+
+    ws, out = layout
+    (out / "keep.txt").write_text("keep\n")
+    steps = {"delete": (lambda ctx: [ctx.resolve("sub/keep.txt", "w")], remove_path),
+             "move": (lambda ctx: [ctx.resolve("sub/keep.txt", "w"), ctx.resolve("moved.txt", "w")],
+                      move_path),
+             "mkdir": (lambda ctx: [ctx.resolve("sub/newdir", "w")], make_dirs)}
+    for name, (check, act) in steps.items():
+        if (ws / "sub").is_symlink():
+            os.unlink(ws / "sub")
+            os.rename(ws / "sub.old", ws / "sub")
+        (ws / "sub" / "keep.txt").write_text("inside\n")
+
+        def fn(ctx, args, check=check, act=act):
+            paths = check(ctx)                 # checked while sub is still a folder
+            _swap(ws, out)
+            act(*paths)
+            return ToolResult(None, "done")
+
+        with pytest.raises(PermissionDenied):
+            _registry(fn).call("x.swap", {}, ToolContext(workdir=ws))
+        assert (out / "keep.txt").read_text() == "keep\n", name
+        assert not (out / "newdir").exists() and not (ws / "moved.txt").exists(), name

@@ -99,3 +99,19 @@ async def test_a_workspace_byte_quota_refuses_writes_past_it(kernel, tmp_path):
     res = await kernel.syscall("big", "agent.create", {"name": "bigger", "capabilities": {
         "write_roots": [str(ws)], "quotas": {"workspace_bytes": 5000}}})
     assert not res.ok and "workspace_bytes" in res.error.message
+
+
+def test_a_sandboxed_run_cannot_write_past_the_quota_left(tmp_path, sandbox):
+    from llmos.errors import QuotaExceeded
+    from llmos.tools.registry import ToolContext
+
+    (tmp_path / "old.bin").write_bytes(b"x" * 600)
+    ctx = ToolContext(workdir=tmp_path, sandbox=sandbox, workspace_bytes=1000)
+    reg = default_registry()
+    with pytest.raises(SandboxError, match="size limit"):
+        reg.call("python.run", {"code": "open('big.bin', 'wb').write(b'y' * 5000)"}, ctx)
+    assert (tmp_path / "big.bin").stat().st_size <= 400
+    (tmp_path / "big.bin").unlink()
+    (tmp_path / "old.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(QuotaExceeded):
+        reg.call("python.run", {"code": "print(1)"}, ctx)

@@ -28,8 +28,8 @@ NOTE: how a run is confined (``Sandbox.argv``)::
                     answer EPERM)
           -- <python> -I -S -c <launcher> <limits> -- <command...>
 
-Nothing else of the host is visible: no home directory, no /etc/shadow, no /run, no
-host /tmp. The sandbox uid is 65534 with no capabilities. The launcher sets
+Nothing else of the host is visible: no home directory (unless a root lies there), no
+/etc/shadow, no /run, no host /tmp, never the kernel's state directory. The sandbox uid is 65534 with no capabilities. The launcher sets
 RLIMIT_CPU/AS/FSIZE/NPROC/NOFILE/CORE *inside* the new user namespace, where the process
 count covers this sandbox only, then execs the command. The kernel exempts real uid 0
 from RLIMIT_NPROC, so when LLM OS runs as root each run also gets its own pids cgroup
@@ -253,6 +253,8 @@ class Sandbox:
                 "process_limit": f"pids cgroup under {self._cgroup_base}" if self._cgroup_base
                 else "RLIMIT_NPROC in the sandbox's user namespace",
                 "limits": self.limits.__dict__.copy(),
+                "seccomp": ("default profile: EPERM for " + ", ".join(seccomp.DENIED_NAMES))
+                if seccomp.program() else "none (no table for this architecture)",
                 "argv": self.argv(["CMD"], Path("/WORKSPACE"), network=False, limits=self.limits)}
 
     # ── the command line ─────────────────────────────────────────────────────

@@ -283,6 +283,74 @@ def open_beneath(path: Path, flags: int, mode: PathMode = "r", *, perm: int = 0o
     return fd
 
 
+class parent_fd:
+    """``with parent_fd(path, mode, create=) as (fd, name)``: a descriptor for the folder
+    holding resolved ``path`` (walked from its root with O_NOFOLLOW, made when ``create``)
+    and the last name, for ``*at`` calls (rename, unlink, mkdir) that cannot be redirected."""
+
+    def __init__(self, path: Path, mode: PathMode = "w", *, create: bool = False) -> None:
+        self.path, self.mode, self.create = path, mode, create
+        self.fd: int | None = None
+
+    def __enter__(self) -> tuple[int, str]:
+        root, parts = _root_and_rel(self.path, self.mode)
+        if not parts:
+            raise PermissionDenied(f"{self.path} is a root of the workspace",
+                                   reason="a root itself is never renamed or removed")
+        rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.fd = _walk(rootfd, parts[:-1], create=self.create)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _refused(self.path, exc) from exc
+            raise
+        finally:
+            os.close(rootfd)
+        return self.fd, parts[-1]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` of resolved, checked ``path``, one O_NOFOLLOW step at a time."""
+    root, parts = _root_and_rel(path, "w")
+    rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(_walk(rootfd, parts, create=True))
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _has_link(root, parts):
+            raise _refused(path, exc) from exc
+        raise
+    finally:
+        os.close(rootfd)
+
+
+def move_path(src: Path, dest: Path) -> None:
+    """Rename ``src`` (the entry itself) to ``dest`` through their folders' descriptors;
+    across file systems, a copy under the handles then a removal (``shutil.move``)."""
+    with parent_fd(src, "w") as (sfd, sname), parent_fd(dest, "w", create=True) as (dfd, dname):
+        try:
+            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    shutil.move(str(src), str(dest))
+
+
+def remove_path(path: Path) -> None:
+    """Delete the entry ``path`` (a folder with everything in it) through its folder's
+    descriptor; a link is removed, never followed."""
+    with parent_fd(path, "w") as (fd, name):
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+
+
 def _has_link(root: Path, parts: list[str]) -> bool:
     p = root
     for part in parts:
@@ -292,7 +360,7 @@ def _has_link(root: Path, parts: list[str]) -> bool:
     return False
 
 
-def _usage(roots: tuple[Path, ...], limit: int) -> int:
+def workspace_usage(roots: tuple[Path, ...], limit: int) -> int:
     """Bytes in regular files under ``roots`` (links not followed); stops past ``limit``."""
     total, seen = 0, set()
     stack = [r for r in roots if r.is_dir()]
@@ -319,7 +387,7 @@ def check_quota(path: Path, adding: int, *, replacing: bool) -> None:
     if ctx is None or ctx.workspace_bytes is None:
         return
     quota = ctx.workspace_bytes
-    used = _usage(ctx.write_roots, quota + adding)
+    used = workspace_usage(ctx.write_roots, quota + adding)
     old = 0
     if replacing:
         try:

@@ -5,16 +5,29 @@ A run that exits 0 returns stdout, stderr, exit code and the workspace files it
 created or changed. A non-zero exit raises ToolError; a run stopped by a limit raises
 SandboxError with the reason; both carry the run as ``err.result`` (a dict). With no
 sandbox available the tools refuse (SandboxError): they never run code unconfined.
+The sandbox binds the workdir and write roots writable, read roots read-only, hides the
+kernel's state; ``ctx.stop`` (proc.kill) kills the run; the workspace byte quota left
+caps the size of any file the run writes (RLIMIT_FSIZE).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from llmos import params as P
-from llmos.errors import NotFound, PermissionDenied, SandboxError, ToolError
-from llmos.tools.builtin._common import PATH, TEXT_MAX_CHARS, boolean, integer, params, string, write_text
+from llmos.errors import NotFound, PermissionDenied, QuotaExceeded, SandboxError, ToolError
+from llmos.tools.builtin._common import (
+    PATH,
+    TEXT_MAX_CHARS,
+    boolean,
+    integer,
+    params,
+    string,
+    workspace_usage,
+    write_text,
+)
 from llmos.tools.registry import Tool, ToolContext, ToolResult, overwrite_risk
 from llmos.tools.sandbox import INPUTS_DIR, Sandbox, SandboxResult, default_sandbox
 from llmos.types import Risk
@@ -58,6 +71,12 @@ def _execute(ctx: ToolContext, a: dict, command: list[str], what: str,
     limits = sb.limits
     if a.get("timeout_s"):
         limits = limits.scaled(a["timeout_s"])
+    if ctx.workspace_bytes is not None:         # the quota left caps any one file the run writes
+        left = ctx.workspace_bytes - workspace_usage(ctx.write_roots, ctx.workspace_bytes)
+        if left <= 0:
+            raise QuotaExceeded(f"{what}: the workspace holds its quota of {ctx.workspace_bytes} bytes",
+                                hint="delete files the agent no longer needs, or ask for a larger quota")
+        limits = replace(limits, fsize_bytes=min(limits.fsize_bytes, left))
     before = _snapshot(ctx.workdir)
     res: SandboxResult = sb.run(command, workdir=ctx.workdir, network=bool(a.get("network")),
                                 limits=limits, inputs=inputs, read_roots=ctx.read_roots,

@@ -29,9 +29,12 @@ from llmos.tools.builtin._common import (
     human_size,
     integer,
     lexical,
+    make_dirs,
+    move_path,
     open_read,
     params,
     read_text,
+    remove_path,
     string,
     walk,
     write_text,
@@ -60,7 +63,8 @@ def list_files(ctx: ToolContext, a: dict) -> ToolResult:
         paths = [base]
     else:
         paths = [p for p in walk(base, a["pattern"], a["recursive"])
-                 if not a["files_only"] or (p.is_file() and not p.is_symlink())]
+                 if (not a["files_only"] or (p.is_file() and not p.is_symlink()))
+                 and not (ctx.state is not None and ctx.state.holds(str(p)))]
     entries = [_entry(ctx, p) for p in paths]
     key = {"name": lambda e: e["name"], "size": lambda e: -e["size"],
            "modified": lambda e: e["modified"]}[a["sort"]]
@@ -144,7 +148,7 @@ def _many(ctx: ToolContext, a: dict, mode: str, verb: str, act) -> ToolResult:
     if verb == "moved":
         for p in srcs:
             forbid_root(ctx, p, "moving")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     done = []
     for p in srcs:
         dest = folder / p.name
@@ -157,7 +161,7 @@ def _many(ctx: ToolContext, a: dict, mode: str, verb: str, act) -> ToolResult:
 
 def move_file(ctx: ToolContext, a: dict) -> ToolResult:
     if has_magic(a["source"]):
-        return _many(ctx, a, "w", "moved", lambda p, d: shutil.move(str(p), str(d)))
+        return _many(ctx, a, "w", "moved", move_path)
     src = lexical(ctx, a["source"], field="source")
     if not src.exists() and not src.is_symlink():
         raise NotFound(f"no such file or folder: {a['source']}")
@@ -167,8 +171,7 @@ def move_file(ctx: ToolContext, a: dict) -> ToolResult:
         raise InvalidArgument("source and destination are the same", field="destination",
                               expected="a different path")
     replaced = dest.exists()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(src), str(dest))
+    move_path(src, dest)
     out = {"source": ctx.rel(src), "destination": ctx.rel(dest), "replaced": replaced}
     return ToolResult(out, f"moved {ctx.rel(src)} to {ctx.rel(dest)}"
                       + (" (replaced the old file)" if replaced else ""), [ctx.rel(dest)])
@@ -180,8 +183,10 @@ def _copy_one(src: Path, dest: Path) -> None:
         raise PermissionDenied(f"copying {ctx.rel(src)} is not allowed: it holds LLM OS's state",
                                reason=f"{src} holds the state directory {ctx.state.home}")
     if src.is_dir():
-        # links inside are copied as links, never followed (they may point anywhere)
-        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        # links inside are copied as links, never followed (they may point anywhere); each
+        # file is opened under its root's handle (a hard-linked one is refused)
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True,
+                        copy_function=lambda s, d: copy_bytes(Path(s), Path(d)))
     else:
         if dest.is_symlink():
             dest.unlink()
@@ -199,7 +204,6 @@ def copy_file(ctx: ToolContext, a: dict) -> ToolResult:
         raise InvalidArgument("source and destination are the same", field="destination",
                               expected="a different path")
     replaced = dest.exists()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     _copy_one(src, dest)
     out = {"source": ctx.rel(src), "destination": ctx.rel(dest), "replaced": replaced}
     return ToolResult(out, f"copied {ctx.rel(src)} to {ctx.rel(dest)}", [ctx.rel(dest)])
@@ -214,10 +218,8 @@ def delete_files(ctx: ToolContext, a: dict) -> ToolResult:
                                   field="recursive", expected="true to delete a folder")
     deleted = []
     for p in targets:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
+        if p.exists() or p.is_symlink():
+            remove_path(p)
         deleted.append(ctx.rel(p))
     if not deleted:
         return ToolResult({"deleted": [], "count": 0}, f"nothing matches {a['path']}; nothing deleted")
@@ -230,7 +232,7 @@ def make_dir(ctx: ToolContext, a: dict) -> ToolResult:
     if p.exists() and not p.is_dir():
         raise InvalidArgument(f"{a['path']} exists and is a file", field="path", expected="a new folder")
     existed = p.exists()
-    p.mkdir(parents=True, exist_ok=True)
+    make_dirs(p)
     return ToolResult({"path": ctx.rel(p), "created": not existed},
                       f"folder {ctx.rel(p)} {'already existed' if existed else 'created'}", [ctx.rel(p)])
 
