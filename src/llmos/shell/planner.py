@@ -37,7 +37,7 @@ from importlib import resources
 from typing import Any
 
 from llmos.errors import InvalidArgument, LLMOSError, NotFound
-from llmos.shell import llmtool
+from llmos.shell import llmtool, shapes
 from llmos.shell import schema as S
 from llmos.shell.context import Workspace
 from llmos.shell.normalize import canon_number, numbers, resolve_column, resolve_path
@@ -135,8 +135,12 @@ def _column_args(tool: dict) -> list[str]:
     return out
 
 
-def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: int = 0) -> Plan:
-    """Validate against the registry; repair what is safe to repair (noted), else raise."""
+def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: int = 0,
+               strict_fields: bool = True) -> Plan:
+    """Validate against the registry; repair what is safe to repair (noted), else raise.
+    ``strict_fields``: a reference to a field its tool does not return raises; otherwise
+    it is noted (the step fails at run time and the model revises it with the real
+    outputs in view) and such an answer template is dropped."""
     import jsonschema
 
     tools = {t["name"]: t for t in registry.schemas()}
@@ -175,8 +179,80 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
         raise
     except InvalidArgument as e:
         raise PlanError(e.message, field=e.field, expected=e.expected) from None
+    wrong = _check_shapes(plan, tools, offset)
+    if wrong and strict_fields:
+        where, msg = wrong[0]
+        raise PlanError(msg, field=where, expected="a field the step's tool returns")
+    for where, msg in wrong:
+        plan.notes.append(f"unchecked reference: {msg}")
+        if where == "answer":
+            plan.answer = ""
     _check_answer(plan)
     return plan
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _check_shapes(plan: Plan, tools: dict[str, dict], offset: int = 0) -> list[tuple[str, str]]:
+    """Every reference names a field its step's tool returns (the registry's ``returns``
+    lines; a tool without one is not checked), and ``$item.field`` a field of the list's
+    elements. The reason names the fields there are and the tools that have the one
+    asked for, so the model's second try can mend it."""
+    parsed = {name: shapes.parse(t.get("returns")) for name, t in tools.items()}
+    wrong: list[tuple[str, str]] = []
+
+    def step_shape(n: int) -> tuple[Any, Any] | None:
+        k = n - offset - 1
+        if not 0 <= k < len(plan.steps):
+            return None                          # a step that already ran: its output is real
+        st = plan.steps[k]
+        shape = parsed.get(st.tool)
+        return (st, shape) if shape is not None else None
+
+    def check(text: str, where: str, item: Any) -> None:
+        for m in REF_RE.finditer(text):
+            path = [p for p in m.group(3).split(".") if p]
+            if m.group(2):                       # $item
+                if item is None or item is shapes.ANY:
+                    continue
+                bad, what = shapes.check_ref(item, path), "each element"
+            else:
+                found = step_shape(int(m.group(1)))
+                if found is None:
+                    continue
+                st, shape = found
+                bad = shapes.check_ref(shape, path, each=st.each is not None)
+                what = f"step {m.group(1)} ({st.tool}) output"
+            if bad:
+                key, why = bad
+                have = [] if m.group(2) else shapes.providers(parsed, key)
+                hint = f"; {key!r} comes from {', '.join(have)}" if 0 < len(have) <= 3 else ""
+                wrong.append((where, f"{where}: {m.group(0)}: {what} {why}{hint}"))
+
+    for i, st in enumerate(plan.steps, offset + 1):
+        item = None
+        if st.each:
+            m = REF_RE.fullmatch(st.each)
+            found = step_shape(int(m.group(1))) if m and m.group(1) else None
+            if found is not None:
+                path = [p for p in m.group(3).split(".") if p]
+                check(st.each, f"steps[{i}].each", None)
+                item = shapes.item_of(found[1], path, each=found[0].each is not None)
+        for text in _strings(st.args):
+            check(text, f"steps[{i}].args", item)
+        if st.when is not None:
+            for text in [st.when.ref, *_strings(st.when.value)]:
+                check(text, f"steps[{i}].when", None)
+    check(plan.answer or "", "answer", None)
+    return wrong
 
 
 def _program(step: Any) -> str | None:
@@ -336,7 +412,7 @@ class Planner:
                     raise
                 except InvalidArgument as e:
                     raise PlanError(e.message, field=e.field, expected=e.expected) from None
-                check_plan(plan, self.registry, ws, offset)
+                check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0)
                 if attempt:
                     plan.notes.append(f"planned again: {last.message if last else ''}")
                 return plan

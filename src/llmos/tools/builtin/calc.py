@@ -66,7 +66,7 @@ def calc_eval(ctx: ToolContext, a: dict) -> ToolResult:
 
 
 TOOLS = [
-    Tool(name="calc.eval", returns="{value, text}", kind="calc", risk=Risk.READ, fn=calc_eval,
+    Tool(name="calc.eval", returns="{expression, value, text}", kind="calc", risk=Risk.READ, fn=calc_eval,
          description="Compute an arithmetic expression exactly, like 17*23+4, 15% of 240 or sqrt(2).",
          parameters=params(["expression"],
                            expression=string("the calculation, with numbers and + - * / ** % ( )", 500,

@@ -141,21 +141,21 @@ _TIMEOUT = integer(f"seconds before the run is stopped (default {P.SANDBOX_TIMEO
 _NET = boolean("allow network access (needs the person's permission)")
 
 TOOLS = [
-    Tool(name="python.run", returns="{stdout, stderr, exit_code}", kind="code", risk=Risk.EXEC, fn=python_run, idempotent=False,
+    Tool(name="python.run", returns="{exit_code, stdout, stderr, truncated, limit, reason, duration_s, files}", kind="code", risk=Risk.EXEC, fn=python_run, idempotent=False,
          path_args={"save_as": "w"}, risk_fn=_exec_risk("save_as"),
          description="Run Python code in a sandbox and return what it prints; "
                      "save_as also keeps the code in a .py file.",
          parameters=params(["code"], code=string("the Python program", CODE_MAX_CHARS, min_length=1),
                            save_as=string("optional .py file to save the code in first", 1024),
                            timeout_s=_TIMEOUT, network=_NET)),
-    Tool(name="python.run_file", returns="{stdout, stderr, exit_code}", kind="code", risk=Risk.EXEC, fn=python_run_file, idempotent=False,
+    Tool(name="python.run_file", returns="{exit_code, stdout, stderr, truncated, limit, reason, duration_s, files}", kind="code", risk=Risk.EXEC, fn=python_run_file, idempotent=False,
          path_args={"path": "r"}, risk_fn=_exec_risk(),
          description="Run a Python script file from the workspace in a sandbox and return what it prints.",
          parameters=params(["path"], path=PATH,
                            args={"type": "array", "items": string("argument", 1000), "maxItems": 50,
                                  "default": [], "description": "command-line arguments"},
                            timeout_s=_TIMEOUT, network=_NET)),
-    Tool(name="shell.run", returns="{stdout, stderr, exit_code}", kind="code", risk=Risk.EXEC, fn=shell_run, idempotent=False, risk_fn=_exec_risk(),
+    Tool(name="shell.run", returns="{exit_code, stdout, stderr, truncated, limit, reason, duration_s, files}", kind="code", risk=Risk.EXEC, fn=shell_run, idempotent=False, risk_fn=_exec_risk(),
          description="Run a shell command in a sandbox inside the workspace and return its output.",
          parameters=params(["command"], command=string("the shell command line", TEXT_MAX_CHARS // 100,
                                                        min_length=1),

@@ -345,16 +345,16 @@ _CELL = {"type": ["string", "number", "boolean", "null"], "maxLength": 10_000,
          "minimum": -NUM_BOUND, "maximum": NUM_BOUND}
 
 TOOLS = [
-    Tool(name="data.load", returns="{columns, rows, head: [rows]}", kind="data", risk=Risk.READ, fn=data_load, path_args=_RW,
+    Tool(name="data.load", returns="{columns, types: {COLUMN: type}, rows, head: [rows]}", kind="data", risk=Risk.READ, fn=data_load, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
          description="Open a table file and show its columns, row count and first rows; with save_to, "
                      "write the whole table in the format its suffix names (convert CSV to JSON).",
          parameters=params(["path"], path=_TABLE, rows=integer("how many first rows to show", 0, 100, 5),
                            **_SAVE)),
-    Tool(name="data.describe", returns="{rows, columns: {name: {count, sum, mean, min, max, top}}}", kind="data", risk=Risk.READ, fn=data_describe, path_args={"path": "r"},
+    Tool(name="data.describe", returns="{rows, columns: {COLUMN: {type, count, missing, unique, top, top_count, sum, mean, min, max, median, std}}}", kind="data", risk=Risk.READ, fn=data_describe, path_args={"path": "r"},
          description="Summarize every column of a table: count, sum, mean, min, max, or most common value.",
          parameters=params(["path"], path=_TABLE)),
-    Tool(name="data.filter", returns="{rows: [rows], count}", kind="data", risk=Risk.READ, fn=data_filter, path_args=_RW,
+    Tool(name="data.filter", returns="{rows: [rows], count, of}", kind="data", risk=Risk.READ, fn=data_filter, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
          description="Keep the table rows where a column compares to a value (like price < 1000), "
                      "optionally sorted and saved.",
@@ -370,7 +370,7 @@ TOOLS = [
          description="Sort table rows by a column (descending for largest first), optionally keep the top rows.",
          parameters=params(["path", "by"], path=_TABLE, by=_COL, descending=boolean("largest first"),
                            limit=integer("keep only this many rows (0 = all)", 0, 100_000, 0), **_SAVE)),
-    Tool(name="data.groupby", returns="{groups: [{KEY, VALUE}], largest: {key, value}, smallest: {key, value}}", kind="data", risk=Risk.READ, fn=data_groupby, path_args=_RW,
+    Tool(name="data.groupby", returns="{groups: [{BY, COLUMN}], count, by, value, agg, largest: {key, value}, smallest: {key, value}}", kind="data", risk=Risk.READ, fn=data_groupby, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
          description="Group table rows by a column and total (sum), average (mean) or count another column "
                      "per group, e.g. amount per region.",
@@ -379,19 +379,19 @@ TOOLS = [
                            agg=enum("how to combine each group", AGGS, "sum"),
                            sort=enum("order groups by key or by value (largest first)", ["key", "value"], "key"),
                            **_WHERE, **_SAVE)),
-    Tool(name="data.stat", returns="{value, row}", kind="data", risk=Risk.READ, fn=data_stat, path_args={"path": "r"},
+    Tool(name="data.stat", returns="{column, stat, value, rows, row}", kind="data", risk=Risk.READ, fn=data_stat, path_args={"path": "r"},
          description="Compute one number from a table column: sum (total), mean (average), min, max, "
                      "median, count, std or unique; min/max also return their row.",
          parameters=params(["path", "column", "stat"], path=_TABLE, column=_COL,
                            stat=enum("which number", STATS), **_WHERE)),
-    Tool(name="data.compute", returns="{rows: [rows], column, count}", kind="data", risk=Risk.READ, fn=data_compute, path_args=_RW,
+    Tool(name="data.compute", returns="{column, rows: [rows], count}", kind="data", risk=Risk.READ, fn=data_compute, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
          description="Add a column computed from other columns, like total = price * quantity.",
          parameters=params(["path", "name", "expression"], path=_TABLE,
                            name=string("the new column's name", 200, min_length=1),
                            expression=string("arithmetic on column names, like price * quantity", 500,
                                              min_length=1), **_SAVE)),
-    Tool(name="data.count_rows", returns="{files: [{path, rows}], total}", kind="data", risk=Risk.READ, fn=data_count_rows, path_args=_RW,
+    Tool(name="data.count_rows", returns="{files: [{path, rows}], counts: {PATH: rows}, total}", kind="data", risk=Risk.READ, fn=data_count_rows, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
          description="Count the data rows (header not counted) in a table file or in every file "
                      "matching a pattern like *.csv, optionally saving the counts.",

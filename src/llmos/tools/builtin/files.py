@@ -305,7 +305,7 @@ def count_file(ctx: ToolContext, a: dict) -> ToolResult:
 _PATH_GLOB = {**PATH, "description": "file or folder path, or a pattern like *.txt"}
 
 TOOLS = [
-    Tool(name="files.list", returns="{entries: [{name, type, size, modified}]}", kind="files", risk=Risk.READ, fn=list_files, path_args={"path": "r"},
+    Tool(name="files.list", returns="{path, entries: [{name, type, size, modified}], count, files, total_size, largest: {name, type, size, modified}, smallest: {name, type, size, modified}, truncated}", kind="files", risk=Risk.READ, fn=list_files, path_args={"path": "r"},
          description="List the files in a folder with their sizes; sort by size to find the largest file.",
          parameters=params(
              path={**PATH, "description": "folder to list", "default": "."},
@@ -315,7 +315,7 @@ TOOLS = [
              sort=enum("order: name, size (largest first) or modified (newest first)",
                        ["name", "size", "modified"], default="name"),
              limit=integer("most entries to return", 1, LIST_MAX_ENTRIES, default=200))),
-    Tool(name="files.read", returns="{text, lines, chars}", kind="files", risk=Risk.READ, fn=read_file, path_args={"path": "r"},
+    Tool(name="files.read", returns="{path, text, lines, chars, truncated}", kind="files", risk=Risk.READ, fn=read_file, path_args={"path": "r"},
          description="Read a text file and return its contents.",
          parameters=params(["path"], path=PATH,
                            max_bytes=integer("most bytes to read", 1, P.TOOL_READ_MAX_BYTES,
@@ -330,14 +330,14 @@ TOOLS = [
          description="Add text as new lines at the end of a file (the file is created if missing).",
          parameters=params(["path", "content"], path=PATH,
                            content=string("the text to add", TEXT_MAX_CHARS))),
-    Tool(name="files.move", returns="{source, destination}", kind="files", risk=Risk.WRITE, fn=move_file, idempotent=False,
+    Tool(name="files.move", returns="{source, destination, replaced}", kind="files", risk=Risk.WRITE, fn=move_file, idempotent=False,
          path_args={"source": "w", "destination": "w"}, risk_fn=_onto_risk,
          description="Move or rename a file or folder, or move every file matching a pattern like "
                      "*.txt into a folder.",
          parameters=params(["source", "destination"],
                            source={**PATH, "description": "the file or folder to move, or a pattern"},
                            destination={**PATH, "description": "new path, or a folder to move it into"})),
-    Tool(name="files.copy", returns="{source, destination}", kind="files", risk=Risk.WRITE, fn=copy_file,
+    Tool(name="files.copy", returns="{source, destination, replaced}", kind="files", risk=Risk.WRITE, fn=copy_file,
          path_args={"source": "r", "destination": "w"}, risk_fn=_onto_risk,
          description="Copy a file or folder to a new path, or copy every file matching a pattern like "
                      "*.md into a folder.",
@@ -351,7 +351,7 @@ TOOLS = [
     Tool(name="files.mkdir", returns="{path, created}", kind="files", risk=Risk.WRITE, fn=make_dir, path_args={"path": "w"},
          description="Create a folder (and any missing parent folders).",
          parameters=params(["path"], path=PATH)),
-    Tool(name="files.search", returns="{matches: [{path, line, text}], count, files}", kind="files", risk=Risk.READ, fn=search_files, path_args={"path": "r"},
+    Tool(name="files.search", returns="{text, matches: [{path, line, text}], count, files, skipped}", kind="files", risk=Risk.READ, fn=search_files, path_args={"path": "r"},
          description="Find the lines that contain a text in a file or in all files of a folder.",
          parameters=params(["text"], text=string("the text to look for", 200, min_length=1),
                            path={**_PATH_GLOB, "default": "."},
@@ -359,7 +359,7 @@ TOOLS = [
                                         "alike (default: only when the text has no capitals)"},
                            limit=integer("most matching lines to return", 1, SEARCH_MAX_MATCHES,
                                          default=100))),
-    Tool(name="files.count", returns="{lines, words, chars, files: [{path, lines, words, chars}]}", kind="files", risk=Risk.READ, fn=count_file, path_args={"path": "r"},
+    Tool(name="files.count", returns="{files: [{path, lines, words, chars}], lines, words, chars, skipped}", kind="files", risk=Risk.READ, fn=count_file, path_args={"path": "r"},
          description="Count the lines, words and characters in a text file (or files matching a pattern).",
          parameters=params(["path"], path=_PATH_GLOB)),
 ]

@@ -98,7 +98,7 @@ def plot_chart(ctx: ToolContext, a: dict) -> ToolResult:
 
 
 TOOLS = [
-    Tool(name="plot.chart", returns="{file, points}", kind="plot", risk=Risk.WRITE, fn=plot_chart, risk_fn=overwrite_risk("save_to"),
+    Tool(name="plot.chart", returns="{file, kind, agg, points, x, y, title, note}", kind="plot", risk=Risk.WRITE, fn=plot_chart, risk_fn=overwrite_risk("save_to"),
          path_args={"path": "r", "save_to": "w"},
          description="Draw a bar, line, scatter or pie chart from a table file and save it as a PNG image; "
                      "it can total (sum) or average a column per x value first.",

@@ -130,7 +130,7 @@ def _replace_risk(args: dict, ctx: ToolContext) -> Risk:
 
 
 TOOLS = [
-    Tool(name="text.sort", returns="{lines, count}", kind="text", risk=Risk.READ, fn=sort_lines, risk_fn=overwrite_risk("save_to"),
+    Tool(name="text.sort", returns="{count, numeric, lines, truncated}", kind="text", risk=Risk.READ, fn=sort_lines, risk_fn=overwrite_risk("save_to"),
          path_args={"path": "r", "save_to": "w"},
          description="Sort the lines of a text file, as numbers or alphabetically, and optionally save them.",
          parameters=params(["path"], path=PATH,
@@ -138,7 +138,7 @@ TOOLS = [
                                    ["auto", "number", "text"], default="auto"),
                            descending=boolean("largest or last first"),
                            unique=boolean("drop repeated lines"), save_to=SAVE_TO)),
-    Tool(name="text.unique", returns="{lines, count, removed}", kind="text", risk=Risk.READ, fn=unique_lines, risk_fn=overwrite_risk("save_to"),
+    Tool(name="text.unique", returns="{count, removed, lines, truncated}", kind="text", risk=Risk.READ, fn=unique_lines, risk_fn=overwrite_risk("save_to"),
          path_args={"path": "r", "save_to": "w"},
          description="Remove repeated lines from a text file, keeping the first of each, and optionally save.",
          parameters=params(["path"], path=PATH, ignore_case=boolean("treat Apple and apple as the same"),
