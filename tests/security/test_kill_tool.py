@@ -17,7 +17,10 @@ import pytest
 from llmos.errors import Cancelled, SandboxError
 from llmos.executor.base import Work
 from llmos.executor.local import LocalExecutor
+from llmos.hal.fake import FakeHAL
+from llmos.kernel import Kernel
 from llmos.kernel.sched import Plan
+from llmos.llm.fake import FakeEngine
 from llmos.tools.registry import Stop, Tool, ToolContext, ToolRegistry, ToolResult, default_registry
 from llmos.tools.sandbox import default_sandbox
 from llmos.types import Risk
@@ -71,6 +74,26 @@ async def test_killing_a_running_python_run_stops_its_program(tmp_path, sandbox_
         assert res.ok, res.error
     finally:
         await ex.close()
+
+
+async def test_proc_kill_of_a_running_python_run_stops_it(config, clock, tmp_path, sandbox_ok):
+    k = await Kernel.boot(config, engines={"fake": FakeEngine("x")}, tools=default_registry(), clock=clock,
+                          hal=FakeHAL(clock))
+    try:
+        res = await k.syscall("root", "proc.spawn", {"kind": "tool", "confirmed": True, "spec": {
+            "tool": "python.run", "args": {"code": LATE}, "workdir": str(tmp_path)}})
+        assert res.ok, res.error
+        pid = res.value["pid"]
+        t0 = time.monotonic()
+        while k.procs.get(pid).state.name.lower() != "running" and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.8)                          # the program is sleeping in the sandbox
+        res = await k.syscall("root", "proc.kill", {"pid": pid, "reason": "test"})
+        assert res.ok, res.error
+        await asyncio.sleep(2.0)
+        assert not (tmp_path / "late.txt").exists(), "proc.kill left the program running"
+    finally:
+        await k.shutdown(grace_s=0.5)
 
 
 def test_a_stop_before_the_run_starts_runs_nothing(tmp_path, sandbox_ok):
