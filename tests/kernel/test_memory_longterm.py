@@ -102,9 +102,10 @@ def test_a_long_text_is_chunked_and_recalled_by_its_middle(lt):
 
 
 def test_a_huge_text_is_refused_with_the_limit(lt):
-    with pytest.raises(InvalidArgument) as e:
-        lt.remember("a", "word " * (TEXT_MAX_BYTES // 5 + 1))
-    assert e.value.field == "text" and str(TEXT_MAX_BYTES) in str(e.value) and "chunks" in str(e.value)
+    for huge in ("word " * (TEXT_MAX_BYTES // 5 + 1), "é" * (TEXT_MAX_BYTES // 2 + 1)):   # chars, bytes
+        with pytest.raises(InvalidArgument) as e:
+            lt.remember("a", huge)
+        assert e.value.field == "text" and str(TEXT_MAX_BYTES) in str(e.value) and "chunks" in str(e.value)
     assert counts(lt)["memories"] == 0
 
 
@@ -127,6 +128,7 @@ async def test_bad_arguments_name_their_field(kernel):
              ("memory.recall", {"query": "x", "k": 51}, "k"),
              ("memory.recall", {"query": "x", "filter": {"tag": ["a"]}}, "filter.tag"),
              ("memory.recall", {"query": "x", "filter": {"after_s": "yesterday"}}, "filter.after_s"),
+             ("memory.recall", {"query": "x", "filter": {"before_s": float("nan")}}, "filter.before_s"),
              ("memory.forget", {"id": 0}, "id"),
              ("memory.forget", {"id": "1"}, "id"),
              ("memory.forget", {}, "id"),

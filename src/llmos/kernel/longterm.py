@@ -532,6 +532,10 @@ def chunk(text: str, words: int = CHUNK_WORDS) -> list[str]:
 
 
 def _check_text(text: object) -> int:
+    if isinstance(text, str) and len(text) > TEXT_MAX_BYTES:       # more characters than bytes allowed
+        raise InvalidArgument(f"text: at most {TEXT_MAX_BYTES} bytes in one memory, got {len(text)}+ (it is "
+                              f"cut into chunks of {CHUNK_WORDS} words; remember a longer text in parts)",
+                              field="text", expected=f"string of at most {TEXT_MAX_BYTES} bytes")
     if not isinstance(text, str) or not _WORD.search(text):
         raise InvalidArgument("text: expected text with at least one word", field="text",
                               expected="text with at least one word")

@@ -60,8 +60,8 @@ class RememberArgs(Args):
 
 class FilterArgs(Args):
     tags: Tags = []                       # the memory carries all of them
-    after_s: float | None = None          # created at or after (wall-clock seconds)
-    before_s: float | None = None         # created before
+    after_s: float | None = Field(default=None, allow_inf_nan=False)   # created at or after (wall-clock s)
+    before_s: float | None = Field(default=None, allow_inf_nan=False)  # created before
 
 
 class RecallArgs(Args):
