@@ -103,3 +103,27 @@ async def test_the_model_is_told_and_mends_it(registry, tmp_path):
     plan = await Planner(registry, generate).plan("how many lines in a.txt", Workspace.scan(tmp_path))
     assert plan.answer == "$step1.output.lines" and len(calls) == 2
     assert "has no field 'rows'" in calls[1][-1]["content"] and "lines" in calls[1][-1]["content"]
+
+
+def test_a_file_replaced_before_anything_read_it(registry, tmp_path):
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (tmp_path / "b.csv").write_text("x\n1\n2\n")
+    ws = Workspace.scan(tmp_path)
+    twice = _plan({"tool": "data.count_rows", "args": {"path": "a.csv", "save_to": "counts.txt"}},
+                  {"tool": "data.count_rows", "args": {"path": "b.csv", "save_to": "counts.txt"}})
+    with pytest.raises(PlanError, match=r"step 1 already writes counts.txt") as e:
+        check_plan(twice, registry, ws)
+    assert e.value.field == "steps[2].args.save_to"
+    # read in between (or changed in place): fine
+    check_plan(_plan({"tool": "data.filter", "args": {"path": "a.csv", "column": "x", "op": ">", "value": 0,
+                                                      "save_to": "out.csv"}},
+                     {"tool": "data.sort", "args": {"path": "out.csv", "by": "x", "save_to": "out.csv"}}),
+               registry, ws)
+    per_item = _plan({"tool": "files.list", "args": {"path": ".", "pattern": "*.csv"}},
+                     {"tool": "data.count_rows", "args": {"path": "$item.name", "save_to": "n.txt"},
+                      "each": "$step1.output.entries"})
+    with pytest.raises(PlanError, match="once per element"):
+        check_plan(per_item, registry, ws)
+    check_plan(_plan({"tool": "files.list", "args": {"path": ".", "pattern": "*.csv"}},
+                     {"tool": "data.count_rows", "args": {"path": "$item.name", "save_to": "$item.name.txt"},
+                      "each": "$step1.output.entries"}), registry, ws)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
         raise
     except InvalidArgument as e:
         raise PlanError(e.message, field=e.field, expected=e.expected) from None
-    wrong = _check_shapes(plan, tools, offset)
+    wrong = _check_shapes(plan, tools, offset) + _check_overwrites(plan, registry, offset)
     if wrong and strict_fields:
         where, msg = wrong[0]
         raise PlanError(msg, field=where, expected="a field the step's tool returns")
@@ -252,6 +253,43 @@ def _check_shapes(plan: Plan, tools: dict[str, dict], offset: int = 0) -> list[t
             for text in [st.when.ref, *_strings(st.when.value)]:
                 check(text, f"steps[{i}].when", None)
     check(plan.answer or "", "answer", None)
+    return wrong
+
+
+def _literal(args: dict, arg: str) -> str | None:
+    v = args.get(arg)
+    return posixpath.normpath(v) if isinstance(v, str) and v and not REF_RE.search(v) else None
+
+
+def _check_overwrites(plan: Plan, registry: Any, offset: int = 0) -> list[tuple[str, str]]:
+    """A file one step replaces must not be replaced again before anything read it
+    (the first result would be lost), and a step repeated over a list must not replace
+    the same file on every pass (only the last pass would stay). Which arguments
+    replace a file is the tool's own fact (``overwrite_risk``); paths with references
+    are not checked."""
+    wrong: list[tuple[str, str]] = []
+    last: dict[str, int] = {}
+    for i, st in enumerate(plan.steps, offset + 1):
+        try:
+            tool = registry.get(st.tool)
+        except (NotFound, LLMOSError):
+            continue
+        reads = {p for arg, mode in dict(tool.path_args).items() if mode == "r" and (p := _literal(st.args, arg))}
+        for p in reads:
+            last.pop(p, None)
+        for arg in getattr(tool.risk_fn, "overwrites", ()):
+            p = _literal(st.args, arg)
+            if p is None:
+                continue
+            if st.each and p not in reads:
+                wrong.append((f"steps[{i}].args.{arg}", f"steps[{i}].args.{arg}: the step runs once per "
+                              f"element and replaces {p} every time, so only the last pass would stay; "
+                              "put $item in the name, or write all results in one step"))
+            elif p in last:
+                wrong.append((f"steps[{i}].args.{arg}", f"steps[{i}].args.{arg}: step {last[p]} already "
+                              f"writes {p} and nothing reads it in between, so this step would replace "
+                              "that result; write it once (one step over a pattern, or collect first)"))
+            last[p] = i
     return wrong
 
 

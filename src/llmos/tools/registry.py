@@ -287,6 +287,7 @@ def overwrite_risk(*names: str) -> RiskFn:
             if p.exists() or p.is_symlink():
                 return Risk.DESTRUCTIVE
         return Risk.WRITE if given else Risk.READ
+    risk.overwrites = names          # type: ignore[attr-defined]  # read by the planner's checks
     return risk
 
 
