@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "chaos_site"))
 
 from chaosd import Daemon, effects  # noqa: E402
 
+from llmos.kernel.storage import Reader  # noqa: E402
+
 FINAL = ("succeeded", "failed", "denied", "needs_confirmation", "rejected", "cancelled")
 
 
@@ -87,7 +89,11 @@ class Client:
         for key, pid in self.procs.items():
             if procs.get(pid, {}).get("idem_key") != key:
                 self.lost.append(f"process {pid} ({key})")
-        timers = {t["id"] for t in d.get("/timers", params={"all": True}).json()["timers"]}
+        reader = Reader(d.home / "llmos.db")     # GET /timers shows at most 100
+        try:
+            timers = {r[0] for r in reader.query("SELECT id FROM timers")}
+        finally:
+            reader.close()
         for tid in self.timers:
             if tid not in timers:
                 self.lost.append(f"timer {tid}")

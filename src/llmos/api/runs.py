@@ -303,12 +303,24 @@ class RunManager:
         except RuntimeError:                      # built outside a loop: nothing can run here
             can_start = False
         for run in [r for r in self._runs.values() if not r.finished]:
+            risky = self._began(run)
             self._end_processes(run)
-            risky = [t for t in run._ran if not self._idempotent(t)]
             if can_start and not risky and run._restarts < MAX_RESTARTS:
                 self._restart(run)
             else:
                 self._fail_interrupted(run, risky)
+
+    def _began(self, run: RunState) -> list[str]:
+        """Tools of the run's steps that are not idempotent and may have had their effect.
+        The kernel knows exactly (a worker journals ``began`` before a tool's first effect,
+        and the run's agent is journaled before any of its processes exist); without a
+        kernel table, every such step the run reported as started counts."""
+        k = self.svc.kernel
+        if run._agent is None or not hasattr(k, "procs"):
+            return [t for t in run._ran if not self._idempotent(t)]
+        return [p.spec.get("tool") or p.spec.get("type") or p.kind for p in k.procs
+                if p.owner == run._agent and p.kind in ("tool", "job") and p.began > 0
+                and not p.spec.get("idempotent")]
 
     def _end_processes(self, run: RunState) -> None:
         """End what the run's old driver left in the kernel: its run process (FAILED) and
