@@ -118,3 +118,15 @@ def test_cli_workspace_check_refuses_with_a_hint(layout):
         with pytest.raises(InvalidArgument) as ei:
             check_workspace(cfg, bad)
         assert ei.value.field == "workdir" and "folder" in (ei.value.hint or "")
+
+
+@pytest.mark.parametrize("command", ["run", "shell"])
+def test_llmos_run_and_shell_refuse_a_workspace_holding_the_state_dir(layout, capsys, command):
+    from llmos.cli import main
+
+    top, _, _ = layout
+    argv = [command, "--workdir", str(top)] + (["--json", "count the files"] if command == "run" else [])
+    assert main(argv) != 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "state directory" in text and "folder" in text, text
