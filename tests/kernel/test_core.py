@@ -101,7 +101,7 @@ async def test_tool_call_runs_checked_and_returns_output(kernel, workdir):
 
 
 async def test_risky_tools_need_confirmation_and_network_needs_capability(kernel, workdir):
-    await make_agent(kernel, "w", syscalls=["tool.*"], write_roots=[str(workdir)])
+    await make_agent(kernel, "w", syscalls=["tool.*", "may.risky"], write_roots=[str(workdir)])
     (workdir / "f.txt").write_text("keep me")
     args = {"tool": "test.delete", "workdir": str(workdir), "args": {"path": "f.txt"}}
     res = await kernel.syscall("w", "tool.call", args)

@@ -3,7 +3,7 @@
 - An agent's own syscall (its token over the API) cannot approve a risky step with
   ``confirmed=true``: only the person (the admin token, or the daemon's own runner after
   the person's yes) can.
-- Running a destructive, exec or network step needs the ``tool.risky`` capability, even
+- Running a destructive, exec or network step needs the ``may.risky`` capability, even
   with the person's yes.
 - An MCP-mounted tool without path arguments needs an explicit ``mcp.<tool>`` grant.
 - ``proc.confirm`` (re-running a step that waits for a person) is the person's too.
@@ -50,7 +50,7 @@ async def test_an_agent_token_cannot_confirm_its_own_risky_step(api, tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "keep.txt").write_text("keep me")
-    token = await _agent(admin, "w", syscalls=["tool.*"], write_roots=[str(ws)])
+    token = await _agent(admin, "w", syscalls=["tool.*", "may.risky"], write_roots=[str(ws)])
     call = {"tool": "files.delete", "workdir": str(ws), "args": {"path": "keep.txt"}, "confirmed": True}
     async with _client(app, token) as agent:
         r = await agent.post("/api/v1/syscall", json={"name": "tool.call", "args": call})
@@ -119,10 +119,10 @@ async def test_a_risky_step_needs_the_risky_capability_even_when_confirmed(kerne
     res = await kernel.syscall("plain", "tool.call", {"tool": "t.delete", "workdir": str(ws),
                                                      "args": {"path": "f.txt"}, "confirmed": True})
     assert res.error is not None and res.error.code == "permission_denied", res
-    assert "tool.risky" in res.error.message
+    assert "may.risky" in res.error.message
     assert (ws / "f.txt").exists()
     res = await kernel.syscall("root", "agent.create", {"name": "trusted", "capabilities": {
-        "syscalls": ["tool.call", "tool.risky"], "write_roots": [str(ws)]}})
+        "syscalls": ["tool.call", "may.risky"], "write_roots": [str(ws)]}})
     assert res.ok, res.error
     res = await kernel.syscall("trusted", "tool.call", {"tool": "t.delete", "workdir": str(ws),
                                                        "args": {"path": "f.txt"}, "confirmed": True})

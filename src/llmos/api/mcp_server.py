@@ -51,9 +51,9 @@ POLL_S = 0.2          # seconds between polls while waiting for a run
 RUN_WAIT_S = 300.0    # a run_request answers after this long even if the run goes on
 
 # what the server's agent may call: its own runs (agent.create makes each run's agent
-# within these), processes, generation, memory and timers; tool.risky lets a step the
+# within these), processes, generation, memory and timers; may.risky lets a step the
 # person approved run. Nothing over other agents, no network unless asked.
-AGENT_SYSCALLS = ("agent.create", "agent.list", "llm.generate", "tool.call", "tool.list", "tool.risky",
+AGENT_SYSCALLS = ("agent.create", "agent.list", "llm.generate", "tool.call", "tool.list", "may.risky",
                   "proc.spawn", "proc.get", "proc.exit", "proc.kill", "proc.list", "proc.nice",
                   "proc.wait", "timer.*", "memory.*")
 

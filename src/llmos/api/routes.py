@@ -14,7 +14,8 @@ Map (each route is one syscall as the calling agent unless noted):
   ``POST /agents/{agent}/disable`` (agent.disable).
 - ``GET /tools`` (tool.list); timers: ``GET|POST /timers``, ``DELETE /timers/{id}``;
   memory: ``POST /memory``, ``GET /memory/{key}``, ``POST /memory/search``.
-- ``POST /alloc``: solve a placement problem on the kernel's allocator models (HiGHS).
+- ``POST /alloc`` (alloc.solve): solve a placement problem on the kernel's allocator
+  models (HiGHS), within the syscall's time budget.
 - ``GET /system``: hardware, energy, engines, queue (``observe.snapshot``).
 - ``GET /events``: server-sent events (``events.EventHub``); ``?types=proc,run``.
 
@@ -24,8 +25,6 @@ except for tokens, which the kernel does not know about.
 
 from __future__ import annotations
 
-import asyncio
-import math
 import os
 import time
 from typing import Any, Literal
@@ -315,36 +314,6 @@ async def memory_search(body: S.MemorySearchRequest, who: Principal = Who, svc: 
 
 
 # ── alloc ───────────────────────────────────────────────────────────────────
-def _finite(v: Any) -> Any:
-    """JSON has no NaN or infinity: unstated figures become null."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
-
-
-def _binding(b: Any) -> dict:
-    return {"resource": b.resource, "constraint": b.constraint, "used": b.used, "limit": b.limit,
-            "unit": b.unit, "shadow_price": b.shadow_price, "text": b.describe()}
-
-
-def _solve(doc: dict[str, Any], default_mode: str, time_limit_s: float) -> dict[str, Any]:
-    from llmos.kernel.alloc import MODE_OBJECTIVE, problem_from_dict, solve
-
-    problem, objective = problem_from_dict(doc)
-    sol = solve(problem, objective or MODE_OBJECTIVE.get(default_mode, default_mode),
-                time_limit_s=time_limit_s)
-    return _finite({"assignment": sol.assignment, "objective": dict(sol.objective.weights),
-                    "value": sol.value, "totals": sol.totals,
-                    "binding": [_binding(b) for b in sol.binding],
-                    "slack": [_binding(b) for b in sol.slack], "method": sol.method,
-                    "optimal": sol.optimal, "bound": sol.bound, "gap": sol.gap, "solve_s": sol.solve_s,
-                    "explanation": sol.explanation, "notes": list(sol.notes)})
-
-
 @router.post("/alloc", response_model=S.AllocOut, tags=["alloc"],
              responses={422: {"model": S.ErrorBody, "description": "malformed or infeasible problem "
                                                                   "(names the binding resource)"}})
@@ -354,7 +323,7 @@ async def alloc(body: S.AllocRequest, who: Principal = Who, svc: Services = Svc)
     doc = body.model_dump(exclude_none=True, exclude={"time_limit_s"})
     if not doc.get("notes"):
         doc.pop("notes", None)
-    return await asyncio.to_thread(_solve, doc, svc.config.alloc_mode, body.time_limit_s)
+    return await call(svc, who, "alloc.solve", {"problem": doc, "time_limit_s": body.time_limit_s})
 
 
 # ── events ──────────────────────────────────────────────────────────────────

@@ -5,7 +5,8 @@ Map:
 - ``create(name, caps, creator)``: a new agent whose capabilities must lie within the
   creator's (checked by the caller through ``access.may(..., CapsRef)``). Its tokens
   live in the one token store (``kernel.tokens``), not here.
-- ``get`` / ``find`` / ``list`` / ``descendants(agent)``.
+- ``get`` / ``find`` / ``list`` / ``descendants(agent)`` / ``ancestors(agent)`` (the
+  creator tree: quotas are shared down it, ``agent.disable`` follows it).
 - ``take_legacy_tokens()``: token digests older journals kept per agent, handed over
   once to the token store (and cleared here) so they can be listed and revoked.
 
@@ -37,11 +38,14 @@ class AgentRegistry:
         self._now = clock_time
         self._agents: dict[str, Agent] = {ROOT_ID: ROOT}     # id -> agent; create() only
         self._tokens: dict[str, str] = {}                    # legacy token sha256 -> agent id
+        self._children: dict[str, list[str]] = {}            # creator id -> agents it made
 
     def load(self) -> None:
         for aid, caps, created, creator, token_hash in self._journal.query(
                 "SELECT id, caps, created_s, creator, token_hash FROM agents"):
             self._agents[aid] = Agent(aid, Capabilities.from_dict(json.loads(caps)), created, creator)
+            if creator:
+                self._children.setdefault(creator, []).append(aid)
             if token_hash:
                 self._tokens[token_hash] = aid
 
@@ -58,15 +62,26 @@ class AgentRegistry:
         return sorted(self._agents.values(), key=lambda a: (a.id != ROOT_ID, a.id))
 
     def descendants(self, agent_id: str) -> list[str]:
-        """``agent_id`` and every agent it created, directly or not (creation order)."""
+        """``agent_id`` and every agent it created, directly or not."""
         out, todo = [agent_id], [agent_id]
         while todo:
-            parent = todo.pop()
-            for a in sorted(self._agents.values(), key=lambda a: a.created_s):
-                if a.creator == parent and a.id not in out:
-                    out.append(a.id)
-                    todo.append(a.id)
+            for child in self._children.get(todo.pop(), ()):
+                if child not in out:
+                    out.append(child)
+                    todo.append(child)
         return out
+
+    def ancestors(self, agent_id: str) -> list[str]:
+        """The creators above ``agent_id``, nearest first, root left out."""
+        out: list[str] = []
+        ag = self._agents.get(agent_id)
+        while ag is not None and ag.creator and ag.creator != ROOT_ID and ag.creator not in out:
+            out.append(ag.creator)
+            ag = self._agents.get(ag.creator)
+        return out
+
+    def has_children(self, agent_id: str) -> bool:
+        return bool(self._children.get(agent_id))
 
     def take_legacy_tokens(self) -> list[tuple[str, str]]:
         """``(sha256, agent)`` of tokens journaled by older versions; cleared from the journal."""
@@ -90,4 +105,5 @@ class AgentRegistry:
                             "VALUES (?,?,?,?,NULL)",
                             (name, json.dumps(caps.to_dict()), agent.created_s, creator))
         self._agents[name] = agent
+        self._children.setdefault(creator, []).append(name)
         return agent

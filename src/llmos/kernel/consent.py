@@ -5,7 +5,7 @@ Map:
   tool call, after its paths and network checks:
     1. a tool mounted from an MCP server that takes no path argument reaches what no
        root describes: the agent needs an explicit ``mcp.<tool>`` (or ``mcp.*``) grant;
-    2. a destructive, exec or network step needs the ``tool.risky`` capability, even
+    2. a destructive, exec or network step needs the ``may.risky`` capability, even
        with the person's yes (a read-only helper never runs code, whoever clicks yes);
     3. it runs only with ``confirmed``, and ``confirmed`` counts only when the call is
        made on behalf of the person (``Call.person``): an agent's own syscall cannot
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check", "mounted", "RISKY"]
 
-RISKY = "tool.risky"     # capability: may run destructive, exec and network steps
+RISKY = "may.risky"     # capability: may run destructive, exec and network steps
 
 
 def mounted(kernel: Any, tool: Any) -> str | None:

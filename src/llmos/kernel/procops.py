@@ -2,7 +2,9 @@
 
 Map:
 - ``spawn``: admit a process (spec checked, capability and quotas asked, placement
-  feasible, journaled before it is acknowledged, queued).
+  feasible, journaled before it is acknowledged, queued). A priority below 0 needs
+  ``may.urgent`` (at spawn and at ``nice``); quotas count the agent and the agents it
+  made, and every creator above it (root aside) holds its quotas for its whole tree.
 - ``kill`` / ``nice`` / ``confirm`` / ``exit``: changes by an agent that may touch the
   process (``process(call, pid)``); each goes through ``ProcessTable.transition``.
 - ``wait`` / ``result``: on the kernel clock; ``result`` gives the value or raises.
@@ -20,11 +22,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import Busy, Cancelled, InvalidArgument, JournalError, KernelError, PermissionDenied
+from llmos.errors import (
+    Busy,
+    Cancelled,
+    InvalidArgument,
+    JournalError,
+    KernelError,
+    PermissionDenied,
+    QuotaExceeded,
+)
 from llmos.executor.base import Result
-from llmos.kernel.access import ProcRef, UsageRef
+from llmos.kernel.access import ProcRef, Quotas, UsageRef, may
 from llmos.kernel.process import Process, ProcState, energy_label
 from llmos.kernel.result import error_from_dict, jsonable
 from llmos.kernel.specs import check_spec
@@ -37,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["ProcessOps"]
 
 S = ProcState
+URGENT = "may.urgent"    # capability: a priority below 0 (like a negative nice in Unix)
 
 
 class ProcessOps:
@@ -80,12 +92,12 @@ class ProcessOps:
         if parent is not None:
             par = self.procs.get(parent)
             call.check(ProcRef(par.pid, par.owner))
+        if priority < 0:
+            call.require(URGENT, why=f"priority {priority} is more urgent than the default 0")
         norm = check_spec(self, call, kind, spec, priority=priority, confirmed=confirmed,
                           in_process=job_call is not None)
-        call.check(UsageRef(live_procs=self.procs.live_count(agent.id),
-                            tokens_last_min=self.usage.tokens_last_min(agent.id) if kind == "llm" else 0,
-                            cpu_s=self.usage.cpu_s(agent.id) if kind in ("tool", "job") else 0.0,
-                            new_procs=1))
+        call.check(self._usage(agent.id, kind))
+        self._shared_quotas(call, agent.id, kind)
         if self.placer is not None:
             self.placer.check(kind, norm)        # AllocError: it could never run here
         if kind != "run" and self.procs.counts[S.QUEUED] >= self.queue_max:
@@ -108,6 +120,28 @@ class ProcessOps:
         if p.state == S.QUEUED:
             self._enqueue(p)
         return p, False
+
+    def _usage(self: Kernel, agent_id: str, kind: str) -> UsageRef:
+        """What ``agent_id`` and the agents it made use now (their quotas are shared)."""
+        ids = self.agents.descendants(agent_id) if self.agents.has_children(agent_id) else [agent_id]
+        return UsageRef(live_procs=sum(self.procs.live_count(a) for a in ids),
+                        tokens_last_min=sum(self.usage.tokens_last_min(a) for a in ids) if kind == "llm" else 0,
+                        cpu_s=sum(self.usage.cpu_s(a) for a in ids) if kind in ("tool", "job") else 0.0,
+                        new_procs=1)
+
+    def _shared_quotas(self: Kernel, call: Call, agent_id: str, kind: str) -> None:
+        """Each creator above the agent (root aside) holds its quotas for its whole tree:
+        children share the parent's quota, they do not multiply it."""
+        for aid in self.agents.ancestors(agent_id):
+            above = self.agents.find(aid)
+            if above is None or above.caps.quotas == Quotas():
+                continue
+            d = may(replace(above, caps=replace(above.caps, syscalls=frozenset({"*"}))), call.name,
+                    self._usage(aid, kind))
+            if not d.allowed:
+                call.reason = d.reason
+                raise QuotaExceeded(f"{d.reason} (agent {agent_id!r} shares the quota of {aid!r}, "
+                                    "which made it)", hint="wait, or ask for a larger quota")
 
     def _enqueue(self: Kernel, p: Process, arrival_s: float | None = None) -> None:
         from llmos.kernel.sched import Task
@@ -171,6 +205,8 @@ class ProcessOps:
     async def nice(self: Kernel, call: Call, pid: int, priority: int) -> Process:
         """Renice ``pid``: in the run queue, and inside the engine when it is a live generation."""
         p = self.process(call, pid, live=True)
+        if priority < 0:
+            call.require(URGENT, why=f"priority {priority} is more urgent than the default 0")
         old = p.priority
         if pid in self.sched:
             self.sched.renice(pid, priority)

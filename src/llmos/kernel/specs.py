@@ -176,7 +176,7 @@ def _check_tool(kernel: Any, call: Call, spec: dict[str, Any], confirmed: bool) 
         call.check(PathRef(workdir.path, "w"))      # denied: the agent may not write anywhere
     if risk >= Risk.NETWORK or tool.kind == "net":
         call.check(NetRef(name))
-    consent.check(kernel, call, tool, risk, confirmed)   # grants, tool.risky, the person's yes
+    consent.check(kernel, call, tool, risk, confirmed)   # grants, may.risky, the person's yes
     return {"tool": name, "args": full, "workdir": workdir.path, "risk": risk.name.lower(),
             "idempotent": bool(tool.idempotent), "guard": guard}
 

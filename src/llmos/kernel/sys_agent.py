@@ -60,7 +60,7 @@ class DisableArgs(Args):
 
 def _caps(a: CapsArgs) -> Capabilities:
     table = syscall.TABLE     # read at call time: this module is imported while TABLE is built
-    groups = {n.split(".", 1)[0] for n in table} | {syscall.MCP_CAP_GROUP}
+    groups = {n.split(".", 1)[0] for n in table} | {syscall.CAP_GROUP, syscall.MCP_CAP_GROUP}
     for s in a.syscalls:
         if s != "*" and s not in table and not syscall.is_capability(s) \
                 and not (s.endswith(".*") and s[:-2] in groups):

@@ -8,8 +8,9 @@ Map:
   whether it is made on behalf of the person (``person``); ``call.check(resource)`` asks
   ``access.may`` and raises the denial; ``call.require(capability)`` asks for one of
   ``CAPABILITIES`` (rights that are not syscalls) the same way.
-- ``CAPABILITIES``: capability names an agent may hold besides syscalls (``tool.risky``,
-  ``proc.urgent``, ``mcp.<tool>``); ``agent.create`` accepts them like syscall names.
+- ``CAPABILITIES``: capability names an agent may hold besides syscalls (``may.risky``,
+  ``may.urgent``, ``mcp.<tool>``); ``agent.create`` accepts them like syscall names, and
+  only ``*``, ``may.*`` / ``mcp.*`` or the name itself grants them.
 - ``dispatch(kernel, agent_id, name, args, sink=None, started=None, person=True) -> SyscallResult``: look up ->
   capability -> validate -> handler -> audit. Never raises (except cancellation):
   any failure becomes ``SyscallResult(ok=False, error=...)``, and every call — allowed
@@ -58,7 +59,7 @@ from llmos.kernel.result import SyscallResult
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
-__all__ = ["Syscall", "Call", "TABLE", "CAPABILITIES", "MCP_CAP_GROUP", "dispatch", "describe",
+__all__ = ["Syscall", "Call", "TABLE", "CAPABILITIES", "CAP_GROUP", "MCP_CAP_GROUP", "dispatch", "describe",
            "is_capability"]
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,12 @@ Handler = Callable[["Kernel", "Call", Any], Awaitable[Any]]
 
 # Rights that are not syscalls, held in the same ``syscalls`` set (so ``*`` and
 # ``group.*`` grant them, and ``agent.create`` hands out only what the creator holds).
+# Their group ``may`` is no syscall group, so ``tool.*`` or ``proc.*`` never grants them.
 CAPABILITIES: dict[str, str] = {
-    "tool.risky": "run destructive, exec and network tool steps (each still needs the person's yes)",
-    "proc.urgent": "take a priority below 0 (more urgent than the default), like Unix nice",
-    "alloc.solve": "run the placement solver on a problem of one's own",
+    "may.risky": "run destructive, exec and network tool steps (each still needs the person's yes)",
+    "may.urgent": "take a priority below 0 (more urgent than the default), like a negative Unix nice",
 }
+CAP_GROUP = "may"
 MCP_CAP_GROUP = "mcp"   # ``mcp.<server>.<tool>`` or ``mcp.*``: call a mounted MCP tool without path arguments
 
 
@@ -235,10 +237,10 @@ def _check_cap(call: Call, capability: str) -> None:
 
 
 def _build_table() -> dict[str, Syscall]:
-    from llmos.kernel import sys_agent, sys_llm, sys_memory, sys_proc, sys_timer, sys_tool
+    from llmos.kernel import sys_agent, sys_alloc, sys_llm, sys_memory, sys_proc, sys_timer, sys_tool
 
     table: dict[str, Syscall] = {}
-    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory):
+    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_alloc):
         for row in mod.ROWS:
             if row.name in table:
                 raise RuntimeError(f"syscall {row.name} defined twice")

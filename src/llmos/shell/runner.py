@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("succeeded", "failed", "denied", "needs_confirmation", "planned")
 AGENT_SYSCALLS = ["llm.generate", "tool.call", "tool.list", "proc.spawn", "proc.get", "proc.exit",
                   "proc.kill", "proc.list", "proc.wait", "timer.*", "memory.*"]
-AGENT_OPTIONAL = (["tool.risky", "mcp.*"], ["tool.risky"], [])   # granted when the creator holds them
+AGENT_OPTIONAL = ("may.risky", "may.urgent", "mcp.*")   # granted to a run's agent when its creator holds them
 AGENT_NAME_TRIES = 3      # fresh names tried when a run agent's name was taken before the run
 _MOVES_AWAY = {"files.move": ("source",), "files.delete": ("path",)}   # tools that remove a path
 
@@ -132,23 +132,27 @@ class Runner:
 
         The agent is always one this call creates (``agent.create`` refuses a name that
         exists), so a name taken before the run only costs a fresh suffix; it is never
-        reused. It holds ``tool.risky`` and ``mcp.*`` only when its creator does."""
+        reused. It holds ``AGENT_OPTIONAL`` rights only when its creator does."""
         name = f"run-{rid}"
-        for _ in range(AGENT_NAME_TRIES):
-            for extra in AGENT_OPTIONAL:
-                caps = {"syscalls": AGENT_SYSCALLS + extra, "read_roots": [str(workdir)],
-                        "write_roots": [str(workdir)], "network": self.network}
-                res = await self.kernel.syscall("root", "agent.create", {"name": name, "capabilities": caps})
-                if res.ok:
-                    return name
-                err = res.error
-                if not (isinstance(err, PermissionDenied) and extra and "syscall" in err.message):
-                    break                                   # not an optional grant: stop trying less
+        extra = list(AGENT_OPTIONAL)
+        err: LLMOSError | None = None
+        for _ in range(AGENT_NAME_TRIES + len(AGENT_OPTIONAL)):
+            caps = {"syscalls": AGENT_SYSCALLS + extra, "read_roots": [str(workdir)],
+                    "write_roots": [str(workdir)], "network": self.network}
+            res = await self.kernel.syscall("root", "agent.create", {"name": name, "capabilities": caps})
+            if res.ok:
+                return name
+            err = res.error
+            refused = next((x for x in extra if isinstance(err, PermissionDenied) and f"'{x}'" in err.message), None)
+            if refused is not None:
+                extra.remove(refused)                  # the creator lacks it: the run does without
+                continue
             if not (isinstance(err, InvalidArgument) and getattr(err, "field", None) == "name"
                     and "already exists" in err.message):
                 raise err
             log.warning("run %s: agent name %s was taken by another agent; using a fresh one", rid, name)
             name = f"run-{rid}-{uuid.uuid4().hex[:8]}"
+        assert err is not None
         raise err
 
     async def _generate(self, agent: str, parent: int | None, log_: list, messages, schema,
