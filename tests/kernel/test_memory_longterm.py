@@ -77,8 +77,10 @@ async def test_memories_survive_a_reboot(config, clock):
     k = await boot()
     res = (await k.syscall("root", "memory.recall", {"query": "spare key"})).value["results"]
     assert res[0]["id"] == mid
-    path = config.home / LONGTERM_FILE
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for suffix in ("", "-wal", "-shm"):                                # private, as the journal
+        path = config.home / (LONGTERM_FILE + suffix)
+        assert not path.exists() or stat.S_IMODE(os.stat(path).st_mode) == 0o600, suffix
+    assert (config.home / LONGTERM_FILE).exists()
     await k.shutdown()
 
 

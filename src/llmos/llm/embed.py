@@ -40,7 +40,7 @@ _SQRT_HALF = math.sqrt(0.5)               # GELU: 0.5 x (1 + erf(x / sqrt 2))
 
 class Embedder(Protocol):
     name: str     # model name, as /v1/embeddings reports it
-    dim: int      # dimensions of each vector
+    dim: int      # dimensions of each vector (a multiple of 64: memory packs sign bits in uint64)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...   # float32 [n, dim], unit rows
 
