@@ -55,6 +55,7 @@ async def test_remember_recall_list_forget(kernel):
     res = (await sys("root", "memory.recall", {"query": "what is the cat called?", "k": 1})).value["results"]
     assert [r["id"] for r in res] == [a["id"]] and res[0]["text"] == "the cat is called Miso"
     assert res[0]["tags"] == ["pets"] and 0 < res[0]["similarity"] <= 1 and res[0]["score"] > 0
+    assert res[0]["ranks"]["vector"] == 1                     # why it came back: each ranking's place
     listed = (await sys("root", "memory.list", {})).value
     assert [m["id"] for m in listed["memories"]] == [b["id"], a["id"]]     # newest first
     assert listed["usage"]["memories"] == 2 and listed["usage"]["bytes"] == 22 + 34
@@ -171,6 +172,8 @@ def test_recall_modes_rank_by_meaning_and_by_words(lt):
     assert lt.recall("a", "INV-20931", 1, mode="vector")[0]["id"] == x
     assert lt.recall("a", "INV-20931", 1)[0]["id"] == x
     assert lt.recall("a", "NEAR( \"unbalanced OR * -x", 2) is not None    # never FTS5 syntax
+    with pytest.raises(InvalidArgument):
+        lt.recall("a", "INV-20931", 1, mode="magic")
 
 
 def test_a_full_quota_refuses_and_leaves_nothing_half_written(tmp_path, clock):

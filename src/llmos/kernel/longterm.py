@@ -62,6 +62,7 @@ RRF_K = 60                    # reciprocal rank fusion: score = sum 1 / (RRF_K +
 FUSE_DEPTH = 50               # chunks each ranking contributes to the fusion
 SCAN_CANDIDATES = 256         # chunks the sign-bit scan hands to the exact cosine
 QUERY_WORDS = 32              # words of a query given to FTS5
+MODES = ("hybrid", "vector", "words")   # recall's rankings: both fused, vectors alone, FTS5 alone
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PIECE = re.compile(r"\S+\s*")
 
@@ -167,7 +168,7 @@ class _Hit:
     chunk: int
     score: float = 0.0                  # fused reciprocal-rank score
     similarity: float | None = None     # cosine of the query and this chunk
-    ranks: dict[str, int] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)   # ranking ("vector" | "words") -> rank, from 1
 
 
 class LongTermMemory:
@@ -349,6 +350,9 @@ class LongTermMemory:
         if not isinstance(query, str) or not _WORD.search(query):
             raise InvalidArgument("query: expected text with at least one word", field="query",
                                   expected="text with at least one word")
+        if mode not in MODES:
+            raise InvalidArgument(f"mode: expected one of {', '.join(MODES)}, got {mode!r}", field="mode",
+                                  expected=" | ".join(MODES))
         filt = filt or RecallFilter()
         t0 = time.perf_counter()
         qv = self.embedder.embed([query])[0] if mode != "words" else None   # outside the lock
@@ -461,7 +465,8 @@ class LongTermMemory:
                 "FROM memories m WHERE id = ? AND agent = ?", (h.memory, agent)).fetchall()
             item: dict[str, Any] = {"id": h.memory, "text": text, "tags": json.loads(tags),
                                     "created_s": created, "score": round(h.score, 6),
-                                    "similarity": None if h.similarity is None else round(h.similarity, 4)}
+                                    "similarity": None if h.similarity is None else round(h.similarity, 4),
+                                    "ranks": h.ranks}
             if n_chunks > 1:
                 item["match"] = self._conn.execute("SELECT text FROM chunks WHERE id = ?",
                                                    (h.chunk,)).fetchall()[0][0]
