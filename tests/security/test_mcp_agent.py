@@ -108,3 +108,37 @@ def test_roots_follow_the_workspace_rules(config, tmp_path):
     ok = tmp_path / "project"
     ok.mkdir()
     assert check_roots(config, [str(ok)]) == [str(ok.resolve())]
+
+
+def test_the_person_answers_in_the_cli(config, ws, capsys):
+    """``llmos pending`` shows the step the MCP agent's run waits on; ``llmos confirm`` runs it."""
+    import asyncio
+
+    from llmos.api.server import ServerThread
+    from llmos.cli import main
+    from llmos.sdk import Client
+
+    srv = ServerThread(config, engines={"fake": FakeEngine(DELETE_PLAN, model="fake")},
+                       tools=default_registry(), hal=FakeHAL(), preload_models=False).start()
+    try:
+        async def as_mcp_agent() -> str:
+            async with backend(config, roots=[str(ws)]) as client:      # the live daemon
+                run = await client.submit_run("delete old.txt", workdir=str(ws))
+                for _ in range(200):
+                    if (await client.get_run(run["id"])).get("pending"):
+                        return run["id"]
+                    await asyncio.sleep(0.05)
+                raise AssertionError("the run never waited")
+        rid = asyncio.run(as_mcp_agent())
+        capsys.readouterr()
+        assert main(["pending", "--json"]) == 0
+        waiting = json.loads(capsys.readouterr().out)["runs"]
+        assert [r["id"] for r in waiting] == [rid] and waiting[0]["owner"].startswith("mcp-")
+        assert main(["confirm", rid]) == 0
+        with Client(srv.url, token=srv.token) as admin:
+            assert admin.wait_run(rid)["status"] == "succeeded"
+        assert not (ws / "old.txt").exists()
+        assert main(["confirm", "no such id!"]) != 0
+        assert "run id" in capsys.readouterr().err
+    finally:
+        srv.stop()

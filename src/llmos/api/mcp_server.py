@@ -7,8 +7,9 @@ Map:
   ``process_kill``, ``process_nice``, ``generate``, ``memory_put``, ``memory_get``,
   ``memory_search``. Errors come back as MCP tool errors with the LLM OS message.
 - ``check_roots(config, roots)``: the directories the server's agent may use
-  (``--root``, default the current directory), resolved; ``/``, the home directory
-  itself and a folder holding (or inside) the state directory are refused.
+  (``--root``, default the current directory), resolved, under the workspace rules of
+  every run (``config.check_workspace``: not ``/``, the home directory itself, or a
+  folder holding the state directory or the config file).
 - ``agent_caps(roots, network)`` / ``ensure_agent(admin, roots, network)``: the server's
   own agent, ``mcp-<digest of its rights>``, created by the admin with those roots only
   (an agent of that name that the admin did not make, or with other rights, is refused,
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Config
-from llmos.errors import ConfigError, LLMOSError, PermissionDenied
+from llmos.errors import ConfigError, InvalidArgument, LLMOSError, PermissionDenied
 from llmos.sdk.client import RUN_FINAL, AsyncClient
 
 __all__ = ["build_server", "backend", "run_stdio", "check_roots", "agent_caps", "ensure_agent",
@@ -61,23 +62,22 @@ Connect = Callable[[], Awaitable[AsyncClient]]
 
 
 def check_roots(config: Config, roots: list[str] | tuple[str, ...] | None) -> list[str]:
-    """The server agent's roots, resolved; ConfigError naming the bad one."""
-    roots = list(roots or [os.getcwd()])
-    home = Path(config.home).expanduser().resolve()
-    user_home = Path.home().resolve()
+    """The server agent's roots, resolved, under the workspace rules every run follows
+    (``config.check_workspace``); ConfigError naming the bad one."""
+    from llmos.config import check_workspace
+
     out: list[str] = []
-    for r in roots:
-        p = Path(os.path.expanduser(str(r))).resolve()
+    for r in list(roots or [os.getcwd()]):
+        p = Path(os.path.expanduser(str(r)))
         if not p.is_dir():
             raise ConfigError(f"mcp root {r}: not a directory", hint="pass --root with an existing folder")
-        if p == Path("/") or p == user_home:
-            raise ConfigError(f"mcp root {p}: too wide a workspace (the whole disk or the home directory)",
-                              hint="pick a project folder: llmos mcp --root ~/projects/notes")
-        if p == home or home.is_relative_to(p) or p.is_relative_to(home):
-            raise ConfigError(f"mcp root {p}: holds LLM OS's state directory ({home})",
-                              hint="pick a project folder outside it: llmos mcp --root ~/projects/notes")
-        if str(p) not in out:
-            out.append(str(p))
+        try:
+            wd = check_workspace(config, p, field="--root")
+        except InvalidArgument as e:
+            raise ConfigError(f"mcp root {r}: {e.message.removeprefix('--root: ')}",
+                              hint="pick a project folder: llmos mcp --root ~/projects/notes") from None
+        if str(wd) not in out:
+            out.append(str(wd))
     return out
 
 
