@@ -21,6 +21,13 @@ FUZZ = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+def _ws(home):
+    """A workspace next to the state directory (a workspace may not hold it)."""
+    ws = home.parent / "ws"
+    ws.mkdir(exist_ok=True)
+    return ws
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
     capsys.readouterr()
     rc = main(list(argv))
@@ -55,7 +62,7 @@ BAD_REQUESTS = st.one_of(
 @example(request="")
 def test_run_refuses_bad_requests_before_planning(capsys, use_local_kernel, home, request):
     use_local_kernel()
-    rc, text = run_cli(capsys, "run", "--dry-run", "--workdir", str(home), "--", request)
+    rc, text = run_cli(capsys, "run", "--dry-run", "--workdir", str(_ws(home)), "--", request)
     assert_refused(rc, text)
     assert "request" in text and "planning" not in text
 
@@ -66,7 +73,7 @@ def test_run_refuses_bad_requests_before_planning(capsys, use_local_kernel, home
 def test_run_takes_any_plain_text(capsys, use_local_kernel, home, request):
     """Any non-empty text is a request: planned (--dry-run), not refused."""
     use_local_kernel()
-    rc, text = run_cli(capsys, "run", "--dry-run", "--json", "--workdir", str(home), "--", request)
+    rc, text = run_cli(capsys, "run", "--dry-run", "--json", "--workdir", str(_ws(home)), "--", request)
     assert rc == 0 and "Traceback" not in text, text
     assert json.loads(text.splitlines()[-1])["status"] == "planned"
 
