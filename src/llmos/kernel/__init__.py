@@ -30,6 +30,8 @@ Module map (boot order in ``boot.py``):
   programs.py   the in-process API (submit, add_task, run_until_idle, register_job)
   sync.py       SyncKernel: the same API for programs without an event loop
   specs.py      what each process kind's spec must say (checked at admission)
+  consent.py    who may run a risky tool step (may.risky, mcp.<tool>) and whose yes counts
+  tokens.py     the one token store (admin token, agents' tokens, disabled agents)
   accounting.py per-agent usage (tokens/min window, CPU s, joules of finished work)
   engines.py    given engines + engines built on first use; live renice into the step policy
   events.py     the event bus (bounded per subscriber)
