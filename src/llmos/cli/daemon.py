@@ -39,7 +39,8 @@ from llmos.errors import LLMOSError, RemoteUnavailable
 __all__ = ["find_daemon", "open_session", "boot_kernel", "result_of", "LocalSession", "DaemonSession",
            "ChildDaemon", "Confirm", "LOCK_WAIT_S", "START_TIMEOUT_S", "STOP_TIMEOUT_S"]
 
-LOCK_WAIT_S = 30.0       # seconds to wait for a kernel that holds the state dir without a daemon
+LOCK_WAIT_S = 300.0      # seconds to wait for a kernel that holds the state dir without a daemon
+#                          (another in-process `llmos run` finishing its request; said once)
 START_TIMEOUT_S = 120.0  # seconds `llmos boot` waits for its daemon to answer
 STOP_TIMEOUT_S = 25.0    # seconds between SIGTERM and SIGKILL (the daemon drains streams for 15 s)
 POLL_S = 0.05            # seconds between readiness probes
