@@ -9,6 +9,9 @@ Map:
 - long-term memory by meaning: ``longterm`` (``kernel.longterm.LongTermMemory``, its own
   database ``memory.db`` beside the journal, opened on first use) remembers texts with
   their embeddings (``embedder``: the packaged MiniLM unless a test sets a fake first).
+- conversations: ``conversations`` (``kernel.conversation.Conversations``, its own database
+  ``conversations.db`` beside the journal, opened on first use): turns kept within a model's
+  window, older turns folded into summaries, every original kept.
 
 Context and notes live in the journal database. Writers await ``journal.durable()`` before
 answering, so a read after a write sees it. An agent only ever sees its own memory.
@@ -24,6 +27,7 @@ from llmos.errors import InvalidArgument, NotFound
 from llmos.llm.embed import Embedder, default_embedder
 
 if TYPE_CHECKING:
+    from llmos.kernel.conversation import Conversations
     from llmos.kernel.longterm import LongTermMemory
     from llmos.kernel.storage import Journal
 
@@ -43,6 +47,7 @@ class Memory:
         # the embedding model, or what makes it; replace before first use (tests: FakeEmbedder)
         self.embedder: Embedder | Callable[[], Embedder] = default_embedder
         self._longterm: LongTermMemory | None = None
+        self._conversations: Conversations | None = None
 
     # ── long-term memory ───────────────────────────────────────────────────
     @property
@@ -55,10 +60,22 @@ class Memory:
                                             self.embedder, self._now)
         return self._longterm
 
+    @property
+    def conversations(self) -> Conversations:
+        """Conversations within a token budget; the database opens on first use."""
+        if self._conversations is None:
+            from llmos.kernel.conversation import CONVERSATIONS_FILE, Conversations
+
+            self._conversations = Conversations(self._journal.path.with_name(CONVERSATIONS_FILE), self._now)
+        return self._conversations
+
     def close(self) -> None:
         if self._longterm is not None:
             self._longterm.close()
             self._longterm = None
+        if self._conversations is not None:
+            self._conversations.close()
+            self._conversations = None
 
     # ── context ────────────────────────────────────────────────────────────
     def append(self, agent: str, role: str, content: str) -> None:

@@ -237,10 +237,19 @@ def _check_cap(call: Call, capability: str) -> None:
 
 
 def _build_table() -> dict[str, Syscall]:
-    from llmos.kernel import sys_agent, sys_alloc, sys_llm, sys_memory, sys_proc, sys_timer, sys_tool
+    from llmos.kernel import (
+        sys_agent,
+        sys_alloc,
+        sys_conversation,
+        sys_llm,
+        sys_memory,
+        sys_proc,
+        sys_timer,
+        sys_tool,
+    )
 
     table: dict[str, Syscall] = {}
-    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_alloc):
+    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_conversation, sys_alloc):
         for row in mod.ROWS:
             if row.name in table:
                 raise RuntimeError(f"syscall {row.name} defined twice")
