@@ -8,6 +8,12 @@ Map:
   agent's default. ``stream: true`` answers server-sent ``chat.completion.chunk``s
   (then ``[DONE]``); ``tools`` work through constrained JSON (``openai_tools``);
   ``response_format`` ``json_object`` / ``json_schema`` constrain the output.
+  With an ``X-LLMOS-Conversation: <id>`` header (an id from ``conversation.open``) the
+  request continues that conversation instead: its last message (a user message) is the
+  new turn, the daemon holds the rest of the history within the model's window
+  (``conversation.say``: older turns summarized, originals kept), so the earlier
+  messages of the request are not used. Tools, ``response_format`` and ``n`` > 1 are
+  refused there.
 - ``POST /v1/completions``: the same for raw prompts (``echo`` supported).
 - ``POST /v1/embeddings``: all-MiniLM-L6-v2 (384 dimensions), the model long-term memory
   uses, through the ``memory.embed`` syscall as the calling agent; ``model`` is its name
@@ -131,12 +137,13 @@ class _Gen:
     done: bool = False            # its final result was read (nothing left to kill)
 
 
-async def _stream(svc: Services, who: Principal, args: dict[str, Any], gen: _Gen) -> AsyncIterator[Any]:
-    """``kernel.syscall_stream`` with errors raised as LLMOSError; ``started`` is noted in
-    ``gen``, not yielded."""
+async def _stream(svc: Services, who: Principal, args: dict[str, Any], gen: _Gen,
+                  name: str = "llm.generate") -> AsyncIterator[Any]:
+    """``kernel.syscall_stream`` of ``name`` with errors raised as LLMOSError; ``started``
+    is noted in ``gen``, not yielded."""
     try:
         async with contextlib.aclosing(svc.kernel.syscall_stream(
-                who.agent, "llm.generate", {**args, "stream": True})) as items:
+                who.agent, name, {**args, "stream": True})) as items:
             async for item in items:
                 kind = item.get("type") if isinstance(item, dict) else None
                 if kind == "started":
@@ -278,15 +285,22 @@ async def models(who: Principal = Who, svc: Services = Svc) -> dict:
 # ── chat ────────────────────────────────────────────────────────────────────
 @router.post("/chat/completions", responses=_ok(ChatCompletionOut, stream=True))
 async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Services = Svc,
-                           x_llmos_priority: str | None = Header(None)) -> Response:
+                           x_llmos_priority: str | None = Header(None),
+                           x_llmos_conversation: str | None = Header(None)) -> Response:
     body.check()
     prio = priority_from_header(x_llmos_priority)
     plan = ToolPlan.build(body)
-    args: dict[str, Any] = {"messages": plan.engine_messages(body.messages)}
     mt = body.max_completion_tokens or body.max_tokens
+    name = "llm.generate"
+    if x_llmos_conversation is not None:
+        name, args = "conversation.say", _conversation_args(x_llmos_conversation, body, plan)
+    else:
+        args = {"messages": plan.engine_messages(body.messages)}
+        for k, v in (("json_schema", plan.schema), ("model", _model_arg(svc, body.model))):
+            if v is not None:
+                args[k] = v
     for k, v in (("max_tokens", mt), ("temperature", body.temperature), ("top_p", body.top_p),
-                 ("seed", body.seed), ("json_schema", plan.schema), ("priority", prio),
-                 ("model", _model_arg(svc, body.model))):
+                 ("seed", body.seed), ("priority", prio)):
         if v is not None:
             args[k] = v
     if body.stops():
@@ -294,9 +308,9 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
     cid = "chatcmpl-" + uuid.uuid4().hex[:24]
     created = int(time.time())
     if body.stream:
-        return await _chat_stream(svc, who, args, plan, body, cid, created)
+        return await _chat_stream(svc, who, args, plan, body, cid, created, name)
     t0 = time.perf_counter()
-    finals = await asyncio.gather(*(call(svc, who, "llm.generate", args) for _ in range(body.n)))
+    finals = await asyncio.gather(*(call(svc, who, name, args) for _ in range(body.n)))
     choices = []
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for i, final in enumerate(finals):
@@ -317,11 +331,27 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
                          "llmos": {"pids": [f.get("pid") for f in finals]}})
 
 
+def _conversation_args(conv: str, body: ChatRequest, plan: ToolPlan) -> dict[str, Any]:
+    """``conversation.say`` arguments: the request's last message is the new turn."""
+    if not conv.strip():
+        raise InvalidArgument("X-LLMOS-Conversation: expected a conversation id", field="X-LLMOS-Conversation",
+                              expected="an id from conversation.open")
+    for field, bad in (("tools", plan.active), ("response_format", plan.schema is not None), ("n", body.n > 1)):
+        if bad:
+            raise InvalidArgument(f"{field}: not supported with X-LLMOS-Conversation", field=field,
+                                  expected="omitted when continuing a conversation")
+    last = plan.engine_messages(body.messages)[-1]
+    if last["role"] != "user":
+        raise InvalidArgument("messages: the last message must be the user's new turn when continuing "
+                              "a conversation", field="messages", expected="a last message with role user")
+    return {"id": conv.strip(), "content": last["content"]}
+
+
 async def _chat_stream(svc: Services, who: Principal, args: dict, plan: ToolPlan, body: ChatRequest,
-                       cid: str, created: int) -> Response:
+                       cid: str, created: int, name: str = "llm.generate") -> Response:
     t0 = time.perf_counter()
     state = _Gen()
-    gen = _stream(svc, who, args, state)
+    gen = _stream(svc, who, args, state, name)
     head, ended = await _prime(gen)
     if not ended:
         svc.metrics.observe_ttft(time.perf_counter() - t0)

@@ -80,34 +80,42 @@ def models() -> None:
 
 def chat(
     message: str = typer.Argument(None, help="Send one message and exit (default: interactive)."),
-    model: str = typer.Option(None, "--model", "-m", help="Model name or .gguf path."),
-    system: str = typer.Option("You are a helpful assistant.", "--system", help="System prompt."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name or .gguf path (a new conversation)."),
+    system: str = typer.Option(None, "--system", help="System prompt of a new conversation "
+                               "(default: \"You are a helpful assistant.\")."),
+    conversation: str = typer.Option(None, "--conversation", "-c",
+                                     help="Continue this conversation (its id is printed when it starts)."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most tokens per reply."),
     temperature: float = typer.Option(0.2, "--temperature", min=0.0, max=5.0),
 ) -> None:
-    """Chat with a model, streaming tokens as they are generated.
+    """Chat with a model through the kernel (the daemon's when one runs), streaming tokens as
+    they are generated. The conversation keeps within the model's context: older turns are
+    summarized, and every turn stays in its history.
 
     Example: llmos chat "write a haiku about schedulers"
     """
+    from llmos.cli.chat import check_message
+
+    if message is not None:
+        check_message(message)
     cfg = state.config()
-    asyncio.run(_chat(cfg, message, model, system, max_tokens, temperature))
+    asyncio.run(_chat(cfg, message, model, system, conversation, max_tokens, temperature))
 
 
-async def _chat(cfg, message, model, system, max_tokens, temperature) -> None:
-    from llmos.llm.base import GenerationRequest, SamplingParams
-    from llmos.llm.models import resolve
+async def _chat(cfg, message, model, system, conversation, max_tokens, temperature) -> None:
+    from llmos.cli.chat import begin, open_chat
 
-    info = resolve(model, cfg)
-    from llmos.llm import make_engine
-
-    engine = make_engine(info, cfg)
-    await engine.start()
-    history: list[dict] = [{"role": "system", "content": system}]
+    session = await open_chat(cfg, notice=lambda line: err.print(line, markup=False))
     try:
+        conv = await begin(session, model=model, system=system, conversation=conversation)
+        where = "daemon" if session.mode == "daemon" else "in-process kernel"
         interactive = message is None
         if interactive:
-            console.print(f"[bold]llmos chat[/] — {info.name} ({info.kind}). "
-                          "Empty line or Ctrl-D to quit.")
+            console.print(f"[bold]llmos chat[/] — conversation {conv['id']} "
+                          f"({conv.get('model') or cfg.model}, {where}). Empty line or Ctrl-D to quit.",
+                          highlight=False)
+        else:
+            err.print(f"conversation {conv['id']} ({where}); continue it with --conversation {conv['id']}")
         while True:
             if interactive:
                 try:
@@ -116,22 +124,15 @@ async def _chat(cfg, message, model, system, max_tokens, temperature) -> None:
                     break
                 if not message.strip():
                     break
-            history.append({"role": "user", "content": message})
-            req = GenerationRequest(messages=tuple(history), owner="user",
-                                    params=SamplingParams(temperature=temperature, max_tokens=max_tokens))
-            handle = engine.submit(req)
-            if interactive:
                 console.print("[bold green]llm>[/] ", end="")
-            async for chunk in handle:
-                sys.stdout.write(chunk.text)
+            async for piece in session.say(conv["id"], message, max_tokens=max_tokens, temperature=temperature):
+                sys.stdout.write(piece)
                 sys.stdout.flush()
-            done = await handle.result()
             sys.stdout.write("\n")
-            history.append({"role": "assistant", "content": done.text})
             if not interactive:
                 break
     finally:
-        await engine.close()
+        await session.aclose()
 
 
 @dataclass

@@ -7,7 +7,8 @@ Map:
   ``kill``, ``nice``, ``wait``), runs (``submit_run``, ``get_run``, ``plan``, ``confirm``,
   ``reject``, ``wait_run``, ``run_events``, ``follow_run``), agents and tokens, tools, timers, alloc,
   memory, ``system``, ``events`` (server-sent events as dicts), ``chat`` (the
-  OpenAI-compatible endpoint) and ``openai()`` (an official ``openai`` client bound to
+  OpenAI-compatible endpoint; ``AsyncClient.chat_stream`` streams it, optionally
+  continuing a daemon-held conversation) and ``openai()`` (an official ``openai`` client bound to
   this daemon).
 - Errors come back as the same ``llmos.errors`` classes as in-process (see ``errors.py``);
   a daemon that cannot be reached raises ``RemoteUnavailable``.
@@ -423,6 +424,37 @@ class AsyncClient(_Endpoints):
             if _stops_wait(ev):
                 break
         return await self.get_run(run_id)
+
+    async def chat_stream(self, messages: list[dict], *, model: str | None = None,
+                          priority: int | None = None, conversation: str | None = None,
+                          **kwargs: Any) -> AsyncIterator[dict]:
+        """A streamed chat completion: each ``chat.completion.chunk`` as a dict. With
+        ``conversation`` (an id from the ``conversation.open`` syscall) the daemon keeps the
+        history: send only the new user message."""
+        body = _clean({"model": model or "default", "messages": messages, "stream": True, **kwargs})
+        headers = {}
+        if priority is not None:
+            headers["X-LLMOS-Priority"] = str(priority)
+        if conversation is not None:
+            headers["X-LLMOS-Conversation"] = conversation
+        try:
+            async with self._http.stream("POST", "/v1/chat/completions", json=body, headers=headers,
+                                         timeout=httpx.Timeout(TIMEOUT_S, read=None)) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    _raise_for(resp)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    chunk = json.loads(data)
+                    if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
+                        raise from_body(200, chunk)
+                    yield chunk
+        except httpx.HTTPError as e:
+            raise map_foreign(e, context=f"llmos daemon at {self.base_url}") from e
 
     def openai(self, **kwargs: Any):
         """An official ``openai.AsyncOpenAI`` client pointed at this daemon's ``/v1``."""
