@@ -283,12 +283,19 @@ def _history_table(rows: list[dict]) -> None:
     out.print(table)
 
 
-def history(limit: int = typer.Option(20, "--limit", "-n", min=1, max=10000, help="Most runs to show."),
+def history(path: str = typer.Argument(None, help="A file or folder: list its kept versions instead."),
+            limit: int = typer.Option(20, "--limit", "-n", min=1, max=10000, help="Most runs to show."),
             as_json: bool = typer.Option(False, "--json", help="One JSON list.")) -> None:
-    """The most recent runs: id, status, rating, request and answer.
+    """The most recent runs: id, status, rating, request and answer; with a PATH, the
+    kept versions of that file (what each run changed; `llmos undo RUN` puts them back).
 
-    Example: llmos history -n 5
+    Example: llmos history -n 5; llmos history notes.txt
     """
+    if path is not None:
+        from llmos.cli.storage import path_history
+
+        path_history(path, limit, as_json)
+        return
     store = _store(state.config())
     rows = store.list_runs(limit)
     if as_json:

@@ -56,8 +56,9 @@ TOOL_WORKERS = 4   # threads running tool/job code at once
 
 class LocalExecutor(Executor):
     def __init__(self, claim: Claim, *, engine_for: Callable[[str | None], Awaitable[Engine]] | None = None,
-                 tools: Any = None, workers: int = TOOL_WORKERS) -> None:
+                 tools: Any = None, workers: int = TOOL_WORKERS, versions: Any = None) -> None:
         self._claim = claim
+        self._versions = versions                          # VersionStore: file changes kept (undo)
         self._engine_for = engine_for
         self._tools = tools
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="llmos-tool")
@@ -277,12 +278,22 @@ class LocalExecutor(Executor):
                   "set_timer": w.set_timer, "idempotency_key": w.idempotency_key,
                   "sandbox": self._sandbox_for(w.memory_bytes),
                   "state": StateArea(*state) if state else None,
-                  "workspace_bytes": guard.get("workspace_bytes"), "stop": stop}
+                  "workspace_bytes": guard.get("workspace_bytes"), "stop": stop,
+                  "versions": self._recorder(w)}
         if dataclasses.is_dataclass(ToolContext):
             names = {f.name for f in dataclasses.fields(ToolContext)}
         else:
             names = set(inspect.signature(ToolContext).parameters)
         return ToolContext(**{k: v for k, v in fields.items() if k in names})
+
+    def _recorder(self, w: Work) -> Any:
+        """The version recorder of one tool call: its agent, its run (the shell run id its
+        idempotency key starts with, else its pid) and its pid."""
+        if self._versions is None:
+            return None
+        from llmos.kernel.versions import run_of
+
+        return self._versions.bind(w.owner, run_of(w.idempotency_key, w.pid), w.pid)
 
     def _sandbox_for(self, memory_bytes: int | None) -> Any:
         """None (the default sandbox) unless the agent's memory quota is tighter than it;

@@ -16,6 +16,7 @@ from llmos.executor.local import TOOL_WORKERS, LocalExecutor
 from llmos.kernel.loop import KernelLoop
 from llmos.kernel.recovery import recover
 from llmos.kernel.storage import Journal, StateLock, make_private
+from llmos.kernel.versions import VersionStore
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
@@ -69,7 +70,7 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         log.warning("made the state directory private: %s (were readable by others)", ", ".join(fixed))
     lock = StateLock(config.home)
     lock.acquire()                                          # 4. one kernel per state directory
-    journal = None
+    journal = versions = None
     given_hal, hal, own_hal = hal, None, False
     try:
         hal, own_hal = open_hal(given_hal, clock)           # 5. hardware: detected unless given
@@ -89,19 +90,23 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         await k.engine_set.start_given()                    # 14. given engines started under the
                                                             #     scheduler's step policy (others: lazily)
         k.placer = make_placer(k)                           # 15. allocator: devices + engines
-        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools)  # 16. executor
+        versions = k.versions = VersionStore(config.home, clock=clock.time)  # 16. file versions (undo)
+        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools,
+                                   versions=k.versions)             # 17. executor
         k.loop = KernelLoop(k.sched, k.executor, k.update, clock, place=k._place,
-                            slots=config.engine.n_seq_max + TOOL_WORKERS)  # 17. loop
-        k._on_transition_idle()                             # 18. idle flag from the recovered table
+                            slots=config.engine.n_seq_max + TOOL_WORKERS)  # 18. loop
+        k._on_transition_idle()                             # 19. idle flag from the recovered table
         if run_loop:
-            k.loop.start()                                  # 19. start stepping
-            k.start_timers()                                # 20. reminders fire on the kernel clock
+            k.loop.start()                                  # 20. start stepping
+            k.start_timers()                                # 21. reminders fire on the kernel clock
         log.info("kernel booted: %d processes, %d re-queued, %d need confirmation",
                  k.recovery.processes, len(k.recovery.requeued), len(k.recovery.needs_confirmation))
         return k
     except BaseException:
         if journal is not None:
             journal.close()
+        if versions is not None:
+            versions.close()
         if own_hal and hal is not None:
             hal.close()
         lock.release()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from llmos.kernel.placement import Placer
     from llmos.kernel.sched import Scheduler
     from llmos.kernel.storage import Journal, StateLock
+    from llmos.kernel.versions import VersionStore
     from llmos.llm.base import Engine
 
 __all__ = ["Kernel", "TaskHandle", "SHUTDOWN_GRACE_S"]
@@ -75,6 +76,7 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
         self.procs = ProcessTable(journal, clock.time)
         self.agents = AgentRegistry(journal, clock.time)
         self.memory = Memory(journal, clock.time)
+        self.versions: VersionStore | None = None  # file versions for undo; set by boot
         self.timers = Timers(journal, clock, self._timer_fired)
         self.sched: Scheduler = None  # type: ignore[assignment]   # set by boot
         self.executor: Executor = None  # type: ignore[assignment]  # set by boot
@@ -139,6 +141,8 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
         finally:
             self.journal.close()
             self.memory.close()                   # long-term memory's own database
+            if self.versions is not None:
+                self.versions.close()             # file versions' own database
             await self.engine_set.close_built()
             if self.own_hal and self.hal is not None:
                 self.hal.close()

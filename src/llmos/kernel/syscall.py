@@ -244,12 +244,14 @@ def _build_table() -> dict[str, Syscall]:
         sys_llm,
         sys_memory,
         sys_proc,
+        sys_storage,
         sys_timer,
         sys_tool,
     )
 
     table: dict[str, Syscall] = {}
-    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_conversation, sys_alloc):
+    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_conversation, sys_alloc,
+                sys_storage):
         for row in mod.ROWS:
             if row.name in table:
                 raise RuntimeError(f"syscall {row.name} defined twice")

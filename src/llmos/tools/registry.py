@@ -6,7 +6,7 @@ Map:
   area). The kernel's access layer makes the same decision.
 - ``ToolContext``: what one tool call may touch (workspace, read/write roots, network,
   the kernel's state area, the workspace byte quota, the kernel's timer hook, the
-  sandbox, the stop signal). Frozen: a tool cannot widen its own rights.
+  sandbox, the stop signal, the version recorder). Frozen: a tool cannot widen its own rights.
 - ``Stop``: how the kernel stops a running tool: ``stop()`` kills the process groups the
   tool registered (``attach``) and makes later ``attach`` calls kill at once.
 - ``ToolResult``: ``output`` (JSON data that later steps use as ``$stepN.output``),
@@ -32,6 +32,7 @@ delete all files" returns that sentence as a string.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
 import difflib
@@ -39,7 +40,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -59,10 +60,11 @@ from llmos.types import Risk
 
 if TYPE_CHECKING:
     from llmos.kernel.access import StateArea
+    from llmos.kernel.versions import Recorder
     from llmos.tools.sandbox import Sandbox
 
 __all__ = ["check_path", "check_schema", "ToolContext", "ToolResult", "Tool", "ToolRegistry",
-           "default_registry", "overwrite_risk", "KINDS", "PathMode", "Stop", "current_context"]
+           "default_registry", "overwrite_risk", "KINDS", "PathMode", "Stop", "current_context", "using"]
 
 PathMode = Literal["r", "w"]
 KINDS = ("files", "text", "data", "plot", "calc", "code", "assistant", "net")
@@ -177,6 +179,8 @@ class ToolContext:
     workspace_bytes: int | None = None              # bytes the write roots may hold in all (quota);
     #                                                 None: unlimited. Checked by every file write.
     stop: Stop | None = None                        # set by the kernel's executor (proc.kill)
+    versions: Recorder | None = None                # set by the kernel's executor: every file change
+    #                                                 keeps the previous bytes (undo); None: not kept
 
     def __post_init__(self) -> None:
         wd = Path(os.path.realpath(os.path.expanduser(os.fspath(self.workdir))))
@@ -227,6 +231,16 @@ def current_context() -> ToolContext | None:
     """The context of the tool call running in this thread (set by ``ToolRegistry.call``):
     the file helpers open paths under its roots and count writes against its quota."""
     return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def using(ctx: ToolContext) -> Iterator[ToolContext]:
+    """Run the file helpers under ``ctx`` outside a tool call (the kernel's undo)."""
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CURRENT.reset(token)
 
 
 # ── tools ───────────────────────────────────────────────────────────────────

@@ -13,6 +13,8 @@ Map:
   walk of O_NOFOLLOW opens from the root's descriptor); hard-linked files are refused.
 - ``read_text(path, limit)`` / ``write_text(path, text, append=)``: bounded reads and
   writes through ``open_beneath``; writes count against the workspace byte quota.
+- every change (write, copy, move, delete, a folder made) keeps the previous entry
+  first when the call records versions (``tools.versioning.changing``).
 - ``human_size(n)``.
 
 NOTE: the roots come from the tool call's context (``registry.current_context()``, set
@@ -37,6 +39,7 @@ from typing import Any
 from llmos import params as P
 from llmos.errors import InvalidArgument, NotFound, PermissionDenied, QuotaExceeded, ToolError
 from llmos.tools.registry import PathMode, ToolContext, current_context
+from llmos.tools.versioning import changing, made_dir
 
 PATH_MAX_CHARS = 1024          # longest path argument
 GLOB_MAX_MATCHES = 10_000      # most paths one pattern may expand to
@@ -200,15 +203,18 @@ def _openat2(dirfd: int, rel: str, flags: int, perm: int) -> int | None:
     return fd
 
 
-def _walk(dirfd: int, parts: list[str], *, create: bool) -> int:
+def _walk(dirfd: int, parts: list[str], *, create: bool, at: Path | None = None) -> int:
     """A descriptor for folder ``parts`` under ``dirfd``, one O_NOFOLLOW open per part
-    (made when missing and ``create``). The caller closes it."""
+    (made when missing and ``create``; each one made is recorded as a version when ``at``,
+    the path of ``dirfd``, is given). The caller closes it."""
     fd = os.dup(dirfd)
     try:
-        for part in parts:
+        for i, part in enumerate(parts):
             if create:
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
+                    if at is not None:
+                        made_dir(at.joinpath(*parts[:i + 1]))
                 except FileExistsError:
                     pass
             nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -247,7 +253,7 @@ def open_beneath(path: Path, flags: int, mode: PathMode = "r", *, perm: int = 0o
     flags = (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC
     rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        parent = _walk(rootfd, parts[:-1], create=True) if make_parents else None
+        parent = _walk(rootfd, parts[:-1], create=True, at=root) if make_parents else None
         try:
             base, rel = (parent, parts[-1]) if parent is not None else (rootfd, "/".join(parts))
             fd = _openat2(base, rel, flags, perm)
@@ -299,7 +305,7 @@ class parent_fd:
                                    reason="a root itself is never renamed or removed")
         rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.fd = _walk(rootfd, parts[:-1], create=self.create)
+            self.fd = _walk(rootfd, parts[:-1], create=self.create, at=root)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise _refused(self.path, exc) from exc
@@ -318,7 +324,7 @@ def make_dirs(path: Path) -> None:
     root, parts = _root_and_rel(path, "w")
     rootfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.close(_walk(rootfd, parts, create=True))
+        os.close(_walk(rootfd, parts, create=True, at=root))
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _has_link(root, parts):
             raise _refused(path, exc) from exc
@@ -329,21 +335,23 @@ def make_dirs(path: Path) -> None:
 
 def move_path(src: Path, dest: Path) -> None:
     """Rename ``src`` (the entry itself) to ``dest`` through their folders' descriptors;
-    across file systems, a copy under the handles then a removal (``shutil.move``)."""
-    with parent_fd(src, "w") as (sfd, sname), parent_fd(dest, "w", create=True) as (dfd, dname):
-        try:
-            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-    shutil.move(str(src), str(dest))
+    across file systems, a copy under the handles then a removal (``shutil.move``). The
+    move and what it replaced at ``dest`` are kept as a version."""
+    with changing(src, "move", dest=dest):
+        with parent_fd(src, "w") as (sfd, sname), parent_fd(dest, "w", create=True) as (dfd, dname):
+            try:
+                os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        shutil.move(str(src), str(dest))
 
 
 def remove_path(path: Path) -> None:
     """Delete the entry ``path`` (a folder with everything in it) through its folder's
-    descriptor; a link is removed, never followed."""
-    with parent_fd(path, "w") as (fd, name):
+    descriptor; a link is removed, never followed. What it held is kept as a version."""
+    with changing(path, "delete"), parent_fd(path, "w") as (fd, name):
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(name, dir_fd=fd)
@@ -445,15 +453,16 @@ def write_text(path: Path, text: str | bytes, *, append: bool = False) -> int:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     data = text.encode("utf-8") if isinstance(text, str) else text
     check_quota(path, len(data), replacing=not append)
-    try:
-        fd = open_beneath(path, flags, "w", make_parents=True)
-    except OSError as exc:
-        if path.is_symlink():
-            raise PermissionDenied(f"{path.name} is a symbolic link; not writing through it",
-                                   reason="writes never follow a link") from exc
-        raise
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    with changing(path, "append" if append else "write"):
+        try:
+            fd = open_beneath(path, flags, "w", make_parents=True)
+        except OSError as exc:
+            if path.is_symlink():
+                raise PermissionDenied(f"{path.name} is a symbolic link; not writing through it",
+                                       reason="writes never follow a link") from exc
+            raise
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     return len(data)
 
 
@@ -462,9 +471,10 @@ def copy_bytes(src: Path, dest: Path) -> int:
     with open_read(src) as f:
         size = os.fstat(f.fileno()).st_size
         check_quota(dest, size, replacing=True)
-        fd = open_beneath(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w", make_parents=True)
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(f, out)
+        with changing(dest, "copy"):
+            fd = open_beneath(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "w", make_parents=True)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(f, out)
     return size
 
 

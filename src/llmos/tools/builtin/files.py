@@ -40,6 +40,7 @@ from llmos.tools.builtin._common import (
     write_text,
 )
 from llmos.tools.registry import Tool, ToolContext, ToolResult, current_context, overwrite_risk
+from llmos.tools.versioning import changing
 from llmos.types import Risk
 
 LIST_MAX_ENTRIES = 1000        # most entries files.list returns
@@ -185,8 +186,9 @@ def _copy_one(src: Path, dest: Path) -> None:
     if src.is_dir():
         # links inside are copied as links, never followed (they may point anywhere); each
         # file is opened under its root's handle (a hard-linked one is refused)
-        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True,
-                        copy_function=lambda s, d: copy_bytes(Path(s), Path(d)))
+        with changing(dest, "copy"):       # one version for the whole tree
+            shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True,
+                            copy_function=lambda s, d: copy_bytes(Path(s), Path(d)))
     else:
         if dest.is_symlink():
             dest.unlink()
