@@ -24,6 +24,10 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
     host = "127.0.0.1"
     port = 8420
 
+    [versions]                      # file versions kept for `llmos undo`
+    quota_bytes = 1073741824        # blobs kept in all; the oldest changes go first past it
+    max_age_days = 30               # changes older than this are pruned
+
     [[remote]]                      # any OpenAI-compatible server
     name = "local-vllm"
     base_url = "http://127.0.0.1:8000/v1"
@@ -55,12 +59,12 @@ from llmos import params
 from llmos.errors import ConfigError, InvalidArgument, StateDirError
 from llmos.kernel.access import StateArea, resolve_path, workspace_problem
 
-__all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer",
+__all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer", "VersionsConfig",
            "load_config", "default_home", "ensure_home", "check_workspace"]
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
 _TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
-             "api", "remote", "models", "mcp"}
+             "api", "remote", "models", "mcp", "versions"}
 PLANNER_AUTO = "auto"          # planner_model: pick by the tier rule (llm/tiers.py)
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
 _TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level")
@@ -85,6 +89,12 @@ class EngineConfig:
 class ApiConfig:
     host: str = params.API_HOST
     port: int = params.API_PORT
+
+
+@dataclass(frozen=True)
+class VersionsConfig:
+    quota_bytes: int = params.VERSIONS_QUOTA_BYTES        # bytes of kept file versions in all
+    max_age_days: float = params.VERSIONS_MAX_AGE_DAYS    # days a change is kept
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ class Config:
     models: tuple[tuple[str, str], ...] = ()      # extra local GGUFs: (name, path)
     mcp: tuple[McpServer, ...] = ()
     config_file: Path | None = None
+    versions: VersionsConfig = field(default_factory=VersionsConfig)
 
     @property
     def db_path(self) -> Path:
@@ -333,6 +344,14 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
                                    model=r["model"],
                                    api_key_env=None if key_env is None else _str(key_env, f"remote[{i}].api_key_env"),
                                    context_length=None if ctx is None else _int(ctx, f"remote[{i}].context_length", 1)))
+    ver = _table(data, "versions")
+    bad = set(ver) - {"quota_bytes", "max_age_days"}
+    if bad:
+        raise ConfigError(f"[versions]: unknown key(s) {', '.join(sorted(bad))}; expected quota_bytes, max_age_days")
+    versions = VersionsConfig(
+        quota_bytes=_int(ver.get("quota_bytes", params.VERSIONS_QUOTA_BYTES), "versions.quota_bytes", 0, 1 << 50),
+        max_age_days=float(_int(ver.get("max_age_days", params.VERSIONS_MAX_AGE_DAYS), "versions.max_age_days",
+                                0, 100_000)))
     models = []
     for name, p in _table(data, "models").items():
         models.append((str(name), str(Path(_str(p, f"models.{name}")).expanduser())))
@@ -365,5 +384,5 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
         alloc_mode=_choice(top.get("alloc_mode", "throughput"), "alloc_mode", ALLOC_MODES),
         log_level=str(top.get("log_level", "INFO")).upper(),
         engine=engine, api=apic, remotes=tuple(remotes), models=tuple(models),
-        mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None,
+        mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None, versions=versions,
     )

@@ -48,3 +48,7 @@ SANDBOX_NPROC = 64
 SANDBOX_FSIZE_BYTES = 64 << 20
 SANDBOX_OUTPUT_BYTES = 64 << 10    # stdout/stderr kept per tool call
 TOOL_READ_MAX_BYTES = 256 << 10
+
+# ── file versions (undo) ────────────────────────────────────────────────────
+VERSIONS_QUOTA_BYTES = 1 << 30     # bytes of kept previous contents in all (1 GiB)
+VERSIONS_MAX_AGE_DAYS = 30         # days a change is kept

@@ -221,3 +221,33 @@ async def test_version_database_and_blobs_are_private(k):
     assert os.stat(root / "versions.db").st_mode & 0o777 == 0o600
     blobs = [p for p in (root / "blobs").rglob("*") if p.is_file()]
     assert blobs and all(os.stat(p).st_mode & 0o077 == 0 for p in blobs)
+
+
+def test_config_sets_the_quota_and_age_and_names_a_bad_key(tmp_path):
+    from llmos.config import load_config
+    from llmos.errors import ConfigError
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[versions]\nquota_bytes = 5000\nmax_age_days = 2\n")
+    c = load_config(cfg, env={"LLMOS_HOME": str(tmp_path / "h")})
+    assert (c.versions.quota_bytes, c.versions.max_age_days) == (5000, 2.0)
+    assert load_config(env={"LLMOS_HOME": str(tmp_path / "h")}).versions.quota_bytes == 1 << 30
+    for text, words in (("quota_bytes = -1", "versions.quota_bytes"), ("max_age_days = 'soon'", "versions.max_age_days"),
+                        ("size = 3", "unknown key(s) size")):
+        cfg.write_text(f"[versions]\n{text}\n")
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            load_config(cfg, env={"LLMOS_HOME": str(tmp_path / "h")})
+
+
+async def test_the_kernel_uses_the_configured_quota(config, clock):
+    import dataclasses
+
+    from llmos.config import VersionsConfig
+
+    cfg = dataclasses.replace(config, versions=VersionsConfig(quota_bytes=1234, max_age_days=1))
+    kernel = await Kernel.boot(cfg, engines={"fake": FakeEngine("x")}, tools=default_registry(), clock=clock,
+                               hal=FakeHAL(clock))
+    try:
+        assert kernel.versions.quota_bytes == 1234 and kernel.versions.max_age_s == 86400
+    finally:
+        await kernel.shutdown(grace_s=0.5)

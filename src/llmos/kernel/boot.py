@@ -90,7 +90,9 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         await k.engine_set.start_given()                    # 14. given engines started under the
                                                             #     scheduler's step policy (others: lazily)
         k.placer = make_placer(k)                           # 15. allocator: devices + engines
-        versions = k.versions = VersionStore(config.home, clock=clock.time)  # 16. file versions (undo)
+        versions = k.versions = VersionStore(                # 16. file versions (undo), pruned
+            config.home, quota_bytes=config.versions.quota_bytes,
+            max_age_s=config.versions.max_age_days * 86400, clock=clock.time)
         k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools,
                                    versions=k.versions)             # 17. executor
         k.loop = KernelLoop(k.sched, k.executor, k.update, clock, place=k._place,

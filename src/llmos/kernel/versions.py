@@ -36,14 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmos import params
 from llmos.errors import InvalidArgument, JournalError, NotFound
 
 __all__ = ["State", "ABSENT", "VersionStore", "Recorder", "run_of", "QUOTA_BYTES", "MAX_AGE_S"]
 
 log = logging.getLogger(__name__)
 
-QUOTA_BYTES = 1 << 30            # bytes of kept blobs in all (1 GiB)
-MAX_AGE_S = 30 * 86400.0         # seconds a change is kept (30 days)
+QUOTA_BYTES = params.VERSIONS_QUOTA_BYTES               # bytes of kept blobs in all (config [versions])
+MAX_AGE_S = params.VERSIONS_MAX_AGE_DAYS * 86400.0       # seconds a change is kept
 CHUNK = 1 << 20                  # bytes per read when copying a blob
 
 SCHEMA = """
