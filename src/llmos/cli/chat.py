@@ -18,6 +18,7 @@ Map:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -54,11 +55,21 @@ class LocalChat:
         from llmos.sdk.errors import from_body
 
         args = {"id": conv, "content": text, "stream": True, **{k: v for k, v in opts.items() if v is not None}}
-        async for item in self.kernel.syscall_stream(PERSON, "conversation.say", args):
-            if item["type"] == "chunk":
-                yield item["text"]
-            elif item["type"] == "result" and not item.get("ok", True):
-                raise from_body(0, item.get("error") or {"error": "error", "message": "the reply failed"})
+        pid: int | None = None
+        try:
+            async for item in self.kernel.syscall_stream(PERSON, "conversation.say", args):
+                if item["type"] == "started":
+                    pid = item["pid"]
+                elif item["type"] == "chunk":
+                    yield item["text"]
+                elif item["type"] == "result":
+                    pid = None
+                    if not item.get("ok", True):
+                        raise from_body(0, item.get("error") or {"error": "error", "message": "the reply failed"})
+        finally:
+            if pid is not None:       # interrupted (Ctrl-C): the reply stops, not resumed at the next boot
+                await asyncio.shield(self.kernel.syscall(PERSON, "proc.kill",
+                                                         {"pid": pid, "reason": "chat interrupted"}))
 
     async def aclose(self) -> None:
         await self.kernel.shutdown()

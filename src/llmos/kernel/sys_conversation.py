@@ -35,7 +35,7 @@ from llmos.kernel.syscall import Call, Syscall
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
 
-__all__ = ["ROWS", "SUMMARY_PRIORITY"]
+__all__ = ["ROWS", "SUMMARY_PRIORITY", "SUMMARY_LABEL"]
 
 SUMMARY_PRIORITY = params.PRIORITY_MAX     # summaries run after everything more urgent
 ConvId = text(64, 1)
@@ -109,10 +109,13 @@ async def say(k: Kernel, call: Call, a: SayArgs) -> dict:
             "window_tokens": window, "budget_tokens": win.budget, "exact_tokens": win.exact}
 
 
+SUMMARY_LABEL = "\n\nEarlier in this conversation (summary): "   # joins the summary to the system prompt
+
+
 def _system(conv: Conversation, summary: tuple[str, int] | None) -> str:
     if summary is None:
         return conv.system
-    return f"{conv.system}\n\nEarlier in this conversation (summary): {summary[0]}"
+    return conv.system + SUMMARY_LABEL + summary[0]
 
 
 async def _fit(k: Kernel, call: Call, conv: Conversation, win: Window, new: int) -> int:
@@ -146,8 +149,9 @@ async def _fit(k: Kernel, call: Call, conv: Conversation, win: Window, new: int)
             spec["model"] = conv.model
         p, _ = await k.spawn(call, "llm", spec, priority=SUMMARY_PRIORITY)
         value = await k.result(p.pid)
-        text_ = win.clip(str(value.get("text", "")).strip(), win.summary_tokens - MESSAGE_OVERHEAD)
-        summary = (text_, win.message(text_))
+        label = win.count(SUMMARY_LABEL)
+        text_ = win.clip(str(value.get("text", "")).strip(), win.summary_tokens - MESSAGE_OVERHEAD - label)
+        summary = (text_, win.message(text_) + label)      # as much as it adds to the window
         store.fold(conv, chunk[-1].id, text_, summary[1], p.pid)
         call.resources.append(f"folded turns up to {chunk[-1].id} (pid {p.pid})")
         done += len(chunk)
