@@ -251,3 +251,18 @@ async def test_the_kernel_uses_the_configured_quota(config, clock):
         assert kernel.versions.quota_bytes == 1234 and kernel.versions.max_age_s == 86400
     finally:
         await kernel.shutdown(grace_s=0.5)
+
+
+async def test_undo_removes_what_a_run_created_copied_or_made(k):
+    ws = k.ws
+    seed(ws)
+    before = tree(ws)
+    await tool(k, "files.copy", {"source": "keep", "destination": "copy-of-keep"}, step=1)
+    await tool(k, "files.mkdir", {"path": "made/inner"}, step=2)
+    await tool(k, "files.copy", {"source": "notes.txt", "destination": "made/inner/n.txt"}, step=3)
+    assert (ws / "copy-of-keep" / "sub" / "b.txt").read_bytes() == b"bee"
+    hist = (await k.syscall("alice", "storage.history", {"path": "copy-of-keep"})).unwrap()
+    assert [v["op"] for v in hist["versions"]] == ["copy"]          # one version for the tree
+    out = (await k.syscall("alice", "storage.restore", {"run": RUN})).unwrap()
+    assert out["not_restored"] == [], out
+    assert tree(ws) == before

@@ -221,15 +221,21 @@ class VersionStore:
                             "quota (%d bytes); not kept", path, size, self.quota_bytes)
                 kept, uniq = 0, []
             db = dest_before or ABSENT
-            cur = self._db.execute(
-                "INSERT INTO changes(ts, agent, run, pid, op, path, dest, before_kind, before_hash, "
-                "before_mode, after_kind, after_hash, dest_kind, dest_hash, dest_mode, bytes, kept) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (self._now(), agent, run, pid, op, path, dest, before.kind, before.hash, before.mode,
-                 after.kind, after.hash, db.kind if dest else None, db.hash if dest else None,
-                 db.mode if dest else None, size if kept else 0, kept))
-            vid = int(cur.lastrowid)
-            self._db.executemany("INSERT INTO refs(change, hash) VALUES (?, ?)", [(vid, h) for h in uniq])
+            self._db.execute("BEGIN IMMEDIATE")      # the change and its refs together, or neither
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO changes(ts, agent, run, pid, op, path, dest, before_kind, before_hash, "
+                    "before_mode, after_kind, after_hash, dest_kind, dest_hash, dest_mode, bytes, kept) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (self._now(), agent, run, pid, op, path, dest, before.kind, before.hash, before.mode,
+                     after.kind, after.hash, db.kind if dest else None, db.hash if dest else None,
+                     db.mode if dest else None, size if kept else 0, kept))
+                vid = int(cur.lastrowid)
+                self._db.executemany("INSERT INTO refs(change, hash) VALUES (?, ?)", [(vid, h) for h in uniq])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self.release(blobs)
             self.prune()
             return vid
@@ -282,48 +288,55 @@ class VersionStore:
     # ── pruning ────────────────────────────────────────────────────────────
     def prune(self) -> int:
         """Drop changes older than ``max_age_s``, then the oldest while the blobs exceed
-        ``quota_bytes``; delete blobs nothing holds. Returns the changes dropped."""
+        ``quota_bytes``; delete blobs nothing holds (rows first, in one transaction, then
+        the files). Returns the changes dropped."""
         with self._lock:
-            dropped = self._db.execute("SELECT id FROM changes WHERE ts < ?",
-                                       (self._now() - self.max_age_s,)).fetchall()
-            gone = [r[0] for r in dropped]
-            if gone:
-                self._drop(gone)
-                log.info("versions: pruned %d changes older than %.0f days", len(gone), self.max_age_s / 86400)
-            self._gc()
-            freed = 0
-            while self._total() > self.quota_bytes:
-                row = self._db.execute("SELECT id FROM changes ORDER BY id LIMIT 1").fetchone()
-                if row is None:
-                    break
-                self._drop([row[0]])
-                freed += 1
-            if freed:
-                log.warning("versions: pruned the %d oldest changes to stay within the quota of %d bytes",
-                            freed, self.quota_bytes)
-            return len(gone) + freed
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = [r[0] for r in self._db.execute("SELECT id FROM changes WHERE ts < ?",
+                                                      (self._now() - self.max_age_s,))]
+                self._drop(old)
+                unlink = self._orphans()
+                over = []
+                while self._total() > self.quota_bytes:
+                    row = self._db.execute("SELECT id FROM changes ORDER BY id LIMIT 1").fetchone()
+                    if row is None:
+                        break
+                    self._drop([row[0]])
+                    over.append(row[0])
+                    unlink += self._orphans()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            for h in unlink:
+                try:
+                    os.unlink(self.blob_path(h))
+                except FileNotFoundError:
+                    pass
+        if old:
+            log.info("versions: pruned %d changes older than %g days", len(old), self.max_age_s / 86400)
+        if over:
+            log.warning("versions: pruned the %d oldest changes to stay within the quota of %d bytes",
+                        len(over), self.quota_bytes)
+        return len(old) + len(over)
 
     def _total(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0])
 
     def _drop(self, ids: list[int]) -> None:
-        marks = ",".join("?" * len(ids))
-        self._db.execute(f"DELETE FROM refs WHERE change IN ({marks})", ids)
-        self._db.execute(f"DELETE FROM changes WHERE id IN ({marks})", ids)
-        self._gc()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            self._db.execute(f"DELETE FROM refs WHERE change IN ({marks})", part)
+            self._db.execute(f"DELETE FROM changes WHERE id IN ({marks})", part)
 
-    def _gc(self) -> None:
-        """Delete the blobs no change holds (and none is being recorded with)."""
-        orphans = [r[0] for r in self._db.execute("SELECT hash FROM blobs WHERE hash NOT IN "
-                                                  "(SELECT hash FROM refs)")]
-        for h in orphans:
-            if h in self._pending:
-                continue
-            try:
-                os.unlink(self.blob_path(h))
-            except FileNotFoundError:
-                pass
-            self._db.execute("DELETE FROM blobs WHERE hash = ?", (h,))
+    def _orphans(self) -> list[str]:
+        """Blob rows no change holds (and none is being recorded with), deleted; their hashes."""
+        gone = [r[0] for r in self._db.execute("SELECT hash FROM blobs WHERE hash NOT IN (SELECT hash FROM refs)")
+                if r[0] not in self._pending]
+        self._db.executemany("DELETE FROM blobs WHERE hash = ?", [(h,) for h in gone])
+        return gone
 
     def bind(self, agent: str, run: str, pid: int | None) -> Recorder:
         return Recorder(self, agent, run, pid)

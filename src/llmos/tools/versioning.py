@@ -17,15 +17,17 @@ entry is walked from its root with O_NOFOLLOW (``_common.parent_fd``), and every
 below is opened relative to its folder with O_NOFOLLOW, so a link is recorded as a
 link and never followed. A hard-linked file (more than one name) is never read into a
 blob (it may name a file outside the workspace): it is recorded as kind ``other`` and
-reported as not restorable.
+reported as not restorable; so is an entry this process cannot read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
+import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
@@ -36,6 +38,7 @@ from llmos.tools.registry import current_context
 
 __all__ = ["changing", "made_dir", "state_of", "put_back", "snapshot"]
 
+log = logging.getLogger(__name__)
 _local = threading.local()      # .active: paths of the changes open in this thread
 
 
@@ -85,7 +88,10 @@ def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str
     if stat.S_ISREG(st.st_mode):
         if st.st_nlink > 1:
             return State("other", None, mode)
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dirfd)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dirfd)
+        except PermissionError:          # a file this process may write but not read
+            return State("other", None, mode)
         try:
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
@@ -94,7 +100,10 @@ def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str
         finally:
             os.close(fd)
     if stat.S_ISDIR(st.st_mode):
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+        except PermissionError:
+            return State("other", None, mode)
         try:
             entries = [(n, _state_at(fd, n, store, blobs)) for n in sorted(os.listdir(fd))]
         finally:
@@ -149,9 +158,12 @@ def changing(path: Path, op: str, *, dest: Path | None = None) -> Iterator[None]
         after = state_of(dest if dest is not None else path)
         changed = (not state_of(path).same(before)) if dest is not None else not after.same(before)
         if changed:
-            rec.record(op=op, path=str(path), before=before, after=after, blobs=blobs,
-                       dest=str(dest) if dest is not None else None, dest_before=dest_before)
-            recorded = True
+            try:
+                rec.record(op=op, path=str(path), before=before, after=after, blobs=blobs,
+                           dest=str(dest) if dest is not None else None, dest_before=dest_before)
+                recorded = True
+            except (OSError, sqlite3.Error) as e:   # the change is made: say so, do not fail it
+                log.error("versions: %s of %s was made but not recorded: %s", op, path, e)
         if not recorded:
             store.release(blobs)
 
