@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 QUOTA_BYTES = params.VERSIONS_QUOTA_BYTES               # bytes of kept blobs in all (config [versions])
 MAX_AGE_S = params.VERSIONS_MAX_AGE_DAYS * 86400.0       # seconds a change is kept
 CHUNK = 1 << 20                  # bytes per read when copying a blob
+PRUNE_EVERY_S = 3600.0           # seconds between age prunes (a quota overrun prunes at once)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE INDEX IF NOT EXISTS changes_run ON changes(run, agent);
 CREATE INDEX IF NOT EXISTS changes_path ON changes(path);
 CREATE INDEX IF NOT EXISTS changes_dest ON changes(dest);
+CREATE INDEX IF NOT EXISTS changes_ts ON changes(ts);
 CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refs (change INTEGER NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS refs_change ON refs(change);
@@ -113,6 +115,8 @@ class VersionStore:
         self._now = clock or time.time
         self._lock = threading.RLock()
         self._pending: Counter[str] = Counter()      # blobs put but not yet recorded (not pruned)
+        self._bytes = 0                              # bytes of blobs (SUM(blobs.size)); under _lock
+        self._pruned_at = float("-inf")              # clock time of the last full prune
         os.makedirs(self.blob_dir, mode=0o700, exist_ok=True)
         os.chmod(self.root, 0o700)
         os.chmod(self.blob_dir, 0o700)
@@ -165,7 +169,9 @@ class VersionStore:
                     os.unlink(tmp)
                 else:
                     os.replace(tmp, final)
-                self._db.execute("INSERT OR IGNORE INTO blobs(hash, size) VALUES (?, ?)", (h, size))
+                if self._db.execute("INSERT OR IGNORE INTO blobs(hash, size) VALUES (?, ?)",
+                                    (h, size)).rowcount == 1:
+                    self._bytes += size
                 self._pending[h] += 1
             return h, size
         except BaseException:
@@ -237,7 +243,8 @@ class VersionStore:
                 self._db.execute("ROLLBACK")
                 raise
             self.release(blobs)
-            self.prune()
+            if self._bytes > self.quota_bytes or self._now() - self._pruned_at > PRUNE_EVERY_S:
+                self.prune()
             return vid
 
     def mark_undone(self, vid: int) -> None:
@@ -314,6 +321,8 @@ class VersionStore:
                     os.unlink(self.blob_path(h))
                 except FileNotFoundError:
                     pass
+            self._bytes = self._total()
+            self._pruned_at = self._now()
         if old:
             log.info("versions: pruned %d changes older than %g days", len(old), self.max_age_s / 86400)
         if over:
