@@ -52,3 +52,4 @@ TOOL_READ_MAX_BYTES = 256 << 10
 # ── file versions (undo) ────────────────────────────────────────────────────
 VERSIONS_QUOTA_BYTES = 1 << 30     # bytes of kept previous contents in all (1 GiB)
 VERSIONS_MAX_AGE_DAYS = 30         # days a change is kept
+VERSIONS_EXEC_MAX_BYTES = 256 << 20  # a program's workdir is kept before it runs up to this size

@@ -194,6 +194,7 @@ def test_store_prunes_oldest_first_over_the_quota_and_old_changes_by_age(tmp_pat
         h, _ = store.put_bytes(bytes([i]) * 3000)
         ids.append(store.record(agent="a", run="r", pid=1, op="write", path=f"/w/{i}",
                                 before=State("file", h, 0o644), after=ABSENT, blobs=[h]))
+        store.release([h])
         now[0] += 10
     assert store.usage()["bytes"] <= 10_000
     left = [r["id"] for r in store.run_changes("r", None)]
@@ -208,6 +209,8 @@ def test_store_prunes_oldest_first_over_the_quota_and_old_changes_by_age(tmp_pat
     h, _ = store.put_bytes(b"z" * 20_000)
     vid = store.record(agent="a", run="r2", pid=1, op="delete", path="/w/big",
                        before=State("file", h, 0o644), after=ABSENT, blobs=[h])
+    store.release([h])
+    store.prune()
     assert store.version(vid, "a")["kept"] == 0 and store.usage()["bytes"] == 0
     store.close()
 
@@ -263,6 +266,28 @@ async def test_undo_removes_what_a_run_created_copied_or_made(k):
     assert (ws / "copy-of-keep" / "sub" / "b.txt").read_bytes() == b"bee"
     hist = (await k.syscall("alice", "storage.history", {"path": "copy-of-keep"})).unwrap()
     assert [v["op"] for v in hist["versions"]] == ["copy"]          # one version for the tree
+    out = (await k.syscall("alice", "storage.restore", {"run": RUN})).unwrap()
+    assert out["not_restored"] == [], out
+    assert tree(ws) == before
+
+
+async def test_undo_puts_back_what_a_program_changed_in_its_workdir(k):
+    ws = k.ws
+    seed(ws)
+    before = tree(ws)
+    code = ("import os, shutil\n"
+            "open('notes.txt', 'w').write('rewritten by code')\n"
+            "shutil.rmtree('keep/sub')\n"
+            "os.makedirs('out/deep')\n"
+            "open('out/deep/r.csv', 'w').write('a,b')\n"
+            "os.remove('keep/a.bin')\n")
+    res = await k.syscall("alice", "tool.call", {"tool": "python.run", "args": {"code": code}, "workdir": str(ws),
+                                                 "confirmed": True, "idempotency_key": f"{RUN}:1:code"})
+    if not res.ok and res.error.code == "sandbox_error":
+        pytest.skip(f"no sandbox here: {res.error.message}")
+    assert res.ok, res.error
+    hist = (await k.syscall("alice", "storage.history", {"path": "keep/sub/b.txt"})).unwrap()
+    assert [v["op"] for v in hist["versions"]] == ["exec"]
     out = (await k.syscall("alice", "storage.restore", {"run": RUN})).unwrap()
     assert out["not_restored"] == [], out
     assert tree(ws) == before

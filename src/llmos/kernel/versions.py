@@ -200,19 +200,32 @@ class VersionStore:
         with self.open_blob(h) as f:
             return f.read()
 
+    def hold(self, h: str) -> bool:
+        """Mark kept blob ``h`` pending (as ``put_stream`` does) if the store has it."""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM blobs WHERE hash = ?", (h,)).fetchone() is None:
+                return False
+            if not self.blob_path(h).exists():
+                return False
+            self._pending[h] += 1
+            return True
+
     def release(self, hashes: Iterable[str]) -> None:
-        """Blobs put for a change that was not recorded (nothing changed): no longer pending."""
+        """Blobs put for changes now recorded (or not made): no longer pending."""
         with self._lock:
             for h in hashes:
                 self._pending[h] -= 1
                 if self._pending[h] <= 0:
                     del self._pending[h]
+            if self._bytes > self.quota_bytes:        # what was held back from pruning may go now
+                self.prune()
 
     # ── changes ────────────────────────────────────────────────────────────
     def record(self, *, agent: str, run: str, pid: int | None, op: str, path: str,
                before: State, after: State, blobs: Iterable[str] = (), dest: str | None = None,
                dest_before: State | None = None) -> int:
-        """Write one change holding ``blobs``; returns its version id. Prunes after."""
+        """Write one change holding ``blobs``; returns its version id. Prunes after. The
+        caller releases the blobs it put (``release``) once every change is recorded."""
         blobs = list(blobs)
         uniq = sorted(set(blobs))
         with self._lock:
@@ -242,7 +255,6 @@ class VersionStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self.release(blobs)
             if self._bytes > self.quota_bytes or self._now() - self._pruned_at > PRUNE_EVERY_S:
                 self.prune()
             return vid
@@ -305,7 +317,8 @@ class VersionStore:
                 self._drop(old)
                 unlink = self._orphans()
                 over = []
-                while self._total() > self.quota_bytes:
+                busy = self._pending_bytes()          # blobs being recorded: not yet counted
+                while self._total() - busy > self.quota_bytes:
                     row = self._db.execute("SELECT id FROM changes ORDER BY id LIMIT 1").fetchone()
                     if row is None:
                         break
@@ -329,6 +342,14 @@ class VersionStore:
             log.warning("versions: pruned the %d oldest changes to stay within the quota of %d bytes",
                         len(over), self.quota_bytes)
         return len(old) + len(over)
+
+    def _pending_bytes(self) -> int:
+        hs, total = list(self._pending), 0
+        for i in range(0, len(hs), 500):
+            part = hs[i:i + 500]
+            total += self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM blobs WHERE hash IN "
+                                      f"({','.join('?' * len(part))})", part).fetchone()[0]
+        return int(total)
 
     def _total(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0])

@@ -7,6 +7,9 @@ Map:
   is recorded with the state it left. Does nothing outside a tool call or when the
   call's ``ToolContext.versions`` is None. Nested changes inside an outer one on the
   same tree are covered by it and not recorded again.
+- ``changing_tree(root, op, max_bytes=)``: around a program that writes under ``root``
+  itself (``python.run``, ``shell.run``): the tree is kept first (files untouched since
+  the last look are not read again), and one change is recorded per entry that differs.
 - ``made_dir(path)``: a folder a helper created on the way (``mkdir -p``).
 - ``state_of(path)``: the entry's ``State`` now (hash only, nothing kept).
 - ``put_back(path, state, store)``: recreate a kept entry at ``path`` (the old entry
@@ -30,13 +33,14 @@ import shutil
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from llmos.kernel.versions import ABSENT, State, VersionStore, manifest, read_manifest
 from llmos.tools.registry import current_context
 
-__all__ = ["changing", "made_dir", "state_of", "put_back", "snapshot"]
+__all__ = ["changing", "changing_tree", "made_dir", "state_of", "put_back", "snapshot"]
 
 log = logging.getLogger(__name__)
 _local = threading.local()      # .active: paths of the changes open in this thread
@@ -58,20 +62,40 @@ def _recorder():
 
 
 # ── reading entries ─────────────────────────────────────────────────────────
+_CACHE: dict[tuple[int, ...], str] = {}    # (dev, ino, size, mtime_ns, ctime_ns) -> sha256
+_CACHE_MAX = 100_000
+_SETTLED_NS = 2_000_000_000                 # a file untouched this long hashes the same again
+
+
 def _file_state(fd: int, st: os.stat_result, store: VersionStore | None, blobs: list[str]) -> State:
+    """A regular file's state; with ``cache`` a file untouched for a while (by its mtime
+    and ctime: any write moves ctime) is not read again when its blob is already kept."""
     mode = stat.S_IMODE(st.st_mode)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _CACHE.get(key)
+    if known is not None and (store is None or store.hold(known)):
+        if store is not None:
+            blobs.append(known)
+        return State("file", known, mode)
     if store is not None:
         h, _ = store.put_stream(lambda n: os.read(fd, n))
         blobs.append(h)
-        return State("file", h, mode)
-    sha = hashlib.sha256()
-    while chunk := os.read(fd, 1 << 20):
-        sha.update(chunk)
-    return State("file", sha.hexdigest(), mode)
+    else:
+        sha = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            sha.update(chunk)
+        h = sha.hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[key] = h
+    return State("file", h, mode)
 
 
-def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str]) -> State:
-    """The entry ``name`` in folder ``dirfd``; its blobs kept in ``store`` when given."""
+def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str],
+              manifests: dict[str, bytes] | None = None) -> State:
+    """The entry ``name`` in folder ``dirfd``; its blobs kept in ``store`` when given,
+    folder manifests collected by hash in ``manifests`` when given."""
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -105,17 +129,24 @@ def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str
         except PermissionError:
             return State("other", None, mode)
         try:
-            entries = [(n, _state_at(fd, n, store, blobs)) for n in sorted(os.listdir(fd))]
+            return _dir_state(fd, mode, store, blobs, manifests)
         finally:
             os.close(fd)
-        data = manifest(entries)
-        if store is not None:
-            h, _ = store.put_bytes(data)
-            blobs.append(h)
-        else:
-            h = hashlib.sha256(data).hexdigest()
-        return State("dir", h, mode)
     return State("other", None, mode)
+
+
+def _dir_state(fd: int, mode: int, store: VersionStore | None, blobs: list[str],
+               manifests: dict[str, bytes] | None) -> State:
+    entries = [(n, _state_at(fd, n, store, blobs, manifests)) for n in sorted(os.listdir(fd))]
+    data = manifest(entries)
+    if store is not None:
+        h, _ = store.put_bytes(data)
+        blobs.append(h)
+    else:
+        h = hashlib.sha256(data).hexdigest()
+    if manifests is not None:
+        manifests[h] = data
+    return State("dir", h, mode)
 
 
 def snapshot(path: Path, store: VersionStore | None) -> tuple[State, list[str]]:
@@ -150,7 +181,6 @@ def changing(path: Path, op: str, *, dest: Path | None = None) -> Iterator[None]
         blobs += more
     active = _active()
     active.extend(p for p in (path, dest) if p is not None)
-    recorded = False
     try:
         yield
     finally:
@@ -161,11 +191,91 @@ def changing(path: Path, op: str, *, dest: Path | None = None) -> Iterator[None]
             try:
                 rec.record(op=op, path=str(path), before=before, after=after, blobs=blobs,
                            dest=str(dest) if dest is not None else None, dest_before=dest_before)
-                recorded = True
             except (OSError, sqlite3.Error) as e:   # the change is made: say so, do not fail it
                 log.error("versions: %s of %s was made but not recorded: %s", op, path, e)
-        if not recorded:
-            store.release(blobs)
+        store.release(blobs)
+
+
+def _tree_bytes(root: Path, limit: int) -> int | None:
+    """Bytes of regular files under ``root`` (links not followed); None past ``limit``."""
+    total, stack = 0, [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_size
+                        if total > limit:
+                            return None
+        except OSError:
+            continue
+    return total
+
+
+def _root_state(root: Path, store: VersionStore | None, blobs: list[str],
+                manifests: dict[str, bytes]) -> State:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return _dir_state(fd, stat.S_IMODE(os.fstat(fd).st_mode), store, blobs, manifests)
+    finally:
+        os.close(fd)
+
+
+def _held(s: State, manifests: dict[str, bytes]) -> list[str]:
+    """Every blob state ``s`` needs (a folder: its manifest and all below)."""
+    if s.hash is None or s.kind not in ("file", "link", "dir"):
+        return []
+    if s.kind != "dir":
+        return [s.hash]
+    out = [s.hash]
+    for _, child in read_manifest(manifests[s.hash]):
+        out += _held(child, manifests)
+    return out
+
+
+def _diff(before: State, after: State, bm: dict[str, bytes], am: dict[str, bytes],
+          at: Path) -> Iterator[tuple[Path, State, State]]:
+    """The entries under ``at`` that differ, at the highest level that differs."""
+    b, a = dict(read_manifest(bm[before.hash or ""])), dict(read_manifest(am[after.hash or ""]))
+    for name in sorted(set(b) | set(a)):
+        bs, as_ = b.get(name, ABSENT), a.get(name, ABSENT)
+        if bs.same(as_):
+            continue
+        if bs.kind == as_.kind == "dir":
+            yield from _diff(bs, as_, bm, am, at / name)
+        else:
+            yield at / name, bs, as_
+
+
+@contextlib.contextmanager
+def changing_tree(root: Path, op: str, *, max_bytes: int) -> Iterator[None]:
+    """Around a program that writes under folder ``root`` itself (``python.run``,
+    ``shell.run``): keep the tree first, then record one change per entry that differs.
+    A tree over ``max_bytes`` is not kept (said in the log)."""
+    rec = _recorder()
+    if rec is None:
+        yield
+        return
+    if _tree_bytes(root, max_bytes) is None:
+        log.warning("versions: %s holds more than %d bytes; what this %s changes is not kept",
+                    root, max_bytes, op)
+        yield
+        return
+    store, blobs, bm = rec.store, [], {}
+    before = _root_state(root, store, blobs, bm)
+    try:
+        yield
+    finally:
+        am: dict[str, bytes] = {}
+        try:
+            after = _root_state(root, None, [], am)
+            for path, b, a in ([] if after.same(before) else _diff(before, after, bm, am, root)):
+                rec.record(op=op, path=str(path), before=b, after=a, blobs=_held(b, bm))
+        except (OSError, sqlite3.Error) as e:
+            log.error("versions: what a %s changed under %s was not recorded: %s", op, root, e)
+        store.release(blobs)
 
 
 def made_dir(path: Path) -> None:

@@ -30,6 +30,7 @@ from llmos.tools.builtin._common import (
 )
 from llmos.tools.registry import Tool, ToolContext, ToolResult, overwrite_risk
 from llmos.tools.sandbox import INPUTS_DIR, Sandbox, SandboxResult, default_sandbox
+from llmos.tools.versioning import changing_tree
 from llmos.types import Risk
 
 TIMEOUT_MAX_S = 120            # longest timeout a call may ask for
@@ -78,10 +79,11 @@ def _execute(ctx: ToolContext, a: dict, command: list[str], what: str,
                                 hint="delete files the agent no longer needs, or ask for a larger quota")
         limits = replace(limits, fsize_bytes=min(limits.fsize_bytes, left))
     before = _snapshot(ctx.workdir)
-    res: SandboxResult = sb.run(command, workdir=ctx.workdir, network=bool(a.get("network")),
-                                limits=limits, inputs=inputs, read_roots=ctx.read_roots,
-                                write_roots=ctx.write_roots,
-                                hide=ctx.state.paths() if ctx.state else (), stop=ctx.stop)
+    with changing_tree(ctx.workdir, "exec", max_bytes=P.VERSIONS_EXEC_MAX_BYTES):  # undo: the workdir
+        res: SandboxResult = sb.run(command, workdir=ctx.workdir, network=bool(a.get("network")),
+                                    limits=limits, inputs=inputs, read_roots=ctx.read_roots,
+                                    write_roots=ctx.write_roots,
+                                    hide=ctx.state.paths() if ctx.state else (), stop=ctx.stop)
     after = _snapshot(ctx.workdir)
     changed = sorted(set(written or []) | {p for p, v in after.items() if before.get(p) != v})
     out = {**res.to_dict(), "files": changed}
