@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from llmos.errors import LLMOSError
 from llmos.kernel.versions import ABSENT, State, VersionStore, manifest, read_manifest
 from llmos.tools.registry import current_context
 
@@ -116,6 +117,8 @@ def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dirfd)
         except PermissionError:          # a file this process may write but not read
             return State("other", None, mode)
+        except FileNotFoundError:        # removed meanwhile
+            return ABSENT
         try:
             fst = os.fstat(fd)
             if not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
@@ -128,6 +131,8 @@ def _state_at(dirfd: int, name: str, store: VersionStore | None, blobs: list[str
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
         except PermissionError:
             return State("other", None, mode)
+        except FileNotFoundError:
+            return ABSENT
         try:
             return _dir_state(fd, mode, store, blobs, manifests)
         finally:
@@ -159,6 +164,10 @@ def snapshot(path: Path, store: VersionStore | None) -> tuple[State, list[str]]:
             return _state_at(fd, name, store, blobs), blobs
     except (FileNotFoundError, NotADirectoryError):
         return ABSENT, blobs
+    except BaseException:
+        if store is not None:
+            store.release(blobs)
+        raise
 
 
 def state_of(path: Path) -> State:
@@ -185,15 +194,16 @@ def changing(path: Path, op: str, *, dest: Path | None = None) -> Iterator[None]
         yield
     finally:
         del active[len(active) - (2 if dest is not None else 1):]
-        after = state_of(dest if dest is not None else path)
-        changed = (not state_of(path).same(before)) if dest is not None else not after.same(before)
-        if changed:
-            try:
+        try:
+            after = state_of(dest if dest is not None else path)
+            changed = (not state_of(path).same(before)) if dest is not None else not after.same(before)
+            if changed:
                 rec.record(op=op, path=str(path), before=before, after=after, blobs=blobs,
                            dest=str(dest) if dest is not None else None, dest_before=dest_before)
-            except (OSError, sqlite3.Error) as e:   # the change is made: say so, do not fail it
-                log.error("versions: %s of %s was made but not recorded: %s", op, path, e)
-        store.release(blobs)
+        except (OSError, sqlite3.Error, LLMOSError) as e:   # the change is made: say so, do not fail it
+            log.error("versions: %s of %s was made but not recorded: %s", op, path, e)
+        finally:
+            store.release(blobs)
 
 
 def _tree_bytes(root: Path, limit: int) -> int | None:
@@ -264,7 +274,14 @@ def changing_tree(root: Path, op: str, *, max_bytes: int) -> Iterator[None]:
         yield
         return
     store, blobs, bm = rec.store, [], {}
-    before = _root_state(root, store, blobs, bm)
+    try:
+        before = _root_state(root, store, blobs, bm)
+    except OSError as e:      # the program still runs; what it changes is not kept
+        store.release(blobs)
+        log.warning("versions: %s could not be kept before this %s (%s); its changes are not kept",
+                    root, op, e)
+        yield
+        return
     try:
         yield
     finally:
