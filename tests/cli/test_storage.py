@@ -88,3 +88,17 @@ def test_bad_input_is_one_line_not_a_traceback(ws, args, words):
     text = res.output + (res.stderr if res.stderr_bytes is not None else "")
     assert "Traceback" not in text
     assert words in text or words in str(res.exception), (text, res.exception)
+
+
+def test_undo_and_history_go_through_the_daemon_when_one_serves(ws, daemon_starter, config):
+    # the daemon holds the state directory's lock: a kernel booted here would be refused
+    srv = daemon_starter(config)
+    try:
+        res = invoke("undo", RUN)
+        assert res.exit_code == 0, res.output
+        assert (ws / "a.txt").read_text() == "original a" and (ws / "dir" / "c.txt").read_text() == "original c"
+        res = invoke("history", str(ws / "a.txt"), "--json")
+        ops = [v["op"] for v in json.loads(res.stdout)["versions"]]
+        assert ops == ["restore", "write"]
+    finally:
+        srv.stop()
