@@ -102,3 +102,20 @@ def test_undo_and_history_go_through_the_daemon_when_one_serves(ws, daemon_start
         assert ops == ["restore", "write"]
     finally:
         srv.stop()
+
+
+def test_llmos_undo_last_puts_back_what_llmos_run_changed(mode, script, cli, tmp_path):
+    wd = tmp_path / "work"
+    wd.mkdir()
+    (wd / "poem.txt").write_text("roses\n")
+    script["plan"] = json.dumps({"steps": [
+        {"tool": "files.write", "args": {"path": "poem.txt", "content": "overwritten\n"}, "why": "scripted"},
+        {"tool": "files.write", "args": {"path": "new.txt", "content": "new\n"}, "why": "scripted"}],
+        "answer": "done"})
+    res = cli("run", "--workdir", str(wd), "--yes", "rewrite poem.txt and make new.txt")
+    assert res.exit_code == 0, res.output
+    assert (wd / "poem.txt").read_text() == "overwritten\n" and (wd / "new.txt").exists()
+    assert "llmos undo" in res.output
+    res = invoke("undo", "last")
+    assert res.exit_code == 0, res.output
+    assert (wd / "poem.txt").read_text() == "roses\n" and not (wd / "new.txt").exists()

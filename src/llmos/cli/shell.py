@@ -134,6 +134,9 @@ def run(
         color = {"succeeded": "green", "planned": "cyan", "needs_confirmation": "yellow"}.get(res.status, "red")
         out.print(res.answer, markup=False)
         err.print(f"[{color}]{res.status}[/]  run {res.run}  (llmos explain {res.run})")
+        if any(s.get("risk") in ("write", "destructive", "exec") and s.get("status") == "succeeded"
+               for s in res.steps):
+            err.print(f"[dim]files changed: llmos undo {res.run} puts them back[/]")
     raise typer.Exit(EXIT_CODES.get(res.status, 1))
 
 
