@@ -10,7 +10,7 @@ two-dimensional generalized assignment problem (NP-hard; the kernel's
 placement problem with memory).
 
 Measured in one process, per instance:
-- ``solve``: ``llmos.kernel.alloc.solve(problem, "cost")`` as the kernel calls it
+- ``solve``: ``llmos.alloc.solve.solve(problem, "cost")`` as the kernel calls it
   (explanation and duals included): wall and CPU seconds;
 - ``LP bound``: the LP relaxation's value (computed separately, not timed);
   gap = (value − bound) / bound;
@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 
-from llmos.kernel.alloc import Objective, Problem, greedy, lp_bound, solve
-from llmos.kernel.alloc_solve import Model
+from llmos.alloc import Objective, Problem
+from llmos.alloc.solve import Model, greedy, lp_bound, solve
 
 T, R = 1000, 50
 

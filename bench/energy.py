@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmos.clock import FakeClock
-from llmos.kernel.alloc import Allocator, Placement, Resource, Task
+from llmos.alloc import Allocator, Placement, Resource, Task
 
 BASELINE_W = 5.0
 

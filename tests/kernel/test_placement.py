@@ -10,8 +10,8 @@ import pytest
 from llmos.errors import AllocError
 from llmos.hal.fake import FakeGpu, FakeHAL
 from llmos.kernel import Kernel, ProcState
-from llmos.kernel.alloc import Allocator
-from llmos.kernel.alloc_resources import device_resources
+from llmos.alloc import Allocator
+from llmos.alloc.resources import device_resources
 from llmos.kernel.placement import Placer
 from llmos.kernel.process import Process
 from llmos.llm.fake import FakeEngine

@@ -162,7 +162,7 @@ def _solution_dict(sol: Any) -> dict:
 
 
 def _print_seed(as_json: bool, time_limit: float) -> None:
-    from llmos.kernel.alloc_seed import SEED_ASSIGNMENT, SEED_COST, SEED_DELAY, seed_report
+    from llmos.alloc.seed import SEED_ASSIGNMENT, SEED_COST, SEED_DELAY, seed_report
 
     rep = seed_report(time_limit)
     if as_json:
@@ -214,8 +214,8 @@ def alloc(
 
     Example: llmos alloc problem.yaml -o energy   (or the built-in one: llmos alloc --example seed)
     """
-    from llmos.kernel.alloc import Objective, solve
-    from llmos.kernel.alloc_model import problem_from_dict
+    from llmos.alloc import Objective, problem_from_dict
+    from llmos.alloc.solve import solve
 
     if example is not None:
         if file is not None or objective is not None:

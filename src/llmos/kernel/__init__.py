@@ -24,8 +24,7 @@ Module map (boot order in ``boot.py``):
   procops.py    process operations behind proc.* (spawn, kill, nice, wait, result, view)
   stepping.py   the loop's hooks: place (allocator), claim, fold an Outcome; quota guard
   metering.py   energy per process on the transition path; energy_by_agent(), stats()
-  placement.py  Placer: processes as allocation tasks, placed incrementally each step
-  alloc*.py     the allocator (HiGHS models, incremental placement, machine resources)
+  placement.py  Placer: the bridge to llmos.alloc (processes as allocation tasks, placed each step)
   energy.py     EnergyMeter: joules per process and agent, measured or modelled
   programs.py   the in-process API (submit, add_task, run_until_idle, register_job)
   sync.py       SyncKernel: the same API for programs without an event loop

@@ -50,8 +50,8 @@ def open_hal(hal: Any, clock: Clock) -> tuple[Any, bool]:
 
 def make_placer(k: Kernel) -> Any:
     """The allocator over this machine's devices and the kernel's engines, in config.alloc_mode."""
-    from llmos.kernel.alloc import Allocator
-    from llmos.kernel.alloc_resources import device_resources
+    from llmos.alloc import Allocator
+    from llmos.alloc.resources import device_resources
     from llmos.kernel.placement import Placer
 
     snapshot = k.hal.snapshot() if k.hal is not None else None

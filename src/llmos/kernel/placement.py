@@ -36,9 +36,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from llmos.alloc import Allocator, Placement, Task
+from llmos.alloc.resources import DEFAULT_LABEL, EngineResource, engine_resources, local_engine
 from llmos.errors import InvalidArgument
-from llmos.kernel.alloc import Allocator, Placement, Task
-from llmos.kernel.alloc_resources import DEFAULT_LABEL, EngineResource, engine_resources, local_engine
 
 if TYPE_CHECKING:
     from llmos.config import Config

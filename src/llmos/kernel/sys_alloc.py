@@ -1,4 +1,4 @@
-"""Allocator syscall: ``alloc.solve`` (a thin decoder over ``kernel.alloc``).
+"""Allocator syscall: ``alloc.solve`` (a thin decoder over ``llmos.alloc``).
 
 Solving a placement problem costs CPU the caller does not see, so it is a syscall like
 any other (capability ``alloc.solve``, audited) with a budget: the solver's time limit
@@ -50,7 +50,8 @@ def _binding(b: Any) -> dict:
 
 
 def _solve(doc: dict[str, Any], default_mode: str, time_limit_s: float) -> dict[str, Any]:
-    from llmos.kernel.alloc import MODE_OBJECTIVE, problem_from_dict, solve
+    from llmos.alloc import MODE_OBJECTIVE, problem_from_dict
+    from llmos.alloc.solve import solve
 
     problem, objective = problem_from_dict(doc)
     sol = solve(problem, objective or MODE_OBJECTIVE.get(default_mode, default_mode),

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmos.kernel.alloc_model import UNITS, Problem
+from llmos.alloc.model import UNITS, Problem
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmos.kernel.alloc_solve import Model, Solution
+    from llmos.alloc.solve import Model, Solution
 
 __all__ = ["explanation", "fmt", "PER_TASK_LINES"]
 

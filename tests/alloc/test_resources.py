@@ -5,8 +5,8 @@ from __future__ import annotations
 from llmos.clock import FakeClock
 from llmos.config import RemoteModel
 from llmos.hal.fake import FakeGpu, FakeHAL
-from llmos.kernel.alloc import Task
-from llmos.kernel.alloc_resources import (
+from llmos.alloc import Task
+from llmos.alloc.resources import (
     DEFAULT_LABEL,
     allocator_for,
     device_resources,
@@ -61,7 +61,7 @@ def test_gpu_offload_meters_the_gpu_and_no_hal_still_has_a_cpu(config):
 def test_energy_devices_of_engines():
     from types import SimpleNamespace
 
-    from llmos.kernel.alloc_resources import engine_devices, is_loopback
+    from llmos.alloc.resources import engine_devices, is_loopback
 
     assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost/v1")
     assert is_loopback("http://[::1]:9/v1") and not is_loopback("https://api.example.com/v1")

@@ -2,7 +2,7 @@
 
 Map:
 - ``SEED_COST`` / ``SEED_DELAY`` / ``SEED_ASSIGNMENT``: the seed's inputs and its
-  stated assignment (data, not answers).
+  stated assignment, read from ``seed.json`` beside this module (data, not answers).
 - ``Assumption`` / ``ASSUMPTIONS``: capacity readings to try: none, a task
   count on R1 or R2, or a time budget on R1 (the delays read as run times).
 - ``seed_problem(assumption)``: the ``Problem`` for one reading.
@@ -21,19 +21,22 @@ figures, so the probability and energy objectives are not posed here.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from llmos.kernel.alloc_model import Objective, Problem, Resource, Task
-from llmos.kernel.alloc_solve import Solution, evaluate, solve
+from llmos.alloc.model import Objective, Problem, Resource, Task
+from llmos.alloc.solve import Solution, evaluate, solve
 
 __all__ = ["SEED_COST", "SEED_DELAY", "SEED_ASSIGNMENT", "SEED_OBJECTIVES", "Assumption", "ASSUMPTIONS",
            "seed_problem", "SeedCase", "SeedReport", "seed_report"]
 
-SEED_COST = {"T1": {"R1": 1, "R2": 2}, "T2": {"R1": 2, "R2": 3}, "T3": {"R1": 3, "R2": 5}}
-SEED_DELAY = {"T1": 3, "T2": 5, "T3": 7}          # s, per task (see the module note)
-SEED_ASSIGNMENT = {"T1": "R1", "T2": "R2", "T3": "R2"}
-SEED_OBJECTIVES = ("cost", "delay", "makespan")
-RESOURCES = ("R1", "R2")
+_DATA = json.loads((Path(__file__).with_name("seed.json")).read_text(encoding="utf-8"))
+SEED_COST: dict[str, dict[str, float]] = _DATA["cost"]
+SEED_DELAY: dict[str, float] = _DATA["delay_s"]     # s, per task (see the module note)
+SEED_ASSIGNMENT: dict[str, str] = _DATA["assignment"]
+SEED_OBJECTIVES: tuple[str, ...] = tuple(_DATA["objectives"])
+RESOURCES: tuple[str, ...] = tuple(_DATA["resources"])
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,9 @@ def seed_problem(a: Assumption = ASSUMPTIONS[0]) -> Problem:
         cap2["tasks"] = a.r2_tasks
     if a.r1_time_s is not None:
         cap1["busy_s"] = a.r1_time_s
-    notes = ["delays 3, 5, 7 s are read as per-task run times d_t, the same on R1 and R2"]
-    return Problem.build(tasks, [Resource("R1", capacity=cap1), Resource("R2", capacity=cap2)], notes=notes)
+    r1, r2 = RESOURCES
+    return Problem.build(tasks, [Resource(r1, capacity=cap1), Resource(r2, capacity=cap2)],
+                         notes=list(_DATA["notes"]))
 
 
 @dataclass(frozen=True)

@@ -27,71 +27,24 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from llmos.errors import AllocError, InvalidArgument
-from llmos.kernel.alloc_explain import explanation
-from llmos.kernel.alloc_large import LARGE_PAIRS, solve_large
-from llmos.kernel.alloc_model import Objective, Problem, Task, _may_run
+from llmos.alloc.explain import explanation
+from llmos.alloc.large import LARGE_PAIRS, solve_large
+from llmos.alloc.model import (
+    Binding,
+    Objective,
+    Problem,
+    Solution,
+    Task,
+    _may_run,
+    alloc_error,
+    unplaceable,
+)
 
 __all__ = ["Binding", "Solution", "Model", "solve", "lp_bound", "greedy", "evaluate", "diagnose",
            "alloc_error"]
 
 _TOL = 1e-6
 LARGE_GAP = 5e-3          # the large path stops within this relative gap of the LP bound
-
-
-@dataclass(frozen=True)
-class Binding:
-    """One resource constraint and how full it is in a solution."""
-
-    resource: str
-    constraint: str                 # "capacity slots" | "deadline ≤ 8 s" | "time budget" | "power cap" | "makespan"
-    used: float
-    limit: float
-    unit: str = ""
-    shadow_price: float | None = None   # objective change per extra unit of limit (LP relaxation; ≤ 0)
-
-    def describe(self) -> str:
-        u = f" {self.unit}" if self.unit else ""
-        s = f"{self.resource} {self.constraint}: {self.used:.6g} of {self.limit:.6g}{u} used"
-        if self.shadow_price is not None and abs(self.shadow_price) > _TOL:
-            s += (f"; one more unit would lower the objective by {-self.shadow_price:.4g} "
-                  "(LP shadow price)")
-        return s
-
-
-@dataclass(frozen=True)
-class Solution:
-    assignment: dict[str, str | None]        # task -> resource (None: optional task left out)
-    objective: Objective
-    value: float                             # objective value (probability alone: Σ p, maximized)
-    totals: dict[str, float]                 # cost, delay, probability, energy, makespan where stated
-    binding: tuple[Binding, ...]             # constraints at their limit
-    slack: tuple[Binding, ...]               # constraints with room left
-    method: str                              # "milp" | "milp (time limit)" | "greedy fallback" | "greedy"
-    optimal: bool                            # proven optimal (within mip_rel_gap)
-    bound: float | None                      # best proven bound on the value (same sense as value)
-    gap: float | None                        # relative gap between value and bound
-    solve_s: float                           # s, wall time of the whole solve
-    explanation: str = ""
-    notes: tuple[str, ...] = ()
-    duals: dict[tuple[str, str], float] = field(default_factory=dict)  # (resource, dim) -> price per unit
-
-    def explain(self) -> str:
-        return self.explanation
-
-
-def alloc_error(message: str, *, resource: str | None = None, constraint: str | None = None,
-                hint: str | None = None) -> AllocError:
-    err = AllocError(message, hint=hint or "add capacity, relax deadlines, or mark tasks optional")
-    err.resource = resource              # the binding resource, named for callers
-    err.constraint = constraint
-    return err
-
-
-def unplaceable(task: Task) -> AllocError:
-    """No resource may run ``task``: none provides its labels (or it allows none)."""
-    want = ", ".join(sorted(task.needs)) or "an allowed resource"
-    return alloc_error(f"task {task.name} cannot be placed: no resource provides {want}",
-                       hint="add a resource that provides it, or change the task's needs")
 
 
 class Model:

@@ -12,21 +12,11 @@ from hypothesis import strategies as st
 
 from llmos.clock import FakeClock
 from llmos.errors import AllocError, InvalidArgument
-from llmos.kernel import alloc_model, alloc_solve
-from llmos.kernel.alloc import (
-    Allocator,
-    Objective,
-    Problem,
-    Resource,
-    Task,
-    evaluate,
-    greedy,
-    lp_bound,
-    problem_from_dict,
-    solve,
-)
-from llmos.kernel.alloc_seed import ASSUMPTIONS, SEED_ASSIGNMENT, seed_problem, seed_report
-from llmos.kernel.alloc_solve import Model
+from llmos.alloc import Allocator, Objective, Problem, Resource, Task, problem_from_dict
+from llmos.alloc import model as alloc_model
+from llmos.alloc import solve as alloc_solve
+from llmos.alloc.seed import ASSUMPTIONS, SEED_ASSIGNMENT, seed_problem, seed_report
+from llmos.alloc.solve import Model, evaluate, greedy, lp_bound, solve
 
 # ── brute force, written independently of the solver ─────────────────────────
 

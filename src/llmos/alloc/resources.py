@@ -42,8 +42,8 @@ from urllib.parse import urlsplit
 
 from llmos.hal.cpu import CPU_BUSY_W_PER_CORE, CPU_IDLE_W_PER_CORE
 from llmos.hal.gpu import GPU_DEFAULT_LIMIT_W, GPU_IDLE_FRACTION
-from llmos.kernel.alloc import Allocator
-from llmos.kernel.alloc_model import Resource
+from llmos.alloc.place import Allocator
+from llmos.alloc.model import Resource
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmos.clock import Clock

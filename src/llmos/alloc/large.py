@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmos.kernel.alloc_solve import Model
+    from llmos.alloc.solve import Model
 
 __all__ = ["solve_large", "LARGE_PAIRS"]
 

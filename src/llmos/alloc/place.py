@@ -2,7 +2,8 @@
 
 Map:
 - ``Allocator.solve(problem | tasks, ...)``: the seeds' models solved exactly
-  (``alloc_solve.solve``); caches the capacity shadow prices it finds.
+  (``alloc.solve.solve``, scipy imported on first use); caches the capacity shadow
+  prices it finds.
 - ``Allocator.place(task, mode=...) -> Placement | None``: one task, now, without a
   re-solve: predicted start/finish per resource from its lanes' queues, figures
   learned from measurements, deadline check with a safety margin, then the
@@ -15,8 +16,6 @@ Map:
   the lane, and learns the resource's speed, joules per unit of work and how
   far measured run times stray from predictions.
 - ``Allocator.observe(...)``: feed a measurement directly (EWMA).
-- Re-exported: ``Task``, ``Resource``, ``Objective``, ``Problem``,
-  ``problem_from_dict``, ``Solution``, ``Binding``, ``solve``, ``lp_bound``, ``MODES``.
 
 NOTE (placement rules). Each resource r runs its placements first-in first-out
 on ``lanes`` servers. To predict, the allocator replays r's outstanding
@@ -46,11 +45,11 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llmos.clock import Clock, SystemClock
 from llmos.errors import AllocError, InvalidArgument
-from llmos.kernel.alloc_model import (
+from llmos.alloc.model import (
     FIGURES,
     MODE_OBJECTIVE,
     OBJECTIVES,
@@ -59,27 +58,18 @@ from llmos.kernel.alloc_model import (
     PairFigures,
     Problem,
     Resource,
+    Solution,
     Task,
     _check_resource,
     _check_task,
     _may_run,
-    pair_figures,
-    problem_from_dict,
-)
-from llmos.kernel.alloc_solve import (
-    Binding,
-    Solution,
     alloc_error,
-    evaluate,
-    greedy,
-    lp_bound,
-    solve,
+    pair_figures,
     unplaceable,
 )
 
-__all__ = ["Allocator", "Placement", "Task", "Resource", "Objective", "Problem", "Solution", "Binding",
-           "Learned", "problem_from_dict", "solve", "lp_bound", "evaluate", "greedy", "MODES", "FIGURES",
-           "OBJECTIVES", "MODE_OBJECTIVE", "DEADLINE_MARGIN", "LEARN_RATE", "MARGIN_Z"]
+__all__ = ["Allocator", "Placement", "MODES", "FIGURES", "OBJECTIVES", "MODE_OBJECTIVE", "DEADLINE_MARGIN",
+           "LEARN_RATE", "MARGIN_Z"]
 
 MODES = tuple(MODE_OBJECTIVE)          # throughput, latency, cost, energy
 DEADLINE_MARGIN = 0.2                  # least safety margin, as a fraction of the time until the finish
@@ -181,13 +171,39 @@ class Allocator:
             problem = self.problem(problem)
         obj = Objective.of(objective) if objective is not None else Objective.for_mode(
             _check_mode(mode or self.mode))
+        from llmos.alloc.solve import solve      # scipy: imported on the first batch solve
+
         sol = solve(problem, obj, time_limit_s=time_limit_s or self.time_limit_s)
-        self._prices = {k: max(0.0, v) for k, v in sol.duals.items() if v > 1e-9}
-        self._prices_for = obj.single
+        self.set_prices(sol.duals, obj.single)
         return sol
 
+    def set_prices(self, duals: Mapping[tuple[str, str], float], figure: str | None) -> None:
+        """Congestion prices λ (per unit of each (resource, dimension)) from a solve whose
+        objective was ``figure``; ``place`` adds Σ_k λ_rk·a_tk in that figure's mode."""
+        self._prices = {k: max(0.0, v) for k, v in duals.items() if v > 1e-9 and k[0] in self._res}
+        self._prices_for = figure
+
+    @property
+    def prices(self) -> dict[tuple[str, str], float]:
+        return dict(self._prices)
+
+    def backlog(self, now: float | None = None) -> dict[str, float]:
+        """Lane-seconds of outstanding work per resource (what a new batch queues behind)."""
+        now = self.clock.monotonic() if now is None else now
+        return {name: sum(max(0.0, e - now) for e in st.lane_ends(now)) for name, st in self._res.items()}
+
+    def free(self) -> list[Resource]:
+        """The resources with what capacity is left now (held placements subtracted)."""
+        return [replace(st.resource, capacity={k: max(0.0, v - st.used.get(k, 0.0))
+                                               for k, v in st.resource.capacity.items()})
+                for st in self._res.values()]
+
     # ── incremental ────────────────────────────────────────────────────────
-    def place(self, task: Task, *, mode: str | None = None, now: float | None = None) -> Placement | None:
+    def place(self, task: Task, *, mode: str | None = None, now: float | None = None,
+              solved: tuple[str, str] | None = None, note: str | None = None) -> Placement | None:
+        """``solved``: (resource, why) a batch solve chose for this task; taken when that
+        resource may run it and has room now, else the mode's rule decides (and says so).
+        ``note``: appended to the reason when the mode's rule decided (why no batch did)."""
         mode = _check_mode(mode or self.mode)
         _check_task(task, 0, set(self._res))
         now = self.clock.monotonic() if now is None else now
@@ -223,9 +239,22 @@ class Allocator:
             return (0, val + self._price(r, task, figure), finish)
 
         cands.sort(key=key)
+        reason = self._reason(mode, cands, now)
+        if solved is not None:
+            pick = next((c for c in cands if c[0].name == solved[0]), None)
+            if pick is not None:
+                listed = cands[0][0].name
+                cands.remove(pick)
+                cands.insert(0, pick)
+                reason = f"{mode}: {solved[0]} ({solved[1]}" + (
+                    "; list scheduling agrees)" if listed == solved[0] else f"; list scheduling would pick {listed})")
+            else:
+                reason += f"; list scheduling: the batch solve chose {solved[0]}, which has no room now"
+        elif note:
+            reason += f"; {note}"
         r, f, start, finish, on_time = cands[0]
         p = Placement(next(self._ids), task, r.name, mode, now, start, f.delay, finish, f.cost,
-                      f.energy, f.probability, on_time, self._reason(mode, cands, now))
+                      f.energy, f.probability, on_time, reason)
         st = self._res[r.name]
         for k, v in task.demand.items():
             st.used[k] = st.used.get(k, 0.0) + v
