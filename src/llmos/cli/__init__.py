@@ -57,7 +57,7 @@ def _root(
 
 
 # Sub-command modules, in help order. Each exports register(app).
-_MODULES = ("base", "shell", "storage", "kernel", "approve", "tokens", "hw", "serve", "bench")
+_MODULES = ("base", "shell", "storage", "kernel", "approve", "tokens", "hw", "serve", "train", "bench")
 for _name in _MODULES:
     try:
         _mod = importlib.import_module(f"llmos.cli.{_name}")

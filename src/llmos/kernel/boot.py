@@ -17,6 +17,7 @@ from llmos.kernel.loop import KernelLoop
 from llmos.kernel.recovery import recover
 from llmos.kernel.storage import Journal, StateLock, make_private
 from llmos.kernel.versions import VersionStore
+from llmos.train.job import register as register_train
 
 if TYPE_CHECKING:
     from llmos.kernel.core import Kernel
@@ -78,6 +79,7 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         k = cls(config, clock=clock, journal=journal, lock=lock, tools=tools, hal=hal,
                 engines=engines)                            # 7. empty tables wired to the journal
         k.own_hal = own_hal
+        register_train(k)                                   #    built-in job types: train (torch: in its ranks)
         k.queue_max = params.KERNEL_QUEUE_MAX               # 8. backpressure bound
         k.agents.load()                                     # 9. agents (root is built in)
         k.sched = make_scheduler_for(scheduler or config.scheduler, clock, config.home)  # 10. policy
