@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmos.clock import FakeClock
 from llmos.alloc import Allocator, Placement, Resource, Task
+from llmos.clock import FakeClock
 
 BASELINE_W = 5.0
 

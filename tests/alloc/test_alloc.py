@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmos.clock import FakeClock
-from llmos.errors import AllocError, InvalidArgument
 from llmos.alloc import Allocator, Objective, Problem, Resource, Task, problem_from_dict
 from llmos.alloc import model as alloc_model
 from llmos.alloc import solve as alloc_solve
 from llmos.alloc.seed import ASSUMPTIONS, SEED_ASSIGNMENT, seed_problem, seed_report
 from llmos.alloc.solve import Model, evaluate, greedy, lp_bound, solve
+from llmos.clock import FakeClock
+from llmos.errors import AllocError, InvalidArgument
 
 # ── brute force, written independently of the solver ─────────────────────────
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from llmos.clock import FakeClock
-from llmos.config import RemoteModel
-from llmos.hal.fake import FakeGpu, FakeHAL
 from llmos.alloc import Task
 from llmos.alloc.resources import (
     DEFAULT_LABEL,
@@ -13,6 +10,9 @@ from llmos.alloc.resources import (
     engine_resources,
     machine_resources,
 )
+from llmos.clock import FakeClock
+from llmos.config import RemoteModel
+from llmos.hal.fake import FakeGpu, FakeHAL
 from llmos.llm.fake import FakeEngine
 
 

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
+from llmos.alloc import Allocator
+from llmos.alloc.resources import device_resources
 from llmos.errors import AllocError
 from llmos.hal.fake import FakeGpu, FakeHAL
 from llmos.kernel import Kernel, ProcState
-from llmos.alloc import Allocator
-from llmos.alloc.resources import device_resources
 from llmos.kernel.placement import Placer
 from llmos.kernel.process import Process
 from llmos.llm.fake import FakeEngine
@@ -201,5 +201,38 @@ async def test_only_a_job_that_names_a_device_is_told_it(config, clock):
         await k.run_until_idle(5)
         assert k.procs.get(plain).result == "unset" and k.procs.get(named).result == "cpu"
         assert k.procs.get(plain).placed_on == "cpu"
+    finally:
+        await k.shutdown()
+
+
+async def test_queued_work_is_placed_by_a_live_highs_batch_and_explained(config, clock):
+    import llmos.alloc.solve  # noqa: F401  (loaded, so the first batch runs at once)
+    from llmos.cli.kernel import explain_lines
+    from llmos.kernel.storage import Reader
+
+    a = FakeEngine("a " * 5, max_active=2)
+    b = FakeEngine("b " * 5, max_active=2)
+    k = await boot(config, clock, {"a": a, "b": b}, run_loop=False)
+    try:
+        pids = [await k.submit("llm", {"prompt": f"q{i}", "max_tokens": 8}) for i in range(6)]
+        await k.run_until_idle(10)
+        assert k.placer.live.solved >= 1 and k.placer.live.last.used
+        reasons = [next(r for r in history(k, pid) if r.startswith("dispatched")) for pid in pids]
+        assert all("HiGHS live batch 1: makespan over 6 queued task(s)" in r for r in reasons[:4]), reasons
+        assert {k.procs.get(p).placed_on for p in pids} == {"engine:a", "engine:b"}
+        k.journal.flush()
+        lines = explain_lines(Reader(config.db_path), pids[0])
+        assert any("HiGHS live batch" in line for line in lines)
+    finally:
+        await k.shutdown()
+
+
+async def test_a_lone_process_says_list_scheduling_placed_it(config, clock):
+    k = await boot(config, clock, {"fake": FakeEngine("x")})
+    try:
+        pid = await k.submit("llm", {"prompt": "q", "max_tokens": 4})
+        await k.result(pid)
+        dispatch = next(r for r in history(k, pid) if r.startswith("dispatched"))
+        assert "list scheduling (no HiGHS batch yet: the queue was below two tasks)" in dispatch
     finally:
         await k.shutdown()

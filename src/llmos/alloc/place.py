@@ -47,8 +47,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from llmos.clock import Clock, SystemClock
-from llmos.errors import AllocError, InvalidArgument
 from llmos.alloc.model import (
     FIGURES,
     MODE_OBJECTIVE,
@@ -67,6 +65,8 @@ from llmos.alloc.model import (
     pair_figures,
     unplaceable,
 )
+from llmos.clock import Clock, SystemClock
+from llmos.errors import AllocError, InvalidArgument
 
 __all__ = ["Allocator", "Placement", "MODES", "FIGURES", "OBJECTIVES", "MODE_OBJECTIVE", "DEADLINE_MARGIN",
            "LEARN_RATE", "MARGIN_Z"]
@@ -171,7 +171,7 @@ class Allocator:
             problem = self.problem(problem)
         obj = Objective.of(objective) if objective is not None else Objective.for_mode(
             _check_mode(mode or self.mode))
-        from llmos.alloc.solve import solve      # scipy: imported on the first batch solve
+        from llmos.alloc.solve import solve  # scipy: imported on the first batch solve
 
         sol = solve(problem, obj, time_limit_s=time_limit_s or self.time_limit_s)
         self.set_prices(sol.duals, obj.single)

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from llmos.alloc.model import Resource
+from llmos.alloc.place import Allocator
 from llmos.hal.cpu import CPU_BUSY_W_PER_CORE, CPU_IDLE_W_PER_CORE
 from llmos.hal.gpu import GPU_DEFAULT_LIMIT_W, GPU_IDLE_FRACTION
-from llmos.alloc.place import Allocator
-from llmos.alloc.model import Resource
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmos.clock import Clock

@@ -20,13 +20,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from llmos.errors import AllocError, InvalidArgument
 from llmos.alloc.explain import explanation
 from llmos.alloc.large import LARGE_PAIRS, solve_large
 from llmos.alloc.model import (
@@ -34,11 +33,11 @@ from llmos.alloc.model import (
     Objective,
     Problem,
     Solution,
-    Task,
     _may_run,
     alloc_error,
     unplaceable,
 )
+from llmos.errors import AllocError, InvalidArgument
 
 __all__ = ["Binding", "Solution", "Model", "solve", "lp_bound", "greedy", "evaluate", "diagnose",
            "alloc_error"]
@@ -50,7 +49,7 @@ LARGE_GAP = 5e-3          # the large path stops within this relative gap of the
 class Model:
     """The linear program of a Problem under an Objective (variables: allowed pairs, then z)."""
 
-    def __init__(self, problem: Problem, objective: Objective) -> None:
+    def __init__(self, problem: Problem, objective: Objective, *, whole_tasks: bool = False) -> None:
         P = problem
         self.problem, self.objective = P, objective
         T, R = P.shape
@@ -146,6 +145,16 @@ class Model:
                 add_rows("makespan", np.array([j]), ["makespan"], "s", np.zeros(len(sel) + 1, dtype=int),
                          np.append(sel, n), np.append(d_all[sel], -lanes[j]), np.array([-np.inf]),
                          np.array([0.0]))
+            if whole_tasks:                       # a task runs on one lane: d_tr·x_tr − z ≤ 0
+                for j in range(R):
+                    sel = np.flatnonzero(self.ri == j)
+                    if lanes[j] <= 1 or len(sel) == 0:
+                        continue                  # one lane: its makespan row covers it
+                    k = len(sel)
+                    add_rows("lane", np.full(k, j), ["one task on one lane"] * k, "s",
+                             np.repeat(np.arange(k), 2), np.column_stack([sel, np.full(k, n)]).ravel(),
+                             np.column_stack([d_all[sel], -np.ones(k)]).ravel(), np.full(k, -np.inf),
+                             np.zeros(k))
         nvar = n + (1 if self.has_z else 0)
         self.A = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                   shape=(len(lo), nvar))
@@ -338,7 +347,7 @@ def _bindings(m: Model, x: np.ndarray, duals: np.ndarray | None) -> tuple[list[B
     binding, slack = [], []
     names = [r.name for r in m.problem.resources]
     for row, (kind, j, text, unit) in enumerate(m.labels):
-        if kind == "assign":
+        if kind in ("assign", "lane"):          # lane rows: one per pair, not a limit to report
             continue
         if kind == "makespan":               # row is Σ d·x − lanes·z ≤ 0: report load/lanes vs z
             lanes = m.problem.resources[j].lanes
@@ -353,16 +362,18 @@ def _bindings(m: Model, x: np.ndarray, duals: np.ndarray | None) -> tuple[list[B
 
 def solve(problem: Problem, objective: Objective | str | Mapping[str, float], *,
           time_limit_s: float = 1.0, mip_rel_gap: float = 1e-4, duals: bool = True,
-          explain: bool = True, large: bool = True) -> Solution:
+          explain: bool = True, large: bool = True, whole_tasks: bool = False) -> Solution:
     """Solve to optimality within the time limit; greedy fallback when HiGHS has no solution.
 
     Problems with more than ``LARGE_PAIRS`` pairs and a linear objective take the
     LP + repair + local-search path (``alloc_large``), stopping at a gap of
     ``max(mip_rel_gap, LARGE_GAP)`` to the LP bound; ``large=False`` forces the plain MILP.
+    ``whole_tasks``: with a makespan objective, no task may run longer than the makespan
+    on a multi-lane resource (the fluid bound alone lets lanes share one task's time).
     """
     t0 = time.perf_counter()
     obj = Objective.of(objective)
-    m = Model(problem, obj)
+    m = Model(problem, obj, whole_tasks=whole_tasks)
     if time_limit_s <= 0 or not math.isfinite(time_limit_s):
         raise InvalidArgument("time_limit_s: expected a positive number of seconds", field="time_limit_s",
                               expected="number > 0")

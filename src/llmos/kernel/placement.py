@@ -6,14 +6,21 @@ Map:
 - ``task_for(p)``: a process as an allocation ``Task`` (what it needs, how much work).
 - ``check(kind, spec, owner)``: at admission, refuse work that could never be placed
   (``AllocError`` naming the resource), e.g. a job that needs a GPU on a machine with none.
-- ``place(p, mode) -> Placement | None``: where ``p`` runs now (None: no room yet).
+- ``batch(procs, mode_of)``: before a step places anything, the queued work (QUEUED,
+  not yet placed, in the kernel's default mode) goes to ``alloc.live.LiveSolver``, which
+  re-solves it with HiGHS when it changed enough (see ``llmos.alloc.live``).
+- ``place(p, mode) -> Placement | None``: where ``p`` runs now (None: no room yet): the
+  live batch's resource when it has one for ``p``, else list scheduling (priced by the
+  batch's duals); the reason names which decided and why.
 - ``started(pid)`` / ``finish(pid, seconds=, joules=, ok=, done=)`` / ``drop(pid)``.
 - ``engine_of(pid)`` (the ``EngineSet`` key serving an llm process), ``devices_of(pid)``
   (the devices its energy is metered on), ``placement(pid)``.
 
-NOTE (what is placed, and what is learned). Each loop step the kernel places the
-plan's newly started processes, one by one, incrementally (``Allocator.place`` is
-list scheduling over the resources' outstanding placements: no re-solve):
+NOTE (what is placed, and what is learned). Each loop step the kernel first hands the
+queue to the live solver (a HiGHS batch when the queue changed enough, within its time
+budget), then places the plan's newly started processes one by one
+(``Allocator.place``: the batch's choice, else list scheduling over the resources'
+outstanding placements):
   llm   needs ``llm`` and ``model:<m>`` when the spec names model m, else ``default``
         (the engines that serve an unnamed request); work = max_tokens; the chosen
         resource's engine serves it. A model named by path gets its resource on first use.
@@ -33,19 +40,23 @@ and its prediction spread measures the speed error, not early stops.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmos.alloc import Allocator, Placement, Task
+from llmos.alloc.live import LiveSolver
 from llmos.alloc.resources import DEFAULT_LABEL, EngineResource, engine_resources, local_engine
-from llmos.errors import InvalidArgument
+from llmos.errors import InvalidArgument, LLMOSError
+from llmos.kernel.process import ProcState
 
 if TYPE_CHECKING:
     from llmos.config import Config
     from llmos.hal.base import HardwareSnapshot
     from llmos.kernel.process import Process
 
-__all__ = ["Placer", "JOB_DEMAND_DIMS", "check_job_placement"]
+__all__ = ["Placer", "JOB_DEMAND_DIMS", "PLACED", "check_job_placement"]
+
+PLACED = ("llm", "tool", "job")      # process kinds the allocator places
 
 JOB_DEMAND_DIMS = ("cores", "memory_bytes", "gpu_memory_bytes")   # capacity a job spec may hold
 
@@ -77,8 +88,9 @@ class Placer:
     """Owns the kernel's allocator and the placements of running processes. Loop-only."""
 
     def __init__(self, allocator: Allocator, *, config: Config, given: Mapping[str, Any] | None = None,
-                 snapshot: HardwareSnapshot | None = None) -> None:
+                 snapshot: HardwareSnapshot | None = None, live: LiveSolver | bool = True) -> None:
         self.alloc = allocator                        # owner: this Placer
+        self.live = (LiveSolver(allocator) if live is True else live) or None   # HiGHS batches; None: off
         self.config = config
         self._snapshot = snapshot                     # HAL snapshot at boot (lazy local engines)
         self._engines: dict[str, EngineResource] = {} # resource name -> engine resource
@@ -126,15 +138,43 @@ class Placer:
             self.alloc.check(self._task(kind, spec, "new process"))
 
     # ── placements ─────────────────────────────────────────────────────────
+    def batch(self, procs: Iterable[Process], mode_of: Callable[[Process], str | None]) -> bool:
+        """The queue to the live solver (queued, not placed, in the default mode). True: it solved."""
+        if self.live is None:
+            return False
+        queue: dict[int, Task] = {}
+        for p in procs:
+            if p.state != ProcState.QUEUED or p.kind not in PLACED or p.pid in self._by_pid:
+                continue
+            if (mode_of(p) or self.alloc.mode) != self.alloc.mode:
+                continue                              # another mode: list scheduling under it
+            try:
+                queue[p.pid] = self.task_for(p)
+            except LLMOSError:
+                continue                              # place() reports it
+        return self.live.update(queue, self.alloc.mode)
+
     def place(self, p: Process, mode: str | None = None) -> Placement | None:
         """Place ``p`` (kept if it already holds a placement). None: no room now."""
         held = self._by_pid.get(p.pid)
         if held is not None:
             return held
-        pl = self.alloc.place(self.task_for(p), mode=mode)
+        solved = note = None
+        if self.live is not None and (mode or self.alloc.mode) == self.alloc.mode:
+            solved = self.live.choice(p.pid)
+            note = self._why_listed()
+        pl = self.alloc.place(self.task_for(p), mode=mode, solved=solved, note=note)
         if pl is not None:
             self._by_pid[p.pid] = pl
         return pl
+
+    def _why_listed(self) -> str:
+        last = self.live.last if self.live is not None else None
+        if last is None:
+            return "list scheduling (no HiGHS batch yet: the queue was below two tasks)"
+        if not last.used:
+            return last.why
+        return f"list scheduling (not in HiGHS live batch {last.id}; priced by its duals)"
 
     def placement(self, pid: int) -> Placement | None:
         return self._by_pid.get(pid)

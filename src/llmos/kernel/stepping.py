@@ -55,6 +55,7 @@ class LoopHooks:
         """Place the processes ``plan`` starts; keep in ``plan.run`` only those placed."""
         if self.placer is None:
             return
+        self.placer.batch(self.procs.live(), lambda p: (self.agents.find(p.owner) or ROOT).caps.alloc_mode)
         keep: list[int] = []
         for pid in plan.run:
             p = self.procs.find(pid)
