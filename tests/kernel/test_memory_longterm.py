@@ -59,7 +59,7 @@ async def test_remember_recall_list_forget(kernel):
     listed = (await sys("root", "memory.list", {})).value
     assert [m["id"] for m in listed["memories"]] == [b["id"], a["id"]]     # newest first
     assert listed["usage"]["memories"] == 2 and listed["usage"]["bytes"] == 22 + 34
-    assert (await sys("root", "memory.forget", {"id": a["id"]})).value == {"id": a["id"], "chunks": 1}
+    assert (await sys("root", "memory.forget", {"id": a["id"]})).value == {"id": a["id"], "chunks": 1, "agent": "root"}
     res = (await sys("root", "memory.recall", {"query": "cat Miso"})).value["results"]
     assert a["id"] not in [r["id"] for r in res]
     assert (await sys("root", "memory.list", {})).value["usage"]["memories"] == 1

@@ -7,7 +7,8 @@ Map:
 - ``Agent``: a principal (id, capabilities, who created it). ``ROOT`` holds everything.
 - Resources a call touches: ``ProcRef`` (another process), ``PathRef`` (a resolved
   path + mode), ``NetRef``, ``UsageRef`` (live usage against quotas), ``CapsRef`` (the
-  capabilities a new agent would get).
+  capabilities a new agent would get), ``MemoryRef`` (a collection of an agent's long-term
+  memory, with the share its owner gave the caller).
 - ``may(agent, call, resource) -> Decision``: pure; the kernel audits every answer.
 - ``resolve_path(path, workdir)``: absolute, ``~`` expanded, symlinks and ``..``
   resolved — always resolve before asking ``may`` about a path.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = ["Quotas", "Capabilities", "Agent", "Decision", "ProcRef", "PathRef", "NetRef",
-           "UsageRef", "CapsRef", "Resource", "may", "resolve_path", "is_under",
+           "UsageRef", "CapsRef", "MemoryRef", "Resource", "may", "resolve_path", "is_under",
            "syscall_allowed", "ROOT", "ROOT_ID", "StateArea", "workspace_problem"]
 
 ROOT_ID = "root"
@@ -201,7 +202,15 @@ class CapsRef:
     caps: Capabilities
 
 
-Resource = ProcRef | PathRef | NetRef | UsageRef | CapsRef | None
+@dataclass(frozen=True)
+class MemoryRef:
+    owner: str | None                  # whose long-term memory; None: every agent's (the person's view)
+    collection: str | None = None      # one named collection; None: all of the owner's
+    mode: Literal["r", "rw"] = "r"     # what the call does: read, or also write / forget
+    granted: Literal["r", "rw"] | None = None   # the owner's share of this collection with the caller
+
+
+Resource = ProcRef | PathRef | NetRef | UsageRef | CapsRef | MemoryRef | None
 
 
 @dataclass(frozen=True)
@@ -291,4 +300,17 @@ def may(agent: Agent, call: str, resource: Resource = None) -> Decision:
         if why:
             return Decision(False, f"cannot grant more than agent {agent.id!r} holds: {why}")
         return Decision(True, "requested capabilities are within the creator's")
+    if isinstance(resource, MemoryRef):
+        if resource.owner == agent.id:
+            return Decision(True, "own memory")
+        if caps.others:
+            return Decision(True, "others capability")
+        what = ("every agent's memory" if resource.owner is None else f"agent {resource.owner!r}'s memory"
+                + (f" (collection {resource.collection!r})" if resource.collection else ""))
+        if resource.owner is None or resource.collection is None or resource.granted is None:
+            return Decision(False, f"{what} is not shared with agent {agent.id!r}")
+        if resource.mode == "rw" and resource.granted != "rw":
+            return Decision(False, f"{what} is shared read-only with agent {agent.id!r}")
+        return Decision(True, f"{what} is shared {'read-write' if resource.granted == 'rw' else 'read-only'} "
+                              f"with agent {agent.id!r}")
     return Decision(False, f"unknown resource type {type(resource).__name__}")

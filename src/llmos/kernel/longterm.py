@@ -1,10 +1,12 @@
-"""Long-term memory by meaning: ``remember`` / ``recall`` / ``forget`` / ``list``, per agent.
+"""Long-term memory by meaning: ``remember`` / ``recall`` / ``forget`` / ``list``, per agent,
+in named collections an agent may share with another (``share`` / ``unshare``).
 
 Map:
 - ``LongTermMemory(path, embedder, clock_time)``: one SQLite database (``memory.db`` beside
   the journal) opened with apsw, because the stdlib ``sqlite3`` here cannot load
   extensions, with sqlite-vec loaded for its vector functions.
-- Tables: ``memories`` (one row per remembered text: agent, text, tags, time, bytes),
+- Tables: ``memories`` (one row per remembered text: agent, collection, text, tags, time,
+  bytes), ``shares`` (``memshare.MemoryShares``: owner, collection, grantee, mode),
   ``memory_tags``, ``chunks`` (the pieces the model reads whole), ``chunks_fts`` (FTS5 over
   the chunks), ``usage`` (bytes and count per agent, for the quota) and ``vectors`` (per
   chunk: the float32 embedding and its sign bits). ``vectors`` is derived data: when it is
@@ -23,7 +25,12 @@ recall@5 was FTS5 alone (any word, bm25) 0.38, vectors alone 0.98, both fused wi
 any-word FTS5 list 0.68 (common words bring noise that outranks meaning), and fused with
 the every-word list 0.98. Every-word matching is also what keeps the word side fast at
 100k memories (posting lists intersect; any-word over common words took ~50 ms).
-- Every statement names the agent: no argument reaches another agent's rows.
+- Every statement names the agent: no argument reaches another agent's rows. ``agent=None``
+  (``recall`` / ``list`` / ``forget``) is every agent's: the person's view, which the
+  syscalls allow only with the ``others`` capability. Whether a caller may reach another
+  agent's collection is decided in the access layer (``access.MemoryRef``) from ``grant``.
+- Collection names are checked here (``check_collection``): letters, digits, ``.``, ``_``,
+  ``-``, no ``..``; never a pattern or a path.
 
 Errors from apsw are mapped here (``JournalError``); bad input is ``InvalidArgument`` with
 the field, a full quota ``QuotaExceeded``, an unknown id ``NotFound``.
@@ -46,10 +53,20 @@ from typing import Any
 import numpy as np
 
 from llmos.errors import InvalidArgument, JournalError, NotFound, QuotaExceeded
+from llmos.kernel.memshare import (
+    COLLECTION_MAX,
+    DEFAULT_COLLECTION,
+    SHARE_MODES,
+    SHARES_SCHEMA,
+    MemoryShares,
+    check_collection,
+)
+from llmos.kernel.signatures import Signatures
 from llmos.llm.embed import Embedder
 
 __all__ = ["LongTermMemory", "RecallFilter", "Signatures", "TEXT_MAX_BYTES", "CHUNK_WORDS",
-           "QUOTA_BYTES", "TAGS_MAX", "TAG_MAX", "RRF_K"]
+           "QUOTA_BYTES", "TAGS_MAX", "TAG_MAX", "RRF_K", "DEFAULT_COLLECTION", "COLLECTION_MAX",
+           "SHARE_MODES", "check_collection", "MemoryShares"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +87,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS memories (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, text TEXT NOT NULL, tags TEXT NOT NULL,
-    created_s REAL NOT NULL, bytes INTEGER NOT NULL);
+    created_s REAL NOT NULL, bytes INTEGER NOT NULL, collection TEXT NOT NULL DEFAULT 'default');
 CREATE INDEX IF NOT EXISTS memories_agent ON memories(agent, id);
 CREATE TABLE IF NOT EXISTS memory_tags (
     agent TEXT NOT NULL, tag TEXT NOT NULL, memory INTEGER NOT NULL,
@@ -88,6 +105,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
 CREATE TABLE IF NOT EXISTS usage (
     agent TEXT PRIMARY KEY, bytes INTEGER NOT NULL, memories INTEGER NOT NULL);
 """
+_COLLECTIONS = "CREATE INDEX IF NOT EXISTS memories_collection ON memories(agent, collection, id);"
 _VECTORS = """
 CREATE TABLE IF NOT EXISTS vectors (
     chunk INTEGER PRIMARY KEY, agent TEXT NOT NULL, sig BLOB NOT NULL, vec BLOB NOT NULL);
@@ -102,64 +120,11 @@ class RecallFilter:
     tags: tuple[str, ...] = ()          # the memory carries every one of these
     after_s: float | None = None        # created at or after (wall-clock seconds)
     before_s: float | None = None       # created before
+    collection: str | None = None       # in this collection (None: any)
 
     @property
     def empty(self) -> bool:
-        return not self.tags and self.after_s is None and self.before_s is None
-
-
-class Signatures:
-    """One agent's chunk ids and sign bits in RAM: the candidate scan of a recall.
-
-    Bits are stored word-major (``[words, n]``): the scan is ``words`` passes of xor and
-    popcount over contiguous arrays (1.4 ms for 100k chunks here, 5x a row-major sum).
-    Owned by ``LongTermMemory`` (changed only under its lock, after a commit)."""
-
-    def __init__(self, words: int) -> None:
-        self.words = words                                   # uint64 words per signature
-        self.n = 0                                           # rows in use
-        self._ids = np.zeros(0, np.int64)                    # [cap] chunk ids
-        self._bits = np.zeros((words, 0), np.uint64)         # [words, cap] sign bits
-
-    def add(self, ids: Sequence[int], sigs: Sequence[bytes]) -> None:
-        m = len(ids)
-        if self.n + m > len(self._ids):
-            cap = max(1024, 2 * (self.n + m))
-            self._ids = np.resize(self._ids, cap)
-            bits = np.zeros((self.words, cap), np.uint64)
-            bits[:, :self.n] = self._bits[:, :self.n]
-            self._bits = bits
-        self._ids[self.n:self.n + m] = ids
-        if m:
-            self._bits[:, self.n:self.n + m] = np.frombuffer(b"".join(sigs), np.uint64).reshape(m, self.words).T
-        self.n += m
-
-    def remove(self, ids: Sequence[int]) -> None:
-        keep = ~np.isin(self._ids[:self.n], np.asarray(ids, np.int64))
-        k = int(keep.sum())
-        self._ids[:k] = self._ids[:self.n][keep]
-        self._bits[:, :k] = self._bits[:, :self.n][:, keep]
-        self.n = k
-
-    def nearest(self, sig: bytes, count: int, allowed: np.ndarray | None = None) -> np.ndarray:
-        """Ids of the ``count`` chunks with the fewest differing sign bits (among ``allowed``)."""
-        ids, bits = self._ids[:self.n], self._bits[:, :self.n]
-        if allowed is not None:
-            mask = np.isin(ids, allowed)
-            ids, bits = ids[mask], bits[:, mask]
-        if len(ids) <= count:
-            return ids.copy()
-        q = np.frombuffer(sig, np.uint64)
-        dist = np.zeros(len(ids), np.uint16)                 # [n] Hamming distance
-        for w in range(self.words):
-            dist += np.bitwise_count(bits[w] ^ q[w])
-        # the smallest distance t with at least `count` chunks within it (a histogram: 5x
-        # faster than argpartition here); ties at t come along, a few at most
-        t = int(np.searchsorted(np.cumsum(np.bincount(dist, minlength=64 * self.words + 1)), count))
-        near = np.flatnonzero(dist <= t)
-        if len(near) > 2 * count:
-            near = near[np.argpartition(dist[near], count)[:count]]
-        return ids[near]
+        return not self.tags and self.after_s is None and self.before_s is None and self.collection is None
 
 
 @dataclass
@@ -185,6 +150,7 @@ class LongTermMemory:
         self._lock = threading.RLock()           # one transaction or index change at a time
         self._sigs: dict[str, Signatures] = {}   # agent -> sign bits, loaded on first recall
         self._conn = self._open()
+        self.shares = MemoryShares(self._db, clock_time)   # who may reach which collection
         self.rebuilds = 0                        # times the vector table was rebuilt (tests, logs)
         self.last_ms = (0.0, 0.0)                # last recall's (embedding, search) milliseconds
 
@@ -206,7 +172,11 @@ class LongTermMemory:
             conn.set_busy_timeout(5000)
             conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             with conn:
-                conn.execute(_SCHEMA + _VECTORS)
+                conn.execute(_SCHEMA + _VECTORS + SHARES_SCHEMA)
+                cols = [r[1] for r in conn.execute("PRAGMA table_info(memories)")]
+                if "collection" not in cols:     # a database from before collections
+                    conn.execute("ALTER TABLE memories ADD COLUMN collection TEXT NOT NULL DEFAULT 'default'")
+                conn.execute(_COLLECTIONS)
         except (OSError, apsw.Error) as e:
             raise JournalError(f"memory database {self.path}: {e}",
                                hint="check disk space and $LLMOS_HOME permissions") from e
@@ -287,22 +257,26 @@ class LongTermMemory:
                     len(rows), emb.dim, emb.name)
 
     # ── remember ───────────────────────────────────────────────────────────
-    def remember(self, agent: str, text: str, tags: Sequence[str] = ()) -> dict[str, Any]:
+    def remember(self, agent: str, text: str, tags: Sequence[str] = (),
+                 collection: str = DEFAULT_COLLECTION) -> dict[str, Any]:
         size = _check_text(text)
         tags = _check_tags(tags)
+        collection = check_collection(collection)
         pieces = chunk(text)
         vecs = self.embedder.embed(pieces)                   # [chunks, dim], outside the lock
-        return self.insert(agent, text, tags, pieces, vecs, size)
+        return self.insert(agent, text, tags, pieces, vecs, size, collection=collection)
 
     def insert(self, agent: str, text: str, tags: Sequence[str], pieces: Sequence[str],
-               vecs: np.ndarray, size: int | None = None) -> dict[str, Any]:
+               vecs: np.ndarray, size: int | None = None, *,
+               collection: str = DEFAULT_COLLECTION) -> dict[str, Any]:
         """One memory with its chunks' vectors (``remember`` computes them)."""
-        return self.insert_many(agent, [(text, tags, pieces, vecs)])[0]
+        return self.insert_many(agent, [(text, tags, pieces, vecs)], collection=collection)[0]
 
-    def insert_many(self, agent: str, items: Sequence[tuple[str, Sequence[str], Sequence[str], np.ndarray]]
-                    ) -> list[dict[str, Any]]:
+    def insert_many(self, agent: str, items: Sequence[tuple[str, Sequence[str], Sequence[str], np.ndarray]],
+                    *, collection: str = DEFAULT_COLLECTION) -> list[dict[str, Any]]:
         """Memories ``(text, tags, chunks, vectors [chunks, dim])`` in one transaction, the
         quota checked first: all of them are stored or none. A bench brings its own vectors."""
+        collection = check_collection(collection)
         emb = self.embedder
         sizes = [len(text.encode("utf-8")) for text, *_ in items]
         for _, _, pieces, vecs in items:
@@ -321,9 +295,10 @@ class LongTermMemory:
                                         f"needs {sum(sizes)} more; nothing was stored",
                                         hint="forget memories you no longer need (memory.list shows them)")
                 for (text, tags, pieces, vecs), size in zip(items, sizes, strict=True):
-                    mid = c.execute("INSERT INTO memories(agent, text, tags, created_s, bytes) "
-                                    "VALUES (?,?,?,?,?) RETURNING id",
-                                    (agent, text, json.dumps(list(tags)), self._now(), size)).fetchall()[0][0]
+                    mid = c.execute("INSERT INTO memories(agent, collection, text, tags, created_s, bytes) "
+                                    "VALUES (?,?,?,?,?,?) RETURNING id",
+                                    (agent, collection, text, json.dumps(list(tags)), self._now(), size)
+                                    ).fetchall()[0][0]
                     c.executemany("INSERT INTO memory_tags(agent, tag, memory) VALUES (?,?,?)",
                                   [(agent, t, mid) for t in tags])
                     for seq, (piece, v) in enumerate(zip(pieces, np.asarray(vecs, np.float32), strict=True)):
@@ -334,7 +309,8 @@ class LongTermMemory:
                                   (cid, agent, sig, np.ascontiguousarray(v).tobytes()))
                         ids.append(cid)
                         sigs.append(sig)
-                    out.append({"id": mid, "chunks": len(pieces), "bytes": size, "tags": list(tags)})
+                    out.append({"id": mid, "chunks": len(pieces), "bytes": size, "tags": list(tags),
+                                "collection": collection})
                 c.execute("INSERT INTO usage(agent, bytes, memories) VALUES (?, ?, ?) ON CONFLICT(agent) DO "
                           "UPDATE SET bytes = bytes + excluded.bytes, memories = memories + excluded.memories",
                           (agent, sum(sizes), len(items)))
@@ -343,10 +319,11 @@ class LongTermMemory:
         return out
 
     # ── recall ─────────────────────────────────────────────────────────────
-    def recall(self, agent: str, query: str, k: int = 5, filt: RecallFilter | None = None, *,
+    def recall(self, agent: str | None, query: str, k: int = 5, filt: RecallFilter | None = None, *,
                mode: str = "hybrid") -> list[dict[str, Any]]:
         """The ``k`` memories nearest ``query``; ``mode`` hybrid | vector | words (FTS5 alone,
-        any word: the baseline bench/recall.py compares with)."""
+        any word: the baseline bench/recall.py compares with). ``agent=None``: every agent's
+        memories, each agent's best merged by score (the person's view)."""
         if not isinstance(query, str) or not _WORD.search(query):
             raise InvalidArgument("query: expected text with at least one word", field="query",
                                   expected="text with at least one word")
@@ -354,11 +331,16 @@ class LongTermMemory:
             raise InvalidArgument(f"mode: expected one of {', '.join(MODES)}, got {mode!r}", field="mode",
                                   expected=" | ".join(MODES))
         filt = filt or RecallFilter()
+        if filt.collection is not None:
+            check_collection(filt.collection)
         t0 = time.perf_counter()
         qv = self.embedder.embed([query])[0] if mode != "words" else None   # outside the lock
         t1 = time.perf_counter()
         try:
-            return self._recall(agent, query, k, filt, mode, qv)
+            if agent is not None:
+                return self._recall(agent, query, k, filt, mode, qv)
+            found = [r for a in self.agents() for r in self._recall(a, query, k, filt, mode, qv)]
+            return sorted(found, key=lambda r: (-r["score"], -(r["similarity"] or 0.0), r["id"]))[:k]
         finally:
             self.last_ms = ((t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
 
@@ -407,6 +389,9 @@ class LongTermMemory:
         if filt.before_s is not None:
             sql += " AND m.created_s < ?"
             args.append(filt.before_s)
+        if filt.collection is not None:
+            sql += " AND m.collection = ?"
+            args.append(filt.collection)
         return np.array([r[0] for r in self._conn.execute(sql, args)], np.int64)
 
     def _signatures(self, agent: str) -> Signatures:
@@ -462,10 +447,11 @@ class LongTermMemory:
     def _describe(self, agent: str, top: list[_Hit]) -> list[dict[str, Any]]:
         out = []
         for h in top:
-            (text, tags, created, n_chunks), = self._conn.execute(
-                "SELECT text, tags, created_s, (SELECT count(*) FROM chunks WHERE memory = m.id) "
+            (text, tags, created, coll, n_chunks), = self._conn.execute(
+                "SELECT text, tags, created_s, collection, (SELECT count(*) FROM chunks WHERE memory = m.id) "
                 "FROM memories m WHERE id = ? AND agent = ?", (h.memory, agent)).fetchall()
-            item: dict[str, Any] = {"id": h.memory, "text": text, "tags": json.loads(tags),
+            item: dict[str, Any] = {"id": h.memory, "agent": agent, "collection": coll, "text": text,
+                                    "tags": json.loads(tags),
                                     "created_s": created, "score": round(h.score, 6),
                                     "similarity": None if h.similarity is None else round(h.similarity, 4),
                                     "ranks": h.ranks}
@@ -476,50 +462,110 @@ class LongTermMemory:
         return out
 
     # ── forget / list / stats ──────────────────────────────────────────────
-    def forget(self, agent: str, memory_id: int) -> dict[str, Any]:
+    def forget(self, agent: str | None, memory_id: int, collection: str | None = None) -> dict[str, Any]:
+        """Delete one memory of ``agent`` (None: of whichever agent holds it), in
+        ``collection`` when one is named (a grantee's forget stays within its share)."""
+        if collection is not None:
+            check_collection(collection)
         with self._db("forget") as c:
             with c:
-                row = c.execute("SELECT bytes FROM memories WHERE id = ? AND agent = ?",
-                                (memory_id, agent)).fetchall()
+                sql, args = "SELECT agent, bytes FROM memories WHERE id = ?", [memory_id]
+                if agent is not None:
+                    sql += " AND agent = ?"
+                    args.append(agent)
+                if collection is not None:
+                    sql += " AND collection = ?"
+                    args.append(collection)
+                row = c.execute(sql, args).fetchall()
                 if not row:
-                    raise NotFound(f"no memory {memory_id}", hint="memory.list and memory.recall show your "
-                                                                  "memories' ids")
-                chunk_ids = [r[0] for r in c.execute("SELECT id FROM chunks WHERE memory = ? AND agent = ?",
-                                                     (memory_id, agent))]
-                c.execute("DELETE FROM vectors WHERE chunk IN (SELECT id FROM chunks WHERE memory = ?) "
-                          "AND agent = ?", (memory_id, agent))
-                c.execute("DELETE FROM chunks WHERE memory = ? AND agent = ?", (memory_id, agent))
-                c.execute("DELETE FROM memory_tags WHERE memory = ? AND agent = ?", (memory_id, agent))
-                c.execute("DELETE FROM memories WHERE id = ? AND agent = ?", (memory_id, agent))
+                    where = f" in collection {collection!r}" if collection is not None else ""
+                    raise NotFound(f"no memory {memory_id}{where}",
+                                   hint="memory.list and memory.recall show the memories' ids")
+                owner, size = row[0]
+                chunk_ids = self._delete(c, owner, [memory_id])
                 c.execute("UPDATE usage SET bytes = bytes - ?, memories = memories - 1 WHERE agent = ?",
-                          (row[0][0], agent))
-            if agent in self._sigs:
-                self._sigs[agent].remove(chunk_ids)
-        return {"id": memory_id, "chunks": len(chunk_ids)}
+                          (size, owner))
+            if owner in self._sigs:
+                self._sigs[owner].remove(chunk_ids)
+        return {"id": memory_id, "chunks": len(chunk_ids), "agent": owner}
 
-    def list(self, agent: str, tags: Sequence[str] = (), limit: int = 50,
-             before_id: int | None = None) -> list[dict[str, Any]]:
-        """The agent's memories, newest first (``before_id`` pages on)."""
-        sql = "SELECT id, text, tags, created_s, bytes FROM memories m WHERE agent = ?"
-        args: list[Any] = [agent]
+    def forget_all(self, agent: str | None, collection: str | None = None) -> dict[str, Any]:
+        """Delete every memory of ``agent`` (None: of every agent), or only those in
+        ``collection``; one transaction. Returns how many memories and bytes went."""
+        if collection is not None:
+            check_collection(collection)
+        with self._db("forget") as c:
+            with c:
+                sql, args = "SELECT id, agent, bytes FROM memories WHERE 1", []
+                if agent is not None:
+                    sql += " AND agent = ?"
+                    args.append(agent)
+                if collection is not None:
+                    sql += " AND collection = ?"
+                    args.append(collection)
+                rows = c.execute(sql, args).fetchall()
+                by_agent: dict[str, list[tuple[int, int]]] = {}
+                for mid, owner, size in rows:
+                    by_agent.setdefault(owner, []).append((mid, size))
+                for owner, items in by_agent.items():
+                    self._delete(c, owner, [m for m, _ in items])
+                    c.execute("UPDATE usage SET bytes = bytes - ?, memories = memories - ? WHERE agent = ?",
+                              (sum(b for _, b in items), len(items), owner))
+            for owner in by_agent:
+                self._sigs.pop(owner, None)      # reloaded on the next recall
+        return {"forgotten": len(rows), "bytes": sum(r[2] for r in rows), "agents": sorted(by_agent)}
+
+    @staticmethod
+    def _delete(c: Any, agent: str, memory_ids: Sequence[int]) -> list[int]:
+        """Delete memories of ``agent`` with their chunks, vectors and tags (in the caller's
+        transaction); the chunk ids that went."""
+        import apsw
+
+        ids = apsw.carray(np.asarray(memory_ids, np.int64))
+        chunk_ids = [r[0] for r in c.execute("SELECT id FROM chunks WHERE memory IN carray(?) AND agent = ?",
+                                             (ids, agent))]
+        c.execute("DELETE FROM vectors WHERE chunk IN (SELECT id FROM chunks WHERE memory IN carray(?)) "
+                  "AND agent = ?", (ids, agent))
+        c.execute("DELETE FROM chunks WHERE memory IN carray(?) AND agent = ?", (ids, agent))
+        c.execute("DELETE FROM memory_tags WHERE memory IN carray(?) AND agent = ?", (ids, agent))
+        c.execute("DELETE FROM memories WHERE id IN carray(?) AND agent = ?", (ids, agent))
+        return chunk_ids
+
+    def list(self, agent: str | None, tags: Sequence[str] = (), limit: int = 50,
+             before_id: int | None = None, collection: str | None = None) -> list[dict[str, Any]]:
+        """The agent's memories (None: every agent's), newest first (``before_id`` pages on)."""
+        sql, args = "SELECT id, agent, collection, text, tags, created_s, bytes FROM memories m WHERE 1", []
+        if agent is not None:
+            sql += " AND agent = ?"
+            args.append(agent)
         for t in _check_tags(tags):
-            sql += " AND id IN (SELECT memory FROM memory_tags WHERE agent = ? AND tag = ?)"
-            args += [agent, t]
+            sql += " AND id IN (SELECT memory FROM memory_tags WHERE agent = m.agent AND tag = ?)"
+            args.append(t)
+        if collection is not None:
+            sql += " AND collection = ?"
+            args.append(check_collection(collection))
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         with self._db("list") as c:
-            return [{"id": i, "text": t, "tags": json.loads(g), "created_s": s, "bytes": b}
-                    for i, t, g, s, b in c.execute(sql, args)]
+            return [{"id": i, "agent": a, "collection": coll, "text": t, "tags": json.loads(g),
+                     "created_s": s, "bytes": b} for i, a, coll, t, g, s, b in c.execute(sql, args)]
 
-    def usage(self, agent: str) -> dict[str, int]:
+    def agents(self) -> list[str]:
+        """The agents holding memories."""
+        with self._db("agents") as c:
+            return [r[0] for r in c.execute("SELECT agent FROM usage WHERE memories > 0 ORDER BY agent")]
+
+    def usage(self, agent: str | None) -> dict[str, int]:
         with self._db("usage") as c:
-            row = c.execute("SELECT bytes, memories FROM usage WHERE agent = ?", (agent,)).fetchall()
+            if agent is None:
+                row = c.execute("SELECT coalesce(sum(bytes), 0), coalesce(sum(memories), 0) FROM usage").fetchall()
+            else:
+                row = c.execute("SELECT bytes, memories FROM usage WHERE agent = ?", (agent,)).fetchall()
         b, n = row[0] if row else (0, 0)
         return {"bytes": b, "memories": n, "quota_bytes": self.quota_bytes}
-
 
 class _VectorsBroken(Exception):
     """The vector table cannot be read as it should (rebuilt by the caller)."""

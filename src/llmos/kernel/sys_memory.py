@@ -1,9 +1,15 @@
 """Memory syscalls: notes (put/get/delete/search), context (append/context) and long-term
-memory by meaning (remember/recall/forget/list, and embed: the vectors it uses).
+memory by meaning (remember/recall/forget/list in named collections, share/unshare/shares,
+and embed: the vectors it uses).
 
 Each agent sees only its own memory (``memory.Memory`` and ``longterm.LongTermMemory`` key
-everything by the calling agent; no argument names another). Long-term calls embed and
-touch their database in a worker thread, so the kernel loop never waits on the model.
+everything by the agent). The one way into another agent's long-term memory is a share:
+``owner`` + ``collection`` name a collection that owner shared with the caller, and the
+access layer decides (``access.MemoryRef``, audited with the reason): ``r`` lets it recall
+and list, ``rw`` also remember and forget, within that collection only. ``everyone``
+(list, recall, forget) is every agent's memory: the person's view, only with the
+``others`` capability. Long-term calls embed and touch their database in a worker
+thread, so the kernel loop never waits on the model.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
+from llmos.errors import InvalidArgument, NotFound
+from llmos.kernel.access import MemoryRef
 from llmos.kernel.argtypes import Args, Key, text
 from llmos.kernel.longterm import TAG_MAX, TAGS_MAX, RecallFilter
 from llmos.kernel.memory import VALUE_MAX_BYTES
+from llmos.kernel.memshare import COLLECTION_MAX, DEFAULT_COLLECTION, check_collection
 from llmos.kernel.syscall import Call, Syscall
 
 if TYPE_CHECKING:
@@ -51,11 +60,15 @@ Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
 Tags = Annotated[list[Tag], Field(max_length=TAGS_MAX)]
 MemoryId = Annotated[int, Field(ge=1, le=1 << 62)]
 EMBED_INPUTS_MAX = 2048       # texts per memory.embed call (as OpenAI's /v1/embeddings)
+Collection = text(COLLECTION_MAX, 1)      # the name's characters checked by memshare.check_collection
+AgentId = text(200, 1)
 
 
 class RememberArgs(Args):
     text: str                             # size and content checked by LongTermMemory (limit stated)
     tags: Tags = []
+    collection: Collection = DEFAULT_COLLECTION   # type: ignore[valid-type]
+    owner: AgentId | None = None          # type: ignore[valid-type]  # another agent's, shared rw with you
 
 
 class FilterArgs(Args):
@@ -68,16 +81,41 @@ class RecallArgs(Args):
     query: text(1000, 1)                  # type: ignore[valid-type]
     k: int = Field(default=5, ge=1, le=50)
     filter: FilterArgs | None = None
+    collection: Collection | None = None  # type: ignore[valid-type]  # None: all of the owner's
+    owner: AgentId | None = None          # type: ignore[valid-type]  # another agent's, shared with you
+    everyone: bool = False                # every agent's memory (needs 'others')
 
 
 class ForgetArgs(Args):
-    id: MemoryId
+    id: MemoryId | None = None
+    all: bool = False                     # every memory in reach (of the owner, the collection)
+    collection: Collection | None = None  # type: ignore[valid-type]
+    owner: AgentId | None = None          # type: ignore[valid-type]
+    everyone: bool = False
 
 
 class ListArgs(Args):
     tags: Tags = []
     limit: int = Field(default=50, ge=1, le=500)
     before_id: MemoryId | None = None     # page on: only memories older than this id
+    collection: Collection | None = None  # type: ignore[valid-type]
+    owner: AgentId | None = None          # type: ignore[valid-type]
+    everyone: bool = False
+
+
+class ShareArgs(Args):
+    collection: Collection                # type: ignore[valid-type]
+    agent: AgentId                        # type: ignore[valid-type]  # who gets it
+    mode: Literal["r", "rw"] = "r"        # read-only | read-write
+
+
+class UnshareArgs(Args):
+    collection: Collection                # type: ignore[valid-type]
+    agent: AgentId                        # type: ignore[valid-type]
+
+
+class SharesArgs(Args):
+    pass
 
 
 class EmbedArgs(Args):
@@ -118,27 +156,77 @@ async def context(k: Kernel, call: Call, a: ContextArgs) -> dict:
     return {"messages": k.memory.context(call.agent.id, a.limit)}
 
 
+def _reach(k: Kernel, call: Call, owner: str | None, collection: str | None, mode: Literal["r", "rw"],
+           everyone: bool = False) -> str | None:
+    """Whose memory the call reaches (None: every agent's), after the access check: the
+    caller's own; another agent's ``collection`` it shared with the caller; or, with
+    ``everyone``, all (the ``others`` capability)."""
+    if collection is not None:
+        check_collection(collection)
+    if everyone:
+        if owner is not None:
+            raise InvalidArgument("owner: not with everyone (everyone is every agent's memory)", field="owner",
+                                  expected="owner or everyone, not both")
+        call.check(MemoryRef(None, collection, mode))
+        return None
+    who = owner if owner is not None else call.agent.id
+    granted = None
+    if who != call.agent.id and not call.agent.caps.others:
+        if collection is None:
+            raise InvalidArgument("collection: required with owner (the collection that agent shared "
+                                  "with you)", field="collection", expected="a collection name")
+        granted = k.memory.longterm.shares.grant(who, collection, call.agent.id)   # type: ignore[assignment]
+    call.check(MemoryRef(who, collection, mode, granted))
+    return who
+
+
 async def remember(k: Kernel, call: Call, a: RememberArgs) -> dict:
     lt = k.memory.longterm
-    return await asyncio.to_thread(lt.remember, call.agent.id, a.text, a.tags)
+    who = _reach(k, call, a.owner, a.collection, "rw")
+    return await asyncio.to_thread(lt.remember, who, a.text, a.tags, a.collection)
 
 
 async def recall(k: Kernel, call: Call, a: RecallArgs) -> dict:
     f = a.filter or FilterArgs()
-    filt = RecallFilter(tuple(f.tags), f.after_s, f.before_s)
+    who = _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    filt = RecallFilter(tuple(f.tags), f.after_s, f.before_s, a.collection)
     lt = k.memory.longterm
-    return {"results": await asyncio.to_thread(lt.recall, call.agent.id, a.query, a.k, filt)}
+    return {"results": await asyncio.to_thread(lt.recall, who, a.query, a.k, filt)}
 
 
 async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
+    if (a.id is None) == (not a.all):
+        raise InvalidArgument("memory.forget: give an id or all=true (not both)", field="id",
+                              expected="a memory id (memory.list shows them), or all: true")
     lt = k.memory.longterm
-    return await asyncio.to_thread(lt.forget, call.agent.id, a.id)
+    who = _reach(k, call, a.owner, a.collection, "rw", a.everyone)
+    if a.all:
+        return await asyncio.to_thread(lt.forget_all, who, a.collection)
+    return await asyncio.to_thread(lt.forget, who, a.id, a.collection)
 
 
 async def list_memories(k: Kernel, call: Call, a: ListArgs) -> dict:
     lt = k.memory.longterm
-    items = await asyncio.to_thread(lt.list, call.agent.id, a.tags, a.limit, a.before_id)
-    return {"memories": items, "usage": lt.usage(call.agent.id)}
+    who = _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    items = await asyncio.to_thread(lt.list, who, a.tags, a.limit, a.before_id, a.collection)
+    return {"memories": items, "usage": lt.usage(who)}
+
+
+async def share(k: Kernel, call: Call, a: ShareArgs) -> dict:
+    check_collection(a.collection)
+    if k.agents.find(a.agent) is None:
+        raise NotFound(f"no agent {a.agent!r}", hint="llmos agents lists them")
+    call.check(MemoryRef(call.agent.id, a.collection, "rw"))
+    return await asyncio.to_thread(k.memory.longterm.shares.give, call.agent.id, a.collection, a.agent, a.mode)
+
+
+async def unshare(k: Kernel, call: Call, a: UnshareArgs) -> dict:
+    call.check(MemoryRef(call.agent.id, check_collection(a.collection), "rw"))
+    return await asyncio.to_thread(k.memory.longterm.shares.take_back, call.agent.id, a.collection, a.agent)
+
+
+async def shares(k: Kernel, call: Call, a: SharesArgs) -> dict:
+    return await asyncio.to_thread(k.memory.longterm.shares.of, call.agent.id)
 
 
 async def embed(k: Kernel, call: Call, a: EmbedArgs) -> dict:
@@ -161,12 +249,19 @@ ROWS = [
     Syscall("memory.append", AppendArgs, "memory.append", append, "add a message to the context"),
     Syscall("memory.context", ContextArgs, "memory.context", context, "the latest context messages"),
     Syscall("memory.remember", RememberArgs, "memory.remember", remember,
-            "keep a text (and tags) in long-term memory, searchable by meaning"),
+            "keep a text (and tags) in long-term memory, in a collection, searchable by meaning"),
     Syscall("memory.recall", RecallArgs, "memory.recall", recall,
             "the k memories nearest a query (meaning and words), optionally filtered"),
-    Syscall("memory.forget", ForgetArgs, "memory.forget", forget, "delete a long-term memory by id"),
+    Syscall("memory.forget", ForgetArgs, "memory.forget", forget,
+            "delete a long-term memory by id, or all of them (all=true)"),
     Syscall("memory.list", ListArgs, "memory.list", list_memories,
             "your long-term memories, newest first, with usage against the quota"),
+    Syscall("memory.share", ShareArgs, "memory.share", share,
+            "let another agent read (r) or also write (rw) one collection of your long-term memory"),
+    Syscall("memory.unshare", UnshareArgs, "memory.unshare", unshare,
+            "take back a share; the agent's next call into that collection is refused"),
+    Syscall("memory.shares", SharesArgs, "memory.shares", shares,
+            "the shares of long-term memory you gave and received"),
     Syscall("memory.embed", EmbedArgs, "memory.embed", embed,
             "embedding vectors of texts, from the model long-term memory uses"),
 ]

@@ -47,6 +47,7 @@ from llmos.errors import (
 from llmos.kernel.access import (
     Agent,
     CapsRef,
+    MemoryRef,
     NetRef,
     PathRef,
     ProcRef,
@@ -142,6 +143,8 @@ def describe(resource: Resource) -> str:
         return f"usage procs={resource.live_procs} tokens/min={resource.tokens_last_min}"
     if isinstance(resource, CapsRef):
         return "capabilities"
+    if isinstance(resource, MemoryRef):
+        return f"memory {resource.owner or '*'}/{resource.collection or '*'} ({resource.mode})"
     return ""
 
 
