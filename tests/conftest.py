@@ -21,6 +21,7 @@ def home(tmp_path_factory, monkeypatch):
     for var in ("LLMOS_MODEL", "LLMOS_PLANNER_MODEL", "LLMOS_PLANNER_GGUF", "LLMOS_SCHEDULER",
                 "LLMOS_ALLOC_MODE", "LLMOS_PORT", "LLMOS_HOST"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LLMOS_SHELL_MEMORY", "0")    # the shell's memory embeds: on in its own tests
     return h
 
 

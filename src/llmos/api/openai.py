@@ -13,7 +13,9 @@ Map:
   new turn, the daemon holds the rest of the history within the model's window
   (``conversation.say``: older turns summarized, originals kept), so the earlier
   messages of the request are not used. Tools, ``response_format`` and ``n`` > 1 are
-  refused there.
+  refused there. With ``X-LLMOS-Memory: k`` the calling agent's k memories nearest the
+  last user message are recalled into the system message (``openai_memory``); their ids
+  come back in ``llmos.memories``.
 - ``POST /v1/completions``: the same for raw prompts (``echo`` supported).
 - ``POST /v1/embeddings``: all-MiniLM-L6-v2 (384 dimensions), the model long-term memory
   uses, through the ``memory.embed`` syscall as the calling agent; ``model`` is its name
@@ -47,6 +49,7 @@ from llmos import params
 from llmos.api.auth import Principal
 from llmos.api.deps import Services, call, principal, services
 from llmos.api.errors import ApiError
+from llmos.api.openai_memory import attach, memory_k
 from llmos.api.openai_schemas import (
     ChatCompletionOut,
     ChatRequest,
@@ -286,16 +289,24 @@ async def models(who: Principal = Who, svc: Services = Svc) -> dict:
 @router.post("/chat/completions", responses=_ok(ChatCompletionOut, stream=True))
 async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Services = Svc,
                            x_llmos_priority: str | None = Header(None),
-                           x_llmos_conversation: str | None = Header(None)) -> Response:
+                           x_llmos_conversation: str | None = Header(None),
+                           x_llmos_memory: str | None = Header(None)) -> Response:
     body.check()
     prio = priority_from_header(x_llmos_priority)
+    recall_k, recalled = memory_k(x_llmos_memory), []
     plan = ToolPlan.build(body)
     mt = body.max_completion_tokens or body.max_tokens
     name = "llm.generate"
     if x_llmos_conversation is not None:
+        if recall_k:
+            raise InvalidArgument("X-LLMOS-Memory: not supported with X-LLMOS-Conversation (the daemon holds "
+                                  "that conversation's context)", field="X-LLMOS-Memory",
+                                  expected="omitted when continuing a conversation")
         name, args = "conversation.say", _conversation_args(x_llmos_conversation, body, plan)
     else:
         args = {"messages": plan.engine_messages(body.messages)}
+        if recall_k:
+            args["messages"], recalled = await attach(svc, who, recall_k, args["messages"])
         for k, v in (("json_schema", plan.schema), ("model", _model_arg(svc, body.model))):
             if v is not None:
                 args[k] = v
@@ -328,7 +339,8 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
     return JSONResponse({"id": cid, "object": "chat.completion", "created": created,
                          "model": body.model, "choices": choices, "usage": usage,
                          "system_fingerprint": None,
-                         "llmos": {"pids": [f.get("pid") for f in finals]}})
+                         "llmos": {"pids": [f.get("pid") for f in finals],
+                                   **({"memories": recalled} if recall_k else {})}})
 
 
 def _conversation_args(conv: str, body: ChatRequest, plan: ToolPlan) -> dict[str, Any]:

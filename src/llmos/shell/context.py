@@ -6,7 +6,8 @@ Map:
   its columns, row count and first rows. The text of other files is not shown: what
   a file says is data a step reads, never part of the planning prompt.
 - ``Workspace.lines(request)``: the block as the model reads it, files the request
-  names first.
+  names first, then ``memory``: lines ``shell.recall`` found in the person's memory
+  (labelled as memory, set by the run after ``scan``; empty when memory is off).
 - ``Workspace.paths`` / ``columns`` / ``table_of``: what the schema and the normalizer
   may draw on.
 - ``mentioned(request, names)``: the existing names a request names (by name, stem or
@@ -51,6 +52,7 @@ class Workspace:
     files: list[tuple[str, int]] = field(default_factory=list)     # (relative path, bytes); dirs end "/"
     tables: dict[str, Table] = field(default_factory=dict)
     more: int = 0                                                  # entries not listed
+    memory: list[str] = field(default_factory=list)                # shell.recall's labelled lines
 
     @classmethod
     def scan(cls, workdir: str | Path, now: dt.datetime | None = None) -> Workspace:
@@ -118,7 +120,7 @@ class Workspace:
             out.append(f"Rights: {rights}")
         if not self.files:
             out.append("Files: none (the workspace is empty).")
-            return out
+            return [*out, *self.memory]
         named = set(mentioned(request, self.paths)) if request else set()
         order = sorted(self.files, key=lambda e: (e[0] not in named, e[0]))
         out.append("Files:")
@@ -137,7 +139,7 @@ class Workspace:
             out.append(line)
         if self.more:
             out.append(f"- ... and {self.more} more")
-        return out
+        return [*out, *self.memory]
 
 
 def _size(n: int) -> str:

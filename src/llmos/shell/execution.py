@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmos.errors import LLMOSError, NeedsConfirmation, PermissionDenied, QuotaExceeded
-from llmos.shell import feedback, llmtool
+from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import Workspace
 from llmos.shell.normalize import Moments, WhenError
 from llmos.shell.plan import (
@@ -147,6 +147,7 @@ class Execution:
         rights = (f"read and write files in the workspace only; network {'yes' if r.network else 'no'}; "
                   "deleting, overwriting, moving and running code ask the person first.")
         rec["facts"] = self.ws.lines(self.request, rights)
+        self.ws.memory = rec["memory"] = await recall.recall_lines(r.kernel, self.agent, self.request, r.user)
         self.planner = Planner(
             r.registry,
             lambda m, s, n, t, p: r._generate(self.agent, self.parent, rec["llm_calls"], m, s, n, t, p),

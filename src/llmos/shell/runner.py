@@ -57,7 +57,7 @@ from llmos.errors import (
     LLMOSError,
     PermissionDenied,
 )
-from llmos.shell import feedback
+from llmos.shell import feedback, recall
 from llmos.shell.context import is_named
 from llmos.shell.execution import MAX_REVISIONS, Execution, RunResult, _public_step
 from llmos.shell.plan import (
@@ -209,6 +209,7 @@ class Runner:
         rec["timings"]["total"] = round(time.monotonic() - t_start, 3)
         if self.store is not None:
             self.store.save_run(rec)
+        await recall.remember_run(self.kernel, rec)
         feedback.observe_costs(self.kernel, rec)
         self.on_event("done", {"status": rec["status"], "answer": rec["answer"]})
         if result is None:
