@@ -18,7 +18,6 @@ import sys
 import traceback
 
 import typer
-from typer._click.exceptions import ClickException  # typer vendors its own click
 
 from llmos import __version__
 from llmos.cli import state
@@ -94,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except ClickException as e:
-        e.show()
+    except typer.TyperException as e:    # a usage error (typer's public base of its click errors)
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {e.format_message()}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

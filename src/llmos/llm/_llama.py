@@ -150,8 +150,9 @@ class Model:
         return out
 
     def tokenize_fn_ptr(self) -> int:
-        """Address of the C ``llama_tokenize`` (llguidance calls it directly)."""
-        return int(ctypes.cast(L.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value or 0)
+        """Address of the C ``llama_tokenize`` (llguidance calls it directly): the public
+        binding is the library's own ctypes function, so its address is the C symbol's."""
+        return int(ctypes.cast(L.llama_tokenize, ctypes.c_void_p).value or 0)
 
     # ── chat template ───────────────────────────────────────────────────────
     def apply_template(self, messages: Sequence[dict], *, add_assistant: bool = True) -> str:
