@@ -80,4 +80,28 @@ def test_local_gives_llamacpp_engine(config, monkeypatch, kind):
     info = ModelInfo(name="m", kind=kind, location="/models/m.gguf")
     eng = make_engine(info, config, prefix_cache=False)
     assert isinstance(eng, Recorder)
-    assert made == [((info, config.engine), {"prefix_cache": False})]
+    assert made == [((info, config.engine), {"prefix_cache": False,
+                                             "prefix_dir": llamacpp.prefix_dir_for(config)})]
+
+
+async def test_the_kernel_builds_its_engines_through_make_engine(config, monkeypatch):
+    """One factory: the kernel's EngineSet asks make_engine for every engine it builds,
+    once per name."""
+    from llmos.kernel.engines import EngineSet
+    from llmos.llm.fake import FakeEngine
+    from llmos.llm.models import ModelInfo as MI
+
+    made: list[tuple[str, str]] = []
+
+    def factory(info, cfg, **options):
+        made.append((info.name, info.kind))
+        return FakeEngine(model=info.name)
+
+    monkeypatch.setattr(llmos.llm, "make_engine", factory)
+    monkeypatch.setattr("llmos.llm.models.resolve",
+                        lambda name, cfg: MI(name=name, kind="remote", location="http://127.0.0.1:9/v1"))
+    engines = EngineSet(config, None, lambda: None)
+    eng = await engines.get("elsewhere")
+    assert made == [("elsewhere", "remote")] and eng.model == "elsewhere"
+    assert await engines.get("elsewhere") is eng and len(made) == 1      # built once
+    await engines.close_built()

@@ -3,7 +3,8 @@ from the model registry (embedded llama.cpp, local GGUF, OpenAI-compatible remot
 Every engine runs under the scheduler's token-level step policy.
 
 Map:
-- ``EngineSet``: given engines + engines built on first use; ``get(key)``,
+- ``EngineSet``: given engines + engines built on first use (by ``llm.make_engine``, the
+  one engine factory); ``get(key)``,
   ``check(model)``, ``stats()`` (each loaded engine's live ``EngineStats``).
 - ``LivePriorities``: pid -> the kernel's current priority of a live generation
   (``proc.nice`` writes it, the engine's step thread reads it; request ids map back
@@ -147,17 +148,11 @@ class EngineSet:
         return self._engines[name]
 
     def _build(self, name: str) -> Engine:
+        """A new engine for registry name ``name``, made by the one factory (``llm.make_engine``)."""
+        from llmos.llm import make_engine
         from llmos.llm.models import resolve
 
-        info = resolve(name, self.config)
-        if info.kind == "remote":
-            from llmos.llm.openai import OpenAIEngine
-
-            return OpenAIEngine(info.location, info.remote_model or name,
-                                api_key_env=info.api_key_env, context_length=info.context_length)
-        from llmos.llm.llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine.from_config(self.config, name)
+        return make_engine(resolve(name, self.config), self.config)
 
     async def close_built(self) -> None:
         for name in sorted(self._built):

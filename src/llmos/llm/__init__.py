@@ -1,8 +1,10 @@
 """The LLM layer: engines behind one interface, and the factory that picks one.
 
 Map:
-- ``make_engine(model_info, config)``: the engine for a registry entry
-  (``models.resolve``): ``embedded`` / ``packaged`` / ``gguf`` → ``llamacpp.LlamaCppEngine`` in-process,
+- ``make_engine(model_info, config)``: THE engine factory (the kernel's ``EngineSet`` builds
+  through it too): the engine for a registry entry
+  (``models.resolve``): ``embedded`` / ``packaged`` / ``gguf`` → ``llamacpp.LlamaCppEngine`` in-process
+  (marked prompt prefixes persist under ``prefix_dir_for(config)``),
   or, with ``managed_server=True``, a supervised llama.cpp server (``server``) driven by
   ``openai.OpenAIEngine``; ``remote`` → ``openai.OpenAIEngine``.
 - Re-exported from ``base``: the interface (``Engine``, requests, results, step policy).
@@ -61,8 +63,9 @@ def make_engine(model_info: ModelInfo, config: Config, *, managed_server: bool =
             server = ManagedServer.for_gguf(model_info.path, config, alias=model_info.name)
             return OpenAIEngine(server.base_url, model_info.name, server=server,
                                 **{**server.engine_options, **options})
-        from llmos.llm.llamacpp import LlamaCppEngine
+        from llmos.llm.llamacpp import LlamaCppEngine, prefix_dir_for
 
+        options.setdefault("prefix_dir", prefix_dir_for(config))
         return LlamaCppEngine(model_info, config.engine, **options)
     if kind == "remote":
         if managed_server:
