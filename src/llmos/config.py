@@ -42,7 +42,7 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
 Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_PLANNER_MODEL``,
 ``LLMOS_PLANNER_GGUF``, ``LLMOS_SCHEDULER``, ``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
 ``LLMOS_BATCH_INVARIANT``,
-``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``.
+``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``, ``LLMOS_RAY`` (a Ray cluster: auto or HOST:PORT).
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer", "V
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
 _TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
-             "api", "remote", "models", "mcp", "versions"}
+             "api", "remote", "models", "mcp", "versions", "ray"}
 PLANNER_AUTO = "auto"          # planner_model: pick by the tier rule (llm/tiers.py)
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
-_TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level")
+_TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "ray")
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,7 @@ class Config:
     mcp: tuple[McpServer, ...] = ()
     config_file: Path | None = None
     versions: VersionsConfig = field(default_factory=VersionsConfig)
+    ray: str | None = None                        # Ray cluster: "auto" or HOST:PORT; None: this process
 
     @property
     def db_path(self) -> Path:
@@ -256,6 +257,18 @@ def _planner_model(value: Any, models: list[tuple[str, str]], remotes: list[Remo
     return v
 
 
+def _ray(value: Any) -> str | None:
+    """``ray``: auto or HOST:PORT (None or "" or "off": no cluster)."""
+    from llmos.executor.ray_request import parse_address
+
+    if value is None or value in ("", "off"):
+        return None
+    try:
+        return parse_address(_str(value, "ray"))
+    except ConfigError as e:
+        raise ConfigError(e.message.replace("--ray:", "ray:", 1), hint=e.hint) from None
+
+
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Build the Config. Raises ConfigError naming the bad key and the expectation."""
@@ -297,7 +310,7 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
                "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
                "LLMOS_THREADS": (eng, "threads"), "LLMOS_BATCH_INVARIANT": (eng, "batch_invariant"),
-               "LLMOS_HOST": (api, "host"),
+               "LLMOS_HOST": (api, "host"), "LLMOS_RAY": (top, "ray"),
                "LLMOS_PORT": (api, "port")}
     for var, (target, key) in env_map.items():
         if env.get(var):
@@ -385,4 +398,5 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
         log_level=str(top.get("log_level", "INFO")).upper(),
         engine=engine, api=apic, remotes=tuple(remotes), models=tuple(models),
         mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None, versions=versions,
+        ray=_ray(top.get("ray")),
     )

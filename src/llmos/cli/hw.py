@@ -82,6 +82,7 @@ def hw(
     interval: float = typer.Option(0.5, "--interval", min=0.0, max=60.0,
                                    help="Seconds between the two energy reads."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ray: str = typer.Option(None, "--ray", help="Also list the nodes of a Ray cluster: auto or HOST:PORT."),
 ) -> None:
     """Show what the hardware layer sees: CPU, memory, GPUs, energy counters.
 
@@ -97,6 +98,10 @@ def hw(
         rep = hw_report(hal, interval)
     finally:
         hal.close()
+    if ray is not None:
+        from llmos.cli.cluster import cluster_report
+
+        rep["cluster"] = cluster_report(ray)
     if as_json:
         typer.echo(json.dumps(rep))
         return
@@ -120,6 +125,10 @@ def hw(
         e.add_row(r["domain"], r["device"], f"{r['avg_power_w']:.2f}", f"{r['joules']:.3f}",
                   r["label"], f"{r['method']}: {r['detail']}")
     console.print(e)
+    if "cluster" in rep:
+        from llmos.cli.cluster import print_nodes
+
+        print_nodes(rep["cluster"], console)
     for n in rep["notes"]:
         console.print(f"note: {n}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 
 from llmos.cli import state
@@ -17,6 +19,12 @@ def serve(
     allow_host: list[str] = typer.Option(None, "--allow-host",
                                          help="A Host name to answer besides localhost and loopback "
                                               "addresses (repeat for more)."),
+    ray: str = typer.Option(None, "--ray", help="Run tool steps and jobs on a Ray cluster: 'auto' (join the "
+                                               "one on this machine, else start a local head) or HOST:PORT. "
+                                               "Needs the ray extra."),
+    ray_or_local: bool = typer.Option(False, "--ray-or-local",
+                                      help="With --ray: when the cluster cannot be joined, say so in one "
+                                           "line and serve with this machine alone."),
 ) -> None:
     """Run the LLM OS daemon: REST API, OpenAI-compatible API, metrics and the dashboard.
 
@@ -25,15 +33,35 @@ def serve(
     from llmos.api.server import dashboard_url
     from llmos.api.server import serve as run
 
-    cfg = state.config(host=host, port=port)
+    cfg = state.config(host=host, port=port, ray=ray)
+    conn = None
+    if cfg.ray:                      # joined here, in the main thread, before the daemon starts
+        from llmos.errors import ConfigError
+        from llmos.executor.ray_connect import connect
+
+        try:
+            conn = connect(cfg.ray)
+        except ConfigError as e:
+            if not ray_or_local:
+                raise
+            typer.echo(f"warning: {e.message}; serving on this machine alone (--ray-or-local)", err=True)
+            cfg = dataclasses.replace(cfg, ray=None)
 
     def ready(url: str, token: str) -> None:
         typer.echo(f"llmos daemon on {url}  (state: {cfg.home})")
         typer.echo(f"dashboard:  {dashboard_url(url, token)}")
         typer.echo(f"OpenAI API: {url}/v1   (api key: the admin token in {cfg.home / 'admin.token'})")
+        if conn is not None:
+            nodes = conn.view.nodes()
+            typer.echo(f"ray:        {conn.address}  ({len(nodes)} nodes, {sum(n.cpus for n in nodes):g} CPUs, "
+                       f"{sum(n.gpus for n in nodes):g} GPUs; `llmos hw --ray {conn.address}` lists them)")
         typer.echo("stop with Ctrl-C")
 
-    run(cfg, allow_remote=allow_remote, on_ready=ready, allowed_hosts=tuple(allow_host or ()))
+    try:
+        run(cfg, allow_remote=allow_remote, on_ready=ready, allowed_hosts=tuple(allow_host or ()))
+    finally:
+        if conn is not None:
+            conn.close()             # leaves the cluster; a head started here is stopped by PID
 
 
 def mcp(

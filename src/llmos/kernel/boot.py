@@ -60,6 +60,15 @@ def make_placer(k: Kernel) -> Any:
     return Placer(alloc, config=k.config, given=k.engine_set.given, snapshot=snapshot)
 
 
+def make_executor(k: Kernel, tools: Any) -> Any:
+    """This process's executor, or the Ray executor when ``config.ray`` names a cluster."""
+    if not k.config.ray:
+        return LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools, versions=k.versions)
+    from llmos.executor.ray_boot import ray_executor
+
+    return ray_executor(k, tools)
+
+
 async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, Engine] | None,
                tools: Any, clock: Clock | None, hal: Any, scheduler: str | None,
                run_loop: bool) -> Kernel:
@@ -95,8 +104,7 @@ async def boot(cls: type[Kernel], config: Config | None, *, engines: dict[str, E
         versions = k.versions = VersionStore(                # 16. file versions (undo), pruned
             config.home, quota_bytes=config.versions.quota_bytes,
             max_age_s=config.versions.max_age_days * 86400, clock=clock.time)
-        k.executor = LocalExecutor(k._claim, engine_for=k.engine_for, tools=tools,
-                                   versions=k.versions)             # 17. executor
+        k.executor = make_executor(k, tools)                # 17. executor: here, or Ray's (config.ray)
         k.loop = KernelLoop(k.sched, k.executor, k.update, clock, place=k._place,
                             slots=config.engine.n_seq_max + TOOL_WORKERS)  # 18. loop
         k._on_transition_idle()                             # 19. idle flag from the recovered table
