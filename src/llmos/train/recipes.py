@@ -187,9 +187,11 @@ def train(spec: TrainSpec, job: JobDir, rank: int, world: int, stop: Callable[[]
         set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(model, opt, osd, options=StateDictOptions(full_state_dict=True))
         start, losses = ck.step, list(ck.losses)
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
     if rank == 0:
         job.trim_progress(start)
-        job.event("workers", step=start, world_size=world, resumed=ck is not None)
+        job.event("workers", step=start, world_size=world, resumed=ck is not None, recipe=spec.recipe,
+                  params_local=local)                             # FSDP: this rank's shard only
 
     def save(step: int) -> None:
         sd = get_model_state_dict(model, options=full)             # collective for FSDP
