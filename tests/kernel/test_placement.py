@@ -213,10 +213,11 @@ async def test_queued_work_is_placed_by_a_live_highs_batch_and_explained(config,
     a = FakeEngine("a " * 5, max_active=2)
     b = FakeEngine("b " * 5, max_active=2)
     k = await boot(config, clock, {"a": a, "b": b}, run_loop=False)
+    k.placer.live.budget_s = 10.0            # wall time on a shared machine: never the point here
     try:
         pids = [await k.submit("llm", {"prompt": f"q{i}", "max_tokens": 8}) for i in range(6)]
         await k.run_until_idle(10)
-        assert k.placer.live.solved >= 1 and k.placer.live.last.used
+        assert k.placer.live.solved >= 1 and k.placer.live.last.used, k.placer.live.last
         reasons = [next(r for r in history(k, pid) if r.startswith("dispatched")) for pid in pids]
         assert all("HiGHS live batch 1: makespan over 6 queued task(s)" in r for r in reasons[:4]), reasons
         assert {k.procs.get(p).placed_on for p in pids} == {"engine:a", "engine:b"}

@@ -6,7 +6,8 @@ Map:
 - ``LiveSolver.update(queue, mode, now=)``: ``queue`` is the work waiting to be placed
   (key -> Task, in queue order). Solves again when the queue changed enough since the
   last batch (``change``: the fraction of its tasks that are new) or ``interval_s``
-  passed with anything new; else keeps the last answer. Returns True when it solved.
+  passed (work ended meanwhile, so the backlog changed); else keeps the last answer.
+  Returns True when it solved.
 - ``LiveSolver.choice(key) -> (resource, why) | None``: the batch's resource for a task
   and one line saying which solver decided and why; ``Allocator.place(solved=...)``
   takes it when that resource has room, else list scheduling decides.
@@ -17,8 +18,8 @@ Map:
 NOTE (one batch). Tasks: the queued work, at most ``max_tasks`` in queue order, with
 deadlines made relative to now. Resources: the allocator's, each with the capacity
 left now (held placements subtracted). Work already placed on a resource is a
-pinned pseudo-task whose run time is that resource's backlog in lane-seconds, so
-the makespan objective counts what each resource must finish first. The objective
+pinned pseudo-task per busy lane, running until that lane is free, so the makespan
+objective counts what each resource must finish first. The objective
 is the mode's (throughput: makespan, latency: total delay, cost, energy). HiGHS gets
 ``budget_s``; when it has no assignment by then, or the whole batch (model, MILP, LP
 duals) took longer than the budget allows, the answer is dropped and list
@@ -113,10 +114,8 @@ class LiveSolver:
         if len(keys) < self.min_tasks:
             return False
         new = sum(1 for k in keys if k not in self._solved_keys)
-        if new == 0:
-            return False
         due = self._solved_at is None or now - self._solved_at >= self.interval_s
-        if not due and new < self.change * len(keys):
+        if not due and (new == 0 or new < self.change * len(keys)):
             return False
         if not self._ready():
             self._record(Batch(self._next(), mode, MODE_OBJECTIVE[mode], len(keys), False, "list scheduling",
@@ -155,11 +154,10 @@ class LiveSolver:
             names[name] = key
             dl = None if t.deadline_s is None else t.deadline_s - now
             tasks.append(replace(t, name=name, deadline_s=dl if dl is not None and dl > 0 else None))
-        if figure == "makespan":
-            for r, lane_s in self.alloc.backlog(now).items():
-                if lane_s > 0:
-                    tasks.append(Task(f"backlog:{r}", kind="backlog", work=0.0, allowed=(r,),
-                                      figures={"delay": {r: lane_s}}))
+        if figure == "makespan":                  # each busy lane: a pinned task until it is free
+            for r, lanes in self.alloc.lane_backlog(now).items():
+                tasks += [Task(f"backlog:{r}:{i}", kind="backlog", work=0.0, allowed=(r,),
+                               figures={"delay": {r: s}}) for i, s in enumerate(lanes) if s > 0]
         try:
             problem = Problem.build(tasks, self.alloc.free(), learned=self.alloc._learned)
             priced = any(t.demand for t in tasks) and any(r.capacity for r in problem.resources)

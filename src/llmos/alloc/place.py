@@ -157,6 +157,14 @@ class Allocator:
         del self._res[name]
         self._prices = {k: v for k, v in self._prices.items() if k[0] != name}
 
+    def set_capacity(self, name: str, capacity: Mapping[str, float]) -> None:
+        """Capacity as measured now (the HAL, while running); what is held stays held, so a
+        resource that shrank below it takes no new work until enough is released."""
+        st = self._res.get(name)
+        if st is None:
+            raise InvalidArgument(f"unknown resource {name!r}", field="resource", expected="a known resource")
+        st.resource = replace(st.resource, capacity=dict(capacity))
+
     def learned(self, resource: str, kind: str) -> Learned | None:
         return self._learned.get((resource, kind))
 
@@ -191,6 +199,11 @@ class Allocator:
         """Lane-seconds of outstanding work per resource (what a new batch queues behind)."""
         now = self.clock.monotonic() if now is None else now
         return {name: sum(max(0.0, e - now) for e in st.lane_ends(now)) for name, st in self._res.items()}
+
+    def lane_backlog(self, now: float | None = None) -> dict[str, list[float]]:
+        """Seconds until each lane of each resource is free (the FIFO queue replayed)."""
+        now = self.clock.monotonic() if now is None else now
+        return {name: sorted(max(0.0, e - now) for e in st.lane_ends(now)) for name, st in self._res.items()}
 
     def free(self) -> list[Resource]:
         """The resources with what capacity is left now (held placements subtracted)."""
