@@ -61,3 +61,36 @@ def test_map_foreign_pydantic_names_the_field():
 def test_map_foreign_keeps_project_errors():
     e = E.NotFound("no pid 4")
     assert E.map_foreign(e) is e
+
+
+@pytest.mark.parametrize("err", [
+    E.InvalidArgument("pid: bad", field="pid", expected="an int"),
+    E.PermissionDenied("no", reason="lacks proc.kill"),
+    E.Busy("full", retry_after=2.5),
+    E.NeedsConfirmation("risky", reason="destructive"),
+    E.NotFound("no process 3", hint="run llmos ps"),
+    E.KernelError("run failed"),
+])
+def test_error_from_dict_round_trips_every_field(err):
+    back = E.error_from_dict(err.to_dict())
+    assert type(back) is type(err) and back.to_dict() == err.to_dict()
+
+
+def test_error_from_dict_reads_the_openai_envelope_and_keeps_unknown_codes():
+    back = E.error_from_dict({"error": {"message": "bad field", "type": "invalid_request_error",
+                                        "code": "invalid_argument", "param": "messages"}}, status=400)
+    assert isinstance(back, E.InvalidArgument) and back.field == "messages" and back.status == 400
+    odd = E.error_from_dict({"error": "too_large", "message": "big"})
+    assert type(odd) is E.LLMOSError and odd.code == "too_large" and odd.to_dict()["error"] == "too_large"
+    assert E.error_from_dict("<html>oops</html>", status=502).message.startswith("HTTP 502")
+
+
+def test_one_codec_the_sdk_and_the_journal_reader_use_it():
+    from llmos.kernel.result import error_from_dict as kernel_codec
+    from llmos.sdk.errors import DaemonError, from_body
+
+    assert kernel_codec is E.error_from_dict
+    err = from_body(429, E.Busy("full", retry_after=3.0).to_dict())
+    assert isinstance(err, E.Busy) and err.retry_after == 3.0 and err.status == 429
+    odd = from_body(413, {"error": "too_large", "message": "big"})
+    assert isinstance(odd, DaemonError) and odd.status == 413 and odd.code == "too_large"

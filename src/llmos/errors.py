@@ -4,6 +4,9 @@ Every error a user can see is one of these. Each carries a one-line message
 and an optional ``hint`` (what to do about it). Foreign exceptions (OSError,
 sqlite3, httpx, llama.cpp, pydantic) are mapped at the boundary that meets
 them with :func:`map_foreign`, so nothing above a boundary ever sees them.
+An error travels as ``to_dict()`` (journal, syscall answers, HTTP bodies) and comes
+back as the same class with :func:`error_from_dict`, the one codec (the SDK's
+``from_body`` is it, with its own class for codes this tree does not know).
 
     LLMOSError
      ├── ConfigError              bad config file, env var or flag
@@ -35,14 +38,20 @@ them with :func:`map_foreign`, so nothing above a boundary ever sees them.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 __all__ = [
     "LLMOSError", "ConfigError", "StateDirError", "ModelError", "ModelNotFound",
     "ModelPackageMissing", "EngineError", "InvalidRequest", "ContextOverflow",
     "EngineBusy", "Cancelled", "RemoteError", "RemoteUnavailable", "KernelError",
     "SyscallError", "UnknownSyscall", "InvalidArgument", "PermissionDenied",
     "NotFound", "QuotaExceeded", "Busy", "JournalError", "ToolError",
-    "SandboxError", "NeedsConfirmation", "AllocError", "map_foreign",
+    "SandboxError", "NeedsConfirmation", "AllocError", "map_foreign", "error_from_dict",
 ]
+
+EXTRA_FIELDS = ("field", "expected", "hint", "reason", "retry_after")   # to_dict()'s optional keys
 
 
 class LLMOSError(Exception):
@@ -237,3 +246,58 @@ def map_foreign(exc: BaseException, *, context: str = "") -> LLMOSError:
         out = LLMOSError(f"{prefix}{name}: {msg}")
     out.__cause__ = exc
     return out
+
+
+def _classes() -> dict[str, type[LLMOSError]]:
+    """code -> class, for the classes of this module only (so the answer does not depend
+    on which other modules this process happened to import)."""
+    out: dict[str, type[LLMOSError]] = {}
+    stack: list[type[LLMOSError]] = [LLMOSError]
+    while stack:
+        cls = stack.pop()
+        if cls.__module__ == __name__:
+            out.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def error_from_dict(body: Any, *, status: int | None = None,
+                    unknown: Callable[..., LLMOSError] | None = None) -> LLMOSError:
+    """The error a ``to_dict()`` body describes, as the class whose ``code`` matches.
+
+    ``body``: ``{error, message, field?, expected?, hint?, reason?, retry_after?}``, or the
+    OpenAI envelope ``{"error": {message, type, code, param}}``. ``status``: the HTTP
+    status it came with (kept as ``err.status``). ``unknown``: builds the error for a code
+    this tree has no class for, called as ``unknown(message, status=, code=, field=,
+    expected=, hint=)``; without it such an error is an ``LLMOSError`` carrying that code.
+    """
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):   # OpenAI envelope
+        inner = dict(body["error"])
+        body = {"error": inner.get("code") or inner.get("type") or "error",
+                "message": inner.get("message", ""), "field": inner.get("param"),
+                **{k: inner[k] for k in ("expected", "hint", "reason", "retry_after") if k in inner}}
+    if not isinstance(body, dict):
+        text = f"HTTP {status}: {str(body)[:200]}" if status else str(body)[:200]
+        body = {"error": "http_error", "message": text}
+    code = str(body.get("error") or "error")
+    message = str(body.get("message") or code)
+    extra = {k: body.get(k) for k in EXTRA_FIELDS if body.get(k) is not None}
+    cls = _classes().get(code)
+    if cls is None or cls is LLMOSError:
+        if unknown is not None:
+            return unknown(message, status=status or 0, code=code, field=extra.get("field"),
+                           expected=extra.get("expected"), hint=extra.get("hint"))
+        cls = LLMOSError
+    params = inspect.signature(cls.__init__).parameters
+    try:
+        err = cls(message, **{k: v for k, v in extra.items() if k in params})
+    except TypeError:
+        err = cls(message)
+    if cls is LLMOSError and code != LLMOSError.code:
+        err.code = code                    # keep the code this tree has no class for
+    for k in EXTRA_FIELDS:                 # keep what the constructor did not take
+        if getattr(err, k, None) is None:
+            setattr(err, k, extra.get(k))
+    if status is not None:
+        err.status = status  # type: ignore[attr-defined]
+    return err

@@ -123,9 +123,9 @@ def _chunk_text(item: Any) -> str | None:
 def _raise_if_error(item: Any) -> None:
     """A failed final ``{"type": "result", "ok": false, "error": {...}}`` as its LLMOSError."""
     if isinstance(item, dict) and item.get("type") == "result" and not item.get("ok", True):
-        from llmos.sdk.errors import from_body
+        from llmos.errors import error_from_dict
 
-        raise from_body(0, item.get("error") or {"error": "error", "message": "generation failed"})
+        raise error_from_dict(item.get("error") or {"error": "error", "message": "generation failed"})
 
 
 def _final_value(item: Any) -> dict[str, Any]:

@@ -27,9 +27,9 @@ import uvicorn
 from llmos.api.app import create_app
 from llmos.api.auth import TokenStore
 from llmos.config import Config, ensure_home
+from llmos.daemonfile import daemon_info, remove_daemon_file, write_daemon_file
 from llmos.errors import ConfigError, LLMOSError
 from llmos.kernel.storage import check_journal
-from llmos.sdk.discover import daemon_info, remove_daemon_file, write_daemon_file
 
 __all__ = ["serve", "check_bind", "dashboard_url", "ServerThread", "free_port", "KEEP_ALIVE_S"]
 

@@ -52,7 +52,7 @@ class LocalChat:
         return res.value
 
     async def say(self, conv: str, text: str, **opts: Any) -> AsyncIterator[str]:
-        from llmos.sdk.errors import from_body
+        from llmos.errors import error_from_dict
 
         args = {"id": conv, "content": text, "stream": True, **{k: v for k, v in opts.items() if v is not None}}
         pid: int | None = None
@@ -65,7 +65,7 @@ class LocalChat:
                 elif item["type"] == "result":
                     pid = None
                     if not item.get("ok", True):
-                        raise from_body(0, item.get("error") or {"error": "error", "message": "the reply failed"})
+                        raise error_from_dict(item.get("error") or {"error": "error", "message": "the reply failed"})
         finally:
             if pid is not None:       # interrupted (Ctrl-C): the reply stops, not resumed at the next boot
                 await asyncio.shield(self.kernel.syscall(PERSON, "proc.kill",

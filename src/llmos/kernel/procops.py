@@ -33,11 +33,12 @@ from llmos.errors import (
     KernelError,
     PermissionDenied,
     QuotaExceeded,
+    error_from_dict,
 )
 from llmos.executor.base import Result
 from llmos.kernel.access import ProcRef, Quotas, UsageRef, may
 from llmos.kernel.process import Process, ProcState, energy_label
-from llmos.kernel.result import error_from_dict, jsonable
+from llmos.kernel.result import jsonable
 from llmos.kernel.specs import check_spec
 from llmos.kernel.syscall import Call
 

@@ -1,7 +1,8 @@
 """``SyscallResult``: what every syscall returns — a value or an error, never a raise.
 
 Also the two value converters the kernel uses at its edge: ``jsonable`` (anything ->
-JSON data) and ``error_from_dict`` (an error's ``to_dict()`` form -> the error again).
+JSON data) and ``error_from_dict`` (an error's ``to_dict()`` form -> the error again; the
+one codec, defined in ``llmos.errors`` and re-exported here).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from llmos import errors as _errors
-from llmos.errors import LLMOSError
+from llmos.errors import LLMOSError, error_from_dict
 
 __all__ = ["SyscallResult", "error_from_dict", "jsonable"]
 
@@ -51,19 +51,3 @@ def jsonable(v: Any) -> Any:
         return json.loads(json.dumps(v, default=str))
     except (TypeError, ValueError):
         return str(v)
-
-
-def error_from_dict(d: dict[str, Any]) -> LLMOSError:
-    """Rebuild an error value from its ``to_dict()`` form (e.g. read back from the journal)."""
-    code = d.get("error", "error")
-    cls: type[LLMOSError] = LLMOSError
-    for name in _errors.__all__:
-        obj = getattr(_errors, name)
-        if isinstance(obj, type) and issubclass(obj, LLMOSError) and obj.code == code:
-            cls = obj
-            break
-    err = LLMOSError.__new__(cls)
-    LLMOSError.__init__(err, str(d.get("message", code)), hint=d.get("hint"))
-    for k in ("field", "expected", "reason", "retry_after"):
-        setattr(err, k, d.get(k))
-    return err
