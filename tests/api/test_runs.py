@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from llmos.runs import RunStatus, StepStatus
+
 DELETE_PLAN = json.dumps({"steps": [{"tool": "files.delete", "args": {"path": "old.txt"},
                                      "why": "remove the old file"}], "answer": "Deleted old.txt."})
 
@@ -127,6 +129,10 @@ def test_run_progress_streams_over_sse(daemon, ws):
         assert "run.plan" in seen and "run.pending" in seen and "run.decided" in seen
         assert c.get_run(run["id"])["status"] == "succeeded"
         assert not (ws / "old.txt").exists()
+        rec = c.run_record(run["id"])                      # the same run as a typed record
+        assert rec.status is RunStatus.SUCCEEDED and rec.finished and rec.status.ok
+        assert [(s.tool, s.status) for s in rec.steps] == [("files.delete", StepStatus.SUCCEEDED)]
+        assert rec.to_dict()["steps"][0]["status"] == "succeeded"
 
 
 async def test_cancel_stops_a_run_and_kills_its_process(api, ws):

@@ -44,6 +44,7 @@ from llmos.api.errors import ApiError
 from llmos.api.events import sse_format
 from llmos.api.routes import ERRORS
 from llmos.errors import LLMOSError, NotFound, PermissionDenied
+from llmos.runs import RunStatus, StepStatus
 
 __all__ = ["RunManager", "RunState", "RunLog", "router", "CONFIRM_TIMEOUT_S", "MAX_RESTARTS"]
 
@@ -52,9 +53,9 @@ log = logging.getLogger("llmos.api.runs")
 CONFIRM_TIMEOUT_S = 3600.0   # a pending step left unanswered this long counts as rejected
 CANCEL_WAIT_S = 10.0         # how long a cancel waits for the run to wind down before answering
 RUNS_KEPT = 500              # runs remembered in memory (older ones come from the shell's store)
-FINAL = ("succeeded", "failed", "denied", "needs_confirmation", "planned", "rejected", "cancelled")
+FINAL = RunStatus.final()    # run statuses after which nothing changes (the order in llmos.runs)
 MAX_RESTARTS = 3             # times a run is started over after restarts before it ends failed
-NO_EFFECT = ("planned", "skipped", "denied", "needs_confirmation")   # step statuses: nothing ran
+NO_EFFECT = StepStatus.no_effect()   # step statuses: nothing ran
 
 
 @dataclass

@@ -5,7 +5,8 @@ Map:
   shared by both clients, whose ``_call`` is sync or async.
 - ``Client`` / ``AsyncClient``: ``syscall``, processes (``spawn``, ``ps``, ``get_process``,
   ``kill``, ``nice``, ``wait``), runs (``submit_run``, ``get_run``, ``plan``, ``confirm``,
-  ``reject``, ``wait_run``, ``run_events``, ``follow_run``), agents and tokens, tools, timers, alloc,
+  ``reject``, ``wait_run``, ``run_events``, ``follow_run``; ``run_record`` gives a run as a
+  typed ``llmos.runs.Run``), agents and tokens, tools, timers, alloc,
   memory, ``system``, ``events`` (server-sent events as dicts), ``chat`` (the
   OpenAI-compatible endpoint; ``AsyncClient.chat_stream`` streams it, optionally
   continuing a daemon-held conversation) and ``openai()`` (an official ``openai`` client bound to
@@ -32,13 +33,14 @@ import httpx
 
 from llmos import params
 from llmos.errors import map_foreign
+from llmos.runs import Run, RunStatus
 from llmos.sdk.errors import from_body
 
 __all__ = ["Client", "AsyncClient", "DEFAULT_URL", "parse_sse"]
 
 DEFAULT_URL = f"http://{params.API_HOST}:{params.API_PORT}"
 TIMEOUT_S = 30.0            # default per-request timeout (connect + read), seconds
-RUN_FINAL = ("succeeded", "failed", "denied", "needs_confirmation", "rejected", "cancelled")
+RUN_FINAL = RunStatus.final()   # run statuses after which nothing changes (llmos.runs)
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +331,10 @@ class Client(_Endpoints):
         except httpx.HTTPError as e:
             raise map_foreign(e, context=f"llmos daemon at {self.base_url}") from e
 
+    def run_record(self, run_id: str) -> Run:
+        """``get_run`` as a typed ``llmos.runs.Run`` (ordered status, ``Step`` records)."""
+        return Run.from_dict(self.get_run(run_id))
+
     def wait_run(self, run_id: str) -> dict:
         """Block until the run ends (or stops for a confirmation); return the run."""
         for ev in self.run_events(run_id):
@@ -418,6 +424,10 @@ class AsyncClient(_Endpoints):
                         return
         except httpx.HTTPError as e:
             raise map_foreign(e, context=f"llmos daemon at {self.base_url}") from e
+
+    async def run_record(self, run_id: str) -> Run:
+        """``get_run`` as a typed ``llmos.runs.Run`` (ordered status, ``Step`` records)."""
+        return Run.from_dict(await self.get_run(run_id))
 
     async def wait_run(self, run_id: str) -> dict:
         async for ev in self.run_events(run_id):
