@@ -247,3 +247,16 @@ def test_a_database_from_before_collections_gains_the_column(tmp_path, clock):
         assert [x["collection"] for x in m.list("a")] == ["work", "default"]
     finally:
         m.close()
+
+
+async def test_a_grantee_writing_past_the_owners_quota_is_refused_and_stores_nothing(k):
+    await seed(k)
+    await ok(k, "alice", "memory.share", {"collection": "work", "agent": "bob", "mode": "rw"})
+    lt = k.memory.longterm
+    lt.quota_bytes = lt.usage("alice")["bytes"] + 10
+    before = lt.list(None, limit=500)
+    res = await k.syscall("bob", "memory.remember", {"text": "a note far longer than ten bytes",
+                                                      "owner": "alice", "collection": "work"})
+    assert res.error.code == "quota_exceeded" and "nothing was stored" in res.error.message
+    assert lt.list(None, limit=500) == before
+    assert (await ok(k, "bob", "memory.remember", {"text": "bob's own note"}))["collection"] == "default"
