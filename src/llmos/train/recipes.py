@@ -194,18 +194,18 @@ def train(spec: TrainSpec, job: JobDir, rank: int, world: int, stop: Callable[[]
                   params_local=local)                             # FSDP: this rank's shard only
 
     def save(step: int) -> None:
+        t0 = time.perf_counter()
         sd = get_model_state_dict(model, options=full)             # collective for FSDP
         osd = get_optimizer_state_dict(model, opt, options=full)
         if rank == 0:
-            t0 = time.perf_counter()
-
             def write(folder: Path) -> None:
                 torch.save(sd, folder / "model.pt")
                 torch.save(osd, folder / "optim.pt")
             write_checkpoint(job, step, losses, write=write, keep=spec.keep_checkpoints,
-                             recipe=spec.recipe, world_size=world, spec_key=spec.key,
-                             write_s=round(time.perf_counter() - t0, 4))
+                             recipe=spec.recipe, world_size=world, spec_key=spec.key)
         dist.barrier()
+        if rank == 0:                                              # gathered, written, fsynced, renamed
+            job.event("checkpoint", step=step, seconds=round(time.perf_counter() - t0, 4))
 
     loss_fn = nn.CrossEntropyLoss()
     t_start = time.perf_counter()
