@@ -4,6 +4,7 @@ explanations in the journal, measurements fed back, capacity that makes work wai
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -236,4 +237,96 @@ async def test_a_lone_process_says_list_scheduling_placed_it(config, clock):
         dispatch = next(r for r in history(k, pid) if r.startswith("dispatched"))
         assert "list scheduling (no HiGHS batch yet: the queue was below two tasks)" in dispatch
     finally:
+        await k.shutdown()
+
+
+# ── capacities that are real ────────────────────────────────────────────────
+def test_capacities_are_read_again_from_the_hal_while_running(config, clock):
+    from llmos.kernel.placement import REFRESH_S
+
+    gpu = FakeGpu(memory_total_bytes=16 << 30)
+    hal = FakeHAL(clock, gpus=[gpu])
+    placer = Placer(Allocator(device_resources(hal.snapshot()), clock=clock), config=config,
+                    snapshot=hal.snapshot(), hal=hal)
+    job = Process(1, "job", "root", {"type": "t", "device": "gpu", "demand": {"gpu_memory_bytes": 8 << 30}})
+    gpu.memory_used_bytes = 12 << 30                       # someone else took 12 GiB
+    assert not placer.refresh()                            # not due yet: the boot reading stands
+    clock.advance(REFRESH_S)
+    assert placer.refresh()
+    cap = {r.name: r.capacity for r in placer.alloc.resources}["gpu:0"]
+    assert cap["gpu_memory_bytes"] == 4 << 30
+    assert placer.place(job) is None                       # 8 GiB no longer fits: it waits
+    gpu.memory_used_bytes = 0
+    clock.advance(REFRESH_S)
+    placer.refresh()
+    assert placer.place(job).resource == "gpu:0"
+    assert placer.grant(1).gpus == ("0",)                  # CUDA_VISIBLE_DEVICES=0 for it
+
+
+def test_a_job_holds_its_cores_alone_and_others_get_the_rest(config, clock):
+    cpus = sorted(os.sched_getaffinity(0))
+    placer = Placer(Allocator(device_resources(FakeHAL(clock).snapshot()), clock=clock), config=config)
+    job = Process(1, "job", "root", {"type": "t", "demand": {"cores": 1, "memory_bytes": 64 << 20}})
+    tool = Process(2, "tool", "root", {"tool": "python.run"})
+    assert placer.place(job) is not None
+    g = placer.grant(1)
+    assert g.cores == (cpus[0],) and g.memory_bytes == 64 << 20 and g.gpus == ()
+    assert "not enforced" in placer.placement(1).reason and "grant=" in placer.placement(1).reason
+    placer.place(tool)
+    assert placer.grant(2).cores == (tuple(cpus[1:]) or (cpus[0],))
+    placer.drop(1)
+    placer.drop(2)
+    assert placer.grant(1) is None
+    placer.place(Process(3, "tool", "root", {"tool": "python.run"}))
+    assert placer.grant(3).cores == tuple(cpus)            # released: every CPU again
+
+
+async def test_a_program_runs_on_the_cores_a_job_does_not_hold_and_explain_says_how(config, clock, tmp_path):
+    import threading
+
+    from llmos.cli.kernel import explain_lines
+    from llmos.kernel.storage import Reader
+    from llmos.tools import default_registry
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs to keep one for the job")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    gate = threading.Event()
+    granted = []
+
+    def hold(grant=None):
+        granted.append(grant)
+        gate.wait(20)
+        return "held"
+
+    k = await boot(config, clock, {"fake": FakeEngine()}, tools=default_registry())
+    try:
+        k.register_job("hold", hold)
+        job = await k.submit("job", {"type": "hold", "demand": {"cores": 1}})
+        for _ in range(500):
+            if granted:
+                break
+            await asyncio.sleep(0.01)
+        assert granted and granted[0].cores == (cpus[0],)           # handed to the job as grant=
+        code = ("import os, resource\n"
+                "print(sorted(os.sched_getaffinity(0)), repr(os.environ.get('CUDA_VISIBLE_DEVICES')))\n")
+        res = await k.syscall("root", "proc.spawn", {"kind": "tool", "confirmed": True, "spec": {
+            "tool": "python.run", "args": {"code": code}, "workdir": str(ws)}})
+        assert res.ok, res.error
+        pid = res.value["pid"]
+        out = await k.result(pid, timeout_s=60)
+        if k.procs.get(pid).state != S.SUCCEEDED and "sandbox" in str(k.procs.get(pid).error):
+            pytest.skip(f"no sandbox here: {k.procs.get(pid).error}")
+        text = str(out)
+        assert f"{cpus[1:]} ''" in text, text                 # off the job's core; no GPUs
+        k.journal.flush()
+        lines = "\n".join(explain_lines(Reader(config.db_path), pid))
+        assert f"granted cores {cpus[1]}" in lines and "enforced on its sandboxed child" in lines
+        assert "sched_setaffinity" in lines and ("RLIMIT_AS" in lines or "cgroup v2" in lines)
+        job_lines = "\n".join(explain_lines(Reader(config.db_path), job))
+        assert f"granted cores {cpus[0]}" in job_lines and "not enforced" in job_lines
+    finally:
+        gate.set()
         await k.shutdown()

@@ -100,6 +100,11 @@ class _ResourceState:
     used: dict[str, float] = field(default_factory=dict)      # capacity units held; owner: place/release
     outstanding: dict[int, Placement] = field(default_factory=dict)  # by id, in placement (FIFO) order
     started: dict[int, float] = field(default_factory=dict)   # id -> monotonic s it began; owner: started()
+    peak: dict[str, float] = field(default_factory=dict)      # most capacity ever read per dim (never-fits
+    #                                                           check); owner: add_resource/set_capacity
+
+    def __post_init__(self) -> None:
+        self.peak = dict(self.resource.capacity)
 
     def lane_ends(self, now: float) -> list[float]:
         """Predicted end of each lane's work, replaying the FIFO queue (a heap, earliest first)."""
@@ -159,11 +164,14 @@ class Allocator:
 
     def set_capacity(self, name: str, capacity: Mapping[str, float]) -> None:
         """Capacity as measured now (the HAL, while running); what is held stays held, so a
-        resource that shrank below it takes no new work until enough is released."""
+        resource that shrank below it takes no new work until enough is released. Work is
+        refused for good only past the most this resource ever had (it may come back)."""
         st = self._res.get(name)
         if st is None:
             raise InvalidArgument(f"unknown resource {name!r}", field="resource", expected="a known resource")
         st.resource = replace(st.resource, capacity=dict(capacity))
+        for k, v in capacity.items():
+            st.peak[k] = max(v, st.peak.get(k, v))
 
     def learned(self, resource: str, kind: str) -> Learned | None:
         return self._learned.get((resource, kind))
@@ -354,7 +362,7 @@ class Allocator:
         if not runnable:
             raise unplaceable(task)
         for k, v in task.demand.items():
-            caps = [(st.resource.capacity.get(k, math.inf), st.resource.name) for st in runnable]
+            caps = [(st.peak.get(k, math.inf), st.resource.name) for st in runnable]
             best, name = max(caps)
             if v > best + 1e-9:
                 raise alloc_error(f"task {task.name} needs {v:g} {k} but the most any resource has is "

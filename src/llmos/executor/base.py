@@ -3,6 +3,9 @@
 Map:
 - ``Work``: everything needed to run one process (what the kernel hands over when a
   pid is claimed); the executor never sees the process table or the kernel.
+- ``Grant``: what the allocator gave a process (CPU ids, memory, GPUs); the executor
+  enforces it on the child a tool starts (affinity, cgroup v2 or RLIMIT_AS,
+  ``CUDA_VISIBLE_DEVICES``) and hands it to a job that takes ``grant=``.
 - ``Result``: how one process ended (value or error, usage).
 - ``Outcome``: what happened during one ``run(plan)`` — ``finished`` and ``usage`` (the
   fields a scheduler's ``update`` reads), plus ``results`` and ``preempted``.
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 from llmos.errors import InvalidArgument, InvalidRequest, LLMOSError
 from llmos.llm.base import Chunk, GenerationRequest, SamplingParams
 
-__all__ = ["Work", "Result", "Outcome", "Executor", "PlanLike", "Claim", "TokenGuard", "request_from_spec",
+__all__ = ["Work", "Grant", "Result", "Outcome", "Executor", "PlanLike", "Claim", "TokenGuard", "request_from_spec",
            "request_id_for", "pid_of_request"]
 
 # Called by the executor before it delivers each generated token of an llm process, with
@@ -53,6 +56,40 @@ def pid_of_request(request_id: str) -> int | None:
 class PlanLike(Protocol):
     run: list[int]          # pids to start or resume, in order
     preempt: list[int]      # running pids to pause
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a placed process was given. Built by the kernel's Placer; enforced by the executor."""
+
+    cores: tuple[int, ...] | None = None    # CPU ids its child may run on (sched_setaffinity); None: any
+    memory_bytes: int | None = None         # memory limit of its child; None: the sandbox's own
+    gpus: tuple[str, ...] | None = None     # GPU indices for CUDA_VISIBLE_DEVICES; (): none; None: unset
+
+    def env(self) -> dict[str, str]:
+        """Environment a child started for it should get."""
+        return {} if self.gpus is None else {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)}
+
+    def describe(self) -> str:
+        parts = []
+        if self.cores is not None:
+            parts.append(f"cores {_ranges(self.cores)}")
+        if self.memory_bytes is not None:
+            parts.append(f"memory {self.memory_bytes / (1 << 20):.0f} MiB")
+        if self.gpus is not None:
+            parts.append(f"GPUs {','.join(self.gpus)}" if self.gpus else "no GPUs")
+        return ", ".join(parts) or "nothing"
+
+
+def _ranges(ids: tuple[int, ...]) -> str:
+    """(0, 1, 2, 5) -> "0-2,5"."""
+    out: list[str] = []
+    for i in sorted(ids):
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{i}"
+        else:
+            out.append(str(i))
+    return ",".join(out)
 
 
 @dataclass
@@ -81,6 +118,8 @@ class Work:
     on_tokens: TokenGuard | None = None     # llm: the agent's tokens_per_min guard
     began: Callable[[], None] | None = None  # tool/job: call (blocking) right before the work
     #                                         itself starts; journals that this attempt began
+    grant: Grant | None = None              # tool/job: what the allocator gave it (enforced on its
+    #                                         sandboxed child; passed to a job taking ``grant=``)
 
 
 @dataclass

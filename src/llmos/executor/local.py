@@ -7,7 +7,13 @@
   ``code``: python.run, shell.run) get a pool of their own, so long runs never hold
   every worker the quick file tools need.
 - job: ``Work.call`` — awaited when it is a coroutine function, else in the pool;
-  a callable with a ``device`` parameter is told where the allocator placed it.
+  a callable with a ``device`` parameter is told where the allocator placed it, one
+  with a ``grant`` parameter gets its ``Grant`` (to confine what it starts).
+
+What the allocator granted (``Work.grant``: CPU ids, memory, GPUs) is enforced on
+the child an exec tool starts: the tool's sandbox gets those limits (the child pins
+itself to the CPU ids, its memory limit is the tighter of the agent's quota and the
+grant, ``CUDA_VISIBLE_DEVICES`` lists the granted GPUs).
 
 An llm process runs on the engine the kernel's allocator chose (``Work.engine``),
 and ``Work.on_tokens`` is asked before each generated token is delivered: when the
@@ -38,6 +44,7 @@ from llmos.errors import Cancelled, EngineError, LLMOSError, NotFound, QuotaExce
 from llmos.executor.base import (
     Claim,
     Executor,
+    Grant,
     Outcome,
     PlanLike,
     Result,
@@ -71,7 +78,7 @@ class LocalExecutor(Executor):
         self._generated: dict[int, int] = {}               # pid -> tokens generated this attempt
         self._last_report = time.monotonic()               # s; when usage was last reported
         self._wake = asyncio.Event()
-        self._sandboxes: dict[int, Any] = {}               # memory limit (bytes) -> Sandbox
+        self._sandboxes: dict[tuple, Any] = {}             # (memory bytes, cores, gpus) -> Sandbox
 
     # ── interface ──────────────────────────────────────────────────────────
     def running(self) -> set[int]:
@@ -276,7 +283,7 @@ class LocalExecutor(Executor):
         fields = {"workdir": w.workdir, "agent": w.owner, "network": w.network,
                   "read_roots": w.read_roots, "write_roots": w.write_roots,
                   "set_timer": w.set_timer, "idempotency_key": w.idempotency_key,
-                  "sandbox": self._sandbox_for(w.memory_bytes),
+                  "sandbox": self._sandbox_for(w.memory_bytes, w.grant),
                   "state": StateArea(*state) if state else None,
                   "workspace_bytes": guard.get("workspace_bytes"), "stop": stop,
                   "versions": self._recorder(w)}
@@ -295,28 +302,35 @@ class LocalExecutor(Executor):
 
         return self._versions.bind(w.owner, run_of(w.idempotency_key, w.pid), w.pid)
 
-    def _sandbox_for(self, memory_bytes: int | None) -> Any:
-        """None (the default sandbox) unless the agent's memory quota is tighter than it;
-        one Sandbox per distinct limit, so each is probed once."""
-        if memory_bytes is None:
+    def _sandbox_for(self, memory_bytes: int | None, grant: Grant | None = None) -> Any:
+        """None (the default sandbox) unless the agent's memory quota is tighter than it or
+        the allocator granted the process something (CPU ids, memory, GPUs); one Sandbox
+        per distinct set of limits, so each is probed once."""
+        if memory_bytes is None and grant is None:
             return None
         from llmos.tools.sandbox import Sandbox, default_sandbox
 
         limits = default_sandbox().limits
-        if memory_bytes >= limits.memory_bytes:
+        mem = min([limits.memory_bytes] + [m for m in (memory_bytes, grant and grant.memory_bytes) if m])
+        cores = grant.cores if grant is not None else None
+        gpus = grant.gpus if grant is not None else None
+        key = (mem, cores, gpus)
+        if key == (limits.memory_bytes, None, None):
             return None
-        box = self._sandboxes.get(memory_bytes)
+        box = self._sandboxes.get(key)
         if box is None:
-            box = self._sandboxes[memory_bytes] = Sandbox(
-                limits=dataclasses.replace(limits, memory_bytes=memory_bytes))
+            box = self._sandboxes[key] = Sandbox(
+                limits=dataclasses.replace(limits, memory_bytes=mem, cores=cores, gpus=gpus))
         return box
 
     async def _exec_job(self, w: Work) -> Result:
         if w.call is None:
             raise NotFound(f"job pid {w.pid} has nothing to run")
         fn = w.call
-        if w.device is not None and _takes_device(fn):
+        if w.device is not None and _takes(fn, "device"):
             fn = functools.partial(fn, device=w.device)
+        if w.grant is not None and _takes(fn, "grant"):
+            fn = functools.partial(fn, grant=w.grant)
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
             if w.began is not None:
                 await asyncio.to_thread(w.began)     # journaled: this attempt began
@@ -342,12 +356,12 @@ def _is_exec(tools: Any, name: str) -> bool:
         return False
 
 
-def _takes_device(fn: Callable[..., Any]) -> bool:
-    """True when ``fn`` has a ``device`` parameter not already bound (placement is passed in)."""
-    if "device" in (getattr(fn, "keywords", None) or {}):
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """True when ``fn`` has a parameter ``name`` not already bound (the placement passes it in)."""
+    if name in (getattr(fn, "keywords", None) or {}):
         return False
     try:
-        param = inspect.signature(fn).parameters.get("device")
+        param = inspect.signature(fn).parameters.get(name)
     except (TypeError, ValueError):
         return False
     return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)

@@ -15,6 +15,21 @@ Map:
 - ``started(pid)`` / ``finish(pid, seconds=, joules=, ok=, done=)`` / ``drop(pid)``.
 - ``engine_of(pid)`` (the ``EngineSet`` key serving an llm process), ``devices_of(pid)``
   (the devices its energy is metered on), ``placement(pid)``.
+- ``grant(pid)``: what a placed tool or job was given (``executor.base.Grant``: CPU ids,
+  memory, GPUs); the executor enforces it on the child a tool starts. The placement's
+  reason says what was granted, whether it is enforced and how (``llmos explain``).
+- ``refresh()``: every ``REFRESH_S`` (called from ``batch``), device capacities are read
+  again from the HAL (free memory, GPU memory, cores) while the kernel runs.
+
+NOTE (grants). CPU ids come from the kernel's own affinity (``os.sched_getaffinity``).
+A job whose demand names ``cores`` holds that many CPU ids alone while it runs
+(lowest free ids first); every other tool or job gets the ids no job holds (all of
+them when jobs hold every one). A job placed on ``gpu:N`` gets GPU N, anything else
+none (``CUDA_VISIBLE_DEVICES=""``); a job's ``memory_bytes`` demand is its memory
+limit. Exec tools (python.run, shell.run) run in a sandboxed child: affinity,
+memory (cgroup v2 or RLIMIT_AS) and ``CUDA_VISIBLE_DEVICES`` are enforced there. Other
+tools run in a kernel thread and jobs in the kernel's process: their grant is stated
+(and handed to a job that takes ``grant=``) but cannot be enforced, and explain says so.
 
 NOTE (what is placed, and what is learned). Each loop step the kernel first hands the
 queue to the live solver (a HiGHS batch when the queue changed enough, within its time
@@ -40,23 +55,33 @@ and its prediction spread measures the speed error, not early stops.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from llmos.alloc import Allocator, Placement, Task
 from llmos.alloc.live import LiveSolver
-from llmos.alloc.resources import DEFAULT_LABEL, EngineResource, engine_resources, local_engine
+from llmos.alloc.resources import (
+    DEFAULT_LABEL,
+    EngineResource,
+    device_resources,
+    engine_resources,
+    local_engine,
+)
 from llmos.errors import InvalidArgument, LLMOSError
+from llmos.executor.base import Grant
 from llmos.kernel.process import ProcState
 
 if TYPE_CHECKING:
     from llmos.config import Config
-    from llmos.hal.base import HardwareSnapshot
+    from llmos.hal.base import HAL, HardwareSnapshot
     from llmos.kernel.process import Process
 
 __all__ = ["Placer", "JOB_DEMAND_DIMS", "PLACED", "check_job_placement"]
 
 PLACED = ("llm", "tool", "job")      # process kinds the allocator places
+REFRESH_S = 5.0                      # s between capacity refreshes from the HAL while running
 
 JOB_DEMAND_DIMS = ("cores", "memory_bytes", "gpu_memory_bytes")   # capacity a job spec may hold
 
@@ -88,8 +113,15 @@ class Placer:
     """Owns the kernel's allocator and the placements of running processes. Loop-only."""
 
     def __init__(self, allocator: Allocator, *, config: Config, given: Mapping[str, Any] | None = None,
-                 snapshot: HardwareSnapshot | None = None, live: LiveSolver | bool = True) -> None:
+                 snapshot: HardwareSnapshot | None = None, live: LiveSolver | bool = True,
+                 hal: HAL | None = None, tools: Any = None) -> None:
         self.alloc = allocator                        # owner: this Placer
+        self._hal = hal                               # refreshed capacities come from it (None: fixed)
+        self._tools = tools                           # the tool registry (which tools start a child)
+        self._refreshed = allocator.clock.monotonic() # when capacities were last read
+        self._cpus = _cpus()                          # CPU ids this kernel may use
+        self._held: dict[int, tuple[int, ...]] = {}   # pid -> CPU ids a job holds alone; owner: place/finish
+        self._grants: dict[int, Grant] = {}           # pid -> what it was given; owner: place/finish
         self.live = (LiveSolver(allocator) if live is True else live) or None   # HiGHS batches; None: off
         self.config = config
         self._snapshot = snapshot                     # HAL snapshot at boot (lazy local engines)
@@ -140,6 +172,7 @@ class Placer:
     # ── placements ─────────────────────────────────────────────────────────
     def batch(self, procs: Iterable[Process], mode_of: Callable[[Process], str | None]) -> bool:
         """The queue to the live solver (queued, not placed, in the default mode). True: it solved."""
+        self.refresh()
         if self.live is None:
             return False
         queue: dict[int, Task] = {}
@@ -164,9 +197,71 @@ class Placer:
             solved = self.live.choice(p.pid)
             note = self._why_listed()
         pl = self.alloc.place(self.task_for(p), mode=mode, solved=solved, note=note)
+        if pl is not None and p.kind in ("tool", "job"):
+            g = self._grant(p, pl)
+            self._grants[p.pid] = g
+            pl = replace(pl, reason=f"{pl.reason}; {self._enforced(p, g)}")
         if pl is not None:
             self._by_pid[p.pid] = pl
         return pl
+
+    # ── grants and capacities ──────────────────────────────────────────────
+    def grant(self, pid: int) -> Grant | None:
+        return self._grants.get(pid)
+
+    def _grant(self, p: Process, pl: Placement) -> Grant:
+        demand = pl.task.demand
+        held = {c for cs in self._held.values() for c in cs}
+        free = [c for c in self._cpus if c not in held]
+        cores: tuple[int, ...] = tuple(free or self._cpus)
+        want = demand.get("cores")
+        if p.kind == "job" and want:
+            n = min(len(self._cpus), max(1, math.ceil(want)))
+            cores = tuple(sorted((free + [c for c in self._cpus if c in held])[:n]))
+            self._held[p.pid] = cores
+        gpus: tuple[str, ...] = ()
+        if pl.resource.startswith("gpu:"):
+            gpus = (pl.resource[4:],)
+        mem = demand.get("memory_bytes")
+        return Grant(cores=cores, memory_bytes=int(mem) if mem else None, gpus=gpus)
+
+    def _enforced(self, p: Process, g: Grant) -> str:
+        """One clause for the dispatch line: what was granted, and whether and how it is enforced."""
+        if p.kind == "tool" and self._starts_child(p.spec.get("tool")):
+            from llmos.tools.sandbox import memory_limit_how
+
+            mem = "its memory limit" if g.memory_bytes is None else "it"
+            return (f"granted {g.describe()}: enforced on its sandboxed child (CPU affinity by "
+                    f"sched_setaffinity, {mem} by {memory_limit_how()}, "
+                    f"CUDA_VISIBLE_DEVICES={','.join(g.gpus or ())!r})")
+        where = "runs in a kernel thread" if p.kind == "tool" else \
+            "runs in the kernel's process (handed to it as grant= when it takes one)"
+        return f"granted {g.describe()}: not enforced, it {where} and starts no child the kernel confines"
+
+    def _starts_child(self, tool: Any) -> bool:
+        try:
+            return getattr(self._tools.get(tool), "kind", None) == "code"
+        except Exception:                             # no registry, or no such tool: the call says so
+            return False
+
+    def refresh(self, now: float | None = None) -> bool:
+        """Read device capacities again from the HAL (every ``REFRESH_S``). True: refreshed."""
+        now = self.alloc.clock.monotonic() if now is None else now
+        if self._hal is None or now - self._refreshed < REFRESH_S:
+            return False
+        self._refreshed = now
+        self._cpus = _cpus()
+        known = {r.name: r for r in self.alloc.resources}
+        load = self.alloc.load()
+        for r in device_resources(self._hal.snapshot()):
+            if r.name not in known:
+                self.alloc.add_resource(r)            # a device appeared (hot-plug, driver loaded)
+                continue
+            held = load[r.name]["used"]
+            cap = {k: v + held.get(k, 0.0) if k.endswith("memory_bytes") else v   # free + what we hold
+                   for k, v in r.capacity.items()}
+            self.alloc.set_capacity(r.name, cap)
+        return True
 
     def _why_listed(self) -> str:
         last = self.live.last if self.live is not None else None
@@ -189,6 +284,8 @@ class Placer:
         """Release ``pid``'s placement and learn from what was measured. ``done``: work
         actually done, when it differs from the predicted work (llm: tokens generated)."""
         pl = self._by_pid.pop(pid, None)
+        self._held.pop(pid, None)
+        self._grants.pop(pid, None)
         if pl is None:
             return None
         if seconds is not None and done is not None:
@@ -220,3 +317,11 @@ class Placer:
 
     def running(self) -> dict[int, Placement]:
         return dict(self._by_pid)
+
+
+def _cpus() -> list[int]:
+    """The CPU ids this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):                 # not Linux
+        return list(range(os.cpu_count() or 1))

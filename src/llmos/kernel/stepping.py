@@ -129,7 +129,8 @@ class LoopHooks:
                     memory_bytes=caps.quotas.memory_bytes, sink=self._sinks.get(p.pid),
                     set_timer=self._timer_hook(p.owner), call=call, engine=engine, device=device,
                     on_tokens=self._token_guard(p, agent) if p.kind == "llm" else None,
-                    began=self._began_hook(p) if p.kind in ("tool", "job") else None)
+                    began=self._began_hook(p) if p.kind in ("tool", "job") else None,
+                    grant=self.placer.grant(p.pid) if placed else None)
 
     def _began_hook(self: Kernel, p: Process) -> Callable[[], None]:
         """For the executor's worker: this attempt's work starts now. Journaled (and

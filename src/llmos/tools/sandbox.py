@@ -2,13 +2,16 @@
 
 Map:
 - ``SandboxLimits``: CPU s, address space, processes, file size, open files, /tmp size,
-  wall-clock timeout, output kept (defaults from ``params``).
+  wall-clock timeout, output kept (defaults from ``params``); and what the allocator
+  granted: ``cores`` (CPU affinity), ``gpus`` (``CUDA_VISIBLE_DEVICES``).
 - ``SandboxResult``: exit code, stdout/stderr (cut at the output limit), which limit
   stopped the run and a one-line reason, wall-clock seconds.
 - ``Sandbox``: ``check()`` (probe once; SandboxError with a hint when no sandbox can be
   made), ``run(argv, workdir=, network=, limits=, inputs=, read_roots=, write_roots=,
   hide=, stop=)``, ``python_argv()``, ``info()``. ``default_sandbox()`` is the shared
   instance the exec tools use.
+- ``memory_limit_how()``: how a run's memory limit is enforced here (a cgroup v2
+  ``memory.max`` where one can be made, else ``RLIMIT_AS``).
 
 NOTE: how a run is confined (``Sandbox.argv``)::
 
@@ -31,7 +34,11 @@ NOTE: how a run is confined (``Sandbox.argv``)::
 Nothing else of the host is visible: no home directory (unless a root lies there), no
 /etc/shadow, no /run, no host /tmp, never the kernel's state directory. The sandbox uid is 65534 with no capabilities. The launcher sets
 RLIMIT_CPU/AS/FSIZE/NPROC/NOFILE/CORE *inside* the new user namespace, where the process
-count covers this sandbox only, then execs the command. The kernel exempts real uid 0
+count covers this sandbox only, pins itself to the granted CPUs (``sched_setaffinity``;
+inherited by everything it starts), then execs the command. Where a cgroup v2 with the
+memory controller is writable, each run also gets its own cgroup with ``memory.max`` =
+the memory limit (which counts what the run really uses, across its processes);
+RLIMIT_AS stays as well. ``CUDA_VISIBLE_DEVICES`` is set to the granted GPUs. The kernel exempts real uid 0
 from RLIMIT_NPROC, so when LLM OS runs as root each run also gets its own pids cgroup
 (v1 ``/sys/fs/cgroup/pids`` or a v2 hierarchy with the pids controller); as root with
 no such cgroup the sandbox refuses. The wall-clock timeout, and a ``Stop``
@@ -93,10 +100,15 @@ def lim(k, soft, hard):
         sys.stderr.write("sandbox: cannot set a limit: %s\n" % e); os._exit(125)
 lim(r.RLIMIT_CPU, cpu, cpu + 1); lim(r.RLIMIT_AS, mem, mem); lim(r.RLIMIT_FSIZE, fsize, fsize)
 lim(r.RLIMIT_NPROC, nproc, nproc); lim(r.RLIMIT_NOFILE, nofile, nofile); lim(r.RLIMIT_CORE, 0, 0)
+if a[6] != "-":
+    try:
+        os.sched_setaffinity(0, {int(c) for c in a[6].split(",")})
+    except (ValueError, OSError) as e:
+        sys.stderr.write("sandbox: cannot pin to CPUs %s: %s\n" % (a[6], e)); os._exit(125)
 try:
-    os.execvp(a[7], a[7:])
+    os.execvp(a[8], a[8:])
 except OSError as e:
-    sys.stderr.write("sandbox: cannot run %s: %s\n" % (a[7], e.strerror)); os._exit(127)
+    sys.stderr.write("sandbox: cannot run %s: %s\n" % (a[8], e.strerror)); os._exit(127)
 """
 
 
@@ -111,6 +123,8 @@ class SandboxLimits:
     nofile: int = 256                                  # open files per process
     tmp_bytes: int = 64 << 20                          # size of the private /tmp (tmpfs, in RAM)
     shm_bytes: int = 16 << 20                          # size of /dev/shm (tmpfs, in RAM)
+    cores: tuple[int, ...] | None = None               # CPU ids the run may use (affinity); None: any
+    gpus: tuple[str, ...] | None = None                # CUDA_VISIBLE_DEVICES; (): none; None: unset
 
     def scaled(self, timeout_s: float) -> SandboxLimits:
         """These limits with another timeout; the CPU limit keeps its share of it."""
@@ -136,6 +150,75 @@ class SandboxResult:
         return {"exit_code": self.exit_code, "stdout": self.stdout, "stderr": self.stderr,
                 "truncated": self.truncated, "limit": self.limit, "reason": self.reason,
                 "duration_s": round(self.duration_s, 3)}
+
+
+class _MemoryCgroup:
+    """A cgroup v2 with ``memory.max`` for one run (where a writable one with the memory
+    controller exists: as root on a v2 host, or a delegated subtree)."""
+
+    def __init__(self, base: str, limit: int) -> None:
+        self.path = Path(base) / f"llmos-mem-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+        self.path.mkdir()
+        try:
+            (self.path / "memory.max").write_text(f"{limit}\n")
+            with contextlib.suppress(OSError):
+                (self.path / "memory.swap.max").write_text("0\n")
+        except OSError:
+            self.path.rmdir()
+            raise
+
+    @staticmethod
+    def find_base() -> str | None:
+        """A v2 directory whose children get the memory controller, or None."""
+        cands = ["/sys/fs/cgroup"]
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                if line.startswith("0::"):
+                    own = "/sys/fs/cgroup" + line[3:].strip()
+                    cands += [own, os.path.dirname(own)]
+        for base in dict.fromkeys(cands):
+            try:
+                if "memory" not in Path(base, "cgroup.subtree_control").read_text().split():
+                    continue
+                _MemoryCgroup(base, 1 << 30).close()
+            except OSError:
+                continue
+            return base
+        return None
+
+    @property
+    def procs_file(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def oom_kills(self) -> int:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in (self.path / "memory.events").read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+        return 0
+
+    def close(self) -> None:
+        _PidsCgroup.close(self)      # same teardown: kill what is left, remove the directory
+
+
+_mem_base: str | None | bool = False      # False: not probed yet
+_mem_lock = threading.Lock()
+
+
+def memory_cgroup_base() -> str | None:
+    """Where per-run memory cgroups are made (probed once); None: RLIMIT_AS only."""
+    global _mem_base
+    with _mem_lock:
+        if _mem_base is False:
+            _mem_base = _MemoryCgroup.find_base()
+        return _mem_base  # type: ignore[return-value]
+
+
+def memory_limit_how() -> str:
+    """How a run's memory limit is enforced on this machine, in words."""
+    base = memory_cgroup_base()
+    return f"cgroup v2 memory.max under {base} (and RLIMIT_AS)" if base else \
+        "RLIMIT_AS (no writable cgroup v2 with the memory controller here)"
 
 
 class _PidsCgroup:
@@ -320,6 +403,8 @@ class Sandbox:
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(workdir),   # workspace modules import
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        if limits.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(limits.gpus)
         a += ["--chdir", str(workdir), "--clearenv"]
         for k, v in env.items():
             a += ["--setenv", k, v]
@@ -328,7 +413,8 @@ class Sandbox:
             a += ["--seccomp", str(seccomp_fd)]
         a += ["--"]
         a += [*self.python_argv(), "-I", "-S", "-c", _LAUNCHER, str(limits.cpu_s), str(limits.memory_bytes),
-              str(limits.fsize_bytes), str(limits.nproc), str(limits.nofile), "--", *command]
+              str(limits.fsize_bytes), str(limits.nproc), str(limits.nofile),
+              ",".join(map(str, limits.cores)) if limits.cores else "-", "--", *command]
         return a
 
     # ── running ──────────────────────────────────────────────────────────────
@@ -350,7 +436,7 @@ class Sandbox:
              stop: Stop | None = None) -> SandboxResult:
         tmp = tempfile.mkdtemp(prefix="llmos-inputs-") if inputs else None
         roots = roots or Roots()
-        cg = None
+        cg = mem = None
         filt = seccomp.program()
         sfd = _memfd(filt) if filt else None
         try:
@@ -365,10 +451,19 @@ class Sandbox:
             if self._cgroup_base:
                 cg = _PidsCgroup(self._cgroup_base, lim.nproc + 2)   # + bwrap's two processes
                 argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cg.procs_file, *argv]
-            return self._supervise(argv, lim, cg, str(workdir), stop, () if sfd is None else (sfd,))
+            base = memory_cgroup_base()
+            if base:
+                mem = _MemoryCgroup(base, lim.memory_bytes)
+                argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', mem.procs_file, *argv]
+            res = self._supervise(argv, lim, cg, str(workdir), stop, () if sfd is None else (sfd,))
+            if mem is not None and mem.oom_kills() and res.limit is None:
+                res.limit, res.reason = "memory", f"ran out of its memory limit ({lim.memory_bytes >> 20} MiB)"
+            return res
         finally:
             if sfd is not None:
                 os.close(sfd)
+            if mem:
+                mem.close()
             if cg:
                 cg.close()
             if tmp:
