@@ -246,3 +246,14 @@ async def test_a_repair_may_rewrite_a_file_the_run_made(run, ws):
     res = await run(Model([first, fixed]), "filter data.csv into out.csv", ws, yes=True)
     assert res.status == "succeeded", res.answer      # out.csv is the run's own: no second question
     assert res.answer == "Saved 1 rows."
+
+
+async def test_a_named_file_the_run_did_not_make_is_said(run, ws):
+    (ws / "numbers.txt").write_text("3\n1\n2\n")
+    partial = steps(("text.sort", {"path": "numbers.txt"}), answer="Sorted.")
+    res = await run(Model([partial]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
+    assert res.status == "succeeded" and not (ws / "sorted.txt").exists()
+    assert "Not done" in res.answer and "sorted.txt" in res.answer
+    whole = steps(("text.sort", {"path": "numbers.txt", "save_to": "sorted.txt"}), answer="Sorted.")
+    res = await run(Model([whole]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
+    assert (ws / "sorted.txt").read_text().split() == ["1", "2", "3"] and "Not done" not in res.answer

@@ -179,3 +179,31 @@ def test_the_grammar_rules_out_the_common_reference_errors(registry):
                     {"tool": "files.count", "each": "$step1.output.entries", "args": {"path": "$item.name"}}],
           "answer": "$step3.output"}
     jsonschema.validate(ok, schema)
+
+
+def test_named_files_are_the_names_a_person_writes():
+    from llmos.shell.planner import named_files
+    req = ("summarize Incident_Report.txt into out/sum.md, e.g. briefly; mail it to dana.reyes@brightlane.com "
+           "(see https://example.org/help.html) and keep data.tar.gz and incident_report.txt")
+    assert named_files(req) == ["Incident_Report.txt", "out/sum.md", "data.tar.gz"]
+    assert named_files("what is 3.5 times 2?") == [] and named_files("") == []
+
+
+async def test_a_plan_that_leaves_out_a_named_file_is_made_again(registry, tmp_path):
+    ws = ws_with(tmp_path, **{"numbers.txt": "3\n1\n2\n"})
+    request = "sort numbers.txt and save them to sorted.txt"
+    partial = plan_json(("text.sort", {"path": "numbers.txt"}), answer="")
+    whole = plan_json(("text.sort", {"path": "numbers.txt", "save_to": "sorted.txt"}), answer="")
+    gen = scripted(partial, whole)
+    plan = await Planner(registry, gen).plan(request, ws)
+    assert plan.steps[0].args["save_to"] == "sorted.txt" and len(gen.calls) == 2
+    assert "sorted.txt" in gen.calls[1]["messages"][-1]["content"]     # told what it left out
+    # the same partial plan twice: kept (the run then says what it did not make), with a note
+    gen = scripted(partial, partial)
+    plan = await Planner(registry, gen).plan(request, ws)
+    assert any("sorted.txt" in n for n in plan.notes) and len(gen.calls) == 2
+    # a pattern that covers the name counts as using it; a refusal uses nothing
+    cover = plan_json(("files.list", {"path": ".", "pattern": "*.txt"}), answer="")
+    assert len((await Planner(registry, scripted(cover)).plan("list numbers.txt", ws)).steps) == 1
+    refusal = json.dumps({"refuse": "No tool sends mail."})
+    assert (await Planner(registry, scripted(refusal)).plan("mail numbers.txt to Bo", ws)).refuse

@@ -33,7 +33,7 @@ from llmos.shell.plan import (
     render_value,
     substitute,
 )
-from llmos.shell.planner import PlanError, Planner
+from llmos.shell.planner import PlanError, Planner, named_files
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
 
@@ -193,7 +193,28 @@ class Execution:
         answer = fill_answer(self.plan.answer, self.outputs, self.summaries)
         if not answer.strip():
             answer = "Done." if not self.outputs else render_value(self.outputs[max(self.outputs)])[:500]
+        missing = self._not_made()
+        if missing:
+            answer += (f"\nNot done: the request names {', '.join(missing)}, which this run did not "
+                       "create.")
+            rec["notes"].append(f"named but not created: {', '.join(missing)}")
         return await self.finish("succeeded", answer)
+
+    def _not_made(self) -> list[str]:
+        """The files the request names that neither stood in the workspace when the run
+        began nor stand there now: a part of the request the plan left undone."""
+        before = {p.rstrip("/").lower() for p in self.ws.paths}
+        out = []
+        for name in named_files(self.request):
+            if name.startswith("/") or ".." in name.split("/") or name.lower() in before:
+                continue
+            try:
+                there = (self.wd / name).exists()
+            except OSError:
+                continue
+            if not there:
+                out.append(name)
+        return out
 
     async def _plan(self, request: str) -> Plan:
         try:

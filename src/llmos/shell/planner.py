@@ -29,6 +29,7 @@ error of a failed step) and takes the plan for the rest in the same schema.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import posixpath
 import re
@@ -46,7 +47,7 @@ from llmos.shell.plan import LLM_TOOL, REF_RE, Plan
 from llmos.types import Message
 
 __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "PlanError", "load_examples",
-           "SYSTEM", "tool_line"]
+           "SYSTEM", "tool_line", "named_files", "unused_names"]
 
 # (messages, schema, max_tokens, temperature, prefix_messages) -> text
 Generate = Callable[[list[Message], dict | None, int, float, int], Awaitable[str]]
@@ -188,8 +189,63 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
         plan.notes.append(f"unchecked reference: {msg}")
         if where == "answer":
             plan.answer = ""
+    if ws is not None:
+        missed = unused_names(plan, ws)
+        if missed and strict_fields:
+            raise PlanError(f"the request names {', '.join(missed)}, but no step uses "
+                            f"{'it' if len(missed) == 1 else 'them'}", field="steps",
+                            expected="a plan that does every part of the request")
+        if missed:
+            plan.notes.append(f"the plan uses none of {', '.join(missed)}, which the request names")
     _check_answer(plan)
     return plan
+
+
+# a file name as people write one: a stem and a suffix of letters (notes.txt, q1_report.md,
+# data/2024.csv); not part of an address (a@b.com, http://x.org/a.html)
+_FILE_RE = re.compile(r"(?<![\w@/.:~-])((?:[\w-]+/)*[\w][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w@/-])")
+
+
+def named_files(request: str) -> list[str]:
+    """The file names the request states, in order, without repeats."""
+    out: list[str] = []
+    for m in _FILE_RE.finditer(request):
+        name = m.group(1)
+        end = request[m.end():m.end() + 1]
+        if end == "." and request[m.end() + 1:m.end() + 2].isalnum():
+            continue                      # "a.b.c" cut short
+        if "://" in request[max(0, m.start() - 12):m.start()]:
+            continue
+        stem, _, suffix = posixpath.basename(name).rpartition(".")
+        if len(stem) == 1 and len(suffix) == 1:
+            continue                      # "e.g", "i.e"
+        if name.lower() not in (n.lower() for n in out):
+            out.append(name)
+    return out
+
+
+def unused_names(plan: Plan, ws: Workspace) -> list[str]:
+    """The files the request names that no step of ``plan`` touches: by name in any
+    argument, through a pattern that matches it, or as the existing file a step's
+    name resolves to. A refusal or a question uses none and is not asked to."""
+    if not plan.steps or plan.refuse or plan.ask:
+        return []
+    texts = [s.lower() for st in plan.steps for s in _strings(st.args)]
+    texts += [str(st.each).lower() for st in plan.steps if st.each]
+    pats = [t for t in texts if any(c in t for c in "*?")]
+    missed = []
+    for name in named_files(plan.request):
+        low = name.lower()
+        base = posixpath.basename(low)
+        if any(low in t or base in t for t in texts):
+            continue
+        if any(fnmatch.fnmatch(base, posixpath.basename(p)) for p in pats):
+            continue
+        fixed = resolve_path(name, ws.paths)
+        if fixed and any(fixed.lower() in t for t in texts):
+            continue
+        missed.append(name)
+    return missed
 
 
 def _strings(value: Any) -> list[str]:
