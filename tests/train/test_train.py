@@ -164,3 +164,42 @@ async def test_more_urgent_work_preempts_training_at_a_step_boundary(config, ref
         _same(latest(job).losses, reference)
     finally:
         await k.shutdown()
+
+
+def test_kill_9_of_the_daemon_then_it_resumes_training_after_restart(tmp_path, config, reference, capsys):
+    from llmos.cli import main
+    from llmos.cli.daemon import ChildDaemon
+    from llmos.sdk.discover import discover
+
+    spec_file = tmp_path / "tiny.json"
+    spec_file.write_text(json.dumps(SPEC))
+    job = JobDir(config.home / "train" / f"tiny-{parse_spec(SPEC).key}")
+    d = ChildDaemon.start(config, port=0)
+    try:
+        capsys.readouterr()
+        assert main(["--home", str(config.home), "train", str(spec_file), "--detach", "-q"]) == 0
+        pid = int(capsys.readouterr().out.strip().splitlines()[-1])
+        deadline = time.monotonic() + 120
+        while len(read_progress(job)) < 15:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ranks = {r["pid"] for r in read_progress(job)}
+        os.kill(d.pid, signal.SIGKILL)
+        d.proc.wait()
+    finally:
+        d.stop()
+    time.sleep(1.0)
+    assert all(_gone(r) for r in ranks)
+    d = ChildDaemon.start(config, port=0)              # recovery re-queues the idempotent job
+    try:
+        client = discover(config)
+        deadline = time.monotonic() + 180
+        while (p := client.get_process(pid))["state"] not in ("succeeded", "failed", "killed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        client.close()
+        assert p["state"] == "succeeded", p
+        assert 10 <= p["result"]["resumed_from"] < STEPS and p["result"]["steps"] == STEPS
+        _same(latest(job).losses, reference)
+    finally:
+        d.stop()
