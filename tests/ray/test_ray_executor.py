@@ -222,6 +222,14 @@ async def test_the_kernel_runs_steps_on_ray_and_journals_them(head, config, tmp_
                                (spawn["pid"], job["pid"]))
         assert "42" in rows[0][1] and rows[1][1] == "81"
         assert k.executor.stats["ray"] == 2
+        from types import SimpleNamespace
+
+        from llmos.api.observe import hardware
+        from llmos.clock import FakeClock
+        from llmos.hal.fake import FakeHAL
+
+        shown = hardware(SimpleNamespace(hal=FakeHAL(FakeClock()), executor=k.executor))   # GET /system
+        assert [n["alive"] for n in shown["cluster"]["nodes"]] == [True] and shown["cluster"]["totals"]["cpus"] == 2
         bad = await k.syscall("root", "proc.spawn", {"kind": "job", "spec": {"type": "square", "device": "gpu",
                                                                             "args": {"n": 1}}})
         assert not bad.ok and bad.error.code == AllocError.code

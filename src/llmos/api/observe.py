@@ -59,7 +59,14 @@ def hardware(kernel: Any) -> dict[str, Any]:
                          "power_w": d.power_w, "power_limit_w": d.power_limit_w})
     energy = [{"domain": r.domain, "device": r.device, "joules": r.joules, "method": r.method,
                "label": r.label, "detail": r.detail} for r in snap.energy]
-    return {"cpu": cpu, "memory": memory, "gpus": gpus, "energy": energy, "notes": list(snap.notes)}
+    out = {"cpu": cpu, "memory": memory, "gpus": gpus, "energy": energy, "notes": list(snap.notes)}
+    view = getattr(getattr(getattr(kernel, "executor", None), "connection", None), "view", None)
+    if view is not None:                                     # the Ray executor's cluster: its nodes
+        try:
+            out["cluster"] = view.report()
+        except Exception as e:  # noqa: BLE001 - a cluster hiccup must not break the page
+            out["notes"].append(f"ray cluster view failed: {type(e).__name__}")
+    return out
 
 
 def _engine_map(kernel: Any) -> dict[str, Any]:

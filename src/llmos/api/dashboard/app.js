@@ -103,6 +103,13 @@ function renderSystem(s) {
     $("gpu").textContent = "none";
     $("gpu-detail").textContent = (s.notes || []).filter((n) => /GPU|NVML/i.test(n)).join("; ");
   }
+  const cl = s.cluster;
+  $("nodes-card").hidden = !cl;
+  if (cl) {
+    const live = (cl.nodes || []).filter((n) => n.alive);
+    $("nodes").textContent = live.length + " live";
+    $("nodes-detail").textContent = live.map((n) => n.name + " " + n.address + ": " + fmtNum(n.cpus_free || 0, 0) + "/" + fmtNum(n.cpus, 0) + " CPU free" + (n.gpus ? ", " + fmtNum(n.gpus_free || 0, 0) + "/" + fmtNum(n.gpus, 0) + " GPU" : "")).join("; ");
+  }
   const en = s.energy || [];
   if (en.length) {
     const total = en.reduce((a, r) => a + (r.joules || 0), 0);
