@@ -82,6 +82,7 @@ def test_past_its_budget_the_batch_falls_back_to_list_scheduling():
     assert live.update(queue(), "throughput")
     assert not live.last.used and live.fallbacks == 1 and live.solved == 0
     assert "past its 50 ms budget" in live.last.why and live.choice(0) is None
+    assert live.size == 8                                    # the next batch takes the queue's head only
     p = alloc.place(queue()[0], solved=live.choice(0), note=live.last.why)
     assert "list scheduling: the HiGHS batch took 1000 ms" in p.reason
 

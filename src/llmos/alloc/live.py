@@ -15,8 +15,9 @@ Map:
   gap, binding limits, prices, ms), or why it fell back to list scheduling.
 - ``stats()``: batches solved / fallen back, solver ms in all.
 
-NOTE (one batch). Tasks: the queued work, at most ``max_tasks`` in queue order, with
-deadlines made relative to now. Resources: the allocator's, each with the capacity
+NOTE (one batch). Tasks: the head of the queue, in queue order, with deadlines made
+relative to now: at most ``max_tasks``, halved after a batch that ran past its budget
+(never below ``MIN_SIZE``) and grown back by half after one that used under half. Resources: the allocator's, each with the capacity
 left now (held placements subtracted). Work already placed on a resource is a
 pinned pseudo-task per busy lane, running until that lane is free, so the makespan
 objective counts what each resource must finish first. The objective
@@ -54,6 +55,7 @@ LIVE_INTERVAL_S = 0.25    # s between batches while new work keeps arriving in s
 LIVE_CHANGE = 0.25        # fraction of the queue that must be new to solve again at once
 LIVE_MAX_TASKS = 200      # queued tasks per batch (queue order); the rest wait for the next
 LIVE_MIN_TASKS = 2        # a queue smaller than this is left to list scheduling (nothing to weigh)
+MIN_SIZE = 8              # a batch that overran shrinks, but never below this many tasks
 OVERRUN = 1.5             # a batch whose whole time passes budget × this is dropped
 HIGHS_SHARE = 0.7         # of the budget, HiGHS's own time limit (the rest: model, duals)
 LIVE_GAP = 0.01           # relative MIP gap a live batch stops at
@@ -91,6 +93,7 @@ class LiveSolver:
         self.interval_s = interval_s
         self.change = change
         self.max_tasks = max_tasks
+        self.size = max_tasks                     # tasks the next batch takes; halved past the budget
         self.min_tasks = min_tasks
         self._timer = timer or time.perf_counter  # wall time of a solve (tests may pass a fake)
         self.last: Batch | None = None            # the latest batch; owner: update
@@ -107,7 +110,7 @@ class LiveSolver:
     def update(self, queue: Mapping[Hashable, Task], mode: str, *, now: float | None = None) -> bool:
         """Solve the queue again when it changed enough; True when a batch ran."""
         now = self.alloc.clock.monotonic() if now is None else now
-        keys = list(queue)[: self.max_tasks]
+        keys = list(queue)[: self.size]
         for k in list(self._choice):
             if k not in queue:
                 del self._choice[k]               # placed or gone: its answer is spent
@@ -191,12 +194,16 @@ class LiveSolver:
         self._choice = {names[t]: (r, why) for t, r in sol.assignment.items() if t in names and r is not None}
         self.alloc.set_prices(sol.duals, figure)
         self.solved += 1
+        if ms < self.budget_s * 1e3 / 2 and len(queue) >= self.size:   # room: grow back
+            self.size = min(self.max_tasks, self.size + self.size // 2 + 1)
         self._record(Batch(bid, mode, figure, len(queue), True, sol.method, why, ms,
                            value=sol.value, gap=sol.gap, binding=binding, prices=prices))
 
     def _fallback(self, b: Batch) -> None:
         self._choice = {}
         self.fallbacks += 1
+        if b.ms > self.budget_s * 1e3:           # too big for the budget: the next batch takes half
+            self.size = max(MIN_SIZE, min(self.size, b.tasks) // 2)
         self._record(b)
 
     def _record(self, b: Batch) -> None:

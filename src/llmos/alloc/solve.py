@@ -396,7 +396,7 @@ def solve(problem: Problem, objective: Objective | str | Mapping[str, float], *,
             notes.append(f"large problem: LP relaxation, exact repair of the tasks it split, local search; "
                          f"stops within {gap_target:.2%} of the LP bound")
     if x is None:
-        left = max(0.05, time_limit_s - (time.perf_counter() - t0))
+        left = max(min(0.05, time_limit_s), time_limit_s - (time.perf_counter() - t0))
         if len(m.c) == 0:                 # nothing may run anywhere and every task is optional
             res = _Trivial()
         else:
