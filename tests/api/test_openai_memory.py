@@ -1,6 +1,7 @@
 """``X-LLMOS-Memory: k`` on /v1/chat/completions (issue 13, item 6): the calling agent's k
 memories nearest the last user message go into the system message, labelled as recalled
-memory; only the caller's own memory; bad values are a 400 naming the header."""
+memory; only the caller's own memory; with a conversation, in that turn's system prompt
+only; bad values are a 400 naming the header."""
 
 from __future__ import annotations
 
@@ -62,6 +63,22 @@ async def test_bad_memory_header_is_a_400_naming_it(api):
         r = await api.client.post("/v1/chat/completions", json=chat("hi"), headers={"X-LLMOS-Memory": value})
         assert r.status_code == 400, (value, r.text)
         assert r.json()["error"]["param"] == "X-LLMOS-Memory"
-    r = await api.client.post("/v1/chat/completions", json=chat("hi"),
-                              headers={"X-LLMOS-Memory": "2", "X-LLMOS-Conversation": "c1"})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "X-LLMOS-Memory"
+
+
+async def test_a_conversation_turn_gets_memory_in_its_system_prompt_only(api):
+    api.svc.kernel.memory.embedder = FakeEmbedder()
+    dog = await remember(api, "root", "my dog is called Pixel and loves the beach")
+    conv = (await api.svc.kernel.syscall("root", "conversation.open", {"system": "You are kind."})).value["id"]
+    r = await api.client.post("/v1/chat/completions", json=chat("what is my dog called?"),
+                              headers={"X-LLMOS-Memory": "1", "X-LLMOS-Conversation": conv})
+    assert r.status_code == 200, r.text
+    assert r.json()["llmos"]["memories"] == [dog]
+    sent = api.engine.requests[-1].messages
+    assert sent[0]["content"].startswith("You are kind.") and LABEL in sent[0]["content"] and "Pixel" in sent[0]["content"]
+    r = await api.client.post("/v1/chat/completions", json=chat("and the cat?"),
+                              headers={"X-LLMOS-Conversation": conv})
+    assert r.status_code == 200
+    sent = api.engine.requests[-1].messages
+    assert LABEL not in sent[0]["content"] and "Pixel" not in str(sent)       # not stored in the conversation
+    hist = (await api.svc.kernel.syscall("root", "conversation.history", {"id": conv})).value
+    assert "Pixel" not in str(hist)

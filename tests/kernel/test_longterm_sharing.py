@@ -260,3 +260,14 @@ async def test_a_grantee_writing_past_the_owners_quota_is_refused_and_stores_not
     assert res.error.code == "quota_exceeded" and "nothing was stored" in res.error.message
     assert lt.list(None, limit=500) == before
     assert (await ok(k, "bob", "memory.remember", {"text": "bob's own note"}))["collection"] == "default"
+
+
+async def test_a_conversation_turn_recalls_only_with_the_right_to_recall(k):
+    res = await k.syscall("root", "agent.create", {"name": "talker", "capabilities": {
+        "syscalls": ["conversation.*", "llm.generate"]}})
+    assert res.ok, res.error
+    conv = (await ok(k, "talker", "conversation.open", {}))["id"]
+    res = await k.syscall("talker", "conversation.say", {"id": conv, "content": "hello there", "memory": 2})
+    assert res.error.code == "permission_denied" and "memory.recall" in res.error.message
+    said = await ok(k, "talker", "conversation.say", {"id": conv, "content": "hello there"})
+    assert "memories" not in said

@@ -14,8 +14,8 @@ Map:
   (``conversation.say``: older turns summarized, originals kept), so the earlier
   messages of the request are not used. Tools, ``response_format`` and ``n`` > 1 are
   refused there. With ``X-LLMOS-Memory: k`` the calling agent's k memories nearest the
-  last user message are recalled into the system message (``openai_memory``); their ids
-  come back in ``llmos.memories``.
+  last user message are recalled into the system message (``openai_memory``; with a
+  conversation, into that turn's system prompt); their ids come back in ``llmos.memories``.
 - ``POST /v1/completions``: the same for raw prompts (``echo`` supported).
 - ``POST /v1/embeddings``: all-MiniLM-L6-v2 (384 dimensions), the model long-term memory
   uses, through the ``memory.embed`` syscall as the calling agent; ``model`` is its name
@@ -298,11 +298,9 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
     mt = body.max_completion_tokens or body.max_tokens
     name = "llm.generate"
     if x_llmos_conversation is not None:
-        if recall_k:
-            raise InvalidArgument("X-LLMOS-Memory: not supported with X-LLMOS-Conversation (the daemon holds "
-                                  "that conversation's context)", field="X-LLMOS-Memory",
-                                  expected="omitted when continuing a conversation")
         name, args = "conversation.say", _conversation_args(x_llmos_conversation, body, plan)
+        if recall_k:
+            args["memory"] = recall_k          # recalled inside conversation.say, into that turn only
     else:
         args = {"messages": plan.engine_messages(body.messages)}
         if recall_k:
@@ -340,7 +338,7 @@ async def chat_completions(body: ChatRequest, who: Principal = Who, svc: Service
                          "model": body.model, "choices": choices, "usage": usage,
                          "system_fingerprint": None,
                          "llmos": {"pids": [f.get("pid") for f in finals],
-                                   **({"memories": recalled} if recall_k else {})}})
+                                   **({"memories": finals[0].get("memories", recalled)} if recall_k else {})}})
 
 
 def _conversation_args(conv: str, body: ChatRequest, plan: ToolPlan) -> dict[str, Any]:

@@ -9,11 +9,15 @@ summarized by ``llm`` processes at the lowest priority (nice ``PRIORITY_MAX``), 
 summary takes their place. Folded turns stay in ``conversation.history``.
 
 The turns are stored only once the reply succeeded, so a failed or killed generation
-leaves the conversation as it was.
+leaves the conversation as it was. ``memory: k`` recalls the calling agent's k long-term
+memories nearest the new message into this turn's system prompt (``longterm.context_block``,
+counted in the window, never stored in the conversation; needs ``memory.recall``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -29,6 +33,7 @@ from llmos.kernel.conversation import (
     Window,
     summary_request,
 )
+from llmos.kernel.longterm import context_block
 from llmos.kernel.memory import VALUE_MAX_BYTES
 from llmos.kernel.syscall import Call, Syscall
 
@@ -56,6 +61,7 @@ class SayArgs(Args):
     stop: list[text(200, 1)] | None = None            # type: ignore[valid-type]
     priority: Priority = 0
     stream: bool = False
+    memory: int = Field(default=0, ge=0, le=20)      # long-term memories recalled into this turn
 
 
 class HistoryArgs(Args):
@@ -87,8 +93,9 @@ async def say(k: Kernel, call: Call, a: SayArgs) -> dict:
     engine = await k.engine_set.get(conv.model)
     win = Window.for_engine(engine, a.max_tokens)
     new = win.message(a.content)
-    folded = await _fit(k, call, conv, win, new)
-    system = _system(conv, store.summary(conv))
+    recalled, ids = await _recall(k, call, a)
+    folded = await _fit(k, call, conv, win, new + (win.message(recalled) if recalled else 0))
+    system = _system(conv, store.summary(conv)) + (f"\n\n{recalled}" if recalled else "")
     turns = store.active(conv)
     messages = ([{"role": "system", "content": system}] + [{"role": t.role, "content": t.content} for t in turns]
                 + [{"role": "user", "content": a.content}])
@@ -106,7 +113,18 @@ async def say(k: Kernel, call: Call, a: SayArgs) -> dict:
     store.add(conv, [("user", a.content, new, None), ("assistant", reply, win.message(reply), p.pid)])
     window = win.message(system) + sum(t.tokens for t in turns) + new
     return {**value, "pid": p.pid, "conversation": conv.id, "folded": folded,
-            "window_tokens": window, "budget_tokens": win.budget, "exact_tokens": win.exact}
+            "window_tokens": window, "budget_tokens": win.budget, "exact_tokens": win.exact,
+            **({"memories": ids} if a.memory else {})}
+
+
+async def _recall(k: Kernel, call: Call, a: SayArgs) -> tuple[str, list[int]]:
+    """The agent's ``a.memory`` memories nearest the new message, as prompt text, and their ids."""
+    if not a.memory or not re.search(r"\w", a.content):
+        return "", []
+    call.require("memory.recall", why="memory= recalls the agent's long-term memory")
+    lt = k.memory.longterm
+    results = await asyncio.to_thread(lt.recall, call.agent.id, a.content[:1000], a.memory)
+    return context_block(results)
 
 
 SUMMARY_LABEL = "\n\nEarlier in this conversation (summary): "   # joins the summary to the system prompt
