@@ -24,7 +24,8 @@ def scripted(*answers):
     calls = []
 
     async def generate(messages, schema, max_tokens, temperature, prefix_messages=0):
-        calls.append({"messages": messages, "schema": schema, "prefix": prefix_messages})
+        calls.append({"messages": messages, "schema": schema, "prefix": prefix_messages,
+                      "temperature": temperature})
         return answers[min(len(calls), len(answers)) - 1]
     generate.calls = calls
     return generate
@@ -98,9 +99,24 @@ async def test_malformed_output_is_retried_once_then_rejected(registry, tmp_path
     gen = scripted(text)
     with pytest.raises(PlanError) as e:
         await Planner(registry, gen).plan("do it", Workspace.scan(tmp_path))
-    assert e.value.field == field and len(gen.calls) == 2
-    # the retry tells the model what was wrong
+    # the retry tells the model what was wrong; the same reply again: one last sampled try
+    assert e.value.field == field and len(gen.calls) == 3
     assert "not valid" in gen.calls[1]["messages"][-1]["content"]
+    assert [c["temperature"] for c in gen.calls] == [0.0, 0.0, 0.7]
+
+
+async def test_a_different_wrong_reply_is_not_sampled_again(registry, tmp_path):
+    gen = scripted('{"steps": [{"tool": "nope", "args": {}}], "answer": ""}',
+                   '{"steps": [{"tool": "nope.two", "args": {}}], "answer": ""}')
+    with pytest.raises(PlanError):
+        await Planner(registry, gen).plan("do it", Workspace.scan(tmp_path))
+    assert len(gen.calls) == 2
+    # the sampled try's plan is used, and said to be sampled
+    gen = scripted('{"steps": [{"tool": "nope", "args": {}}], "answer": ""}',
+                   '{"steps": [{"tool": "nope", "args": {}}], "answer": ""}',
+                   plan_json(("calc.eval", {"expression": "2+2"})))
+    plan = await Planner(registry, gen).plan("what is 2+2", Workspace.scan(tmp_path))
+    assert plan.steps[0].tool == "calc.eval" and any("sampled" in n for n in plan.notes)
 
 
 async def test_repaired_on_the_second_try(registry, tmp_path):

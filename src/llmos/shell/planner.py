@@ -55,6 +55,7 @@ Generate = Callable[[list[Message], dict | None, int, float, int], Awaitable[str
 PLAN_MAX_TOKENS = 900       # a plan of several steps with a short program in it
 APPROVED_SHOWN = 2          # the person's approved plans shown per request
 OUTPUT_SHOWN_CHARS = 600    # of each step's output, when the model revises
+RETRY_TEMPERATURE = 0.7     # the last try, when the model repeated a plan that failed the checks
 
 SYSTEM = """You are the planner of LLM OS. Turn the person's request into a JSON plan of tool calls.
 - Use only the tools below and the files and columns in the context. Paths are relative to the workspace.
@@ -496,8 +497,16 @@ class Planner:
                                 source: str = "model") -> Plan:
         prefix_n = 1 + 2 * len(self.examples)
         last: PlanError | None = None
-        for attempt in range(2):
-            text = await self.generate(msgs, self.schema, self.max_tokens, self.temperature, prefix_n)
+        first = text = ""
+        for attempt in range(3):
+            # a third try only when the model said the same thing again, told why it was
+            # wrong: greedy decoding will not leave that plan, so the last try samples
+            if attempt == 2 and (text.strip() != first.strip() or self.temperature >= RETRY_TEMPERATURE):
+                break
+            temperature = RETRY_TEMPERATURE if attempt == 2 else self.temperature
+            text = await self.generate(msgs, self.schema, self.max_tokens, temperature, prefix_n)
+            if attempt == 0:
+                first = text
             try:
                 data = parse_model_output(text)
                 try:
@@ -508,7 +517,8 @@ class Planner:
                     raise PlanError(e.message, field=e.field, expected=e.expected) from None
                 check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0)
                 if attempt:
-                    plan.notes.append(f"planned again: {last.message if last else ''}")
+                    how = " (sampled: the model repeated its plan)" if attempt == 2 else ""
+                    plan.notes.append(f"planned again{how}: {last.message if last else ''}")
                 return plan
             except PlanError as e:
                 last = e
