@@ -20,6 +20,9 @@ Module map (boot order in ``boot.py``):
   recovery.py   replay the journal at boot
   timers.py     durable reminders
   memory.py     per-agent context + long-term notes with full-text search
+  longterm.py   long-term memory by meaning (remember / recall / forget), per agent, in collections
+  memshare.py   collection names and the shares of long-term memory between agents
+  signatures.py the sign-bit scan of an agent's memory chunks (recall's candidates)
   core.py       Kernel: owns the subsystems; boot/shutdown, syscalls, events
   procops.py    process operations behind proc.* (spawn, kill, nice, wait, result, view)
   stepping.py   the loop's hooks: place (allocator), claim, fold an Outcome; quota guard

@@ -14,7 +14,8 @@ Map:
   window, older turns folded into summaries, every original kept.
 
 Context and notes live in the journal database. Writers await ``journal.durable()`` before
-answering, so a read after a write sees it. An agent only ever sees its own memory.
+answering, so a read after a write sees it. An agent only ever sees its own memory, except
+a long-term collection another agent shared with it (``memshare``, checked in ``access``).
 """
 
 from __future__ import annotations
