@@ -177,15 +177,15 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     t_start = time.perf_counter()
 
+    import ray
+    from ray import cloudpickle
     from ray.cluster_utils import Cluster
 
-    import ray
     from llmos.executor.local import LocalExecutor
     from llmos.executor.ray import RayExecutor
     from llmos.executor.ray_connect import RayConnection
     from llmos.hal.cluster import ClusterView, ray_reader
     from llmos.tools.registry import default_registry
-    from ray import cloudpickle
 
     if __name__ != "__main__":        # __main__'s functions travel by value already
         cloudpickle.register_pickle_by_value(sys.modules[__name__])

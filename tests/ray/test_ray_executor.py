@@ -151,6 +151,16 @@ async def test_cancel_stops_a_running_program(h, tmp_path):
     assert isinstance(out.results[1].error, Cancelled) and time.monotonic() - t0 < 10
 
 
+async def test_coroutines_and_in_process_callables_stay_here(h):
+    async def coro():
+        return "on the kernel's loop"
+    h.works[1] = Work(1, "job", "root", 0, {"type": "x"}, call=coro)                    # e.g. a train job
+    h.works[2] = Work(2, "job", "root", 0, {"type": "call"}, call=lambda: os.getpid())  # Kernel.submit(fn)
+    out = await h.until_done([1, 2], Plan(run=[1, 2]))
+    assert out.results[1].value == "on the kernel's loop" and out.results[2].value == os.getpid()
+    assert h.ex.stats["local"] == 2 and h.ex.stats["ray"] == 0
+
+
 # ── a worker killed mid-task ────────────────────────────────────────────────
 def hold_once(marker: str, hold_s: float) -> dict:
     """The first run writes its worker's PID and holds; a re-run returns at once."""

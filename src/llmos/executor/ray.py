@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import time
 from typing import Any
@@ -64,6 +65,7 @@ class RayExecutor(LocalExecutor):
         self._job_task = ray.remote(run_job)
         self._refs: dict[int, ray.ObjectRef] = {}          # pid -> its Ray task now in flight
         self._builtins: dict[str, Any] | None = None       # tool name -> builtin Tool (lazy)
+        self._payloads: dict[tuple[int, int], bytes | None] = {}   # (pid, attempt) -> pickled job
         self._died = _died_errors()
         self.stats: collections.Counter[str] = collections.Counter()   # ray / local / retried / died
 
@@ -99,6 +101,9 @@ class RayExecutor(LocalExecutor):
         if w.kind == "job":
             if w.spec.get("type") == "call" and w.device != RAY_GPU_RESOURCE:
                 return "an in-process callable: it shares this process's objects"
+            fn = w.call
+            if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
+                return "a coroutine: it runs on the kernel's loop"
             return None if self._pickled(w) is not None else "its callable cannot be sent to a worker"
         return f"a {w.kind} process"
 
@@ -110,14 +115,18 @@ class RayExecutor(LocalExecutor):
         return self._builtins.get(name)
 
     def _pickled(self, w: Work) -> bytes | None:
+        """The job's callable pickled (kept for its submission), or None when it cannot be."""
         if w.call is None:
             return None
-        from ray import cloudpickle
+        key = (w.pid, w.attempt)
+        if key not in self._payloads:
+            from ray import cloudpickle
 
-        try:
-            return cloudpickle.dumps(w.call)
-        except Exception:
-            return None
+            try:
+                self._payloads[key] = cloudpickle.dumps(w.call)
+            except Exception:
+                self._payloads[key] = None
+        return self._payloads[key]
 
     # ── tools ──────────────────────────────────────────────────────────────
     async def _exec_tool(self, w: Work) -> Result:
@@ -168,7 +177,8 @@ class RayExecutor(LocalExecutor):
                                   hint="register the job type with a module-level function")
             self.stats["local"] += 1
             return await super()._exec_job(w)
-        payload = self._pickled(w)
+        payload = self._payloads.pop((w.pid, w.attempt), None) or self._pickled(w)
+        self._payloads.pop((w.pid, w.attempt), None)
         device = None
         if w.device is not None:
             device = "gpu:0" if w.device.startswith(("gpu", RAY_GPU_RESOURCE)) else w.device
