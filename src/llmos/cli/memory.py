@@ -62,7 +62,7 @@ def _short(text: str) -> str:
 
 def _table(title: str, rows: list[dict[str, Any]], score: bool = False) -> None:
     t = Table(title=title)
-    for col in ("id", "when", "agent", "collection", "tags", *(("score",) if score else ()), "text"):
+    for col in ("id", "when", "agent", "collection", "tags", *(("similarity",) if score else ()), "text"):
         t.add_column(col, overflow="fold")
     for m in rows:
         t.add_row(str(m["id"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(m["created_s"])), m["agent"],
@@ -131,7 +131,8 @@ def forget(memory_id: int = typer.Argument(None, metavar="ID", min=1, help="The 
     """
     if (memory_id is None) == (not all_):
         raise InvalidArgument("forget: give an ID or --all (not both)", field="ID",
-                              expected="a memory id from `llmos memory list`, or --all")
+                              expected="a memory id from `llmos memory list`, or --all",
+                              hint="llmos memory list (or search QUERY) shows the ids")
     args = _whose(agent, collection)
     if all_:
         whose = f"agent {agent}'s" if agent else "every agent's"
