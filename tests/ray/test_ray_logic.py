@@ -20,6 +20,7 @@ from llmos.executor.ray_request import (
     RAY_RETRIES,
     RayRequest,
     may_retry,
+    memory_limit,
     parse_address,
     request_for,
     tool_route,
@@ -38,6 +39,18 @@ def test_tool_asks_one_cpu_and_the_agents_memory_quota():
     w.memory_bytes = 512 << 20
     opts = request_for(w).as_options()
     assert opts["memory"] == 512 << 20 and opts["max_retries"] == 0 and opts["retry_exceptions"] is False
+
+
+def test_memory_request_is_the_tighter_of_quota_and_grant():
+    from llmos.executor.base import Grant
+
+    w = Work(7, "tool", "a", 0, {"tool": "python.run"}, memory_bytes=2 * GIB,
+             grant=Grant(cores=(0,), memory_bytes=GIB, gpus=()))
+    assert memory_limit(w) == GIB and request_for(w).memory == GIB
+    w.grant = Grant(cores=(1,))                      # CPU ids of the head: Ray assigns its own
+    assert memory_limit(w) == 2 * GIB and request_for(w).num_cpus == 1.0
+    w.memory_bytes = None
+    assert memory_limit(w) is None
 
 
 def test_job_request_follows_demand_and_placement():

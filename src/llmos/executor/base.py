@@ -18,7 +18,8 @@ Map:
   wrapper uses it to renice a running generation).
 
 Implementations: ``local.LocalExecutor`` (this process: engines + a tool thread pool);
-``ray.RayExecutor`` later, behind the same interface.
+``ray.RayExecutor`` (the same, with programs, read-only tool steps and jobs as Ray tasks;
+imported only when ``config.ray`` names a cluster).
 """
 
 from __future__ import annotations

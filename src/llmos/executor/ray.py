@@ -40,7 +40,7 @@ from llmos.errors import Cancelled, KernelError, LLMOSError, ToolError
 from llmos.executor.base import Claim, Result, Work
 from llmos.executor.local import TOOL_WORKERS, LocalExecutor
 from llmos.executor.ray_connect import RayConnection
-from llmos.executor.ray_request import RAY_RETRIES, may_retry, request_for, tool_route
+from llmos.executor.ray_request import RAY_RETRIES, may_retry, memory_limit, request_for, tool_route
 from llmos.executor.ray_worker import run_job, run_tool, unpack
 from llmos.hal.cluster import RAY_GPU_RESOURCE
 
@@ -147,7 +147,7 @@ class RayExecutor(LocalExecutor):
         if w.began is not None:
             await asyncio.to_thread(w.began)         # journaled: this attempt (may have) began
         try:
-            out = await self._submit(w, self._tool_task, (name, args, fields, w.memory_bytes), ToolError)
+            out = await self._submit(w, self._tool_task, (name, args, fields, memory_limit(w)), ToolError)
         finally:
             if tree is not None:
                 await asyncio.to_thread(tree.__exit__, None, None, None)   # records what changed
@@ -184,7 +184,7 @@ class RayExecutor(LocalExecutor):
             device = "gpu:0" if w.device.startswith(("gpu", RAY_GPU_RESOURCE)) else w.device
         if w.began is not None:
             await asyncio.to_thread(w.began)
-        out = await self._submit(w, self._job_task, (payload, device), KernelError)
+        out = await self._submit(w, self._job_task, (payload, device, memory_limit(w)), KernelError)
         return Result(w.pid, True, out.get("value"), cpu_s=float(out.get("cpu_s") or 0.0))
 
     # ── submission, retries ────────────────────────────────────────────────

@@ -34,7 +34,7 @@ from typing import Any
 
 from llmos.errors import ConfigError
 
-__all__ = ["RayRequest", "request_for", "tool_route", "may_retry", "parse_address", "RAY_RETRIES",
+__all__ = ["RayRequest", "request_for", "memory_limit", "tool_route", "may_retry", "parse_address", "RAY_RETRIES",
            "LOCAL_KINDS"]
 
 RAY_RETRIES = 2                 # re-runs of an idempotent step whose worker or node died
@@ -79,15 +79,25 @@ def job_gpus(spec: Mapping[str, Any]) -> float:
     return 1.0 if isinstance(device, str) and device.startswith("gpu") else 0.0
 
 
+def memory_limit(work: Any) -> int | None:
+    """Bytes the step's program may use: the tighter of the agent's memory quota and the
+    allocator's grant (None: neither set). Its CPU ids and GPU indices name this machine's
+    devices, so on a node Ray's own assignment stands in for them."""
+    grant = getattr(work, "grant", None)
+    limits = [m for m in (work.memory_bytes, getattr(grant, "memory_bytes", None))
+              if isinstance(m, int) and m > 0]
+    return min(limits) if limits else None
+
+
 def request_for(work: Any) -> RayRequest:
     """The Ray task options of a tool or job ``work`` (a ``Work``).
 
-    tool: one CPU; the agent's memory quota as the memory request when it has one.
+    tool: one CPU; ``memory_limit`` as the memory request when there is one.
     job:  ``demand.cores`` CPUs (default 1), ``job_gpus`` GPUs (the allocator's
           ``gpu:N`` placement or ``device: gpu`` asks one), ``demand.memory_bytes``.
     """
     name = f"llmos-pid-{work.pid}"
-    memory = work.memory_bytes if isinstance(work.memory_bytes, int) and work.memory_bytes > 0 else None
+    memory = memory_limit(work)
     if work.kind == "tool":
         return RayRequest(num_cpus=TOOL_CPUS, memory=memory, name=name)
     if work.kind == "job":

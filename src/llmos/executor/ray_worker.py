@@ -6,7 +6,8 @@ Map:
   roots, network flag, state area, workspace quota), in the node's sandbox (the
   agent's memory quota applied as the local executor does). Nothing kernel-side is
   reachable from here: no timers, no version store (the head keeps versions).
-- ``run_job(payload, device)``: a pickled job callable, told ``device`` when it takes one.
+- ``run_job(payload, device, memory_bytes)``: a pickled job callable, told ``device`` and
+  its ``grant`` (the memory part: CPUs and GPUs are Ray's on a node) when it takes them.
 - ``pack(err)`` / ``unpack(data)``: an ``LLMOSError`` across the process boundary
   (its class by name, its message and fields), so the head reports the same error.
 
@@ -100,13 +101,17 @@ def run_tool(name: str, args: dict[str, Any], fields: dict[str, Any],
         return {"ok": False, "error": pack(e), **_where()}
 
 
-def run_job(payload: bytes, device: str | None) -> dict[str, Any]:
+def run_job(payload: bytes, device: str | None, memory_bytes: int | None = None) -> dict[str, Any]:
     try:
         from ray import cloudpickle
 
         fn = cloudpickle.loads(payload)
         if device is not None:
-            fn = _with_device(fn, device)
+            fn = _with(fn, "device", device)
+        if memory_bytes is not None:   # the grant's memory; CPUs and GPUs are Ray's on a node
+            from llmos.executor.base import Grant
+
+            fn = _with(fn, "grant", Grant(memory_bytes=memory_bytes))
         c0 = time.thread_time()
         value = fn()
         return {"ok": True, "value": value, "cpu_s": time.thread_time() - c0, **_where()}
@@ -114,16 +119,17 @@ def run_job(payload: bytes, device: str | None) -> dict[str, Any]:
         return {"ok": False, "error": pack(e), **_where()}
 
 
-def _with_device(fn: Any, device: str) -> Any:
+def _with(fn: Any, name: str, value: Any) -> Any:
+    """``fn`` with keyword ``name`` bound to ``value`` when it takes one not bound yet."""
     import functools
     import inspect
 
-    if "device" in (getattr(fn, "keywords", None) or {}):
+    if name in (getattr(fn, "keywords", None) or {}):
         return fn
     try:
-        param = inspect.signature(fn).parameters.get("device")
+        param = inspect.signature(fn).parameters.get(name)
     except (TypeError, ValueError):
         return fn
     if param is None or param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
         return fn
-    return functools.partial(fn, device=device)
+    return functools.partial(fn, **{name: value})

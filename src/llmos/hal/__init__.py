@@ -4,6 +4,9 @@ Map:
 - ``base``: ``DeviceInfo``, ``DeviceManager`` (Ray-style interface), ``EnergyReading``, ``HAL``.
 - ``cpu``: CPU + memory (psutil); ``gpu``: NVIDIA GPUs (NVML).
 - ``energy``: RAPL, NVML and modelled energy counters; ``fake``: FakeHAL for tests.
+- ``cluster``: the nodes of a Ray cluster (CPUs, GPUs, memory from Ray's resource
+  view) and the admission that refuses a job no node can hold; imported by the Ray
+  executor only (Ray itself is imported only to read a connected driver's view).
 - ``detect()``: the HAL of the running machine. Missing drivers or unreadable
   counters are notes (``HAL.notes``/``snapshot().notes``), never errors.
 """
