@@ -109,3 +109,15 @@ def test_cli_check_and_one_line_errors(tmp_path, home, capsys):
         assert lines[0].startswith(f"error: {field}:"), out.err
     assert main(["train", str(tmp_path / "missing.toml")]) == 1
     assert "error: SPEC: no such file" in capsys.readouterr().err
+
+
+def test_cli_without_torch_says_which_extra(tmp_path, home, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    spec = tmp_path / "ok.toml"
+    spec.write_text('recipe = "ddp"\n[dataset]\nkind = "synthetic"\n')
+    assert main(["train", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "error: training needs PyTorch" in err and "llmos[train]" in err

@@ -203,3 +203,19 @@ def test_kill_9_of_the_daemon_then_it_resumes_training_after_restart(tmp_path, c
         _same(latest(job).losses, reference)
     finally:
         d.stop()
+
+
+async def test_a_rank_that_fails_fails_the_job_with_its_one_line_reason(config, tmp_path):
+    from llmos.train.job import submit
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,0\n3,4,-1\n")                  # a negative label
+    k = await Kernel.boot(config, hal=False)
+    try:
+        pid = await submit(k, parse_spec({**SPEC, "name": "bad", "dataset": {"path": str(bad)}}))
+        p, _ = await k.wait(pid, timeout_s=120)
+        assert p.state.name == "FAILED"
+        assert p.error["error"] == "train" and "train worker" in p.error["message"]
+        assert "label >= 0" in p.error["message"] and "rank" in p.error["hint"]
+    finally:
+        await k.shutdown()
