@@ -128,3 +128,22 @@ def test_the_context_block_carries_memory_last(tmp_path):
     assert ws2.lines("r")[-1].startswith("- a.txt")                  # no memory: the block as before
     ws2.memory = ws.memory
     assert ws2.lines("r")[-2:] == ws.memory
+
+
+async def test_the_persons_answer_to_a_question_is_remembered_as_a_preference(config, monkeypatch, ws):
+    monkeypatch.setenv(recall.ENV, "1")
+    plans = [json.dumps({"ask": "Count lines or words?"}), PLAN]
+    engine = FakeEngine(lambda req: (plans.pop(0) if len(plans) > 1 else plans[0]) if req.json_schema else "ok")
+    kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL())
+    kernel.memory.embedder = FakeEmbedder()
+
+    async def ask(question: str) -> str:
+        return "always lines, never words"
+    try:
+        res = await Runner(kernel, user="tester", ask=ask).run("count poem.txt", workdir=ws)
+        assert res.status == "succeeded", res.answer
+        mem = kernel.memory.longterm.list("root", collection="shell")
+        assert len(mem) == 1 and "preference" in mem[0]["tags"]
+        assert mem[0]["text"].endswith("Asked: Count lines or words? Answer: always lines, never words")
+    finally:
+        await kernel.shutdown()

@@ -167,6 +167,7 @@ class Execution:
             answer = await r.ask(plan.ask) if r.ask is not None else None
             if not answer:
                 raise _Stop("failed", f"I need to know more: {plan.ask}")
+            rec["asked"] = {"question": plan.ask, "answer": answer}     # the person's words: remembered
             plan = await self._plan(f"{self.request}\n(Asked: {plan.ask} Answer: {answer})")
             if plan.ask:
                 raise _Stop("failed", f"I still cannot tell what to do: {plan.ask}")

@@ -6,7 +6,8 @@ Map:
   them), collection ``COLLECTION``, each memory tagged ``shell``, ``request``,
   ``status:<status>`` and ``person:<user>``. ``llmos memory`` lists, searches and forgets it.
 - ``await remember_run(kernel, rec)``: after a run (not a dry run), ``memory.remember``
-  as root: the request, its status and the start of its answer.
+  as root: the request, its status and the start of its answer, and the person's answer
+  when the planner asked a question (a preference: tagged ``preference`` too).
 - ``await recall_lines(kernel, agent, request, user)``: root shares the collection with the
   run's agent read-only, the agent itself calls ``memory.recall`` (its own syscall,
   under its own rights, audited; only this person's memories), and root takes the share
@@ -86,6 +87,11 @@ async def remember_run(kernel: Any, rec: dict[str, Any]) -> int | None:
         answer = answer[:ANSWER_CHARS - 1] + "…"
     text = f"Request: {rec['request']}\nOutcome: {status}" + (f": {answer}" if answer else "")
     tags = ["shell", "request", _tag("status", status), _tag("person", rec.get("user") or "")]
+    asked = rec.get("asked") or {}
+    if asked.get("answer"):
+        said = " ".join(str(asked["answer"]).split())[:ANSWER_CHARS]
+        text += f"\nAsked: {' '.join(str(asked.get('question', '')).split())[:ANSWER_CHARS]} Answer: {said}"
+        tags.append("preference")
     res = await kernel.syscall(OWNER, "memory.remember", {"text": text, "tags": tags, "collection": COLLECTION})
     if res.ok:
         return res.value.get("id")
