@@ -249,6 +249,36 @@ async def test_the_kernel_runs_steps_on_ray_and_journals_them(head, config, tmp_
     assert head.view.nodes()                        # the module's head outlives the kernel (not its own)
 
 
+async def test_the_journal_records_how_a_killed_workers_steps_ended(head, config, tmp_path):
+    from llmos.kernel import Kernel, ProcState
+
+    k = await Kernel.boot(dataclasses.replace(config, ray="auto"), tools=None, hal=False)
+    try:
+        k.register_job("hold", hold_once, idempotent=True)
+        k.register_job("hold_once_only", hold_once, idempotent=False)
+        pids = {}
+        for kind in ("hold", "hold_once_only"):
+            marker = tmp_path / kind
+            pids[kind] = (await k.syscall("root", "proc.spawn", {"kind": "job", "spec": {
+                "type": kind, "args": {"marker": str(marker), "hold_s": 60.0}}})).unwrap()["pid"]
+            for _ in range(600):
+                if marker.exists() and marker.read_text():
+                    break
+                await asyncio.sleep(0.05)
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+        await k.run_until_idle(90)
+        again = k.procs.get(pids["hold"])
+        lost = k.procs.get(pids["hold_once_only"])
+        assert again.state == ProcState.SUCCEEDED and again.attempts == 1
+        assert lost.state == ProcState.FAILED and "not idempotent" in lost.reason
+        k.journal.flush()
+        rows = dict(k.journal.query("SELECT pid, state FROM processes WHERE pid IN (?, ?)",
+                                    (pids["hold"], pids["hold_once_only"])))
+        assert rows == {pids["hold"]: ProcState.SUCCEEDED, pids["hold_once_only"]: ProcState.FAILED}
+    finally:
+        await k.shutdown(grace_s=1.0)
+
+
 # ── the cluster view, joining by address, stopping a head ───────────────────
 def test_cluster_view_of_the_local_head(head):
     (node,) = head.view.nodes()
