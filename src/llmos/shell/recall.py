@@ -69,7 +69,9 @@ def _off(kernel: Any, what: str, error: Any) -> None:
         _broken.add(kernel)
     except TypeError:         # not weak-referenceable: tried again next time
         pass
-    log.warning("shell memory is off for this kernel: %s failed (%s)", what, getattr(error, "message", error))
+    # a missing model package is a choice the installer made: said quietly; anything else loudly
+    level = logging.INFO if getattr(error, "code", "") == "model_package_missing" else logging.WARNING
+    log.log(level, "shell memory is off for this kernel: %s failed (%s)", what, getattr(error, "message", error))
 
 
 def _tag(prefix: str, value: str) -> str:
