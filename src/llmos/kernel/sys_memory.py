@@ -156,7 +156,7 @@ async def context(k: Kernel, call: Call, a: ContextArgs) -> dict:
     return {"messages": k.memory.context(call.agent.id, a.limit)}
 
 
-def _reach(k: Kernel, call: Call, owner: str | None, collection: str | None, mode: Literal["r", "rw"],
+async def _reach(k: Kernel, call: Call, owner: str | None, collection: str | None, mode: Literal["r", "rw"],
            everyone: bool = False) -> str | None:
     """Whose memory the call reaches (None: every agent's), after the access check: the
     caller's own; another agent's ``collection`` it shared with the caller; or, with
@@ -175,20 +175,21 @@ def _reach(k: Kernel, call: Call, owner: str | None, collection: str | None, mod
         if collection is None:
             raise InvalidArgument("collection: required with owner (the collection that agent shared "
                                   "with you)", field="collection", expected="a collection name")
-        granted = k.memory.longterm.shares.grant(who, collection, call.agent.id)   # type: ignore[assignment]
+        lt = k.memory.longterm
+        granted = await asyncio.to_thread(lt.shares.grant, who, collection, call.agent.id)  # type: ignore[assignment]
     call.check(MemoryRef(who, collection, mode, granted))
     return who
 
 
 async def remember(k: Kernel, call: Call, a: RememberArgs) -> dict:
     lt = k.memory.longterm
-    who = _reach(k, call, a.owner, a.collection, "rw")
+    who = await _reach(k, call, a.owner, a.collection, "rw")
     return await asyncio.to_thread(lt.remember, who, a.text, a.tags, a.collection)
 
 
 async def recall(k: Kernel, call: Call, a: RecallArgs) -> dict:
     f = a.filter or FilterArgs()
-    who = _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    who = await _reach(k, call, a.owner, a.collection, "r", a.everyone)
     filt = RecallFilter(tuple(f.tags), f.after_s, f.before_s, a.collection)
     lt = k.memory.longterm
     return {"results": await asyncio.to_thread(lt.recall, who, a.query, a.k, filt)}
@@ -199,7 +200,7 @@ async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
         raise InvalidArgument("memory.forget: give an id or all=true (not both)", field="id",
                               expected="a memory id (memory.list shows them), or all: true")
     lt = k.memory.longterm
-    who = _reach(k, call, a.owner, a.collection, "rw", a.everyone)
+    who = await _reach(k, call, a.owner, a.collection, "rw", a.everyone)
     if a.all:
         return await asyncio.to_thread(lt.forget_all, who, a.collection)
     return await asyncio.to_thread(lt.forget, who, a.id, a.collection)
@@ -207,7 +208,7 @@ async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
 
 async def list_memories(k: Kernel, call: Call, a: ListArgs) -> dict:
     lt = k.memory.longterm
-    who = _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    who = await _reach(k, call, a.owner, a.collection, "r", a.everyone)
     items = await asyncio.to_thread(lt.list, who, a.tags, a.limit, a.before_id, a.collection)
     return {"memories": items, "usage": lt.usage(who)}
 
