@@ -20,7 +20,8 @@ wait on their steps) has been there for ``YIELD_AFTER_S``, it SIGTERMs its ranks
 agree on a step boundary, write a checkpoint and exit. Their cores and memory are free
 while the runner waits; ``RESUME_AFTER_S`` after the last urgent process ended it starts
 new ranks, which load the checkpoint. Each yield and resume is journaled as the
-process's reason (``llmos ps`` shows it) and in the job's ``events.jsonl``. A cancelled
+process's reason (``llmos ps`` shows it) and in the job's ``events.jsonl``; the energy
+meter weighs the job by its cores while ranks run and by 0.01 while it waits. A cancelled
 runner (``proc.kill``, kernel shutdown) stops its ranks the same way, waiting up to
 ``STOP_GRACE_S`` for their checkpoint before SIGKILL.
 """
@@ -150,6 +151,17 @@ class TrainRun:
                 return p
         return None
 
+    def _weigh(self, weight: float) -> None:
+        """The job's share of its device's energy: its cores while ranks run, next to
+        nothing while it has yielded (a process left at weight 1 would be charged as one)."""
+        meter, me = getattr(self.kernel, "meter", None), self._me()
+        if meter is None or me is None:
+            return
+        try:
+            meter.set_weight(me.pid, weight)
+        except LLMOSError:            # not metered (no HAL, or not running yet)
+            pass
+
     def _say(self, reason: str) -> None:
         me = self._me()
         if me is not None:
@@ -215,6 +227,7 @@ class TrainRun:
         threads = max(1, int(self.spec.demand.cores // self.spec.workers))
         self.launcher = LocalLauncher(self.job, self.spec.workers, threads=threads)
         await self.launcher.start()
+        self._weigh(self.spec.demand.cores)
         self.launches += 1
         t0 = time.monotonic()
         urgent_since: float | None = None
@@ -244,6 +257,7 @@ class TrainRun:
                 if codes is not None and all(c == 0 for c in codes):
                     return codes                      # it finished meanwhile
                 ck = latest(self.job)
+                self._weigh(0.01)
                 self.yields += 1
                 self.job.event("yield", step=ck.step if ck else 0, to_pid=urgent.pid)
                 self._say(f"yielded: checkpointed at step {ck.step if ck else 0} for pid {urgent.pid} "
