@@ -22,6 +22,7 @@ Module map (boot order in ``boot.py``):
   memory.py     per-agent context + long-term notes with full-text search
   longterm.py   long-term memory by meaning (remember / recall / forget), per agent, in collections
   memshare.py   collection names and the shares of long-term memory between agents
+  memtext.py    long-term memory's text: limits, chunks, recalled memory as prompt text
   signatures.py the sign-bit scan of an agent's memory chunks (recall's candidates)
   core.py       Kernel: owns the subsystems; boot/shutdown, syscalls, events
   procops.py    process operations behind proc.* (spawn, kill, nice, wait, result, view)
