@@ -75,27 +75,12 @@ def test_reading_commands_work_on_a_fresh_state_dir(home):
     assert res.exit_code != 0
 
 
-def test_top_shows_joules_and_live_engine_throughput_from_a_daemon(state, monkeypatch):
+def test_top_without_a_daemon_counts_recent_generations(state, monkeypatch):
     import sys
 
-    disc = sys.modules["llmos.sdk.discover"]
-
-    class _Client:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def system(self):
-            return {"engines": [{"name": "fake", "model": "m", "tokens_per_s": 33.5, "active": 2, "waiting": 0,
-                                 "kv_used_tokens": 10, "kv_total_tokens": 100}]}
-
-    monkeypatch.setattr(disc, "discover", lambda cfg, **kw: _Client())
+    monkeypatch.setattr(sys.modules["llmos.sdk.discover"], "discover", lambda cfg, **kw: None)
     top = invoke("top", "--once").stdout
-    assert "tok/s 33.5 (engines, live)" in top and "engines" in top and "joules" in top
-    monkeypatch.setattr(disc, "discover", lambda cfg, **kw: None)
-    assert "finished in the last" in invoke("top", "--once").stdout
+    assert "finished in the last" in top and "joules" in top
 
 
 async def test_top_frame_from_an_in_process_kernel(config, clock):
@@ -133,7 +118,9 @@ def test_explain_shows_the_placement_and_labelled_joules(state):
     assert " J, attempts 1" in exp
 
 
-def test_reading_commands_migrate_an_older_journal(home):
+def test_reading_commands_never_migrate_a_journal_of_another_schema(home):
+    """Without a daemon the journal is read as it is: an older or newer schema is named
+    (one line, what to do), and the file is left alone."""
     from llmos.kernel.storage import MIGRATIONS, SCHEMA_VERSION, Journal, Reader
 
     path = home / "llmos.db"
@@ -141,8 +128,28 @@ def test_reading_commands_migrate_an_older_journal(home):
     j.write("INSERT INTO processes(pid, kind, owner, spec, priority, state, reason, created_s) "
             "VALUES (1, 'job', 'root', '{\"type\": \"x\"}', 0, 1, 'admitted', 1.0)")
     j.close()
-    out = json.loads(invoke("ps", "--json").stdout)["processes"]
-    assert [p["pid"] for p in out] == [1] and out[0]["placed_on"] is None
+    before = path.read_bytes()
+    for cmd in (["ps"], ["agents"], ["top", "--once"], ["explain", "1"]):
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code != 0, cmd
+        assert "schema version 1, older than" in str(res.exception) and "never migrate" in str(res.exception)
     r = Reader(path)
-    assert r.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert r.query("PRAGMA user_version")[0][0] == 1 and path.read_bytes() == before
     r.close()
+    newer = home / "newer"
+    newer.mkdir()
+    Journal(newer / "llmos.db").close()
+    import sqlite3
+
+    con = sqlite3.connect(newer / "llmos.db")
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.commit()
+    con.close()
+    res = CliRunner().invoke(app, ["--home", str(newer), "ps"])
+    assert res.exit_code != 0 and "newer than this llmos understands" in str(res.exception)
+
+
+def test_reading_commands_on_a_fresh_state_dir_create_no_journal(home):
+    assert "no processes" in invoke("ps").stdout
+    assert "queued 0" in invoke("top", "--once").stdout
+    assert not (home / "llmos.db").exists()

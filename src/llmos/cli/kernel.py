@@ -1,17 +1,22 @@
 """Kernel commands: ``ps``, ``kill``, ``nice``, ``agents``, ``top``, ``explain``.
 
-Reading commands (ps, agents, top, explain) read the journal directly (read-only), so
-they work whether or not a kernel is running. Changing commands (kill, nice) make
-their syscall as root through the daemon when one serves the state directory (it
-holds the kernel); otherwise they boot the kernel in-process without starting its
-loop, make the syscall and shut down. While a kernel that is not a daemon (another
-in-process command) owns the state directory they say so instead.
+Reading commands (ps, agents, top, explain) go through the kernel's syscalls
+(``proc.list``, ``proc.get``, ``agent.list``, and ``GET /system`` for the engines) as
+root when a daemon serves the state directory, like every other command. With no
+daemon they read the journal directly: opened read-only, never created or migrated
+(a journal of another schema version is named, not changed), so they also work on a
+stopped system or while an in-process command holds the kernel. Changing commands
+(kill, nice) make their syscall through the daemon when one answers; otherwise they
+boot the kernel in-process without starting its loop, make the syscall and shut down.
+While a kernel that is not a daemon owns the state directory they say so instead.
 
-``top`` renders one data shape (``Kernel.stats()``'s) from either source:
-``top_data(reader)`` builds it from the journal, with tok/s from the engines' live
-stats when a daemon answers (else from generations finished in the last seconds);
-``top_frame(kernel.stats())`` is the same view for a program running the kernel
-in-process. Joules carry their label (measured / modelled / mixed).
+Both sources give the same records: processes as ``proc.list``'s dicts (state by
+name, spec as JSON), agents as ``{id, capabilities, creator, tokens, cpu_s, joules,
+joules_label, live, total}``, ``top``'s data in ``Kernel.stats()``'s shape
+(``top_data(reader)`` from the journal, ``daemon_top_data(client)`` from a daemon,
+``top_frame(kernel.stats())`` for a program running the kernel in-process), and
+``explain`` one renderer over a process record with its history. Joules carry their
+label (measured / modelled / mixed).
 """
 
 from __future__ import annotations
@@ -38,31 +43,69 @@ __all__ = ["register", "ps", "kill", "nice", "agents", "top", "explain", "explai
 console = Console()
 S = ProcState
 TOP_WINDOW_S = 10.0      # tok/s is measured over processes that finished this recently
+NO_USAGE = {"tokens": 0, "cpu_s": 0.0, "joules": None, "joules_label": None, "live": 0, "total": 0}
+PROC_SCAN_MAX = 10_000   # processes one proc.list reads for the per-agent totals (its own limit)
 
 
-def _reader() -> tuple[Any, Reader]:
+class _EmptyJournal:
+    """The journal of a state directory where nothing has run yet: every query is empty."""
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def open_journal(cfg: Any) -> Reader | _EmptyJournal:
+    """The state directory's journal, read-only. Never creates or migrates it: a journal
+    of another schema version raises StateDirError saying which and what to do."""
+    if not cfg.db_path.exists():
+        return _EmptyJournal()
+    r = Reader(cfg.db_path)
+    version = r.query("PRAGMA user_version")[0][0]
+    if version == SCHEMA_VERSION:
+        return r
+    r.close()
+    if version < SCHEMA_VERSION:
+        raise StateDirError(f"the journal at {cfg.db_path} has schema version {version}, older than this "
+                            f"llmos's {SCHEMA_VERSION}; reading commands never migrate it",
+                            hint="start the kernel once (`llmos serve`, or `llmos run ...`) to migrate it")
+    raise StateDirError(f"the journal at {cfg.db_path} has schema version {version}, newer than this "
+                        f"llmos understands ({SCHEMA_VERSION})",
+                        hint="read it with the llmos that wrote it, or upgrade this one")
+
+
+def _reader() -> tuple[Any, Reader | _EmptyJournal]:
     cfg = state.config()
-    fresh = not cfg.db_path.exists()  # a fresh state directory: an empty journal, not an error
-    if not fresh:
-        r = Reader(cfg.db_path)
-        old = r.query("PRAGMA user_version")[0][0] < SCHEMA_VERSION
-        if not old:
-            return cfg, r
-        r.close()
-    if fresh or StateLock(cfg.home).holder() is None:   # (a running kernel migrated it already)
-        from llmos.kernel.storage import Journal
-
-        Journal(cfg.db_path).close()  # creates or migrates the schema
-    return cfg, Reader(cfg.db_path)
+    return cfg, open_journal(cfg)
 
 
-def _rows(reader: Reader, where: str = "", args: tuple = (), limit: int = 50) -> list[dict]:
+def _daemon(cfg: Any) -> Any:
+    """A Client for the daemon serving ``cfg.home`` (as root), or None when none answers."""
+    from llmos.sdk.discover import discover
+
+    return discover(cfg)
+
+
+def _rows(reader: Reader | _EmptyJournal, where: str = "", args: tuple = (), limit: int = 50) -> list[dict]:
+    """Processes from the journal as ``proc.list`` gives them (state by name, spec parsed)."""
     sql = f"SELECT {', '.join(PROC_COLUMNS)} FROM processes {where} ORDER BY pid DESC LIMIT ?"
-    return [dict(zip(PROC_COLUMNS, r, strict=True)) for r in reader.query(sql, (*args, limit))]
+    rows = [dict(zip(PROC_COLUMNS, r, strict=True)) for r in reader.query(sql, (*args, limit))]
+    for r in rows:
+        r["state"] = S(r["state"]).name.lower()
+        r["spec"] = json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"]
+        for k in ("result", "error"):
+            r[k] = json.loads(r[k]) if isinstance(r[k], str) else r[k]
+        r["joules_label"] = energy_label(r["joules"], r["joules_modelled"])
+    return rows
+
+
+PS_FIELDS = tuple(c for c in PROC_COLUMNS if c not in ("result", "error", "began"))   # ``ps --json``
 
 
 def _what(r: dict) -> str:
-    spec = json.loads(r["spec"]) if isinstance(r["spec"], str) else r["spec"]
+    spec = json.loads(r["spec"]) if isinstance(r["spec"], str) else (r["spec"] or {})
     if r["kind"] == "tool":
         return spec.get("tool", "?")
     if r["kind"] == "llm":
@@ -121,21 +164,23 @@ def ps(all_: bool = typer.Option(False, "--all", "-a", help="Include finished pr
 
     Example: llmos ps --all --agent root
     """
-    _, reader = _reader()
-    conds, args = [], []
-    if not all_:
-        conds.append(f"state < {int(S.SUCCEEDED)}")
-    if agent:
-        conds.append("owner = ?")
-        args.append(agent)
-    rows = _rows(reader, ("WHERE " + " AND ".join(conds)) if conds else "", tuple(args), limit)
+    cfg = state.config()
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            args: dict[str, Any] = {"limit": limit, **({} if all_ else {"state": "live"}),
+                                    **({"owner": agent} if agent else {})}
+            rows = client.syscall("proc.list", args)["processes"]
+    else:
+        conds, params = [], []
+        if not all_:
+            conds.append(f"state < {int(S.SUCCEEDED)}")
+        if agent:
+            conds.append("owner = ?")
+            params.append(agent)
+        rows = _rows(open_journal(cfg), ("WHERE " + " AND ".join(conds)) if conds else "", tuple(params), limit)
     if as_json:
-        for r in rows:
-            r["state"] = S(r["state"]).name.lower()
-            r["spec"] = json.loads(r["spec"])
-            r.pop("result", None)
-            r.pop("error", None)
-        typer.echo(json.dumps({"processes": rows}))
+        typer.echo(json.dumps({"processes": [{k: r.get(k) for k in PS_FIELDS} for r in rows]}))
         return
     if not rows:
         console.print("no processes" + ("" if all_ else " running (use --all to see finished ones)"))
@@ -188,7 +233,7 @@ def nice(pid: int = typer.Argument(..., help="Process id."),
     console.print(f"pid {out['pid']}: priority {out['priority']}")
 
 
-def _agent_usage(reader: Reader) -> dict[str, dict]:
+def _agent_usage(reader: Reader | _EmptyJournal) -> dict[str, dict]:
     rows = reader.query(f"SELECT owner, SUM(tokens_in + tokens_out), SUM(cpu_s), SUM(joules), "
                         f"SUM(joules_modelled), SUM(state < {int(S.SUCCEEDED)}), COUNT(*) "
                         f"FROM processes GROUP BY owner")
@@ -202,14 +247,21 @@ def agents(as_json: bool = typer.Option(False, "--json", help="One JSON object."
 
     Example: llmos agents
     """
-    _, reader = _reader()
-    usage = _agent_usage(reader)
-    rows = [("root", {"syscalls": ["*"], "read_roots": ["/"], "write_roots": ["/"], "network": True,
-                      "others": True, "quotas": {}}, None)]
-    rows += [(a, json.loads(c), cr) for a, c, cr in reader.query("SELECT id, caps, creator FROM agents ORDER BY id")]
+    cfg = state.config()
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            rows, usage = _daemon_agents(client)
+    else:
+        reader = open_journal(cfg)
+        usage = _agent_usage(reader)
+        rows = [("root", {"syscalls": ["*"], "read_roots": ["/"], "write_roots": ["/"], "network": True,
+                          "others": True, "quotas": {}}, None)]
+        rows += [(a, json.loads(c), cr)
+                 for a, c, cr in reader.query("SELECT id, caps, creator FROM agents ORDER BY id")]
     if as_json:
-        typer.echo(json.dumps({"agents": [{"id": a, "capabilities": c, "creator": cr, **usage.get(a, {})}
-                                          for a, c, cr in rows]}))
+        typer.echo(json.dumps({"agents": [{"id": a, "capabilities": c, "creator": cr, **NO_USAGE,
+                                           **usage.get(a, {})} for a, c, cr in rows]}))
         return
     t = Table(title="agents")
     for col in ("agent", "syscalls", "read", "write", "net", "quotas", "live", "procs", "tokens", "cpu s"):
@@ -224,35 +276,50 @@ def agents(as_json: bool = typer.Option(False, "--json", help="One JSON object."
     console.print(t)
 
 
-def _live_engines(cfg: Any) -> list[dict] | None:
-    """The daemon's engines (live stats) when one serves this state directory, else None."""
-    try:
-        from llmos.sdk.discover import discover
+def _daemon_agents(client: Any) -> tuple[list[tuple[str, dict, str | None]], dict[str, dict]]:
+    """``agent.list`` (and one ``proc.list`` for the process totals) in the journal's shape."""
+    listed = client.syscall("agent.list")["agents"]
+    totals: dict[str, int] = {}
+    for p in client.syscall("proc.list", {"limit": PROC_SCAN_MAX})["processes"]:
+        totals[p["owner"]] = totals.get(p["owner"], 0) + 1
+    order = sorted(listed, key=lambda a: (a["id"] != "root", a["id"]))
+    rows = [(a["id"], a.get("capabilities") or {}, a.get("creator")) for a in order]
+    usage = {a["id"]: {"tokens": a.get("tokens_total", 0), "cpu_s": a.get("cpu_s", 0.0),
+                       "joules": a.get("joules"), "joules_label": a.get("joules_label"),
+                       "live": a.get("live_procs", 0), "total": totals.get(a["id"], 0)} for a in listed}
+    return rows, usage
 
-        client = discover(cfg)
-        if client is None:
-            return None
-        with client:
-            return list(client.system().get("engines") or [])
-    except Exception:  # noqa: BLE001 - top falls back to the journal's figure
-        return None
 
-
-def top_data(reader: Reader, *, engines: list[dict] | None = None) -> dict[str, Any]:
-    """``Kernel.stats()``'s shape from the journal. ``engines``: live engine stats (a
-    daemon's); without them tok/s counts generations finished in the last TOP_WINDOW_S."""
+def top_data(reader: Reader | _EmptyJournal, *, engines: list[dict] | None = None) -> dict[str, Any]:
+    """``Kernel.stats()``'s shape from the journal. ``engines``: live engine stats when the
+    caller has them; without them tok/s counts generations finished in the last TOP_WINDOW_S."""
     now = time.time()
     counts = {S(st).name.lower(): n for st, n in reader.query("SELECT state, COUNT(*) FROM processes GROUP BY state")}
     if engines is not None:
         tok_s, source = sum(float(e.get("tokens_per_s") or 0) for e in engines), "engines, live"   # a daemon's
     else:
         recent = reader.query("SELECT SUM(tokens_out) FROM processes WHERE finished_s >= ?", (now - TOP_WINDOW_S,))
-        tok_s, source = (recent[0][0] or 0) / TOP_WINDOW_S, f"finished in the last {TOP_WINDOW_S:.0f} s"
+        tok_s = ((recent[0][0] if recent else 0) or 0) / TOP_WINDOW_S
+        source = f"finished in the last {TOP_WINDOW_S:.0f} s"
     agents = {a: {**u, "processes": u["total"], "tokens_total": u["tokens"]}
               for a, u in _agent_usage(reader).items()}
     return {"processes": counts, "queue_depth": counts.get("new", 0) + counts.get("queued", 0),
             "tokens_per_s": tok_s, "tokens_per_s_source": source, "engines": engines or [],
             "agents": agents, "live": _rows(reader, f"WHERE state < {int(S.SUCCEEDED)}", (), 25)}
+
+
+def daemon_top_data(client: Any) -> dict[str, Any]:
+    """``top_data``'s shape through a daemon: ``GET /system`` (engines, processes per state),
+    ``agent.list`` and ``proc.list`` (the live processes), as root."""
+    system = client.system()
+    engines = list(system.get("engines") or [])
+    counts = {s.name.lower(): 0 for s in S} | dict(system.get("process_counts") or {})
+    rows, usage = _daemon_agents(client)
+    agents = {a: {**u, "processes": u["total"], "tokens_total": u["tokens"]} for a, u in usage.items()}
+    live = client.syscall("proc.list", {"state": "live", "limit": 25})["processes"]
+    return {"processes": counts, "queue_depth": counts.get("new", 0) + counts.get("queued", 0),
+            "tokens_per_s": sum(float(e.get("tokens_per_s") or 0) for e in engines),
+            "tokens_per_s_source": "engines, live", "engines": engines, "agents": agents, "live": live}
 
 
 def top_frame(data: dict[str, Any]) -> Group:
@@ -287,8 +354,20 @@ def top_frame(data: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
-def _top_frame(cfg: Any, reader: Reader) -> Group:
-    return top_frame(top_data(reader, engines=_live_engines(cfg)))
+def _top_frame(cfg: Any) -> Group:
+    """One frame: through the daemon when one answers, else from the journal (read-only)."""
+    client = _daemon(cfg)
+    if client is not None:
+        try:
+            with client:
+                return top_frame(daemon_top_data(client))
+        except LLMOSError:       # it stopped between frames: the journal has the rest
+            pass
+    reader = open_journal(cfg)
+    try:
+        return top_frame(top_data(reader))
+    finally:
+        reader.close()
 
 
 def top(interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes."),
@@ -297,49 +376,73 @@ def top(interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds
 
     Example: llmos top
     """
-    cfg, reader = _reader()
+    cfg = state.config()
     if once:
-        console.print(_top_frame(cfg, reader))
+        console.print(_top_frame(cfg))
         return
-    with Live(_top_frame(cfg, reader), console=console, refresh_per_second=max(1, int(1 / interval))) as live:
+    with Live(_top_frame(cfg), console=console, refresh_per_second=max(1, int(1 / interval))) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(_top_frame(cfg, reader))
+                live.update(_top_frame(cfg))
         except KeyboardInterrupt:
             pass
 
 
-def explain_lines(reader: Reader, pid: int) -> list[str]:
-    """The kernel's account of one process: what, who, every transition with its reason
-    (scheduler decisions included), usage and outcome. Shared with ``llmos explain``."""
+def _journal_record(reader: Reader | _EmptyJournal, pid: int) -> tuple[dict, list[tuple[int, str]]]:
+    """Process ``pid`` from the journal with its history, and its children's states."""
     rows = _rows(reader, "WHERE pid = ?", (pid,), 1)
     if not rows:
         raise LLMOSError(f"no process with pid {pid}", hint="run `llmos ps --all` to list them")
     r = rows[0]
-    st = S(r["state"]).name.lower()
+    r["history"] = [{"ts": ts, "from": None if frm is None else S(frm).name.lower(), "to": S(to).name.lower(),
+                     "reason": why}
+                    for ts, frm, to, why in reader.query("SELECT ts, from_state, to_state, reason FROM transitions "
+                                                         "WHERE pid = ? ORDER BY id", (pid,))]
+    kids = [(c, S(st).name.lower())
+            for c, st in reader.query("SELECT pid, state FROM processes WHERE parent = ? ORDER BY pid", (pid,))]
+    return r, kids
+
+
+def _daemon_record(client: Any, pid: int) -> tuple[dict, list[tuple[int, str]]]:
+    """Process ``pid`` through the daemon (``proc.get`` with history), and its children's states."""
+    r = client.syscall("proc.get", {"pid": pid, "history": True})
+    kids = client.syscall("proc.list", {"parent": pid, "limit": PROC_SCAN_MAX})["processes"] if r.get("children") else []
+    return r, sorted((c["pid"], c["state"]) for c in kids)
+
+
+def explain_record(r: dict, children: list[tuple[int, str]]) -> list[str]:
+    """The kernel's account of one process record (``proc.get`` with ``history``, or the
+    journal's): what, who, every transition with its reason (scheduler decisions
+    included), usage and outcome."""
+    pid, st = r["pid"], _state(r["state"])
     out = [f"pid {pid}: {r['kind']} '{_what(r)}' by agent {r['owner']}, priority {r['priority']}, "
-           f"now {st}" + (f" (parent {r['parent']})" if r["parent"] else "")]
-    for ts, frm, to, why in reader.query("SELECT ts, from_state, to_state, reason FROM transitions "
-                                         "WHERE pid = ? ORDER BY id", (pid,)):
+           f"now {st}" + (f" (parent {r['parent']})" if r.get("parent") else "")]
+    for h in r.get("history") or []:
+        ts = h["ts"]
         clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
-        move = S(to).name.lower() if frm is None else f"{S(frm).name.lower()} -> {S(to).name.lower()}"
-        out.append(f"  {clock}  {move:<22} {why}")
+        move = h["to"] if h.get("from") is None else f"{h['from']} -> {h['to']}"
+        out.append(f"  {clock}  {move:<22} {h.get('reason') or ''}")
     usage = f"tokens in/out {r['tokens_in']}/{r['tokens_out']}, cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} s"
-    if r["joules"] is not None:
-        usage += f", {_joules(r['joules'], energy_label(r['joules'], r['joules_modelled']))}"
-    if r["placed_on"]:
+    if r.get("joules") is not None:
+        usage += f", {_joules(r['joules'], energy_label(r['joules'], r.get('joules_modelled')))}"
+    if r.get("placed_on"):
         out.append(f"  placed on: {r['placed_on']} (the allocator's reason is in the dispatch line above)")
     out.append(f"  usage: {usage}, attempts {r['attempts']}")
-    if r["error"]:
-        e = json.loads(r["error"])
-        out.append(f"  error: {e.get('message')}" + (f" (hint: {e['hint']})" if e.get("hint") else ""))
-    if st == "waiting" and (r["reason"] or "").startswith("needs_confirmation"):
+    err = r.get("error")
+    if err:
+        out.append(f"  error: {err.get('message')}" + (f" (hint: {err['hint']})" if err.get("hint") else ""))
+    if st == "waiting" and (r.get("reason") or "").startswith("needs_confirmation"):
         out.append(f"  waiting for a person: confirm with the API (proc.confirm {pid}) or `llmos kill {pid}`")
-    kids = reader.query("SELECT pid, state FROM processes WHERE parent = ? ORDER BY pid", (pid,))
-    if kids:
-        out.append("  children: " + ", ".join(f"{c} ({S(s).name.lower()})" for c, s in kids))
+    if children:
+        out.append("  children: " + ", ".join(f"{c} ({cs})" for c, cs in children))
     return out
+
+
+def explain_lines(reader: Reader | _EmptyJournal, pid: int) -> list[str]:
+    """``explain_record`` for process ``pid`` read from the journal (the shell's
+    ``llmos explain RUN`` calls this for each process of a run)."""
+    return explain_record(*_journal_record(reader, pid))
 
 
 def explain(pid: int = typer.Argument(..., help="Process id.")) -> None:
@@ -347,8 +450,14 @@ def explain(pid: int = typer.Argument(..., help="Process id.")) -> None:
 
     Example: llmos explain 42
     """
-    _, reader = _reader()
-    for line in explain_lines(reader, pid):
+    cfg = state.config()
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            lines = explain_record(*_daemon_record(client, pid))
+    else:
+        lines = explain_lines(open_journal(cfg), pid)
+    for line in lines:
         console.print(line, highlight=False, markup=False)
 
 
