@@ -109,6 +109,8 @@ def new_run_id() -> str:
 
 
 class Runner:
+    execution = Execution      # one run's state machine (workflows subclass it to run a saved plan)
+
     def __init__(self, kernel: Any, *, store: Any = None, user: str | None = None,
                  model: str | None = None, priority: int = params.PRIORITY_DEFAULT,
                  confirm: Confirm | None = None, on_event: OnEvent | None = None,
@@ -194,7 +196,7 @@ class Runner:
                                "workdir": str(wd), "model": self.model or "", "status": "failed",
                                "answer": "", "steps": [], "notes": [], "habits": [], "timings": {},
                                "llm_calls": [], "revisions": 0}
-        run = Execution(self, rec, request, wd, yes or yes_all, yes_all, dry_run)
+        run = self.execution(self, rec, request, wd, yes or yes_all, yes_all, dry_run)
         try:
             result = await run.go()
         except asyncio.CancelledError:
