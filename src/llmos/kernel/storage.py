@@ -109,6 +109,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         restarts INTEGER NOT NULL DEFAULT 0, agent TEXT);
     CREATE INDEX runs_status ON runs(status);
     """),
+    (5, """
+    ALTER TABLE timers ADD COLUMN every_s REAL;
+    """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,7 +1,7 @@
 """Timer syscalls: ``timer.set`` / ``timer.cancel`` / ``timer.list`` (thin decoders).
 
 Timers are durable (``timers.Timers``): a reminder set before a restart fires after
-it, marked ``late`` when its time passed while the kernel was down.
+it, marked ``late`` when its time passed while the kernel was down; ``every_s`` repeats it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class SetArgs(Args):
     in_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
     at: float | None = Field(default=None, ge=0)
     message: text(1000, 1)              # type: ignore[valid-type]
+    every_s: float | None = Field(default=None, ge=1, le=MAX_DELAY_S)   # repeat this often (seconds)
 
 
 class IdArgs(Args):
@@ -47,7 +48,7 @@ async def set_(k: Kernel, call: Call, a: SetArgs) -> dict:
     if due > now + MAX_DELAY_S:
         raise InvalidArgument("timer.set: at is more than ten years away", field="at",
                               expected="a time within ten years")
-    t = k.timers.set(call.agent.id, due, a.message)
+    t = k.timers.set(call.agent.id, due, a.message, a.every_s)
     await k.journal.durable()
     return t.to_dict()
 
@@ -69,7 +70,8 @@ async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
 
 
 ROWS = [
-    Syscall("timer.set", SetArgs, "timer.set", set_, "a durable reminder: in_s seconds from now, or at"),
+    Syscall("timer.set", SetArgs, "timer.set", set_,
+            "a durable reminder: in_s seconds from now, or at; every_s repeats it"),
     Syscall("timer.cancel", IdArgs, "timer.cancel", cancel, "cancel a pending reminder"),
     Syscall("timer.list", ListArgs, "timer.list", list_, "pending reminders (all=true: fired too)"),
 ]
