@@ -67,7 +67,7 @@ __all__ = ["check_path", "check_schema", "ToolContext", "ToolResult", "Tool", "T
            "default_registry", "overwrite_risk", "KINDS", "PathMode", "Stop", "current_context", "using"]
 
 PathMode = Literal["r", "w"]
-KINDS = ("files", "text", "data", "plot", "calc", "code", "assistant", "net")
+KINDS = ("files", "text", "data", "plot", "calc", "code", "assistant", "net", "decide", "report")
 
 
 # ── paths ───────────────────────────────────────────────────────────────────

@@ -8,6 +8,8 @@
     code       python.run, python.run_file, shell.run (in the sandbox)
     assistant  timer.set, todo.add/list/done, calendar.add/list
     net        net.fetch (httpx; needs the network capability)
+    decide     data.rank (weighted criteria), tasks.choose (max Σ p on HiGHS)
+    report     report.write (Markdown + HTML + PNG charts)
 
 Heavy libraries (pandas, matplotlib, httpx) load inside the tools, on first use.
 """
@@ -18,7 +20,7 @@ from llmos.tools.registry import Tool
 
 __all__ = ["all_tools"]
 
-_MODULES = ("files", "text", "data", "plot", "calc", "code", "assistant", "net")
+_MODULES = ("files", "text", "data", "plot", "calc", "code", "assistant", "net", "decide", "report")
 
 
 def all_tools() -> list[Tool]:

@@ -9,7 +9,7 @@ shared between calls; it loads on first use.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmos.errors import InvalidArgument
 from llmos.tools.builtin._common import PATH, enum, params, string, write_text
@@ -17,16 +17,23 @@ from llmos.tools.builtin.data import col, group, load, num
 from llmos.tools.registry import Tool, ToolContext, ToolResult, overwrite_risk
 from llmos.types import Risk
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 POINTS_OUT_MAX = 500     # most (x, y) values returned in the output
 POINTS_PLOT_MAX = 5000   # most points drawn
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
 def _series(ctx: ToolContext, a: dict) -> tuple[list, list, str, str, str]:
-    """(x values, y values, x label, y label, aggregation used)."""
+    return series(load(ctx, a["path"]), a)
+
+
+def series(df: pd.DataFrame, a: dict) -> tuple[list, list, str, str, str]:
+    """(x values, y values, x label, y label, aggregation used) of table ``df`` for chart
+    arguments ``a`` (x, y, kind, agg); report.write draws its charts with it too."""
     import pandas as pd
 
-    df = load(ctx, a["path"])
     x = col(df, a["x"], "x")
     y = col(df, a["y"], "y") if a.get("y") else None
     agg = a["agg"]
