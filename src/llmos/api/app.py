@@ -79,10 +79,11 @@ def create_app(config: Config, *, kernel: Any = None, engines: Any = None, tools
     app.state.svc = None
 
     from llmos.api import openai as openai_routes
-    from llmos.api import routes, runs
+    from llmos.api import routes, runs, workflows
 
     app.include_router(routes.router)
     app.include_router(runs.router)
+    app.include_router(workflows.router)
     app.include_router(openai_routes.router)
     _static_routes(app)
     app.add_middleware(Guard, max_body=max_body, allow_remote=allow_remote,
@@ -164,6 +165,8 @@ async def _running(app: FastAPI, config: Config, *, kernel: Any, engines: Any, t
         from llmos.api.runs import RunManager
 
         svc.runs = RunManager(svc, runner_factory=runner_factory)    # 5. runs
+        from llmos.api import workflows
+        await workflows.start(svc)                                     #    workflows: triggers fire here
         tasks = [asyncio.create_task(hub.pump(kernel.events), name="llmos-events"),
                  asyncio.create_task(ticker(svc), name="llmos-ticker")]  # 6. ticker
         if preload_models:
@@ -178,6 +181,7 @@ async def _running(app: FastAPI, config: Config, *, kernel: Any, engines: Any, t
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await workflows.stop(svc)
             await svc.runs.close()
             if owns:
                 await kernel.shutdown()
