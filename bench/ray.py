@@ -1,10 +1,14 @@
 """The Ray executor: per-step overhead against the local executor, and throughput as
 workers are added (Ray nodes on this machine standing in for machines).
 
-Setup: one Ray cluster in this process (``ray.cluster_utils.Cluster``): a head with no
-CPUs (it only schedules) and worker nodes with one CPU each, so "N workers" is N
-separate raylets, each running one task at a time, as N one-core machines would.
-Every node's processes are stopped by their PIDs at the end (``Cluster.shutdown``).
+Setup: a Ray head in this process (``ray.cluster_utils.Cluster``) with no CPUs (it only
+schedules), and worker nodes with one CPU each, each started by ``ray start --block`` in
+a session of its own, so "N workers" is N separate raylets, each running one task at a
+time, as N one-core machines would. Linux shares the CPUs between sessions (autogroup
+scheduling), so a node gets its own share of this busy machine, as a machine would have
+its own cores; nodes in one session would split one share. Every process is stopped by
+PID at the end (a node: SIGTERM to its ``ray start``; the head: ``Cluster.shutdown``) and
+checked gone.
 
 1. Overhead. The same steps go through ``LocalExecutor`` and ``RayExecutor``
    (``calc.eval``, a read-only builtin tool: Ray runs it on a worker through the same
@@ -46,8 +50,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 STEPS_QUICK, STEPS_FULL = 200, 1000         # batched steps per round
-SEQ_QUICK, SEQ_FULL = 40, 200               # one-at-a-time steps per round
-JOBS_QUICK, JOBS_FULL = 10, 32              # CPU-bound jobs per scaling round
+SEQ_QUICK, SEQ_FULL = 30, 200               # one-at-a-time steps per round
+JOBS_QUICK, JOBS_FULL = 12, 32              # CPU-bound jobs per scaling round
 ROUNDS_QUICK, ROUNDS_FULL = 2, 4            # alternations of each comparison
 JOB_ITERS = 1_500_000                       # loop iterations of one job (about 0.1 s on an idle core)
 
@@ -55,11 +59,70 @@ JOB_ITERS = 1_500_000                       # loop iterations of one job (about 
 def busy(iters: int) -> list[float]:
     """A CPU-bound job: a fixed amount of pure-Python work (no I/O, no GIL release);
     returns when it ran (wall clock of this machine, s)."""
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     acc = 0
     for i in range(iters):
         acc = (acc + i * i) % 1_000_003
-    return [t0, time.time(), float(acc)]
+    return [t0, time.time(), time.process_time() - c0, os.getpid(), float(acc)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Node:
+    """One worker node: ``ray start --address HEAD --num-cpus 1 --block`` in a session of
+    its own, as a separate machine would be (the kernel's autogroup scheduler shares the
+    CPUs between sessions, so nodes in the driver's session would split one share).
+    Stopped by SIGTERM to that process's PID; its session's processes are checked gone."""
+
+    def __init__(self, address: str) -> None:
+        import subprocess
+
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        self.proc = subprocess.Popen(
+            [ray_cli, "start", "--address", address, "--num-cpus", "1", "--object-store-memory",
+             str(80 << 20), "--block", "--disable-usage-stats"], start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def session_pids(self) -> list[int]:
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    if os.getsid(int(d)) == self.proc.pid:
+                        out.append(int(d))
+                except OSError:
+                    pass
+        return out
+
+    def stop(self) -> list[int]:
+        """Stop the node: SIGTERM to its ``ray start``, which stops what it started; what is
+        still running in its session after 20 s is SIGKILLed, by PID, and returned."""
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except Exception:
+            pass
+        end = time.monotonic() + 20
+        left = [p for p in self.session_pids() if _running(p)]
+        while left and time.monotonic() < end:
+            time.sleep(0.2)
+            left = [p for p in self.session_pids() if _running(p)]
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        return left
 
 
 class Driver:
@@ -92,7 +155,7 @@ class Driver:
                 if not res.ok:
                     raise SystemExit(f"bench: step {pid} failed: {res.error}")
                 if spans is not None:
-                    spans.append(res.value[:2])
+                    spans.append(res.value[:4])
             done |= out.finished
         return time.perf_counter() - t0
 
@@ -139,28 +202,30 @@ def fmt(xs) -> str:
     return "/".join(f"{x:.2f}" for x in xs)
 
 
-async def scaling(cluster, remote: Driver, extra, jobs: int, rounds: int, wait_nodes) -> dict:
-    """Throughput with 1 and 2 worker nodes, alternating; ``extra`` is the second node."""
+async def scaling(address: str, remote: Driver, extra: list, jobs: int, rounds: int, wait_nodes) -> dict:
+    """Throughput with 1 and 2 worker nodes, alternating; ``extra[0]`` is the second node."""
     tput: dict[int, list[float]] = {1: [], 2: []}
     busy_share: dict[int, list[float]] = {1: [], 2: []}
     await remote.go([job_work() for _ in range(4)])               # warm both workers
     for r in range(rounds):
         for n in ((2, 1) if r % 2 == 0 else (1, 2)):
             if n == 1 and extra[0] is not None:
-                cluster.remove_node(extra[0])
+                extra.append(extra[0].stop())          # what it left running (checked at the end)
                 extra[0] = None
                 wait_nodes(2)
             elif n == 2 and extra[0] is None:
-                extra[0] = cluster.add_node(num_cpus=1, object_store_memory=80 << 20)
+                extra[0] = Node(address)
                 wait_nodes(3)
-                await remote.go([job_work() for _ in range(2)])   # the new node's worker starts
+                await remote.go([job_work() for _ in range(4)])   # the new node's worker starts
             spans: list = []
             wall = await remote.go([job_work() for _ in range(jobs)], spans)
             tput[n].append(jobs / wall)
-            share = sum(b - a for a, b in spans) / (n * wall)      # how busy the executor kept the workers
+            share = sum(b - a for a, b, _, _ in spans) / (n * wall)   # how busy the executor kept the workers
+            cpu = sum(c for _, _, c, _ in spans) / wall                # cores' worth the jobs got
             busy_share[n].append(share)
             print(f"  round {r + 1}: {n} worker(s): {jobs} jobs in {wall:.2f} s = {jobs / wall:.2f} jobs/s; "
-                  f"workers busy {share:.0%} of the time", file=sys.stderr)
+                  f"workers busy {share:.0%} of the time, {len({p for *_, p in spans})} worker processes, "
+                  f"the jobs got {cpu:.2f} cores", file=sys.stderr)
     t1, t2 = statistics.median(tput[1]), statistics.median(tput[2])
     return {"jobs_per_s": {"1": t1, "2": t2}, "efficiency_2": t2 / t1 / 2,
             "rounds": {"1": tput[1], "2": tput[2]},
@@ -192,21 +257,33 @@ def main() -> None:
     t0 = time.perf_counter()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "object_store_memory": 80 << 20})
-    cluster.add_node(num_cpus=1, object_store_memory=80 << 20)
-    extra = [cluster.add_node(num_cpus=1, object_store_memory=80 << 20)]
     ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
-    start_s = time.perf_counter() - t0
 
     def wait_nodes(n: int) -> None:
-        for _ in range(200):
+        for _ in range(2400):
             if sum(1 for x in ray.nodes() if x["Alive"]) == n:
                 return
             time.sleep(0.05)
+        raise RuntimeError(f"the cluster did not reach {n} nodes in 120 s")
 
-    wait_nodes(3)
+    first, extra = None, [None]
+    try:
+        first = Node(cluster.address)
+        wait_nodes(2)
+        extra[0] = Node(cluster.address)
+        wait_nodes(3)
+    except BaseException:
+        for node in (first, extra[0]):
+            if node is not None:
+                node.stop()
+        ray.shutdown()
+        cluster.shutdown()
+        raise
+
+    start_s = time.perf_counter() - t0
     pids = [p.process.pid for node in cluster.list_all_nodes() for ps in node.all_processes.values() for p in ps]
-    print(f"ray cluster: head (0 CPUs) + 2 worker nodes (1 CPU each) started in {start_s:.1f} s, "
-          f"{len(pids)} processes", file=sys.stderr)
+    print(f"ray cluster: head (0 CPUs) + 2 worker nodes (1 CPU each, each in its own session) started "
+          f"in {start_s:.1f} s", file=sys.stderr)
     tools = default_registry()
     conn = RayConnection(cluster.address, False, view=ClusterView(ray_reader(), address=cluster.address),
                          owner=False)
@@ -217,17 +294,19 @@ def main() -> None:
                 remote = Driver(lambda claim: RayExecutor(claim, connection=conn, tools=tools))
                 try:
                     ov = await overhead(local, remote, ws, steps, seq, rounds)
-                    sc = await scaling(cluster, remote, extra, jobs, rounds, wait_nodes)
+                    sc = await scaling(cluster.address, remote, extra, jobs, rounds, wait_nodes)
                 finally:
                     await local.ex.close()
                     await remote.ex.close()
                 return ov, sc
             ov, sc = asyncio.run(run())
     finally:
+        stragglers = first.stop() + (extra[0].stop() if extra[0] is not None else [])   # by PID
+        stragglers += [p for st in extra[1:] for p in st]
         ray.shutdown()
-        cluster.shutdown()            # every node's processes, by their PIDs
+        cluster.shutdown()            # the head's processes, by their PIDs
     time.sleep(0.5)
-    left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    left = [p for p in pids + stragglers if _running(p)]
     load1 = os.getloadavg()[0]
     over = ov["batched_ms"]["ray"] - ov["batched_ms"]["local"]
     over_single = ov["single_ms"]["ray"] - ov["single_ms"]["local"]
@@ -249,6 +328,7 @@ def main() -> None:
         "rounds_jobs_per_s": {k: [round(x, 3) for x in v] for k, v in sc["rounds"].items()},
         "workers_busy": {k: round(v, 3) for k, v in sc["workers_busy"].items()},
         "cluster_start_s": round(start_s, 2), "processes_left": len(left),
+        "node_processes_sigkilled": len(stragglers),
         "load_avg": [round(load0, 2), round(load1, 2)], "wall_s": round(time.perf_counter() - t_start, 1),
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
         "ray": ray.__version__}))
