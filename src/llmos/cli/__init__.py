@@ -56,7 +56,8 @@ def _root(
 
 
 # Sub-command modules, in help order. Each exports register(app).
-_MODULES = ("base", "shell", "storage", "memory", "kernel", "approve", "tokens", "hw", "serve", "train", "bench")
+_MODULES = ("base", "shell", "storage", "memory", "kernel", "approve", "tokens", "hw", "serve", "train", "bench",
+            "workflow", "reminders")
 for _name in _MODULES:
     try:
         _mod = importlib.import_module(f"llmos.cli.{_name}")

@@ -12,6 +12,7 @@ through the daemon when one serves the state directory, else in-process.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -21,10 +22,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmos.errors import InvalidArgument
+from llmos.errors import InvalidArgument, LLMOSError
 
 __all__ = ["register", "reminders_app", "follow", "line", "seconds"]
 
+log = logging.getLogger(__name__)
 out = Console(highlight=False, soft_wrap=True)
 reminders_app = typer.Typer(name="reminders", add_completion=False, invoke_without_command=True,
                             help="Reminders: list, add (once or repeating), cancel.\n\n"
@@ -56,7 +58,15 @@ def _span(s: float) -> str:
 
 
 async def follow(session: Any, show: Callable[[str], None]) -> None:
-    """Show every reminder fired for the person while the shell is open."""
+    """Show every reminder fired for the person while the shell is open (ends quietly
+    when the event stream does: the daemon stopped)."""
+    try:
+        await _follow(session, show)
+    except LLMOSError as e:
+        log.info("reminders: the event stream ended: %s", e)
+
+
+async def _follow(session: Any, show: Callable[[str], None]) -> None:
     kernel = getattr(session, "kernel", None)
     if kernel is not None:
         async for ev in kernel.events():

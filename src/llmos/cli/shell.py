@@ -225,6 +225,8 @@ async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = F
         store.close()
         raise
     box["session"] = session
+    from llmos.cli.reminders import follow
+    reminders = asyncio.ensure_future(follow(session, lambda text: err.print(f"\n{text}", markup=False)))
     _line_editing()
     last: str | None = None
     err.print(f"[bold]llmos shell[/] in {wd} — type a request; `help` for commands, `quit` to leave.")
@@ -263,6 +265,7 @@ async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = F
                 err.print(f"[red]error:[/] {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
                           markup=True)
     finally:
+        reminders.cancel()
         store.close()
         await session.aclose()
 
