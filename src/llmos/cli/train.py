@@ -113,7 +113,12 @@ async def _via_daemon(client: Any, cfg: Any, spec: Any, *, detach: bool, fresh: 
 
     async def state_of() -> dict:
         return await client.get_process(pid)
-    return await _follow(job, state_of, quiet=quiet)
+    try:
+        return await _follow(job, state_of, quiet=quiet)
+    except asyncio.CancelledError:                 # Ctrl-C stops following, not the job
+        typer.echo(f"stopped following: training pid {pid} goes on in the daemon "
+                   f"(llmos ps; llmos kill {pid} stops it)", err=True)
+        raise
 
 
 async def _in_process(cfg: Any, spec: Any, *, fresh: bool, quiet: bool) -> int:
@@ -121,17 +126,28 @@ async def _in_process(cfg: Any, spec: Any, *, fresh: bool, quiet: bool) -> int:
     from llmos.train.job import job_dir_for, submit
 
     kernel = await boot_kernel(cfg)
+    job = job_dir_for(spec, cfg.home)
+    pid: int | None = None
+    stopped = False
     try:
         pid = await submit(kernel, spec, fresh=fresh)
-        job = job_dir_for(spec, cfg.home)
         if not quiet:
             typer.echo(f"pid {pid}: {_describe(spec)} (in-process; folder {job.path})", err=True)
 
         async def state_of() -> dict:
             return kernel.view(kernel.procs.get(pid))
         return await _follow(job, state_of, quiet=quiet)
+    except asyncio.CancelledError:                 # Ctrl-C: the ranks checkpoint as the kernel stops
+        stopped = True
+        raise
     finally:
         await kernel.shutdown()
+        if stopped and pid is not None:
+            from llmos.train.checkpoint import latest
+
+            ck = latest(job)
+            typer.echo(f"stopped: training pid {pid} checkpointed at step {ck.step if ck else 0} of "
+                       f"{spec.steps}; the same command resumes it", err=True)
 
 
 async def _follow(job: Any, state_of: Any, *, quiet: bool) -> int:
