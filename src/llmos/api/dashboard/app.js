@@ -222,8 +222,11 @@ function renderAgents() {
 function logEvent(ev) {
   if (ev.type === "system.stats") return;
   const log = $("event-log");
+  const t = ev.type || "";
   const text = ev.type + (ev.pid !== undefined ? " pid " + ev.pid : "") + (ev.run_id ? " run " + ev.run_id : "") +
-    (ev.state ? " → " + ev.state : "") + (ev.reason ? " (" + ev.reason + ")" : "");
+    (ev.state ? " → " + ev.state : "") + (ev.reason ? " (" + ev.reason + ")" : "") +
+    (ev.workflow ? " " + ev.workflow + " " + ev.status + " (" + ev.cause + ")" : "") +
+    (t === "timer" ? ": " + ev.message : "");
   log.prepend(el("li", {}, text));
   while (log.children.length > 60) log.lastChild.remove();
 }
@@ -233,6 +236,7 @@ function onEvent(ev) {
   logEvent(ev);
   const t = ev.type || "";
   if (t === "system.stats") { renderSystem(ev.system); return; }
+  if (t === "timer") { toast("⏰ reminder" + (ev.late ? " (late)" : "") + ": " + ev.message); return; }
   if (t.startsWith("run.") && ev.run) {
     state.runs.set(ev.run.id, ev.run);
     renderRuns();
