@@ -86,6 +86,10 @@ def test_fill_answer():
     assert fill_answer("", outs, sums) == "1 of 4 rows"                               # no template
     moved = {1: {"source": "a.md", "destination": "b.md"}}
     assert fill_answer("Moved $step1.output.source to $step1.output.destination.", moved, {}) == "Moved a.md to b.md."
+    # an empty value is never a silent gap in the sentence: it reads "none" and the summary is added
+    empty = {1: {"files": [], "lines": 0}}
+    assert fill_answer("There are $step1.output.files files.", empty, {1: "0 files: 0 lines"}) == \
+        "There are none files. (0 files: 0 lines)"
     assert cut_repeats("The x has  story has  story has  story has") == "The x has  story has  story"
 
 

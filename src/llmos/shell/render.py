@@ -4,8 +4,8 @@ Map:
 - ``fill_answer(template, outputs, summaries) -> str``: the plan's answer template with
   every ``$stepN.output[.field]`` replaced by the tool's value. A reference the output
   cannot satisfy falls back to the deepest part it names, or the step's headline value
-  (a short text or number) or its summary; a template that names
-  no step gets the last step's one-line summary added, so the answer always states what
+  (a short text or number) or its summary; an empty value reads "none"; a template that
+  names no step, or that needed a fallback, gets the last step's one-line summary added, so the answer always states what
   the tools computed (never a number the model guessed).
 - ``short(value, n)``: a value as at most ``n`` characters of one line.
 - ``plan_lines(plan, risks)``: numbered steps with risk and reason (for ``llmos shell``).
@@ -116,6 +116,9 @@ def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str
                     break
                 v, depth = nxt, depth + 1
             text = render_value(v) if depth else _headline(outputs[n], summaries.get(n))
+        if not text.strip():      # an empty list or text: say so, and add the step's summary
+            fell_back = True
+            text = "none"
         if "\n" in text:          # a list inside a sentence: one item per line after a colon
             text = "\n" + text
         return text
