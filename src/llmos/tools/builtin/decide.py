@@ -302,8 +302,12 @@ def tasks_choose(ctx: ToolContext, a: dict) -> ToolResult:
     from llmos.alloc.model import Problem, Resource, Task
     from llmos.alloc.solve import solve
 
+    # every task must end within the time limit: it is each task's latest deadline (the
+    # model's horizon row alone counts only tasks that have a deadline)
     who = "you"
-    tasks = [Task(f"t{i}", optional=True, deadline_s=r["deadline"],
+    due = [min(x for x in (r["deadline"], limit) if x is not None) if r["deadline"] is not None or limit is not None
+           else None for r in rows]
+    tasks = [Task(f"t{i}", optional=True, deadline_s=due[i],
                   demand={"budget": r["cost"]} if budget is not None else {},
                   figures={"probability": {who: r["p"]}, "delay": {who: r["time"]}})
              for i, r in enumerate(rows)]
