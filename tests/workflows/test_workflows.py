@@ -99,6 +99,14 @@ async def test_a_time_rule_fires_on_time_across_a_restart_and_a_jump(world, ws):
         runs = svc.store.runs("lines")
         assert [r["status"] for r in runs] == ["succeeded"] and "3" in runs[0]["answer"]
         assert runs[0]["cause"].startswith("time 2026-01-05 09:00") and "fired by" in runs[0]["explain"]
+        from llmos.shell.store import ShellStore
+
+        kept = ShellStore(k.config.home / "shell.db")          # each run is explained like any run
+        try:
+            rec = kept.get_run(runs[0]["run_ids"][0])
+            assert rec["status"] == "succeeded" and rec["plan"]["steps"][0]["tool"] == "files.count"
+        finally:
+            kept.close()
     finally:
         await world["stop"]()
     clock.advance(3 * 86400 + 3600)                          # down until Thursday 10:00: Tue, Wed, Thu missed
@@ -208,5 +216,34 @@ async def test_bad_input_is_one_clear_line(world, ws, tmp_path):
             svc.pause("ghost")
         with pytest.raises(InvalidArgument, match="name"):
             svc.add({"workdir": str(ws)}, "bad name!")
+        other = tmp_path / "other"
+        other.mkdir()
+        assert (await k.syscall("root", "agent.create", {"name": "bob", "capabilities": {
+            "syscalls": ["llm.generate"], "read_roots": [str(other)], "write_roots": [str(other)]}})).ok
+        with pytest.raises(PermissionDenied, match=r"workdir: .* is outside agent bob's write roots"):
+            await svc.compile("every day at nine count lines", ws, owner="bob")
     finally:
         await world["stop"]()
+
+
+async def test_a_folder_watcher_fires_for_a_new_file(config, ws):
+    """watchfiles on a real folder (wall clock, about a second)."""
+    (ws / "drop").mkdir()
+    model = Model(trigger("file", "count the lines of poem.txt", folder="drop"),
+                  plan(("files.count", {"path": "poem.txt"})))
+    k = await Kernel.boot(config, engines={"fake": FakeEngine(model)}, tools=default_registry())
+    svc = open_workflows(k, model="fake")
+    try:
+        await svc.start()
+        svc.add(await svc.compile("when a file lands in drop/, count the lines of poem.txt", ws), "drop")
+        await asyncio.sleep(0.3)                     # the watcher is up
+        (ws / "drop" / "new.txt").write_text("hello")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if svc.store.runs("drop"):
+                break
+        await svc.idle()
+        assert [r["cause"] for r in svc.store.runs("drop")] == ["file drop/new.txt"]
+    finally:
+        await svc.close()
+        await k.shutdown()

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import InvalidArgument, LLMOSError, NotFound
+from llmos.errors import InvalidArgument, LLMOSError, NotFound, PermissionDenied
 from llmos.workflows.saved import SavedPlanRunner, idempotent
 from llmos.workflows.store import State, Workflow, WorkflowStore, check_name
 from llmos.workflows.trigger import Kind, Trigger, split
@@ -68,6 +68,7 @@ class Workflows:
         self._watchers: dict[str, tuple[asyncio.Task, asyncio.Event]] = {}   # name -> watcher, stop
         self._locks: dict[str, asyncio.Lock] = {}       # one run of a workflow at a time
         self._loop_task: asyncio.Task | None = None
+        self._runs_store: Any = None           # the shell's ShellStore: runs kept for `llmos explain`
         self.boot_notes: list[str] = []        # what start() fired late, for the log and tests
 
     # ── compile and approve ────────────────────────────────────────────────
@@ -93,6 +94,7 @@ class Workflows:
 
         check_request(description)
         wd = _workdir(workdir)
+        self._check_owner(owner, wd)
         trig, task = await split(description, lambda m, s: self._generate(owner, m, s))
         trig.check(wd)
         if trig.kind == Kind.AFTER:
@@ -100,6 +102,15 @@ class Workflows:
         plan, steps = await self._plan(task, wd, owner)
         return {"description": description, "task": task, "trigger": trig.to_dict(), "when": trig.describe(),
                 "plan": plan, "steps": steps, "workdir": str(wd), "rights": _rights(wd, steps)}
+
+    def _check_owner(self, owner: str, wd: Path) -> None:
+        """Its runs read and write the workspace: the owner must hold that right itself."""
+        from llmos.kernel.access import is_under
+
+        caps = self.kernel.agents.get(owner).caps
+        if not any(is_under(str(wd), r) for r in caps.write_roots):
+            raise PermissionDenied(f"workdir: {wd} is outside agent {owner}'s write roots "
+                                   f"({', '.join(caps.write_roots) or 'none'})")
 
     async def _plan(self, task: str, wd: Path, owner: str) -> tuple[dict, list[dict]]:
         runner = SavedPlanRunner(self.kernel, None, user=owner, model=self._model())
@@ -117,6 +128,7 @@ class Workflows:
 
         check_name(name)
         wd = _workdir(proposal.get("workdir") or "")
+        self._check_owner(owner, wd)
         trig = Trigger.from_dict(proposal.get("trigger"))
         trig.check(wd)
         if trig.kind == Kind.AFTER:
@@ -223,6 +235,8 @@ class Workflows:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.store.close()
+        if self._runs_store is not None:
+            self._runs_store.close()
 
     # ── time rules ─────────────────────────────────────────────────────────
     def _fire_due(self, wf: Workflow, now: float, cause: str) -> None:
@@ -319,7 +333,11 @@ class Workflows:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _default_runner(self, kernel: Any, wf: Workflow) -> Any:
-        return SavedPlanRunner(kernel, wf.plan, user=wf.owner, model=self._model())
+        if self._runs_store is None:
+            from llmos.shell.store import ShellStore
+
+            self._runs_store = ShellStore(Path(kernel.config.home) / "shell.db")
+        return SavedPlanRunner(kernel, wf.plan, user=wf.owner, model=self._model(), store=self._runs_store)
 
     async def execute(self, wf: Workflow, cause: str, note: str = "") -> dict[str, Any]:
         """One firing: run the saved plan; retry a failure only when every step is idempotent."""
