@@ -155,6 +155,15 @@ def load_spec(path: str | Path) -> TrainSpec:
 
 def parse_spec(data: Any, *, base: Path | None = None, default_name: str = "train") -> TrainSpec:
     """Check ``data`` field by field; return the normalized spec."""
+    try:
+        return _parse(data, base, default_name)
+    except InvalidArgument as e:       # the hint says what the field takes
+        if not e.hint and e.expected:
+            e.hint = f"{e.field}: expected {e.expected}"
+        raise
+
+
+def _parse(data: Any, base: Path | None, default_name: str) -> TrainSpec:
     if not isinstance(data, dict):
         raise InvalidArgument("spec: expected a table of fields", field="spec", expected="an object")
     _only(data, "", ("name", "recipe", "model", "dataset", "steps", "batch_size", "lr", "seed",
