@@ -42,6 +42,8 @@ def test_writes_markdown_html_and_charts_beside_it(call, ws, sales):
     assert "## Summary\n\nNorth leads." in md and "## Method\n\nSums per region." in md
     assert "The table has 4 rows; amount totals 34, largest east (12), smallest south (5)." in md
     assert "| region | amount |\n|---|---|\n| north | 10 |" in md and "### Share" in md
+    # under each chart, the numbers it draws (repeated regions summed)
+    assert "| region | sum of amount |\n|---|---|\n| east | 12 |\n| north | 17 |\n| south | 5 |" in md
     assert "<h1>Sales by region</h1>" in page and "<table>" in page and "<li>two regions grew</li>" in page
 
 
@@ -55,11 +57,11 @@ def test_rows_from_an_earlier_step_and_a_summary_that_holds_html(call, ws, sales
     assert "<script>" not in page and "&lt;script&gt;" in page and "<title>Totals &lt;b&gt;</title>" in page
 
 
-def test_long_tables_are_cut_and_cells_escaped(call, ws):
-    (ws / "big.csv").write_text("k,v\n" + "".join(f"a|{i},{i}\n" for i in range(40)))
+def test_long_tables_are_cut_cells_escaped_and_numbers_plain(call, ws):
+    (ws / "big.csv").write_text("k,v\n" + "".join(f"a|{i},{i + 1234567.25}\n" for i in range(40)))
     call("report.write", path="big.md", title="Big", table="big.csv", max_rows=5)
     md = (ws / "big.md").read_text()
-    assert "_The first 5 of 40 rows._" in md and "| a\\|0 | 0 |" in md and "a\\|5" not in md
+    assert "_The first 5 of 40 rows._" in md and "| a\\|0 | 1234567.25 |" in md and "a\\|5" not in md
 
 
 def test_paths_stay_in_the_workspace(call, ws, sales, tmp_path):

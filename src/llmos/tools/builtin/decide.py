@@ -45,9 +45,12 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _fmt(v: Any) -> str:
+def fmt_number(v: Any) -> str:
+    """A number as a person reads it: at most 2 decimals (4 significant digits below 1)."""
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1 else f"{round(v, 2):g}"
+        if abs(v) < 1:
+            return f"{v:.4g}"
+        return f"{v:.2f}".rstrip("0").rstrip(".") if abs(v) < 1e15 else str(v)
     return str(v)
 
 
@@ -103,7 +106,7 @@ def _conditions(df: pd.DataFrame, conds: list[dict], names: list[str]) -> tuple[
     pos = {idx: i for i, idx in enumerate(df.index)}
     for i, w in enumerate(conds):
         c = col(df, w["column"], f"where[{i}].column")
-        text = f"{c} {w['op']} {_fmt(w['value'])}"
+        text = f"{c} {w['op']} {fmt_number(w['value'])}"
         texts.append(text)
         try:
             met = where(keep, c, w["op"], w["value"], f"where[{i}].column")
@@ -114,7 +117,7 @@ def _conditions(df: pd.DataFrame, conds: list[dict], names: list[str]) -> tuple[
                                   field=f"where[{i}].{e.field or 'value'}", expected=e.expected) from None
         for idx in keep.index.difference(met.index):
             v = keep.at[idx, c]
-            excluded.append({"option": names[pos[idx]], "reason": f"fails {text}: it is {_fmt(num(v))}"})
+            excluded.append({"option": names[pos[idx]], "reason": f"fails {text}: it is {fmt_number(num(v))}"})
         keep = met
     return keep, excluded, texts
 
@@ -130,7 +133,7 @@ def _score(df: pd.DataFrame, crits: list[tuple[str, float, str]], names: list[st
         lo, hi = (min(have), max(have)) if have else (0.0, 0.0)
         share = w / total_w
         if have and hi == lo:
-            notes.append(f"every option has {c} {_fmt(num(lo))}, so it does not separate them")
+            notes.append(f"every option has {c} {fmt_number(num(lo))}, so it does not separate them")
         if len(have) < len(vals):
             notes.append(f"{len(vals) - len(have)} option(s) have no {c}; they get 0 points for it")
         for k, v in enumerate(vals):
@@ -155,10 +158,10 @@ def _sentence(o: dict, n: int, tied: list[str]) -> str:
     for c, x in o["criteria"].items():
         best, worst = ("highest", "lowest") if x["_goal"] == "max" else ("lowest", "highest")
         tag = {"best": f"{best}, ", "worst": f"{worst}, "}.get(x["_at"], "")
-        value = "no value" if x["value"] is None else _fmt(x["value"])
-        parts.append(f"{c} {value} ({tag}{_fmt(x['points'])} of {_fmt(round(100 * x['weight'], 2))} points)")
+        value = "no value" if x["value"] is None else fmt_number(x["value"])
+        parts.append(f"{c} {value} ({tag}{fmt_number(x['points'])} of {fmt_number(round(100 * x['weight'], 2))} points)")
     tie = f", tied with {', '.join(tied)}" if tied else ""
-    return (f"{o['option']} ranks {_ordinal(o['rank'])} of {n} with {_fmt(o['score'])} of 100 points{tie}: "
+    return (f"{o['option']} ranks {_ordinal(o['rank'])} of {n} with {fmt_number(o['score'])} of 100 points{tie}: "
             + "; ".join(parts) + ".")
 
 
@@ -191,7 +194,7 @@ def data_rank(ctx: ToolContext, a: dict) -> ToolResult:
     for o in scored:
         o["sentence"] = _sentence(o, n, [x["option"] for x in ties[o["_group"]] if x is not o])
     weights = {c: round(w / sum(x for _, x, _ in crits), 4) for c, w, _ in crits}
-    weights_text = ", ".join(f"{c} {_fmt(round(100 * weights[c], 1))}% ({'higher' if g == 'max' else 'lower'} "
+    weights_text = ", ".join(f"{c} {fmt_number(round(100 * weights[c], 1))}% ({'higher' if g == 'max' else 'lower'} "
                              f"is better)" for c, _, g in crits)
     shown = scored[: a["limit"]] if a.get("limit") else scored
     ranked = [{"rank": o["rank"], "option": o["option"], "score": o["score"], "sentence": o["sentence"],
@@ -222,7 +225,7 @@ def data_rank(ctx: ToolContext, a: dict) -> ToolResult:
         summary = f"no option of {len(df)} meets {' and '.join(conds)}"
     else:
         summary = (f"ranked {n} of {len(df)} options on {', '.join(c for c, _, _ in crits)}; best: "
-                   f"{scored[0]['option']} ({_fmt(scored[0]['score'])} of 100)")
+                   f"{scored[0]['option']} ({fmt_number(scored[0]['score'])} of 100)")
         if len(ties) and len(ties[0]) > 1:
             summary += f", tied with {', '.join(x['option'] for x in ties[0][1:])}"
     return ToolResult(out, summary, files)
@@ -281,7 +284,7 @@ def _task_rows(ctx: ToolContext, a: dict) -> tuple[list[dict], list[str]]:
                 raise InvalidArgument(f"{k}: task {r['name']!r} has no {'success chance' if k == 'p' else 'time'}",
                                       field=k, expected="a number for every task")
         if not 0 <= r["p"] <= 1:
-            raise InvalidArgument(f"p: task {r['name']!r} has success chance {_fmt(r['p'])}; expected 0..1 "
+            raise InvalidArgument(f"p: task {r['name']!r} has success chance {fmt_number(r['p'])}; expected 0..1 "
                                   "(or a percentage)", field="p", expected="a probability from 0 to 1")
         if r["time"] < 0 or (r["cost"] is not None and r["cost"] < 0):
             raise InvalidArgument(f"task {r['name']!r}: time and cost cannot be negative", field="time",
@@ -334,27 +337,27 @@ def tasks_choose(ctx: ToolContext, a: dict) -> ToolResult:
         if id(r) in ids:
             continue
         if r["deadline"] is not None and r["time"] > r["deadline"]:
-            why = f"takes {_fmt(num(r['time']))}, longer than its deadline {_fmt(num(r['deadline']))}"
+            why = f"takes {fmt_number(num(r['time']))}, longer than its deadline {fmt_number(num(r['deadline']))}"
         elif limit is not None and r["time"] > limit:
-            why = f"takes {_fmt(num(r['time']))}, more than the whole time limit"
+            why = f"takes {fmt_number(num(r['time']))}, more than the whole time limit"
         elif budget is not None and r["cost"] > budget:
-            why = f"costs {_fmt(num(r['cost']))}, more than the whole budget"
+            why = f"costs {fmt_number(num(r['cost']))}, more than the whole budget"
         else:
             why = "the chosen tasks give a larger total chance within the limits"
         left.append({"name": r["name"], "p": num(r["p"]), "time": num(r["time"]),
                      "cost": num(r["cost"]) if r["cost"] is not None else None, "reason": why})
     expected = round(sum(r["p"] for r in picked), 6)
     cost_used = round(sum(r["cost"] for r in picked), 6) if budget is not None else None
-    limits = [f"time limit {_fmt(limit)}" if limit is not None else "", f"budget {_fmt(budget)}" if budget is not None else ""]
+    limits = [f"time limit {fmt_number(limit)}" if limit is not None else "", f"budget {fmt_number(budget)}" if budget is not None else ""]
     limits = [x for x in limits if x] + (["each task's deadline"] if any(r["deadline"] is not None for r in rows) else [])
     lines = [f"Chose {len(chosen)} of {len(rows)} tasks to maximize the expected number of successes (sum of "
              f"success chances) within {' and '.join(limits) or 'no limit'}: expected successes "
-             f"{_fmt(num(expected))}, time used {_fmt(num(t))}"
-             + (f" of {_fmt(limit)}" if limit is not None else "")
-             + (f", cost {_fmt(num(cost_used))} of {_fmt(budget)}" if budget is not None else "")
+             f"{fmt_number(num(expected))}, time used {fmt_number(num(t))}"
+             + (f" of {fmt_number(limit)}" if limit is not None else "")
+             + (f", cost {fmt_number(num(cost_used))} of {fmt_number(budget)}" if budget is not None else "")
              + ("." if optimal else f" (best found: {method}, not proven optimal).")]
-    lines += [f"{c['order']}. {c['name']}: chance {_fmt(c['p'])}, from {_fmt(c['start'])} to {_fmt(c['end'])}"
-              + (f" (deadline {_fmt(c['deadline'])})" if c["deadline"] is not None else "") for c in chosen]
+    lines += [f"{c['order']}. {c['name']}: chance {fmt_number(c['p'])}, from {fmt_number(c['start'])} to {fmt_number(c['end'])}"
+              + (f" (deadline {fmt_number(c['deadline'])})" if c["deadline"] is not None else "") for c in chosen]
     if left:
         lines.append("Left out: " + "; ".join(f"{x['name']} ({x['reason']})" for x in left[:20]) + ".")
     lines += [f"Note: {x}." for x in notes]
@@ -362,7 +365,7 @@ def tasks_choose(ctx: ToolContext, a: dict) -> ToolResult:
            "time_limit": limit, "cost_used": num(cost_used) if cost_used is not None else None, "budget": budget,
            "optimal": optimal, "notes": notes, "text": "\n".join(lines)}
     summary = (f"chose {len(chosen)} of {len(rows)} tasks: {', '.join(c['name'] for c in chosen[:10]) or 'none'}; "
-               f"expected successes {_fmt(num(expected))}")
+               f"expected successes {fmt_number(num(expected))}")
     return ToolResult(out, summary)
 
 
@@ -387,8 +390,8 @@ TOOLS = [
          returns="{ranked: [{rank, option, score, sentence, criteria: {COLUMN: {value, normalized, weight, points}}}], "
                  "best, weights: {COLUMN: share}, weights_text, conditions, count, of, excluded: [{option, reason}], "
                  "ties, notes, text, saved_to}",
-         description="Rank options (table rows) to decide which is best: weighted score on several columns "
-                     "(goal max or min) after hard conditions (where); gives each score's data and a sentence.",
+         description="Rank options (table rows) to pick the best: criteria [{column, weight, goal max|min}] score "
+                     "each row after hard conditions where [{column, op, value}]; gives the data and a sentence each.",
          parameters=params(["path", "criteria"], path=_TABLE,
                            criteria={"type": "array", "items": _CRITERION, "minItems": 1, "maxItems": CRITERIA_MAX,
                                      "description": "the columns to score on, each with a weight and a goal"},
@@ -417,4 +420,4 @@ TOOLS = [
                            deadline_column=string("optional table column with each task's deadline", 200))),
 ]
 
-__all__ = ["TOOLS", "data_rank", "tasks_choose", "numeric"]
+__all__ = ["TOOLS", "data_rank", "tasks_choose", "numeric", "fmt_number"]

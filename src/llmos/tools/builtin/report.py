@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from llmos.errors import InvalidArgument
 from llmos.tools.builtin._common import PATH, enum, integer, params, string, write_text
 from llmos.tools.builtin.data import WRITE_ROWS_MAX, load, num
+from llmos.tools.builtin.decide import fmt_number
 from llmos.tools.builtin.plot import _draw, series
 from llmos.tools.registry import Tool, ToolContext, ToolResult
 from llmos.types import Risk
@@ -65,7 +66,7 @@ def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        text = f"{v:.4g}" if abs(v) < 1 else f"{round(v, 2):g}" if abs(v) < 1e15 else str(v)
+        text = fmt_number(v)
     elif isinstance(v, dict):
         text = ", ".join(f"{k}: {_cell(x)}" for k, x in v.items())
     elif isinstance(v, list):
@@ -130,7 +131,9 @@ def build(ctx: ToolContext, a: dict, pngs: list[Path]) -> tuple[str, list[bytes]
     if a.get("charts") and df is None:
         raise InvalidArgument("charts: a chart needs the table to draw from (table or rows)", field="charts",
                               expected="a table file or rows")
-    images, titles = [], []
+    import pandas as pd
+
+    images, titles, drawn = [], [], []          # drawn: the values each chart shows, as a table
     for i, ch in enumerate(a.get("charts") or []):
         spec = {"x": ch["x"], "y": ch.get("y"), "kind": ch.get("kind", "bar"), "agg": ch.get("agg", "auto")}
         try:
@@ -141,6 +144,7 @@ def build(ctx: ToolContext, a: dict, pngs: list[Path]) -> tuple[str, list[bytes]
         title = ch.get("title") or (f"{yl} by {xl}" if spec["kind"] != "scatter" else f"{yl} vs {xl}")
         images.append(_draw(xs, ys, spec["kind"], xl, yl, title, "png"))
         titles.append(title)
+        drawn.append(pd.DataFrame({xl: xs, yl: ys}))
     lines = [f"# {' '.join(a['title'].split())}", ""]
     when = dt.datetime.fromtimestamp(ctx.clock.time()).strftime("%Y-%m-%d %H:%M")
     lines += [f"_Written {when}" + (f" from {_cell(source)}" if source else "") + "._", ""]
@@ -159,8 +163,10 @@ def build(ctx: ToolContext, a: dict, pngs: list[Path]) -> tuple[str, list[bytes]
     if df is not None:
         lines += [f"## {' '.join((a.get('table_title') or 'Data').split())}", ""]
         lines += markdown_table(df, a["max_rows"]) + [""]
-    for title, png in zip(titles, pngs, strict=True):
+    for title, png, values in zip(titles, pngs, drawn, strict=True):
         lines += [f"### {title}", "", f"![{_cell(title)}]({png.name})", ""]
+        if len(values) <= a["max_rows"]:
+            lines += markdown_table(values, a["max_rows"]) + [""]
     return "\n".join(lines), images, titles
 
 
@@ -204,8 +210,8 @@ _SECTION = params(["heading"], heading=string("section heading", 200, min_length
 TOOLS = [
     Tool(name="report.write", kind="report", risk=Risk.WRITE, fn=report_write, path_args={"path": "w", "table": "r"},
          risk_fn=report_risk, returns="{path, html, charts, sections, words}",
-         description="Write a report as Markdown plus an HTML copy: title, summary in words, sections, a table "
-                     "(a table file or an earlier step's rows) and charts of it as PNGs beside it.",
+         description="Write a Markdown report and an HTML copy: title, summary, sections [{heading, text}], a "
+                     "table (a file or an earlier step's rows) and its charts [{x, y, kind}] as PNGs beside it.",
          parameters=params(["path", "title"],
                            path={**PATH, "description": "the report file to write, like report.md"},
                            title=string("the report's title", 200, min_length=1),
