@@ -175,6 +175,7 @@ class RayExecutor(LocalExecutor):
             if w.device == RAY_GPU_RESOURCE:
                 raise KernelError(f"job pid {w.pid} was placed on the Ray cluster's GPUs but {why}",
                                   hint="register the job type with a module-level function")
+            self._payloads.pop((w.pid, w.attempt), None)
             self.stats["local"] += 1
             return await super()._exec_job(w)
         payload = self._payloads.pop((w.pid, w.attempt), None) or self._pickled(w)
