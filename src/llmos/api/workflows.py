@@ -22,11 +22,12 @@ from pydantic import BaseModel, Field
 
 from llmos.api.auth import Principal
 from llmos.api.deps import Services, principal, services
+from llmos.api.routes import ERRORS
 from llmos.errors import LLMOSError, NotFound
 
 __all__ = ["router", "start", "stop"]
 
-router = APIRouter(prefix="/api/v1", tags=["workflows"])
+router = APIRouter(prefix="/api/v1", tags=["workflows"], responses=ERRORS)
 Who = Depends(principal)
 Svc = Depends(services)
 NamePath = Path(min_length=1, max_length=60, description="workflow name")

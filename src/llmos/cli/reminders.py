@@ -97,7 +97,10 @@ def main(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="Fir
 @reminders_app.command("list")
 def list_cmd(all_: bool = typer.Option(False, "--all", help="Fired and cancelled ones too."),
              as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
-    """List reminders (pending ones, soonest first)."""
+    """List reminders (pending ones, soonest first).
+
+    Example: llmos reminders list --all
+    """
     _list(all_, as_json)
 
 
@@ -123,7 +126,10 @@ def _list(all_: bool, as_json: bool) -> None:
 def add(message: str = typer.Argument(..., help="What to remind you of."),
         in_: str = typer.Option(..., "--in", help="When, from now: 90s, 10m, 2h, 1d."),
         every: str = typer.Option(None, "--every", help="Repeat this often: 1d, 1w ...")) -> None:
-    """Set a reminder, once or repeating."""
+    """Set a reminder, once or repeating.
+
+    Example: llmos reminders add "send the timesheet" --in 1h --every 1w
+    """
     args: dict[str, Any] = {"in_s": seconds(in_, "--in"), "message": message}
     if every:
         args["every_s"] = seconds(every, "--every")
@@ -134,7 +140,10 @@ def add(message: str = typer.Argument(..., help="What to remind you of."),
 
 @reminders_app.command("cancel")
 def cancel(reminder_id: int = typer.Argument(..., min=1, help="The reminder's id (llmos reminders shows it).")) -> None:
-    """Cancel a pending reminder."""
+    """Cancel a pending reminder.
+
+    Example: llmos reminders cancel 3
+    """
     _call("timer.cancel", {"id": reminder_id})
     out.print(f"reminder {reminder_id} cancelled")
 

@@ -133,7 +133,10 @@ def new(description: str = typer.Argument(..., help="The standing order, in plai
         workdir: Path = typer.Option(None, "--workdir", "-C", help="Workspace its runs use (default: here)."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Save without asking."),
         as_json: bool = JsonOpt) -> None:
-    """Compile a description into a trigger and a checked plan; save it on your yes."""
+    """Compile a description into a trigger and a checked plan; save it on your yes.
+
+    Example: llmos workflow new "when a CSV lands in drop/, count its rows into counts.txt" --name csv
+    """
     wd = str((workdir or Path.cwd()).expanduser().resolve())
     prop = _op("compile", description=description, workdir=wd)
     name = name or _slug(prop["task"])
@@ -153,7 +156,10 @@ def new(description: str = typer.Argument(..., help="The standing order, in plai
 
 @workflow_app.command("list")
 def list_(as_json: bool = JsonOpt) -> None:
-    """The workflows, with their trigger and next run."""
+    """The workflows, with their trigger and next run.
+
+    Example: llmos workflow list
+    """
     rows = _op("list")["workflows"]
     if as_json:
         out.print(json.dumps(rows), markup=False)
@@ -174,7 +180,10 @@ def list_(as_json: bool = JsonOpt) -> None:
 
 @workflow_app.command("show")
 def show(name: str = NameArg, as_json: bool = JsonOpt) -> None:
-    """One workflow: trigger, plan, rights, and its last runs, each explained."""
+    """One workflow: trigger, plan, rights, and its last runs, each explained.
+
+    Example: llmos workflow show digest
+    """
     w = _op("show", name=name)
     if as_json:
         out.print(json.dumps(w), markup=False)
@@ -195,15 +204,20 @@ def _simple(op: str, verb: str):
     return cmd
 
 
-workflow_app.command("pause", help="Stop it firing until resumed.")(_simple("pause", "paused"))
-workflow_app.command("resume", help="Fire again from now on (missed times are not caught up).")(
-    _simple("resume", "resumed"))
-workflow_app.command("delete", help="Remove it (its past runs stay in the journal).")(_simple("delete", "deleted"))
+workflow_app.command("pause", help="Stop it firing until resumed.\n\nExample: llmos workflow pause digest")(
+    _simple("pause", "paused"))
+workflow_app.command("resume", help="Fire again from now on (missed times are not caught up).\n\n"
+                                    "Example: llmos workflow resume digest")(_simple("resume", "resumed"))
+workflow_app.command("delete", help="Remove it (its past runs stay in the journal).\n\n"
+                                    "Example: llmos workflow delete digest")(_simple("delete", "deleted"))
 
 
 @workflow_app.command("run-now")
 def run_now(name: str = NameArg, as_json: bool = JsonOpt) -> None:
-    """Run it once now and show the outcome (journaled like a triggered run)."""
+    """Run it once now and show the outcome (journaled like a triggered run).
+
+    Example: llmos workflow run-now digest
+    """
     r = _op("run", name=name)
     if as_json:
         out.print(json.dumps(r), markup=False)
@@ -219,7 +233,10 @@ def save(name: str = typer.Argument(..., help="The new workflow's name."),
          from_: str = typer.Option(..., "--from", help="A past run's id (llmos history shows them)."),
          when: str = typer.Option(None, "--when", help='When it runs, in plain words ("every monday at 8"); '
                                                       "default: only on run-now or its webhook.")) -> None:
-    """Turn a past run into a workflow."""
+    """Turn a past run into a workflow.
+
+    Example: llmos workflow save digest --from r1a2b3c4d --when "every weekday at 9"
+    """
     wf = _op("save", name=name, run=from_, when=when)
     out.print(f"saved workflow {name} from run {from_} ({wf['trigger']['kind']})")
 
