@@ -5,7 +5,9 @@ Map:
   else the one ``ray start`` left on this machine if it answers, else starts a local head
   in this process; ``--ray HOST:PORT`` joins that cluster. Returns a ``RayConnection``.
   A cluster that does not answer is a ``ConfigError`` of one line (checked with a
-  plain TCP connect first, so a wrong address fails in seconds, not after Ray's minute).
+  plain TCP connect first, so a wrong address fails in seconds, not after Ray's minute);
+  one that answers but refuses us (token authentication without ``RAY_AUTH_MODE=token``,
+  which Ray never turns on by itself for an explicit address) fails in about 20 s.
 - ``RayConnection``: the address, whether this process started the head, the PIDs of
   the head's processes, the ``ClusterView``; ``close()`` leaves the cluster and, for a
   head started here, stops its processes by those PIDs (never by name).
@@ -152,8 +154,12 @@ def connect(value: str, *, num_cpus: int | None = None, num_gpus: int | None = N
             ray.init(address=address, **kw)
         except Exception as e:          # ConnectionError, RuntimeError (version mismatch) ...
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            auth = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
             raise ConfigError(f"--ray {address}: could not join the cluster: {first[:200]}",
-                              hint="is it a Ray head of the same Ray and Python version?") from None
+                              hint="is it a Ray head of the same Ray and Python version?" if auth else
+                              "a cluster with token authentication (Ray's default) needs RAY_AUTH_MODE=token "
+                              "and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN; else check that it "
+                              "runs the same Ray and Python version") from None
         return RayConnection(address, False, view=ClusterView(ray_reader(), address=address))
     try:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **kw)
