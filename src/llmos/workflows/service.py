@@ -359,6 +359,9 @@ class Workflows:
                            + ("" if status == "succeeded" else f": {answer[:200]}"))
                 if status == "succeeded":
                     break
+                if status != "failed":             # denied, or a step past the approval: not a fault
+                    why.append(f"not retried: the run ended {status.replace('_', ' ')}")
+                    break
                 ok, reason = idempotent(wf.plan, self.kernel.tools)
                 if not ok:
                     why.append(f"not retried: {reason}, so running it again could repeat its effect")
