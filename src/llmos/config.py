@@ -17,7 +17,7 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
     [engine]
     n_ctx = 8192
     n_seq_max = 16
-    threads = 0                     # 0: all cores but one
+    threads = 0                     # 0: measured at the engine's first start, kept in cache/
     batch_invariant = true          # false: faster long prefills, batch-dependent output
 
     [api]
@@ -76,7 +76,9 @@ class EngineConfig:
     n_seq_max: int = params.ENGINE_N_SEQ_MAX         # sequences resident at once
     n_batch: int = params.ENGINE_N_BATCH_TOKENS      # tokens per llama_batch
     prefill_chunk: int = params.ENGINE_PREFILL_CHUNK_TOKENS
-    threads: int = 0                                  # 0: all cores but one (see llamacpp.py)
+    threads: int = 0                                  # 0: the count measured fastest and steady
+                                                      # for the model here (llm/tune.py), kept in
+                                                      # $LLMOS_HOME/cache/engine-tune.json
     n_gpu_layers: int = 0                             # -1: all on GPU when built with CUDA
     # exact reproducibility: a sequence's greedy text does not depend on its batch-mates, so
     # batched == unbatched and preempted+resumed == uninterrupted; costs prefill speed on long

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,22 +32,30 @@ import numpy as np
 
 from llmos.errors import EngineError, ModelError
 
-__all__ = ["Model", "Context", "Batch", "DECODE_OK", "DECODE_NO_SLOT", "max_parallel_sequences"]
+__all__ = ["Model", "Context", "Batch", "DECODE_OK", "DECODE_NO_SLOT", "DECODE_ABORTED",
+           "max_parallel_sequences"]
 
 log = logging.getLogger("llmos.llm.llama")
 
 DECODE_OK = 0
 DECODE_NO_SLOT = 1          # llama_decode: no KV slot for this batch (slots for every ubatch
                             # are found before any is computed, so nothing was applied)
+DECODE_ABORTED = 2          # llama_decode: stopped at the context's deadline (set_deadline); the
+                            # batch's sequences lose their cells from the aborted ubatch on
 
 _I32P = ctypes.POINTER(ctypes.c_int32)
 _U8P = ctypes.POINTER(ctypes.c_uint8)
 _LEVELS = {3: logging.WARNING, 4: logging.ERROR}   # ggml_log_level: 2 info, 3 warn, 4 error
 
 
+_aborting = False           # a decode is being aborted at its deadline: its error lines are expected
+
+
 @L.llama_log_callback
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp logs every tensor at load time; keep warnings and errors only.
+    if _aborting:
+        return
     lvl = _LEVELS.get(level)
     if lvl is not None and text:
         log.log(lvl, "%s", text.decode("utf-8", "replace").rstrip())
@@ -216,6 +225,29 @@ class Context:
         # made under another layout are never offered to this context
         self.layout = (f"llama-cpp-python {L.__version__}; flash_attn {flash_attn}; "
                        f"n_ubatch {cp.n_ubatch}; n_gpu_layers {model.n_gpu_layers}")
+        self.threads = threads                          # llama.cpp threads (set_threads changes it)
+        self._deadline: float | None = None             # perf_counter s; None: decode runs to the end
+        self._abort_cb = L.ggml_abort_callback(self._should_abort)   # kept alive with the context
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for the next decodes (generation and batch alike)."""
+        L.llama_set_n_threads(self.ptr, threads, threads)
+        self.threads = threads
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Abort any decode still running at ``deadline`` (``time.perf_counter`` seconds):
+        it returns DECODE_ABORTED. None: no deadline (and no callback on the hot path).
+        llama.cpp asks between graph nodes, so the overshoot is one op."""
+        self._deadline = deadline
+        cb = self._abort_cb if deadline is not None else ctypes.cast(None, L.ggml_abort_callback)
+        L.llama_set_abort_callback(self.ptr, cb, None)
+
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        global _aborting
+        if self._deadline is not None and time.perf_counter() > self._deadline:
+            _aborting = True
+            return True
+        return False
 
     def close(self) -> None:
         if self.ptr:
@@ -223,9 +255,14 @@ class Context:
             self.ptr = None
 
     def decode(self, batch: Batch) -> int:
-        """Run one batch. Returns DECODE_OK or DECODE_NO_SLOT; raises on real failures."""
-        rc = L.llama_decode(self.ptr, batch.struct)
-        if rc in (DECODE_OK, DECODE_NO_SLOT):
+        """Run one batch. Returns DECODE_OK, DECODE_NO_SLOT or (past a deadline)
+        DECODE_ABORTED; raises on real failures."""
+        global _aborting
+        try:
+            rc = L.llama_decode(self.ptr, batch.struct)
+        finally:
+            _aborting = False
+        if rc in (DECODE_OK, DECODE_NO_SLOT) or (rc == DECODE_ABORTED and self._deadline is not None):
             return rc
         raise EngineError(f"llama_decode failed (code {rc}) on a batch of {batch.n_tokens} tokens")
 

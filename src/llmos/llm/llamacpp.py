@@ -5,6 +5,9 @@ Map:
   context whose unified KV cache holds ``n_seq_max`` live sequences plus the
   cached shared prefixes; steps on its own thread (``stepper.Stepper``, whose
   docstring explains one step).
+- threads: ``engine.threads`` when set, else measured once per model and machine
+  (``tune.engine_threads``; ``tune_dir``: where the choice is kept, ``from_config`` uses
+  ``$LLMOS_HOME/cache``; None: kept in this process only); ``tuning`` says why.
 - ``prefix_dir``: where marked fixed prompt prefixes (``GenerationRequest.prefix_messages``
   / ``prefix_chars``) keep their KV between processes (``prefix_store``; ``from_config``
   uses ``$LLMOS_HOME/cache/kv-prefix``; None: only in memory).
@@ -23,7 +26,6 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 from llmos import params
 from llmos.config import Config, EngineConfig
 from llmos.errors import Cancelled, ContextOverflow, EngineBusy, EngineError, LLMOSError, ModelError
-from llmos.llm import _llama
+from llmos.llm import _llama, tune
 from llmos.llm.base import (
     Capabilities,
     Engine,
@@ -73,7 +75,7 @@ class LlamaCppEngine(Engine):
                  snapshot_dir: str | Path | None = None, prefix_dir: str | Path | None = None,
                  queue_max: int = params.ENGINE_QUEUE_MAX,
                  policy: StepPolicy | None = None, extra_buffers: bool = False,
-                 batch_invariant: bool | None = None) -> None:
+                 batch_invariant: bool | None = None, tune_dir: str | Path | None = None) -> None:
         cfg = config or EngineConfig()
         if isinstance(model, ModelInfo):
             if model.kind == "remote":
@@ -87,14 +89,6 @@ class LlamaCppEngine(Engine):
         self.max_active = cfg.n_seq_max                                  # live sequences with a slot
         n_entries = (cfg.n_seq_max if prefix_slots is None else prefix_slots) if prefix_cache else 0
         n_entries = min(n_entries, _llama.max_parallel_sequences() - self.max_active)
-        # 0: all cores but one. llama.cpp threads meet at a spin barrier after every op, so a
-        # thread that loses its core stalls the others. Measured on a 2-core VM: 2 threads
-        # decode at ~93 tok/s when the machine is otherwise idle, but swing between 16 and
-        # 67 tok/s (and down to ~1 tok/s at load average 5) once anything else runs, such as
-        # the grammar-mask thread, a sandboxed tool or a second process; 1 thread holds a
-        # steady ~51 tok/s. The spare core runs the engine's Python, masks and the event loop.
-        # A dedicated quiet host can set engine.threads (LLMOS_THREADS) to all cores.
-        threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
         if batch_invariant is None:
             batch_invariant = cfg.batch_invariant
         self.batch_invariant = batch_invariant
@@ -102,16 +96,25 @@ class LlamaCppEngine(Engine):
         # On CPU, attention without flash-attention sums over interleaved cells in SIMD lanes
         # (two sequences decoded together drift from solo runs); flash attention visits a
         # sequence's own cells in order, but switches to a tiled kernel with other rounding
-        # once a ubatch holds 64 tokens. So: flash attention on, ubatches of 32. Cost on
-        # 1 core (CPU time): none for short prompts; 2x on a 600-token prefill and 2.3x on
-        # 8 sequences decoding at 600 tokens of context. Default from config engine.batch_invariant
-        # (on); False: the fast, drifting setting.
+        # once a ubatch holds 64 tokens. So: flash attention on, ubatches of 32. The result
+        # does not depend on the thread count either (checked at 1 and 2 threads), so prefix
+        # files stay valid when the tuned count changes. Cost: none on decoding (bench/engine.py
+        # measures it beside the fast setting); prefill of long prompts ~2x, which the prefix
+        # cache and prefix files mostly avoid. Default from config engine.batch_invariant (on).
         try:
             self._ctx = _llama.Context(self._model, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch,
-                                       n_seq_max=self.max_active + n_entries, threads=threads,
+                                       n_seq_max=self.max_active + n_entries, threads=1,
                                        flash_attn=1 if batch_invariant else 0,
                                        n_ubatch=_INVARIANT_UBATCH if batch_invariant else None)
+            # threads: engine.threads (LLMOS_THREADS) when set, else the count measured fastest
+            # and steady for this model on this machine, kept in tune_dir (tune.py explains why)
+            store = tune.TuneStore(Path(tune_dir) / tune.STORE_NAME) if tune_dir is not None else None
+            self.tuning = tune.engine_threads(cfg.threads, self._ctx, self._model, store)
+            threads = self.tuning.threads
+            self._ctx.set_threads(threads)
         except BaseException:
+            if getattr(self, "_ctx", None) is not None:
+                self._ctx.close()
             self._model.close()
             raise
         self.n_ctx = self._ctx.n_ctx                                     # KV cells, all sequences
@@ -142,8 +145,10 @@ class LlamaCppEngine(Engine):
     @classmethod
     def from_config(cls, config: Config, model: str | None = None, **kw: Any) -> LlamaCppEngine:
         """The engine for ``model`` (a registry name or GGUF path; config's default if None);
-        marked prompt prefixes persist under ``prefix_dir_for(config)``."""
+        marked prompt prefixes persist under ``prefix_dir_for(config)``, the measured thread
+        count under ``$LLMOS_HOME/cache`` (``tune.STORE_NAME``)."""
         kw.setdefault("prefix_dir", prefix_dir_for(config))
+        kw.setdefault("tune_dir", config.home / "cache")
         return cls(resolve(model, config), config.engine, **kw)
 
     @property
