@@ -178,14 +178,21 @@ async def test_a_failed_step_retries_only_when_idempotent(world, ws):
         assert r["status"] == "succeeded" and len(attempts) == 2 and len(r["runs"]) == 2
         assert "retried: every step is idempotent" in r["explain"]
 
-        (ws / "locked").write_text("a file, not a folder")
-        model.plan = plan(("files.append", {"path": "locked/log.txt", "content": "hi"}))
+        (ws / "adir").mkdir()
+        model.plan = plan(("files.append", {"path": "adir", "content": "hi"}))
         prop["plan"] = json.loads(model.plan)
         svc.add(prop, "append")
         svc._factory = lambda kernel, wf: SavedPlanRunner(kernel, wf.plan, user=wf.owner, model="fake")
         r = await svc.fire("append", "webhook")
         assert r["status"] != "succeeded" and len(r["runs"]) == 1
         assert "not retried: step 1 (files.append) is not idempotent" in r["explain"]
+
+        (ws / "locked").write_text("a file, not a folder")      # the kernel refuses the path: denied
+        model.plan = plan(("files.append", {"path": "locked/log.txt", "content": "hi"}))
+        prop["plan"] = json.loads(model.plan)
+        svc.add(prop, "denied")
+        r = await svc.fire("denied", "webhook")
+        assert r["status"] == "denied" and len(r["runs"]) == 1 and "not retried: the run ended denied" in r["explain"]
     finally:
         await world["stop"]()
 
