@@ -24,13 +24,14 @@ Module map (boot order in ``boot.py``):
   memshare.py   collection names and the shares of long-term memory between agents
   memtext.py    long-term memory's text: limits, chunks, recalled memory as prompt text
   signatures.py the sign-bit scan of an agent's memory chunks (recall's candidates)
-  core.py       Kernel: owns the subsystems; boot/shutdown, syscalls, events
-  procops.py    process operations behind proc.* (spawn, kill, nice, wait, result, view)
-  stepping.py   the loop's hooks: place (allocator), claim, fold an Outcome; quota guard
-  metering.py   energy per process on the transition path; energy_by_agent(), stats()
+  core.py       Kernel: a small facade over the parts below; boot/shutdown, syscalls, events
+  subsystems.py Subsystems: the shared subsystems every part reads (one record)
+  procops.py    ProcessManager: proc.* operations; owns waiters, sinks, live tokens, ends
+  stepping.py   LoopHooks: place (allocator), claim, fold an Outcome; quota guard
+  metering.py   Meter: joules on the transition path, placed joules; energy_by_agent(), stats()
   placement.py  Placer: the bridge to llmos.alloc (processes as allocation tasks, placed each step)
   energy.py     EnergyMeter: joules per process and agent, measured or modelled
-  programs.py   the in-process API (submit, add_task, run_until_idle, register_job)
+  programs.py   Programs: the in-process API (submit, add_task, run_until_idle, register_job)
   sync.py       SyncKernel: the same API for programs without an event loop
   specs.py      what each process kind's spec must say (checked at admission)
   consent.py    who may run a risky tool step (may.risky, mcp.<tool>) and whose yes counts

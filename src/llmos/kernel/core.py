@@ -1,18 +1,22 @@
-"""``Kernel``: owns the subsystems and is the one object other layers hold.
+"""``Kernel``: the one object other layers hold — a small facade over parts that own
+their state.
 
-Map (the class is assembled from one mixin per concept):
-- here: boot / shutdown (``Kernel.boot``: the ordered list in ``boot.py``;
-  ``shutdown``: tools get a grace period, generations are checkpointed back to the
-  queue), syscalls (``syscall`` never raises, ``syscall_stream`` gives the process it
-  started, its chunks, then the final result), ``events`` (process / timer events), the transition listeners.
-- ``procops.ProcessOps``: ``spawn``, ``kill``, ``nice``, ``wait``, ``result``, ``confirm``,
-  ``exit``, ``view`` — what the ``sys_proc`` decoders call.
-- ``stepping.LoopHooks``: ``_place`` (the allocator places the plan), ``_claim`` (pids ->
-  Work, RUNNING durably before any tool runs), ``update`` (fold an Outcome).
-- ``metering.Metering``: the energy meter on the transition path, ``energy_by_agent``,
-  ``stats``, ``usage_of``, engines.
-- ``programs.ProgramAPI``: ``submit``, ``add_task``, ``run_until_idle``, ``register_job``
-  (``sync.SyncKernel`` wraps them).
+Map:
+- ``Subsystems`` (``subsystems.py``): the shared subsystems (config, clock, journal,
+  process table, agents, usage, bus, engines; scheduler, executor, loop, placer and
+  energy meter once booted). The facade exposes each as an attribute of its own.
+- parts, each built here and testable alone (none imports this module):
+  ``processes`` = ``procops.ProcessManager`` (spawn, kill, nice, wait, result, confirm,
+  exit, view, end; owns sinks, waiters, in-process callables, live tokens, the idle flag),
+  ``hooks`` = ``stepping.LoopHooks`` (place, claim, fold: what the loop and the executor
+  call back), ``metering`` = ``metering.Meter`` (joules on the transition path, placed
+  joules, ``stats``, ``energy_by_agent``, ``usage_of``), ``programs`` =
+  ``programs.Programs`` (``submit``, ``add_task``, ``run_until_idle``, ``register_job``).
+- here: boot / shutdown (``Kernel.boot``: the ordered list in ``boot.py``; ``shutdown``:
+  tools get a grace period, generations are checkpointed back to the queue), syscalls
+  (``syscall`` never raises, ``syscall_stream`` gives the process it started, its chunks,
+  then the final result), ``events``, the transition listener, and one-line delegates
+  to the parts (the surface the ``sys_*`` decoders, boot and recovery call).
 """
 
 from __future__ import annotations
@@ -26,27 +30,19 @@ from typing import TYPE_CHECKING, Any
 from llmos.clock import Clock
 from llmos.config import Config
 from llmos.errors import KernelError, LLMOSError
-from llmos.kernel.accounting import Accounting
-from llmos.kernel.agents import AgentRegistry
 from llmos.kernel.engines import EngineSet
-from llmos.kernel.events import EventBus
 from llmos.kernel.memory import Memory
-from llmos.kernel.metering import Metering
-from llmos.kernel.process import Process, ProcessTable, ProcState
-from llmos.kernel.procops import ProcessOps
-from llmos.kernel.programs import ProgramAPI, TaskHandle
+from llmos.kernel.metering import Meter
+from llmos.kernel.process import Process, ProcState
+from llmos.kernel.procops import ProcessManager
+from llmos.kernel.programs import Programs, TaskHandle
 from llmos.kernel.result import SyscallResult
-from llmos.kernel.specs import JobType
 from llmos.kernel.stepping import LoopHooks
+from llmos.kernel.subsystems import Subsystems
 from llmos.kernel.syscall import dispatch
 from llmos.kernel.timers import Timer, Timers
 
 if TYPE_CHECKING:
-    from llmos.executor.base import Executor
-    from llmos.kernel.energy import EnergyMeter
-    from llmos.kernel.loop import KernelLoop
-    from llmos.kernel.placement import Placer
-    from llmos.kernel.sched import Scheduler
     from llmos.kernel.storage import Journal, StateLock
     from llmos.kernel.versions import VersionStore
     from llmos.llm.base import Engine
@@ -59,45 +55,69 @@ S = ProcState
 SHUTDOWN_GRACE_S = 5.0     # running tools may finish this long after shutdown starts
 
 
-class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
-    """Build with ``await Kernel.boot(config, ...)``; the constructor only wires tables."""
+class _Shared:
+    """``kernel.<name>``: the ``Subsystems`` field of that name (read and set)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, k: Any, owner: type | None = None) -> Any:
+        return self if k is None else getattr(k.sub, self.name)
+
+    def __set__(self, k: Any, value: Any) -> None:
+        setattr(k.sub, self.name, value)
+
+
+class _Via:
+    """``kernel.<name>``: the bound method ``<name>`` of one of the kernel's parts."""
+
+    def __init__(self, part: str, name: str) -> None:
+        self.part, self.name = part, name
+
+    def __get__(self, k: Any, owner: type | None = None) -> Any:
+        return self if k is None else getattr(getattr(k, self.part), self.name)
+
+
+class Kernel:
+    """Build with ``await Kernel.boot(config, ...)``; the constructor only wires the parts."""
+
+    config = _Shared()
+    clock = _Shared()
+    journal = _Shared()
+    tools = _Shared()
+    hal = _Shared()
+    procs = _Shared()
+    agents = _Shared()
+    usage = _Shared()
+    bus = _Shared()
+    engine_set = _Shared()
+    job_types = _Shared()
+    queue_max = _Shared()
+    meter = _Shared()          # EnergyMeter, set by boot when there is a HAL
+    placer = _Shared()         # the allocator's placements, set by boot
+    sched = _Shared()          # set by boot
+    executor = _Shared()       # set by boot
+    loop = _Shared()           # set by boot
 
     def __init__(self, config: Config, *, clock: Clock, journal: Journal, lock: StateLock | None,
                  tools: Any = None, hal: Any = None, engines: dict[str, Engine] | None = None) -> None:
-        self.config = config
-        self.clock = clock
-        self.journal = journal
+        engine_set = EngineSet(config, engines, lambda: self.sub.sched.step_policy())
+        self.sub = Subsystems(config, clock, journal, engine_set, tools=tools, hal=hal)
         self.lock = lock
-        self.tools = tools                        # ToolRegistry or None
-        self.hal = hal                            # HAL or None (no devices seen, no energy)
-        self.own_hal = False                      # True when boot detected it (closed at shutdown)
-        self.meter: EnergyMeter | None = None     # set by boot when there is a HAL
-        self.placer: Placer | None = None         # the allocator's placements; set by boot
-        self.procs = ProcessTable(journal, clock.time)
-        self.agents = AgentRegistry(journal, clock.time)
+        self.own_hal = False                      # True when boot detected the HAL (closed at shutdown)
         self.memory = Memory(journal, clock.time)
         self.versions: VersionStore | None = None  # file versions for undo; set by boot
         self.timers = Timers(journal, clock, self._timer_fired)
-        self.sched: Scheduler = None  # type: ignore[assignment]   # set by boot
-        self.executor: Executor = None  # type: ignore[assignment]  # set by boot
-        self.loop: KernelLoop = None  # type: ignore[assignment]    # set by boot
-        self.job_types: dict[str, JobType] = {}   # job type -> runner; register_job()
-        self.queue_max = 4096                     # processes QUEUED at most (params.KERNEL_QUEUE_MAX)
         self.closed = False
-        self.engine_set = EngineSet(config, engines, lambda: self.sched.step_policy())
-        self.usage = Accounting(clock.time)
-        self.bus = EventBus()
-        self._sinks: dict[int, Callable[[Any], None]] = {}     # pid -> token stream sink
-        self._calls: dict[int, Callable[[], Any]] = {}         # pid -> in-process job callable
-        self._waiters: dict[int, asyncio.Future] = {}          # pid -> resolves with Result|None
-        self._live_tokens: dict[int, int] = {}                 # pid -> generated tokens the quota guard
-        #                                                        charged while it ran (folded at its end)
-        self._placed_j: dict[int, float] = {}                  # pid -> J metered since it was placed
-        self._idle = asyncio.Event()
+        self.recovery: Any = None                 # RecoveryReport of the last boot
+        # the parts (each owns its state; they reach each other only through these references)
+        self.processes = ProcessManager(self.sub, release=lambda pid, m: self.hooks.release(pid, m))
+        self.metering = Meter(self.sub, self.processes.view)
+        self.hooks = LoopHooks(self.sub, self.processes, self.metering, self._syscall)
+        self.programs = Programs(self.sub, self.processes, self._syscall, lambda pid: TaskHandle(self, pid))
         self._closed_event = asyncio.Event()
         self._timer_task: asyncio.Task | None = None
-        self.recovery: Any = None                 # RecoveryReport of the last boot
-        self.procs.before_transition(self._meter_hook)
+        self.procs.before_transition(self.metering.hook)
         self.procs.on_transition(self._on_transition)
 
     # ── boot / shutdown ────────────────────────────────────────────────────
@@ -130,8 +150,8 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
             p = self.procs.get(pid)
             if p.kind == "llm" or p.state == S.PREEMPTED:
                 self.procs.transition(p, S.QUEUED, "checkpointed at shutdown: re-queued")
-                self._release(pid, None)
-        for fut in self._waiters.values():
+                self.hooks.release(pid, None)
+        for fut in self.processes.waiters.values():
             if not fut.done():
                 fut.set_exception(KernelError("the kernel shut down before the process finished",
                                               hint="it resumes when the kernel boots again"))
@@ -169,7 +189,7 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
                 outcome = await asyncio.wait_for(self.executor.run(empty), left)
             except TimeoutError:
                 break
-            self._fold(empty, outcome, shutting_down=True)
+            self.hooks.fold(empty, outcome, shutting_down=True)
 
     def start_timers(self) -> None:
         if self._timer_task is None:
@@ -232,19 +252,11 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
         """Process transitions, timer firings and shutdown, as dicts with a ``type``."""
         return self.bus.subscribe()
 
-    def _busy(self) -> int:
-        """Processes that still need the loop (waiting ones don't)."""
-        c = self.procs.counts
-        return c[S.NEW] + c[S.QUEUED] + c[S.RUNNING] + c[S.PREEMPTED]
-
-    def _on_transition_idle(self) -> None:
-        if self._busy():
-            self._idle.clear()
-        else:
-            self._idle.set()
+    async def _syscall(self, agent_id: str, name: str, args: dict | None = None) -> SyscallResult:
+        return await self.syscall(agent_id, name, args)
 
     def _on_transition(self, p: Process, frm: ProcState, reason: str) -> None:
-        self._on_transition_idle()
+        self.processes.on_transition_idle()
         if self.bus.watched:
             self.bus.publish({"type": "process", "pid": p.pid, "kind": p.kind, "owner": p.owner,
                               "parent": p.parent, "state": p.state.name.lower(),
@@ -257,6 +269,47 @@ class Kernel(ProcessOps, LoopHooks, Metering, ProgramAPI):
         except LLMOSError as e:
             log.warning("timer %d: could not add to context: %s", t.id, e)
         self.bus.publish({"type": "timer", **t.to_dict()})
+
+
+    # ── delegates to the parts (the surface decoders, boot and recovery call) ──
+    view = _Via("processes", "view")                 # ProcessManager
+    spawn = _Via("processes", "spawn")
+    process = _Via("processes", "process")
+    kill = _Via("processes", "kill")
+    nice = _Via("processes", "nice")
+    confirm = _Via("processes", "confirm")
+    exit = _Via("processes", "exit")
+    wait = _Via("processes", "wait")
+    result = _Via("processes", "result")
+    _end = _Via("processes", "end")
+    _enqueue = _Via("processes", "enqueue")
+    _waiter = _Via("processes", "waiter")
+    _busy = _Via("processes", "busy")
+    _on_transition_idle = _Via("processes", "on_transition_idle")
+    _place = _Via("hooks", "place")                  # LoopHooks
+    _claim = _Via("hooks", "claim")
+    update = _Via("hooks", "update")
+    _timer_hook = _Via("hooks", "timer_hook")
+    stats = _Via("metering", "stats")                # Meter
+    energy_by_agent = _Via("metering", "energy_by_agent")
+    usage_of = _Via("metering", "usage_of")
+    register_job = _Via("programs", "register_job")  # Programs
+    submit = _Via("programs", "submit")
+    add_task = _Via("programs", "add_task")
+    run_until_idle = _Via("programs", "run_until_idle")
+
+    # engines (the work is in engines.py)
+    @property
+    def engines(self) -> dict[str, Engine]:
+        """Engines loaded now, name -> engine (read-only: the kernel owns them)."""
+        return self.engine_set.loaded
+
+    async def engine_for(self, key: str | None) -> Engine:
+        """The engine for ``key``: an engine name, a model name, or None (the default)."""
+        return await self.engine_set.get(key)
+
+    def check_model(self, name: str) -> None:
+        self.engine_set.check(name)
 
 
 class _EmptyPlan:
