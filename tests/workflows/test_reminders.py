@@ -111,3 +111,29 @@ def test_durations_read_and_bad_ones_are_one_line():
     assert reminders.seconds("10m", "--in") == 600 and reminders.seconds("1w", "--every") == 604800
     with pytest.raises(Exception, match=r"--in: 'soon' is not a duration"):
         reminders.seconds("soon", "--in")
+
+
+async def test_the_shell_follower_reads_the_daemons_events(config):
+    from llmos.api.server import ServerThread
+    from llmos.hal.fake import FakeHAL
+    from llmos.sdk.client import AsyncClient
+
+    srv = await asyncio.to_thread(lambda: ServerThread(config, hal=FakeHAL(), preload_models=False).start())
+    shown: list[str] = []
+
+    class Session:               # what the shell's follower reads: a daemon session's client
+        client = AsyncClient(srv.url, token=srv.token)
+    follower = asyncio.ensure_future(reminders.follow(Session(), shown.append))
+    try:
+        await asyncio.sleep(0.3)                            # subscribed
+        await Session.client.set_timer("drink water", in_s=0.2)
+        for _ in range(100):
+            if shown:
+                break
+            await asyncio.sleep(0.05)
+        assert shown == ["⏰ reminder: drink water"]
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await Session.client.aclose()
+        await asyncio.to_thread(srv.stop)
