@@ -40,7 +40,8 @@ def test_writes_markdown_html_and_charts_beside_it(call, ws, sales):
         assert f"]({f})" in md and f'src="{f}"' in page          # linked relative to the report
     assert md.startswith("# Sales by region\n\n_Written 2026-03-04 10:00 from sales.csv._")
     assert "## Summary\n\nNorth leads." in md and "## Method\n\nSums per region." in md
-    assert "The table has 4 rows; amount totals 34, largest east (12), smallest south (5)." in md
+    assert ("The table has 4 rows. sum of amount by region: total 34; largest north (17), smallest south (5)."
+            in md)
     assert "| region | amount |\n|---|---|\n| north | 10 |" in md and "### Share" in md
     # under each chart, the numbers it draws (repeated regions summed)
     assert "| region | sum of amount |\n|---|---|\n| east | 12 |\n| north | 17 |\n| south | 5 |" in md
@@ -53,7 +54,7 @@ def test_rows_from_an_earlier_step_and_a_summary_that_holds_html(call, ws, sales
              summary="<script>alert(1)</script> done", charts=[{"x": "region", "y": "amount"}])
     assert r.files == ["r.md", "r.html", "r_chart1.png"]            # a path without a suffix gets .md
     md, page = (ws / "r.md").read_text(), (ws / "r.html").read_text()
-    assert "## Total per region" in md and "| north | 17 |" in md and "largest north (17)" in md
+    assert "## Total per region" in md and "| north | 17 |" in md and "amount by region: total 34; largest north (17)" in md
     assert "<script>" not in page and "&lt;script&gt;" in page and "<title>Totals &lt;b&gt;</title>" in page
 
 
@@ -109,3 +110,12 @@ def test_the_worked_examples_fit_the_schema_and_check(reg, name):
         plan = Plan.from_dict(e["plan"], e["request"])
         check_plan(plan, reg)
         assert plan.answer and not plan.notes
+
+
+def test_a_ranking_as_rows(call, ws):
+    (ws / "f.csv").write_text("flat,rent\nAsh,900\nBirch,700\n")
+    ranked = call("data.rank", path="f.csv", criteria=[{"column": "rent", "goal": "min"}]).output["ranked"]
+    call("report.write", path="pick.md", title="Which flat", rows=ranked, summary="Birch is cheaper.")
+    md = (ws / "pick.md").read_text()
+    assert "| 1 | Birch | 100 |" in md and "rent: value: 700" in md
+    assert "The table has 2 rows.\n" in md                     # no figures of a column it does not single out

@@ -87,25 +87,27 @@ def markdown_table(df: pd.DataFrame, max_rows: int) -> list[str]:
     return lines
 
 
-def key_figures(df: pd.DataFrame) -> str:
-    """One sentence of figures from the table: its size and, for its first numeric column,
-    the total and the rows with the largest and smallest value (named by the first text
-    column)."""
+def key_figures(df: pd.DataFrame, drawn: list[pd.DataFrame]) -> str:
+    """Figures in words, computed here: the table's size and, for the first chart's values
+    (or the table's one numeric column beside a text column), the total, the largest and
+    the smallest. Nothing is said of a column the report does not single out."""
     import pandas as pd
 
-    text = f"The table has {len(df)} row{'s' if len(df) != 1 else ''}"
+    text = f"The table has {len(df)} row{'s' if len(df) != 1 else ''}."
     nums = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     labels = [c for c in df.columns if c not in nums]
-    if not nums or not df[nums[0]].count():
-        return text + "."
-    c = nums[0]
-    s = df[c]
-    text += f"; {c} totals {_cell(s.sum())}"
-    if labels:
-        hi, lo = df.loc[s.idxmax()], df.loc[s.idxmin()]
-        text += (f", largest {_cell(hi[labels[0]])} ({_cell(hi[c])}), "
-                 f"smallest {_cell(lo[labels[0]])} ({_cell(lo[c])})")
-    return text + "."
+    if drawn and pd.api.types.is_numeric_dtype(drawn[0].iloc[:, 1]):
+        t, key, val = drawn[0], drawn[0].columns[0], drawn[0].columns[1]
+    elif len(nums) == 1 and labels:
+        t, key, val = df, labels[0], nums[0]
+    else:
+        return text
+    s = t[val]
+    if not s.count():
+        return text
+    hi, lo = t.loc[s.idxmax()], t.loc[s.idxmin()]
+    return (text + f" {val} by {key}: total {_cell(s.sum())}; largest {_cell(hi[key])} ({_cell(hi[val])}), "
+            f"smallest {_cell(lo[key])} ({_cell(lo[val])}).")
 
 
 def _table(ctx: ToolContext, a: dict) -> tuple[pd.DataFrame | None, str]:
@@ -149,7 +151,7 @@ def build(ctx: ToolContext, a: dict, pngs: list[Path]) -> tuple[str, list[bytes]
     when = dt.datetime.fromtimestamp(ctx.clock.time()).strftime("%Y-%m-%d %H:%M")
     lines += [f"_Written {when}" + (f" from {_cell(source)}" if source else "") + "._", ""]
     summary = (a.get("summary") or "").strip()
-    figures = key_figures(df) if df is not None else ""
+    figures = key_figures(df, drawn) if df is not None else ""
     if summary or figures:
         lines += ["## Summary", ""]
         if summary:
@@ -196,8 +198,13 @@ def report_write(ctx: ToolContext, a: dict) -> ToolResult:
 
 
 # ── schema ──────────────────────────────────────────────────────────────────
-_CELL = {"type": ["string", "number", "boolean", "null"], "maxLength": 10_000, "minimum": -1e15, "maximum": 1e15}
-_ROW = {"type": "object", "additionalProperties": _CELL}
+_SCALAR = ["string", "number", "boolean", "null"]
+_BOUNDS = {"maxLength": 10_000, "minimum": -1e15, "maximum": 1e15}
+_CELL = {"type": _SCALAR, **_BOUNDS}
+# a cell may hold a record or list two levels deep (data.rank's criteria), shown as text
+_NESTED = {"type": [*_SCALAR, "object"], **_BOUNDS, "additionalProperties": _CELL}
+_ROW = {"type": "object", "additionalProperties": {"type": [*_SCALAR, "object", "array"], **_BOUNDS,
+                                                   "additionalProperties": _NESTED, "items": _CELL, "maxItems": 100}}
 _CHART = params(["x"], x=string("column for the x axis (or the pie's labels)", 200, min_length=1),
                 y=string("column with the values to draw", 200),
                 kind=enum("chart type", ["bar", "line", "scatter", "pie"], "bar"),
