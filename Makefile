@@ -15,7 +15,7 @@ EMBED_REQ     := models/embed-minilm.txt
 # Debian packages: bubblewrap (tool sandbox), chromium (dashboard browser test)
 DEB_PKGS := bubblewrap chromium
 
-.PHONY: run test lint bench bench-quick eval clean doctor sysdeps venv
+.PHONY: run test test-ray test-train lint bench bench-quick eval clean doctor sysdeps venv
 
 run: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 	@$(BIN)/llmos boot
@@ -23,6 +23,16 @@ run: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 test: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# the opt-in tiers that need an extra: ray (a local Ray head, ~2 min) and train (torch's CPU
+# build, ~5 min to install and ~5 min to run here); each installs its extra first
+test-ray: $(STAMP) $(SYSDEPS_STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m ray tests/ray
+
+test-train: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,train]'
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m train tests/train
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
