@@ -53,6 +53,9 @@ def test_nothing_steady_takes_the_best_worst_case() -> None:
 def test_a_stalled_count_is_never_chosen() -> None:
     c = choose({1: s([31, 30, 30], [18, 17, 18]), 2: s([0, 0, 0], [0, 0, 0])})
     assert c.threads == 1
+    # even when the count that ran was not steady itself (a busy machine)
+    c = choose({1: s([20, 21, 19], [10, 5, 11]), 2: s([0, 0, 0], [0, 0, 0])})
+    assert c.threads == 1 and "no setting was steady" in c.reason
 
 
 def test_no_samples_is_an_error() -> None:

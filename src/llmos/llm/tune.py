@@ -107,7 +107,8 @@ def choose(samples: Mapping[int, Mapping[str, Sequence[float]]]) -> Choice:
                 for t in cands}
 
     med = score(statistics.median)
-    stable = [t for t in cands if all(min(samples[t][w]) >= STABLE_FLOOR * statistics.median(samples[t][w])
+    # a count that stalled (0 tok/s: aborted, see probe) is never steady, however alike its zeros
+    stable = [t for t in cands if all(0 < STABLE_FLOOR * statistics.median(samples[t][w]) <= min(samples[t][w])
                                       for w in WORKLOADS)]
     table = "; ".join(f"{t}: " + ", ".join(f"{w} {statistics.median(samples[t][w]):.1f}" for w in WORKLOADS)
                       + ("" if t in stable else " (unstable)") for t in cands)
