@@ -164,7 +164,7 @@ async def main(quick: bool, invariant: bool | None = None) -> dict:
     e_runs: dict[int, list[float]] = {n: [] for n in ns}
     r_runs: dict[str, dict[int, list[float]]] = {k: {n: [] for n in (1, 8)} for k in grid}
     own_raw: dict[int, list[float]] = {n: [] for n in ns}
-    budget = 5.0 if quick else 20.0
+    budget = 5.0 if quick else 10.0
     for rep in range(reps):
         for n in ns:                            # engine, then llama.cpp's settings, interleaved
             rate, counts = await engine_run(eng, n, m)
