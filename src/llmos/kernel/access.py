@@ -305,7 +305,7 @@ def may(agent: Agent, call: str, resource: Resource = None) -> Decision:
             return Decision(True, "own memory")
         if caps.others:
             return Decision(True, "others capability")
-        what = ("every agent's memory" if resource.owner is None else f"agent {resource.owner!r}'s memory"
+        what = ("every agent's memory" if resource.owner is None else f"the memory of agent {resource.owner!r}"
                 + (f" (collection {resource.collection!r})" if resource.collection else ""))
         if resource.owner is None or resource.collection is None or resource.granted is None:
             return Decision(False, f"{what} is not shared with agent {agent.id!r}")
