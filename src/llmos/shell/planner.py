@@ -85,8 +85,11 @@ class Example:
 
 
 def load_examples() -> list[Example]:
-    """The fixed worked examples (``examples/plans.json``)."""
-    raw = json.loads(resources.files("llmos.shell").joinpath("examples/plans.json").read_text())
+    """The fixed worked examples: ``examples/plans.json`` first, then every other
+    ``examples/*.json`` by name (a tool's own example lives beside it in its own file)."""
+    folder = resources.files("llmos.shell").joinpath("examples")
+    names = sorted(f.name for f in folder.iterdir() if f.name.endswith(".json") and f.name != "plans.json")
+    raw = [e for n in ["plans.json", *names] for e in json.loads(folder.joinpath(n).read_text())]
     return [Example(e["id"], e["context"], e["request"], e["plan"]) for e in raw]
 
 
