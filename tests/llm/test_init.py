@@ -80,8 +80,10 @@ def test_local_gives_llamacpp_engine(config, monkeypatch, kind):
     info = ModelInfo(name="m", kind=kind, location="/models/m.gguf")
     eng = make_engine(info, config, prefix_cache=False)
     assert isinstance(eng, Recorder)
+    # the prefix files and the measured thread count are kept in the state directory
     assert made == [((info, config.engine), {"prefix_cache": False,
-                                             "prefix_dir": llamacpp.prefix_dir_for(config)})]
+                                             "prefix_dir": llamacpp.prefix_dir_for(config),
+                                             "tune_dir": config.home / "cache"})]
 
 
 async def test_the_kernel_builds_its_engines_through_make_engine(config, monkeypatch):

@@ -66,6 +66,7 @@ def make_engine(model_info: ModelInfo, config: Config, *, managed_server: bool =
         from llmos.llm.llamacpp import LlamaCppEngine, prefix_dir_for
 
         options.setdefault("prefix_dir", prefix_dir_for(config))
+        options.setdefault("tune_dir", config.home / "cache")    # the measured thread count, kept
         return LlamaCppEngine(model_info, config.engine, **options)
     if kind == "remote":
         if managed_server:
