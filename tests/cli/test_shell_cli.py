@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 
 
 def plan_json(*steps: tuple[str, dict], answer: str = "$step1.output") -> str:
@@ -148,6 +149,9 @@ def test_both_modes_print_the_same(config, cli, script, tmp_path, use_local_kern
         for plan, args in cases:
             script["plan"] = plan
             r = cli(*args)
+            # an exception the command let through shows here (it printed nothing)
+            assert r.exception is None or isinstance(r.exception, SystemExit), \
+                "".join(traceback.format_exception(r.exception))
             got.append((r.exit_code, _normal(r.stdout), _normal(r.stderr)))
         return got
 
