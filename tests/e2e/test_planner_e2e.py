@@ -257,3 +257,10 @@ async def test_a_named_file_the_run_did_not_make_is_said(run, ws):
     whole = steps(("text.sort", {"path": "numbers.txt", "save_to": "sorted.txt"}), answer="Sorted.")
     res = await run(Model([whole]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
     assert (ws / "sorted.txt").read_text().split() == ["1", "2", "3"] and "Not done" not in res.answer
+
+
+async def test_a_named_file_made_inside_a_folder_counts_as_made(run, ws):
+    plan = steps(("files.mkdir", {"path": "backup"}),
+                 ("files.write", {"path": "backup/index.txt", "content": "a.md"}), answer="Done.")
+    res = await run(Model([plan]), "create a folder backup and put an index.txt inside it", ws, yes=True)
+    assert (ws / "backup" / "index.txt").exists() and "Not done" not in res.answer

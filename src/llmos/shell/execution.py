@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Execution", "RunResult", "MAX_REVISIONS", "OUTPUT_KEEP_CHARS"]
 
 OUTPUT_KEEP_CHARS = 2000        # tool output kept per step in the run record
+NAMED_WALK_DIRS = 500          # folders looked through for the files a request names, at most
 MAX_REVISIONS = 3               # re-plans after steps ran (repairs and continuations)
 
 
@@ -205,17 +208,19 @@ class Execution:
         """The files the request names that neither stood in the workspace when the run
         began nor stand there now: a part of the request the plan left undone."""
         before = {p.rstrip("/").lower() for p in self.ws.paths}
-        out = []
-        for name in named_files(self.request):
-            if name.startswith("/") or ".." in name.split("/") or name.lower() in before:
-                continue
-            try:
-                there = (self.wd / name).exists()
-            except OSError:
-                continue
-            if not there:
-                out.append(name)
-        return out
+        wanted = [n for n in named_files(self.request)
+                  if not n.startswith("/") and ".." not in n.split("/") and n.lower() not in before]
+        if not wanted:
+            return []
+        have: set[str] = set()       # every path and file name now (an "index.txt inside backup")
+        for n, (root, dirs, files) in enumerate(os.walk(self.wd)):
+            if n > NAMED_WALK_DIRS:
+                return []                # too big to tell: say nothing rather than guess
+            rel = os.path.relpath(root, self.wd)
+            for f in [*files, *dirs]:
+                path = f if rel == "." else posixpath.join(rel, f)
+                have.update((path.lower(), f.lower()))
+        return [n for n in wanted if n.lower() not in have]
 
     async def _plan(self, request: str) -> Plan:
         try:
