@@ -57,7 +57,8 @@ async def test_a_run_is_remembered_and_recalled_into_the_next_plan(k, ws):
     assert first.status == "succeeded" and first.record["memory"] == []     # nothing remembered yet
     mem = (await k.syscall("root", "memory.list", {"collection": "shell"})).value["memories"]
     assert len(mem) == 1 and mem[0]["text"].startswith("Request: count the lines in poem.txt\nOutcome: succeeded")
-    assert set(mem[0]["tags"]) == {"shell", "request", "status:succeeded", "person:tester"}
+    assert set(mem[0]["tags"]) == {"shell", "request", "status:succeeded", "person:tester",
+                                   recall.place_tag(str(ws.resolve()))}
     second = await runner.run("count the lines in poem.txt again", workdir=ws)
     assert second.status == "succeeded"
     lines = second.record["memory"]
@@ -71,8 +72,9 @@ async def test_a_run_is_remembered_and_recalled_into_the_next_plan(k, ws):
     k.journal.flush()
     rows = k.journal.query("SELECT agent, call, allowed, reason FROM audit WHERE call LIKE 'memory.%' "
                            "AND (agent = ? OR call IN ('memory.share', 'memory.unshare')) ORDER BY id", (agent,))
-    assert [(a, c) for a, c, _, _ in rows][-3:] == [("root", "memory.share"), (agent, "memory.recall"),
-                                                     ("root", "memory.unshare")]
+    # two recalls under the one share: this workspace's past requests, the person's preferences
+    assert [(a, c) for a, c, _, _ in rows][-4:] == [("root", "memory.share"), (agent, "memory.recall"),
+                                                     (agent, "memory.recall"), ("root", "memory.unshare")]
     assert "shared read-only" in rows[-2][3]
     assert (await k.syscall("root", "memory.shares", {})).value["given"] == []
     res = await k.syscall(agent, "memory.recall", {"query": "poem", "owner": "root", "collection": "shell"})
@@ -83,6 +85,19 @@ async def test_another_persons_memories_stay_out(k, ws):
     await Runner(k, store=k.shell_store, user="tester").run("count the lines in poem.txt", workdir=ws)
     other = await Runner(k, store=k.shell_store, user="someone").run("count the lines in poem.txt", workdir=ws)
     assert other.record["memory"] == []
+
+
+async def test_requests_made_in_another_workspace_stay_out(k, ws, tmp_path):
+    """A request made in another folder names other files: it is not this plan's memory."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "poem.txt").write_text("a\n")
+    runner = Runner(k, store=k.shell_store, user="tester")
+    await runner.run("count the lines in poem.txt", workdir=elsewhere)
+    here = await runner.run("count the lines in poem.txt", workdir=ws)
+    assert here.record["memory"] == []
+    again = await runner.run("count the lines in poem.txt please", workdir=ws)
+    assert len(again.record["memory"]) == 2 and "count the lines" in again.record["memory"][1]
 
 
 async def test_off_by_environment_and_off_cleanly_when_the_store_fails(k, ws, monkeypatch, caplog):

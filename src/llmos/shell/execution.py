@@ -150,7 +150,8 @@ class Execution:
         rights = (f"read and write files in the workspace only; network {'yes' if r.network else 'no'}; "
                   "deleting, overwriting, moving and running code ask the person first.")
         rec["facts"] = self.ws.lines(self.request, rights)
-        self.ws.memory = rec["memory"] = await recall.recall_lines(r.kernel, self.agent, self.request, r.user)
+        self.ws.memory = rec["memory"] = await recall.recall_lines(r.kernel, self.agent, self.request, r.user,
+                                                                      workdir=str(self.wd))
         self.planner = Planner(
             r.registry,
             lambda m, s, n, t, p: r._generate(self.agent, self.parent, rec["llm_calls"], m, s, n, t, p),

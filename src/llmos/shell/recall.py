@@ -8,10 +8,11 @@ Map:
 - ``await remember_run(kernel, rec)``: after a run (not a dry run), ``memory.remember``
   as root: the request, its status and the start of its answer, and the person's answer
   when the planner asked a question (a preference: tagged ``preference`` too).
-- ``await recall_lines(kernel, agent, request, user)``: root shares the collection with the
-  run's agent read-only, the agent itself calls ``memory.recall`` (its own syscall,
+- ``await recall_lines(kernel, agent, request, user, workdir=...)``: root shares the collection
+  with the run's agent read-only, the agent itself calls ``memory.recall`` (its own syscall,
   under its own rights, audited; only this person's memories), and root takes the share
-  back at once. The ``k`` nearest that are relevant (similar enough, or holding every word
+  back at once. Past requests come from runs in the same workspace only (``place_tag``),
+  the person's answers to the planner's questions from anywhere. The ``k`` nearest that are relevant (similar enough, or holding every word
   of the request) become lines for ``Workspace.memory`` within ``BUDGET_BYTES``.
 - ``enabled(kernel)``: off with ``LLMOS_SHELL_MEMORY=0``, on a kernel without the
   ``memory.*`` syscalls, and for the rest of the kernel's life once the store failed
@@ -27,13 +28,14 @@ any other.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import weakref
 from typing import Any
 
-__all__ = ["remember_run", "recall_lines", "enabled", "COLLECTION", "OWNER", "RECALL_K", "BUDGET_BYTES",
+__all__ = ["remember_run", "recall_lines", "place_tag", "enabled", "COLLECTION", "OWNER", "RECALL_K", "BUDGET_BYTES",
            "LABEL", "MIN_SIMILARITY"]
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ async def remember_run(kernel: Any, rec: dict[str, Any]) -> int | None:
         answer = answer[:ANSWER_CHARS - 1] + "…"
     text = f"Request: {rec['request']}\nOutcome: {status}" + (f": {answer}" if answer else "")
     tags = ["shell", "request", _tag("status", status), _tag("person", rec.get("user") or "")]
+    if rec.get("workdir"):
+        tags.append(place_tag(str(rec["workdir"])))
     asked = rec.get("asked") or {}
     if asked.get("answer"):
         said = " ".join(str(asked["answer"]).split())[:ANSWER_CHARS]
@@ -104,30 +108,45 @@ async def remember_run(kernel: Any, rec: dict[str, Any]) -> int | None:
     return None
 
 
+def place_tag(workdir: str) -> str:
+    """The tag of the workspace a run worked in (a digest: a path may be long or private)."""
+    return "place:" + hashlib.sha256(str(workdir).encode()).hexdigest()[:16]
+
+
 async def recall_lines(kernel: Any, agent: str, request: str, user: str = "", *, k: int = RECALL_K,
-                       budget: int = BUDGET_BYTES) -> list[str]:
+                       budget: int = BUDGET_BYTES, workdir: str | None = None) -> list[str]:
     """Lines for the planner's context: ``LABEL`` and one line per relevant memory of this
-    person, nearest first, within ``budget`` bytes; [] when there is none or memory is off."""
+    person, nearest first, within ``budget`` bytes; [] when there is none or memory is off.
+
+    With ``workdir``, past requests come only from runs in that workspace (a request made
+    in another folder names other files: a small model copied its words into this plan),
+    and the person's answers to the planner's questions (``preference``) from anywhere."""
     if not enabled(kernel) or not request.strip():
         return []
     given = await kernel.syscall(OWNER, "memory.share", {"collection": COLLECTION, "agent": agent, "mode": "r"})
     if not given.ok:
         _off(kernel, "memory.share", given.error)
         return []
+    person = [_tag("person", user)] if user else []
+    scopes = [[*person, place_tag(workdir)], [*person, "preference"]] if workdir else [person]
+    found: list[dict[str, Any]] = []
     try:
-        args: dict[str, Any] = {"query": request[:1000], "k": k, "owner": OWNER, "collection": COLLECTION}
-        if user:
-            args["filter"] = {"tags": [_tag("person", user)]}
-        res = await kernel.syscall(agent, "memory.recall", args)
+        for tags in scopes:
+            args: dict[str, Any] = {"query": request[:1000], "k": k, "owner": OWNER, "collection": COLLECTION}
+            if tags:
+                args["filter"] = {"tags": tags}
+            res = await kernel.syscall(agent, "memory.recall", args)
+            if not res.ok:
+                if getattr(res.error, "code", "") != "invalid_argument":   # a request without words
+                    _off(kernel, "memory.recall", res.error)
+                return []
+            found += [r for r in res.value.get("results", []) if r.get("id") not in {f.get("id") for f in found}]
     finally:
         back = await kernel.syscall(OWNER, "memory.unshare", {"collection": COLLECTION, "agent": agent})
         if not back.ok:
             log.warning("shell memory: the share with %s was not taken back: %s", agent, back.error.message)
-    if not res.ok:
-        if getattr(res.error, "code", "") != "invalid_argument":   # a request without words has no memory
-            _off(kernel, "memory.recall", res.error)
-        return []
-    return format_lines(res.value.get("results", []), budget)
+    found.sort(key=lambda r: (-(r.get("score") or 0.0), -(r.get("similarity") or 0.0)))
+    return format_lines(found[:k], budget)
 
 
 def format_lines(results: list[dict[str, Any]], budget: int = BUDGET_BYTES) -> list[str]:
