@@ -218,6 +218,13 @@ async def test_a_plan_that_leaves_out_a_named_file_is_made_again(registry, tmp_p
     gen = scripted(partial, partial)
     plan = await Planner(registry, gen).plan(request, ws)
     assert any("sorted.txt" in n for n in plan.notes) and len(gen.calls) == 2
+    # a retry that drops as much as it adds, or one that is not valid: the first plan is kept
+    worse = plan_json(("files.write", {"path": "sorted.txt", "content": "1 2 3"}), answer="")
+    for second in (worse, '{"steps": [{"tool": "nope", "args": {}}], "answer": ""}'):
+        gen = scripted(partial, second)
+        plan = await Planner(registry, gen).plan(request, ws)
+        assert plan.steps[0].tool == "text.sort" and any("kept the first plan" in n for n in plan.notes)
+        assert "keep the steps that were right" in gen.calls[1]["messages"][-1]["content"]
     # a pattern that covers the name counts as using it; a refusal uses nothing
     cover = plan_json(("files.list", {"path": ".", "pattern": "*.txt"}), answer="")
     assert len((await Planner(registry, scripted(cover)).plan("list numbers.txt", ws)).steps) == 1

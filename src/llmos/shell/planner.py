@@ -47,7 +47,7 @@ from llmos.shell.plan import LLM_TOOL, REF_RE, Plan
 from llmos.types import Message
 
 __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "PlanError", "load_examples",
-           "SYSTEM", "tool_line", "named_files", "unused_names"]
+           "SYSTEM", "tool_line", "named_files", "unused_names", "UnusedNames"]
 
 # (messages, schema, max_tokens, temperature, prefix_messages) -> text
 Generate = Callable[[list[Message], dict | None, int, float, int], Awaitable[str]]
@@ -74,6 +74,18 @@ never write a number you have not computed.
 
 class PlanError(InvalidArgument):
     """The model's output could not be turned into a valid plan."""
+
+
+class UnusedNames(PlanError):
+    """A plan that is valid but uses none of some files the request names (``missed``);
+    ``plan`` is that plan, checked in every other way."""
+
+    def __init__(self, missed: list[str], plan: Plan) -> None:
+        super().__init__(f"the request names {', '.join(missed)}, but no step uses "
+                         f"{'it' if len(missed) == 1 else 'them'}", field="steps",
+                         expected="a plan that does every part of the request")
+        self.missed = missed
+        self.plan = plan
 
 
 @dataclass(frozen=True)
@@ -193,15 +205,13 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
         plan.notes.append(f"unchecked reference: {msg}")
         if where == "answer":
             plan.answer = ""
+    _check_answer(plan)
     if ws is not None:
         missed = unused_names(plan, ws)
         if missed and strict_fields:
-            raise PlanError(f"the request names {', '.join(missed)}, but no step uses "
-                            f"{'it' if len(missed) == 1 else 'them'}", field="steps",
-                            expected="a plan that does every part of the request")
+            raise UnusedNames(missed, plan)
         if missed:
             plan.notes.append(f"the plan uses none of {', '.join(missed)}, which the request names")
-    _check_answer(plan)
     return plan
 
 
@@ -500,7 +510,13 @@ class Planner:
                                 source: str = "model") -> Plan:
         prefix_n = 1 + 2 * len(self.examples)
         last: PlanError | None = None
+        partial: UnusedNames | None = None    # the first plan, valid but leaving out named files
         first = text = ""
+
+        def keep(p: UnusedNames) -> Plan:
+            p.plan.notes.append(f"kept the first plan; the one made again used no more of the named files "
+                                f"({p.message})")
+            return p.plan
         for attempt in range(3):
             # a third try only when the model said the same thing again, told why it was
             # wrong: greedy decoding will not leave that plan, so the last try samples
@@ -519,6 +535,8 @@ class Planner:
                 except InvalidArgument as e:
                     raise PlanError(e.message, field=e.field, expected=e.expected) from None
                 check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0)
+                if partial is not None and len(unused_names(plan, ws)) >= len(partial.missed):
+                    return keep(partial)     # the retry dropped as much as it added
                 if attempt:
                     how = " (sampled: the model repeated its plan)" if attempt == 2 else ""
                     plan.notes.append(f"planned again{how}: {last.message if last else ''}")
@@ -526,9 +544,17 @@ class Planner:
             except PlanError as e:
                 last = e
                 if attempt == 0:
+                    if isinstance(e, UnusedNames):
+                        partial = e
+                        e.plan.notes.append(f"the plan uses none of {', '.join(e.missed)}, which the request names")
+                        ask = (f"That plan is not complete: {e.message}. Reply with the whole plan again: keep "
+                               f"the steps that were right and add the steps for {', '.join(e.missed)}.")
+                    else:
+                        ask = f"That plan is not valid: {e.message}. Reply with a corrected plan."
                     msgs = [*msgs, {"role": "assistant", "content": text[:2000]},
-                            {"role": "user", "content": f"That plan is not valid: {e.message}. "
-                                                        "Reply with a corrected plan."}]
+                            {"role": "user", "content": ask}]
+        if partial is not None:
+            return keep(partial)             # the retries were worse than a plan that did part of it
         assert last is not None
         raise last
 
