@@ -109,6 +109,10 @@ class Moments:
         notes: list[str] = []
         if tool == "timer.set":
             delay, at = args.get("delay"), args.get("at")
+            if (isinstance(delay, str) and delay.strip() and isinstance(at, str) and at.strip()
+                    and self.delays and not self.times):
+                args.pop("at")           # the request states a delay and no time: the time is made up
+                notes.append(f"timer.set: at {at!r} dropped; the request states a delay and no time")
             if isinstance(delay, str) and delay.strip():
                 notes += self._keep(args, "delay", lambda s: parse_delay(s), self.delays,
                                     lambda v: f"{v:g} seconds")
