@@ -251,9 +251,19 @@ async def test_a_repair_may_rewrite_a_file_the_run_made(run, ws):
 async def test_a_named_file_the_run_did_not_make_is_said(run, ws):
     (ws / "numbers.txt").write_text("3\n1\n2\n")
     partial = steps(("text.sort", {"path": "numbers.txt"}), answer="Sorted.")
-    res = await run(Model([partial]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
+    model = Model([partial])
+    res = await run(model, "sort numbers.txt and save them to sorted.txt", ws, yes=True)
     assert res.status == "succeeded" and not (ws / "sorted.txt").exists()
     assert "Not done" in res.answer and "sorted.txt" in res.answer
+    # planned and planned again (kept), then asked once after the run to write what is
+    # missing (that revision is checked the same way: asked again, kept)
+    assert model.planned == 4 and res.record["revisions"] == 1
+    # the model adds the missing step when asked with the results in view
+    whole = steps(("text.sort", {"path": "numbers.txt"}),
+                  ("files.write", {"path": "sorted.txt", "content": "$step1.output.lines"}), answer="Sorted.")
+    res = await run(Model([partial, partial, whole]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
+    assert (ws / "sorted.txt").read_text().split() == ["1", "2", "3"] and "Not done" not in res.answer
+    (ws / "sorted.txt").unlink()
     whole = steps(("text.sort", {"path": "numbers.txt", "save_to": "sorted.txt"}), answer="Sorted.")
     res = await run(Model([whole]), "sort numbers.txt and save them to sorted.txt", ws, yes=True)
     assert (ws / "sorted.txt").read_text().split() == ["1", "2", "3"] and "Not done" not in res.answer

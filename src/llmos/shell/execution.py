@@ -96,6 +96,7 @@ class Execution:
         self.approved: dict[int, Risk] = {}   # step -> the risk the person agreed to
         self.made: set[str] = set()           # workspace paths this run created or wrote
         self.exited = False
+        self.finishing = False                # asked once to write the named files left unmade
 
     # ── records ─────────────────────────────────────────────────────────────
     def _srec(self, i: int) -> dict[str, Any]:
@@ -325,6 +326,20 @@ class Execution:
                     self.outputs[i] = out["output"]
                     self.summaries[i] = out.get("summary", "")
                 i += 1
+            if not self.plan.more and not self.finishing and self.rec["revisions"] < MAX_REVISIONS:
+                missing = self._not_made()
+                if missing:               # observe: the plan ran but left a named file unmade
+                    self.finishing = True
+                    try:
+                        nxt = await self._revise(
+                            i, f"The request names {', '.join(missing)}, which no step has written yet: "
+                               "add the steps that write it from the results above.", failed=False)
+                    except _Stop:
+                        return            # no plan for the rest: the answer says what is not done
+                    if nxt <= len(self.steps):
+                        i = nxt
+                        continue
+                    return
             if not self.plan.more or self.rec["revisions"] >= MAX_REVISIONS:
                 return
             self.plan.more = False
