@@ -333,7 +333,8 @@ class Execution:
                     try:
                         nxt = await self._revise(
                             i, f"The request names {', '.join(missing)}, which no step has written yet: "
-                               "add the steps that write it from the results above.", failed=False)
+                               "add the steps that write it from the results above.", failed=False,
+                            names_checked=False)      # this revision is that question: asked once
                     except _Stop:
                         return            # no plan for the rest: the answer says what is not done
                     if nxt <= len(self.steps):
@@ -348,7 +349,7 @@ class Execution:
             if i > len(self.steps):
                 return
 
-    async def _revise(self, i: int, why: str, *, failed: bool) -> int:
+    async def _revise(self, i: int, why: str, *, failed: bool, names_checked: bool = True) -> int:
         """Re-plan after steps 1..i-1 ran (and step ``i`` failed, when ``failed``); returns
         the number of the first step to run next. The model writes the whole plan again;
         its leading steps that are the same as ones that ran well keep their results."""
@@ -366,7 +367,8 @@ class Execution:
         self.r.on_event("planning", {"request": self.request, "revision": rec["revisions"]})
         t0 = time.monotonic()
         try:
-            new = await self.planner.revise(self.request, self.ws, ran, why, self.plan)
+            new = await self.planner.revise(self.request, self.ws, ran, why, self.plan,
+                                            names_checked=names_checked)
         except PlanError as e:
             raise _Stop("failed", f"Step {why[5:]}; I could not repair the plan ({e.message})."
                         if failed else f"I could not plan the rest ({e.message}).") from None

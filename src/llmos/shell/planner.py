@@ -154,7 +154,7 @@ def _column_args(tool: dict) -> list[str]:
 
 
 def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: int = 0,
-               strict_fields: bool = True) -> Plan:
+               strict_fields: bool = True, strict_names: bool | None = None) -> Plan:
     """Validate against the registry; repair what is safe to repair (noted), else raise.
     ``strict_fields``: a reference to a field its tool does not return raises; otherwise
     it is noted (the step fails at run time and the model revises it with the real
@@ -208,7 +208,7 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
     _check_answer(plan)
     if ws is not None:
         missed = unused_names(plan, ws)
-        if missed and strict_fields:
+        if missed and (strict_fields if strict_names is None else strict_names):
             raise UnusedNames(missed, plan)
         if missed:
             plan.notes.append(f"the plan uses none of {', '.join(missed)}, which the request names")
@@ -489,7 +489,7 @@ class Planner:
         return plan
 
     async def revise(self, request: str, ws: Workspace, done: list[tuple[Any, Any, str]],
-                     why: str, last_plan: Plan) -> Plan:
+                     why: str, last_plan: Plan, *, names_checked: bool = True) -> Plan:
         """The whole plan again, in the light of what ran. ``done``: (step, output or None,
         status) of every step so far, in order; ``why``: the error of the failed step, or
         that the plan asked to see the outputs. The runner does not run again the leading
@@ -504,10 +504,10 @@ class Planner:
         lines.append("Reply with the whole plan again, corrected, from $step1. Steps that already ran "
                      "well and stay the same are not run again; their results stay.")
         msgs.append({"role": "user", "content": "\n".join(lines)})
-        return await self._generate_checked(msgs, request, ws, 0, source="revised")
+        return await self._generate_checked(msgs, request, ws, 0, source="revised", names_checked=names_checked)
 
     async def _generate_checked(self, msgs: list[Message], request: str, ws: Workspace, offset: int,
-                                source: str = "model") -> Plan:
+                                source: str = "model", names_checked: bool = True) -> Plan:
         prefix_n = 1 + 2 * len(self.examples)
         last: PlanError | None = None
         partial: UnusedNames | None = None    # the first plan, valid but leaving out named files
@@ -534,7 +534,8 @@ class Planner:
                     raise
                 except InvalidArgument as e:
                     raise PlanError(e.message, field=e.field, expected=e.expected) from None
-                check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0)
+                check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0,
+                           strict_names=attempt == 0 and names_checked)
                 if partial is not None and len(unused_names(plan, ws)) >= len(partial.missed):
                     return keep(partial)     # the retry dropped as much as it added
                 if attempt:
