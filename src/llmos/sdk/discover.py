@@ -25,7 +25,8 @@ from llmos.daemonfile import (
 __all__ = ["DAEMON_FILE", "daemon_info", "discover", "async_discover", "write_daemon_file",
            "remove_daemon_file", "admin_token"]
 
-PROBE_TIMEOUT_S = 1.0        # seconds a health probe may take before "no daemon"
+PROBE_TIMEOUT_S = 5.0        # seconds a health probe may take before "no daemon" (a refused
+                             # connection answers at once; a busy machine answered past 1 s)
 
 
 def discover(config: Config, *, timeout: float = PROBE_TIMEOUT_S):
