@@ -335,7 +335,9 @@ class Execution:
                             i, f"The request names {', '.join(missing)}, which no step has written yet: "
                                "add the steps that write it from the results above.", failed=False,
                             names_checked=False)      # this revision is that question: asked once
-                    except _Stop:
+                    except _Stop as stop:
+                        if stop.status != "failed":
+                            raise         # a new step waits for the person's yes, or was denied
                         return            # no plan for the rest: the answer says what is not done
                     if nxt <= len(self.steps):
                         i = nxt
