@@ -174,11 +174,13 @@ class TrainRun:
         resumed_from = ck.step if ck is not None else 0
         self.job.event("start", resumed_from=resumed_from)
         failures = 0
+        yielded = False
         try:
             while True:
-                await self._wait_for_room()
+                await self._wait_for_room(told=yielded)
                 codes = await self._attempt()
-                if codes is None:                    # yielded: checkpoint written
+                yielded = codes is None
+                if yielded:                          # checkpoint written; its reason stands
                     continue
                 if all(c == 0 for c in codes):
                     break
@@ -198,11 +200,12 @@ class TrainRun:
             raise
         return self._result(resumed_from)
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self, told: bool = False) -> None:
+        """Wait while more urgent work runs. ``told``: the reason already says why (a yield
+        just wrote "checkpointed at step N for pid P"), so waiting does not overwrite it."""
         if not self.spec.preemptible:
             return
         clear_since: float | None = None
-        told = False
         while True:
             urgent = self._urgent(self._me())
             now = time.monotonic()
