@@ -147,6 +147,41 @@ async def test_llm_summarize_step(run, ws):
     assert "database ran out of disk" in model.free[0].messages[-1]["content"]
 
 
+async def test_llm_step_saves_what_it_wrote(run, ws):
+    (ws / "note.txt").write_text("The office is closed on Friday.")
+    plan = steps(("files.read", {"path": "note.txt"}),
+                 ("llm", {"task": "translate", "instruction": "to French", "text": "$step1.output.text",
+                          "save_to": "note_fr.txt"}),
+                 answer="Saved the translation to note_fr.txt.")
+    res = await run(Model([plan], text="Le bureau est fermé vendredi."), "translate note.txt to French "
+                    "as note_fr.txt", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert (ws / "note_fr.txt").read_text() == "Le bureau est fermé vendredi.\n"
+    assert res.steps[1]["summary"].endswith("saved to note_fr.txt") and res.steps[1]["risk"] == "write"
+
+
+async def test_llm_save_to_over_a_file_the_request_does_not_name_asks_first(run, ws):
+    (ws / "report.txt").write_text("Disk full at 09:00.")
+    (ws / "keep.md").write_text("precious")
+    plan = steps(("files.read", {"path": "report.txt"}),
+                 ("llm", {"task": "summarize", "instruction": "one line", "text": "$step1.output.text",
+                          "save_to": "keep.md"}),
+                 answer="$step2.output")
+    res = await run(Model([plan]), "summarize report.txt", ws, yes=True)
+    assert res.status == "needs_confirmation" and "keep.md" in res.answer
+    assert (ws / "keep.md").read_text() == "precious"
+
+
+async def test_llm_save_to_outside_the_workspace_is_refused_before_anything_runs(run, ws):
+    (ws / "a.txt").write_text("hello")
+    plan = steps(("files.read", {"path": "a.txt"}),
+                 ("llm", {"task": "write", "instruction": "a poem", "text": "$step1.output.text",
+                          "save_to": "../../escape.txt"}))
+    res = await run(Model([plan]), "write a poem from a.txt", ws, yes=True)
+    assert res.status in ("failed", "denied") and not (ws.parent.parent / "escape.txt").exists()
+    assert not any(s.get("status") == "succeeded" for s in res.steps)
+
+
 async def test_classify_each_row(run, ws):
     (ws / "fb.csv").write_text("id,msg\n1,great\n2,awful\n")
     plan = steps(("data.load", {"path": "fb.csv", "rows": 10}),

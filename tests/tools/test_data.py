@@ -56,6 +56,20 @@ def test_groupby_finds_the_larger_group(call, sales):
     assert call("data.groupby", path="sales.csv", by="region").output["groups"][0] == {"region": "north", "count": 3}
 
 
+def test_filter_compares_a_column_with_another_column(call, ws):
+    (ws / "inv.csv").write_text("item,stock,reorder_level,status\npaper,3,10,low\npens,20,5,ok\nink,0,2,low\n")
+    r = call("data.filter", path="inv.csv", column="stock", op="<", value="reorder_level")
+    assert [row["item"] for row in r.output["rows"]] == ["paper", "ink"]
+    r = call("data.filter", path="inv.csv", column="stock", op="<", value="Reorder Level")
+    assert r.output["count"] == 2
+    with pytest.raises(InvalidArgument) as ei:
+        call("data.filter", path="inv.csv", column="stock", op="<", value="status")
+    assert ei.value.field == "value"
+    # a text value that the column holds is a value, even when a column has that name
+    (ws / "t.csv").write_text("kind,low\nlow,1\nhigh,2\n")
+    assert call("data.filter", path="t.csv", column="kind", op="==", value="low").output["count"] == 1
+
+
 def test_filter_sort_and_save(call, sales, ws):
     r = call("data.filter", path="laptops.csv", column="price", op="<", value=1000,
              sort_by="battery_hours", descending=True, limit=1)

@@ -177,6 +177,12 @@ def test_search(call, tree):
     assert call("files.search", text="Second").output["count"] == 0
 
 
+def test_search_saves_the_matching_lines(call, tree, ws):
+    r = call("files.search", text="second", path="sub", save_to="found.txt")
+    assert (ws / "found.txt").read_text() == "second line\n" and r.files == ["found.txt"]
+    assert r.output["saved_to"] == "found.txt" and "saved those lines to found.txt" in r.summary
+
+
 def test_count_lines_words(call, ws):
     (ws / "poem.txt").write_text("roses are red\nviolets are blue\nsugar is sweet\nand so are you\nthe end\n")
     r = call("files.count", path="poem.txt")

@@ -47,6 +47,7 @@ CALLS = {
     "shell.run": {"command": "echo hi"},
     "tasks.choose": {"tasks": [{"name": "a", "p": 0.5, "time": 1}, {"name": "b", "p": 0.9, "time": 2}],
                      "time_limit": 2},
+    "text.extract": {"path": "a.txt", "what": "number"},
     "text.numbers": {"path": "a.txt"},
     "text.replace": {"path": "a.txt", "find": "one", "replace": "uno"},
     "text.sort": {"path": "a.txt"},

@@ -1,4 +1,4 @@
-"""text.* tools: sort, unique, numbers, replace."""
+"""text.* tools: sort, unique, numbers, replace, extract."""
 
 from __future__ import annotations
 
@@ -61,3 +61,35 @@ def test_text_errors(call, ws):
         call("text.numbers", path="/etc/passwd")
     with pytest.raises(InvalidArgument):
         call("text.replace", path="a.txt", find="", replace="x")
+
+
+THREAD = ("From: Anna <anna.kowalski@north-wind.com>\nCc: billing+eu@north-wind.com, Anna.Kowalski@north-wind.com.\n"
+          "Docs: https://example.org/a?b=1, call +1 (555) 123-4567 before 2026-03-02.\n"
+          "Not mail: a@b, @handle, x@y.z1\n")
+
+
+def test_extract_email_addresses_once_each_in_order_and_save(call, ws):
+    (ws / "thread.txt").write_text(THREAD)
+    r = call("text.extract", path="thread.txt", what="email", save_to="emails.txt")
+    assert r.output["items"] == ["anna.kowalski@north-wind.com", "billing+eu@north-wind.com"]
+    assert (ws / "emails.txt").read_text() == "anna.kowalski@north-wind.com\nbilling+eu@north-wind.com\n"
+    assert r.files == ["emails.txt"] and "2 different email addresses" in r.summary
+    every = call("text.extract", path="thread.txt", what="email", unique=False)
+    assert every.output["count"] == 3 and not every.files
+
+
+def test_extract_links_dates_phones_and_a_pattern(call, ws):
+    (ws / "thread.txt").write_text(THREAD)
+    assert call("text.extract", path="thread.txt", what="url").output["items"] == ["https://example.org/a?b=1"]
+    assert call("text.extract", path="thread.txt", what="date").output["items"] == ["2026-03-02"]
+    assert call("text.extract", path="thread.txt", what="phone").output["items"] == ["+1 (555) 123-4567"]
+    r = call("text.extract", path="thread.txt", what="pattern", pattern=r"\d{4}-\d\d-\d\d")
+    assert r.output["items"] == ["2026-03-02"]
+
+
+@pytest.mark.parametrize("args", [{"what": "pattern"}, {"what": "pattern", "pattern": "(unclosed"}])
+def test_extract_a_missing_or_broken_pattern_names_the_field(call, ws, args):
+    (ws / "t.txt").write_text("x")
+    with pytest.raises(InvalidArgument) as ei:
+        call("text.extract", path="t.txt", **args)
+    assert ei.value.field == "pattern"

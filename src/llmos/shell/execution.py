@@ -503,9 +503,18 @@ class Execution:
         srec["seconds"] = round(srec.get("seconds", 0.0) + time.monotonic() - t0, 4)
         output: Any = outs if many else (outs[0] if outs else "")
         summary = f"llm {args.get('task')}: {short(render_value(output), 160)}"
+        saved: list[str] = []
+        if (view := llmtool.write_view(args, render_value(output).rstrip("\n") + "\n")) is not None:
+            wrote = await self._call(i, Step(llmtool.SAVE_TOOL, view), view, confirmed=True, record=False)
+            if "output" not in wrote:        # the write was refused or failed: the step did not do it
+                if record:
+                    srec["args"] = args
+                return wrote
+            saved = [view["path"]]
+            summary += f"; saved to {view['path']}"
         if record:
             srec.update(status="succeeded", summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
-                        args=args)
+                        args=args, **({"files": saved} if saved else {}))
         return {"output": output, "summary": summary}
 
 

@@ -7,6 +7,9 @@ Map:
   ``classify`` with labels is constrained to one of them.
 - ``result(args, text)``: the model's reply as the step's output (the label for
   ``classify``; the text otherwise, trimmed).
+- ``write_view(args)``: with ``save_to``, the ``files.write`` call that saves the reply
+  (the runner checks its path and risk as that call's, and makes it through the kernel
+  like any tool step); None without.
 
 The runner runs an ``llm`` step as an ``llm.generate`` syscall of the run's agent, at the
 run's priority, as a child of the run process (scheduled, accounted, audited like any
@@ -21,16 +24,18 @@ from typing import Any
 
 from llmos.types import Message
 
-__all__ = ["SCHEMA", "TASKS", "request_for", "result", "TEXT_MAX_CHARS"]
+__all__ = ["SCHEMA", "TASKS", "request_for", "result", "write_view", "SAVE_TOOL", "TEXT_MAX_CHARS"]
 
 TASKS = ("summarize", "translate", "classify", "extract", "answer", "write")
+SAVE_TOOL = "files.write"        # how an llm step's save_to is written
 TEXT_MAX_CHARS = 12_000          # the most of a text one generation reads
 _OUT_TOKENS = {"summarize": 220, "classify": 16, "extract": 300, "answer": 160, "write": 500}
 
 SCHEMA: dict[str, Any] = {
     "name": "llm",
     "description": "Use the language model on a text: summarize it, translate it, classify it "
-                   "(give labels), extract facts from it, answer a question about it, or write new text.",
+                   "(give labels), extract facts from it, answer a question about it, or write new text; "
+                   "save_to keeps what it wrote in a file.",
     "returns": "the text it wrote (for classify: one of the labels)",
     "parameters": {
         "type": "object",
@@ -41,6 +46,8 @@ SCHEMA: dict[str, Any] = {
             "text": {"type": "string", "maxLength": 2400, "description": "the text, usually $stepN.output.text"},
             "labels": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10,
                        "description": "for classify: the allowed labels"},
+            "save_to": {"type": "string", "minLength": 1, "maxLength": 300,
+                        "description": "optional file to save what it wrote in"},
         },
         "required": ["task", "instruction"],
         "additionalProperties": False,
@@ -100,3 +107,11 @@ def result(args: dict[str, Any], text: str) -> str:
     if out.endswith(">>>"):
         out = out[:-3].rstrip()
     return out
+
+
+def write_view(args: dict[str, Any], content: str = "") -> dict[str, Any] | None:
+    """The ``files.write`` arguments that save an llm step's reply, or None without save_to."""
+    dest = args.get("save_to")
+    if not isinstance(dest, str) or not dest.strip():
+        return None
+    return {"path": dest, "content": content}

@@ -340,6 +340,8 @@ def _check_overwrites(plan: Plan, registry: Any, offset: int = 0) -> list[tuple[
     wrong: list[tuple[str, str]] = []
     last: dict[str, int] = {}
     for i, st in enumerate(plan.steps, offset + 1):
+        if st.tool == LLM_TOOL and (view := llmtool.write_view(st.args)) is not None:
+            st = type(st)(llmtool.SAVE_TOOL, view, st.reason, st.each, st.when)
         try:
             tool = registry.get(st.tool)
         except (NotFound, LLMOSError):

@@ -57,7 +57,7 @@ from llmos.errors import (
     LLMOSError,
     PermissionDenied,
 )
-from llmos.shell import feedback, recall
+from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import is_named
 from llmos.shell.execution import MAX_REVISIONS, Execution, RunResult, _public_step
 from llmos.shell.plan import (
@@ -240,7 +240,10 @@ class Runner:
         """The step's risk class: of the filled-in call when ``args`` are given, else the
         highest plausible one while references are still open."""
         if step.tool == LLM_TOOL:
-            return Risk.READ
+            view = llmtool.write_view(step.args if args is None else args)
+            if view is None:
+                return Risk.READ
+            step, args = Step(llmtool.SAVE_TOOL, view, step.reason, each=step.each), None if args is None else view
         try:
             tool = self.registry.get(step.tool)
         except LLMOSError:
@@ -257,6 +260,8 @@ class Runner:
 
     def outside(self, steps: list[Step], ctx: Any) -> tuple[int, Step] | None:
         for i, step in enumerate(steps, 1):
+            if step.tool == LLM_TOOL and (view := llmtool.write_view(step.args)) is not None:
+                step = Step(llmtool.SAVE_TOOL, view, step.reason)
             try:
                 tool = self.registry.get(step.tool)
             except LLMOSError:
@@ -277,6 +282,8 @@ class Runner:
                 made: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Existing paths this call would delete, move away or overwrite that the request
         does not name (by name or pattern) and the run itself did not make (``made``)."""
+        if step.tool == LLM_TOOL and (view := llmtool.write_view(args)) is not None:
+            step, args = Step(llmtool.SAVE_TOOL, view, step.reason), view
         try:
             tool = self.registry.get(step.tool)
         except LLMOSError:

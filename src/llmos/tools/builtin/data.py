@@ -135,6 +135,17 @@ def where(df: pd.DataFrame, column: str, op: str, value: Any, field: str = "colu
                 "endswith": t.str.endswith(v)}[op]
         return df[mask]
     numeric = pd.api.types.is_numeric_dtype(s)
+    other = _column_named(df, value, s)
+    if other is not None:               # stock < reorder_level: row by row against another column
+        right = df[other]
+        if numeric != pd.api.types.is_numeric_dtype(right):
+            raise InvalidArgument(f"value: column {c!r} and column {other!r} hold different kinds of values",
+                                  field="value", expected="a column of the same kind, or a value")
+        if not numeric:
+            s, right = s.astype(str).str.strip().str.lower(), right.astype(str).str.strip().str.lower()
+        mask = {"==": s == right, "!=": s != right, "<": s < right, "<=": s <= right,
+                ">": s > right, ">=": s >= right}[op]
+        return df[mask]
     if numeric:
         try:
             v = float(value)
@@ -147,6 +158,20 @@ def where(df: pd.DataFrame, column: str, op: str, value: Any, field: str = "colu
     mask = {"==": left == v, "!=": left != v, "<": left < v, "<=": left <= v,
             ">": left > v, ">=": left >= v}[op]
     return df[mask]
+
+
+def _column_named(df: pd.DataFrame, value: Any, s: pd.Series) -> str | None:
+    """The other column ``value`` names (exactly or ignoring case and spaces), when it is
+    not also a value the compared column ``s`` holds."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    want = value.strip().lower().replace(" ", "_")
+    hit = next((str(c) for c in df.columns if str(c).strip().lower().replace(" ", "_") == want), None)
+    if hit is None or hit == s.name:
+        return None
+    if value.strip().lower() in set(s.astype(str).str.strip().str.lower()):
+        return None
+    return hit
 
 
 def _where_args(df: pd.DataFrame, a: dict) -> pd.DataFrame:
@@ -356,8 +381,8 @@ TOOLS = [
          parameters=params(["path"], path=_TABLE)),
     Tool(name="data.filter", returns="{rows: [rows], count, of}", kind="data", risk=Risk.READ, fn=data_filter, path_args=_RW,
          risk_fn=overwrite_risk("save_to"),
-         description="Keep the table rows where a column compares to a value (like price < 1000), "
-                     "optionally sorted and saved.",
+         description="Keep the table rows where a column compares to a value (like price < 1000) or to "
+                     "another column (value: its name, like stock < reorder_level), optionally sorted and saved.",
          parameters=params(["path", "column", "op", "value"], path=_TABLE, column=_COL,
                            op=enum("comparison", OPS), value=_VALUE,
                            sort_by=string("optional column to sort the result by", 200),

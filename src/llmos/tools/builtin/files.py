@@ -19,6 +19,7 @@ from llmos import params as P
 from llmos.errors import InvalidArgument, NotFound, PermissionDenied
 from llmos.tools.builtin._common import (
     PATH,
+    SAVE_TO,
     TEXT_MAX_CHARS,
     boolean,
     copy_bytes,
@@ -282,7 +283,13 @@ def search_files(ctx: ToolContext, a: dict) -> ToolResult:
                     matches.append({"path": ctx.rel(p), "line": i, "text": line[:500]})
     out = {"text": needle, "matches": matches, "count": len(matches), "files": sorted(files),
            "skipped": skipped}
-    return ToolResult(out, f"{len(matches)} lines in {len(files)} files contain {needle!r}")
+    summary = f"{len(matches)} lines in {len(files)} files contain {needle!r}"
+    if not a.get("save_to"):
+        return ToolResult(out, summary)
+    dest = ctx.resolve(a["save_to"], "w", field="save_to")
+    write_text(dest, "".join(m["text"] + "\n" for m in matches))
+    out["saved_to"] = ctx.rel(dest)
+    return ToolResult(out, f"{summary}; saved those lines to {ctx.rel(dest)}", [ctx.rel(dest)])
 
 
 def count_file(ctx: ToolContext, a: dict) -> ToolResult:
@@ -353,14 +360,17 @@ TOOLS = [
     Tool(name="files.mkdir", returns="{path, created}", kind="files", risk=Risk.WRITE, fn=make_dir, path_args={"path": "w"},
          description="Create a folder (and any missing parent folders).",
          parameters=params(["path"], path=PATH)),
-    Tool(name="files.search", returns="{text, matches: [{path, line, text}], count, files, skipped}", kind="files", risk=Risk.READ, fn=search_files, path_args={"path": "r"},
-         description="Find the lines that contain a text in a file or in all files of a folder.",
+    Tool(name="files.search", returns="{text, matches: [{path, line, text}], count, files, skipped}", kind="files", risk=Risk.READ, fn=search_files, path_args={"path": "r", "save_to": "w"},
+         risk_fn=overwrite_risk("save_to"),
+         description="Find the lines that contain a text in a file or in all files of a folder; "
+                     "save_to writes those lines to a file.",
          parameters=params(["text"], text=string("the text to look for", 200, min_length=1),
                            path={**_PATH_GLOB, "default": "."},
                            ignore_case={"type": "boolean", "description": "match upper and lower case "
                                         "alike (default: only when the text has no capitals)"},
                            limit=integer("most matching lines to return", 1, SEARCH_MAX_MATCHES,
-                                         default=100))),
+                                         default=100),
+                           save_to=SAVE_TO)),
     Tool(name="files.count", returns="{files: [{path, lines, words, chars}], lines, words, chars, skipped}", kind="files", risk=Risk.READ, fn=count_file, path_args={"path": "r"},
          description="Count the lines, words and characters in a text file (or files matching a pattern).",
          parameters=params(["path"], path=_PATH_GLOB)),

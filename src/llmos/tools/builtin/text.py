@@ -1,4 +1,5 @@
-"""Text tools for line-oriented workflows: sort, unique, numbers (sum/mean/min/max), replace.
+"""Text tools for line-oriented workflows: sort, unique, numbers (sum/mean/min/max), replace,
+extract (email addresses, links, numbers, dates, phone numbers or a pattern).
 
 Each reads one text file and, when ``save_to`` is given, writes the result there (WRITE,
 or DESTRUCTIVE onto an existing file); without it the tool only reads. Numbers are
@@ -125,6 +126,51 @@ def replace_text(ctx: ToolContext, a: dict) -> ToolResult:
                       f"replaced {n} occurrences of {a['find']!r} in {ctx.rel(dest)}", [ctx.rel(dest)])
 
 
+# what text.extract finds: well-known shapes of text, matched by the formats' own grammar
+_EXTRACT = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}",
+    "url": r"\b(?:https?|ftp)://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]",
+    "number": _NUM.pattern,
+    "date": r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4})\b",
+    "phone": r"(?<![\w+])\+?\d[\d ()./-]{6,}\d\b",
+    "ip": r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+}
+EXTRACT_KINDS = [*_EXTRACT, "pattern"]
+
+
+def extract(ctx: ToolContext, a: dict) -> ToolResult:
+    kind = a["what"]
+    if kind == "pattern":
+        if not a.get("pattern"):
+            raise InvalidArgument("pattern: expected a regular expression when what is 'pattern'",
+                                  field="pattern", expected="a regular expression like [A-Z]{3}-\\d+")
+        try:
+            rx = re.compile(a["pattern"], re.IGNORECASE if a.get("ignore_case") else 0)
+        except re.error as e:
+            raise InvalidArgument(f"pattern: not a regular expression ({e})", field="pattern",
+                                  expected="a Python regular expression") from None
+    else:
+        rx = re.compile(_EXTRACT[kind])
+    text, _ = read_text(ctx.resolve(a["path"], "r"), TEXT_FILE_MAX_BYTES)
+    found: list[str] = []
+    seen: set[str] = set()
+    for m in rx.finditer(text):
+        item = m.group(0).strip()
+        if kind == "email":
+            item = item.rstrip(".")
+        if kind == "phone" and (sum(ch.isdigit() for ch in item) < 7 or re.fullmatch(_EXTRACT["date"], item)):
+            continue
+        key = item.lower() if kind in ("email", "url") or a.get("ignore_case") else item
+        if not item or (a["unique"] and key in seen):
+            continue
+        seen.add(key)
+        found.append(item)
+    what = {"pattern": "matches of the pattern", "ip": "IP addresses", "email": "email addresses",
+            "phone": "phone numbers", "url": "links"}.get(kind, f"{kind}s")
+    summary = f"{len(found)} {'different ' if a['unique'] else ''}{what} in {a['path']}"
+    return _finish(ctx, a, found, {"what": kind, "items": found[:LINES_OUT_MAX], "count": len(found)}, summary)
+
+
 def _replace_risk(args: dict, ctx: ToolContext) -> Risk:
     return overwrite_risk("save_to")(args, ctx) if args.get("save_to") else Risk.DESTRUCTIVE
 
@@ -146,6 +192,16 @@ TOOLS = [
     Tool(name="text.numbers", returns="{count, sum, mean, min, max, numbers}", kind="text", risk=Risk.READ, fn=numbers, path_args={"path": "r"},
          description="Find the numbers in a text file and compute their count, sum, mean, min and max.",
          parameters=params(["path"], path=PATH)),
+    Tool(name="text.extract", returns="{what, items, count, lines, truncated}", kind="text", risk=Risk.READ, fn=extract,
+         risk_fn=overwrite_risk("save_to"), path_args={"path": "r", "save_to": "w"},
+         description="Pull every email address, link (url), number, date, phone number, IP address or "
+                     "regular-expression match out of a text file, in order, optionally saved one per line.",
+         parameters=params(["path", "what"], path=PATH,
+                           what=enum("what to pull out", EXTRACT_KINDS),
+                           pattern=string("for what=pattern: a regular expression", 300),
+                           unique=boolean("keep each item once (default true)", default=True),
+                           ignore_case=boolean("for what=pattern: match upper and lower case alike"),
+                           save_to=SAVE_TO)),
     Tool(name="text.replace", returns="{replacements, path}", kind="text", risk=Risk.WRITE, fn=replace_text, risk_fn=_replace_risk,
          path_args={"path": "w", "save_to": "w"}, idempotent=False,
          description="Replace every occurrence of a text in a file (in place, or into save_to).",
