@@ -182,6 +182,30 @@ async def test_llm_save_to_outside_the_workspace_is_refused_before_anything_runs
     assert not any(s.get("status") == "succeeded" for s in res.steps)
 
 
+async def test_llm_table_mode_labels_each_row_into_a_new_column(run, ws):
+    (ws / "feedback.csv").write_text("id,message\n1,Love it\n2,Broken again\n3,Fine\n")
+    plan = steps(("llm", {"task": "classify", "instruction": "the message's sentiment", "path": "feedback.csv",
+                          "column": "Message", "new_column": "sentiment", "labels": ["positive", "negative"],
+                          "save_to": "feedback.csv"}),
+                 answer="Labelled $step1.output.count messages.")
+    model = Model([plan])
+    res = await run(model, "add a sentiment column to feedback.csv", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert (ws / "feedback.csv").read_text().splitlines() == [
+        "id,message,sentiment", "1,Love it,positive", "2,Broken again,positive", "3,Fine,positive"]
+    assert "Labelled 3 messages" in res.answer
+    # one generation per row, each on that row's text only
+    assert [m.messages[-1]["content"].split("<<<\n")[1].split("\n>>>")[0] for m in model.free] == [
+        "Love it", "Broken again", "Fine"]
+
+
+async def test_llm_table_mode_names_a_missing_column(run, ws):
+    (ws / "t.csv").write_text("id,text\n1,a\n")
+    plan = steps(("llm", {"task": "summarize", "instruction": "short", "path": "t.csv", "column": "body"}))
+    res = await run(Model([plan]), "summarize the body of each row of t.csv", ws, yes=True)
+    assert res.status == "failed" and "no column 'body'" in res.answer and "id, text" in res.answer
+
+
 async def test_classify_each_row(run, ws):
     (ws / "fb.csv").write_text("id,msg\n1,great\n2,awful\n")
     plan = steps(("data.load", {"path": "fb.csv", "rows": 10}),

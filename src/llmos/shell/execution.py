@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from llmos.errors import LLMOSError, NeedsConfirmation, PermissionDenied, QuotaExceeded
 from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import Workspace
-from llmos.shell.normalize import Moments, WhenError
+from llmos.shell.normalize import Moments, WhenError, resolve_column
 from llmos.shell.plan import (
     LLM_TOOL,
     MAX_EACH_ITEMS,
@@ -485,6 +485,8 @@ class Execution:
 
     async def _llm(self, i: int, args: dict, record: bool) -> dict[str, Any]:
         """An ``llm`` step: the model on a text, as an ``llm.generate`` syscall of the run."""
+        if llmtool.table_mode(args):
+            return await self._llm_table(i, args, record)
         srec = self._srec(i)
         texts = args.get("text")
         many = isinstance(texts, list)
@@ -512,6 +514,59 @@ class Execution:
                 return wrote
             saved = [view["path"]]
             summary += f"; saved to {view['path']}"
+        if record:
+            srec.update(status="succeeded", summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
+                        args=args, **({"files": saved} if saved else {}))
+        return {"output": output, "summary": summary}
+
+    async def _llm_table(self, i: int, args: dict, record: bool) -> dict[str, Any]:
+        """An ``llm`` step in table mode: the task once per row on ``column``'s text, the
+        results as ``new_column``; the table is read and written through the kernel
+        (``data.load``, ``data.write``) like any tool step."""
+        srec = self._srec(i)
+        path, task = args["path"], args.get("task", "write")
+
+        def fail(msg: str) -> dict[str, Any]:
+            srec.update(status="failed", error=msg)
+            return {"error": msg}
+        load = {"path": path, "rows": llmtool.TABLE_MAX_ROWS}
+        got = await self._call(i, Step("data.load", load), load, confirmed=True, record=False)
+        if "output" not in got:
+            return got
+        table = got["output"] or {}
+        columns = [str(c) for c in table.get("columns") or []]
+        if int(table.get("rows") or 0) > llmtool.TABLE_MAX_ROWS:
+            return fail(f"{path} has {table['rows']} rows; an llm step works on at most "
+                        f"{llmtool.TABLE_MAX_ROWS} rows of a table")
+        col = args["column"] if args["column"] in columns else resolve_column(args["column"], columns)
+        if col is None:
+            return fail(f"column: {path} has no column {args['column']!r} (it has {', '.join(columns)})")
+        name = args.get("new_column") or ("label" if task == "classify" else task)
+        rows = [dict(r) for r in table.get("head") or []]
+        t0 = time.monotonic()
+        for row in rows:
+            one = {**args, "text": render_value(row.get(col, ""))}
+            messages, schema, n = llmtool.request_for(one)
+            try:
+                reply = await self.r._generate(self.agent, self.parent, self.rec["llm_calls"], messages,
+                                               schema, n, 0.0)
+            except LLMOSError as e:
+                return fail(e.message)
+            row[name] = llmtool.result(one, reply)
+        srec["seconds"] = round(srec.get("seconds", 0.0) + time.monotonic() - t0, 4)
+        values = [r[name] for r in rows]
+        output = {"rows": rows, "values": values, "column": name, "count": len(rows)}
+        summary = f"llm {task} on {len(rows)} rows of {path}: {name} " + short(", ".join(map(str, values)), 120)
+        saved: list[str] = []
+        if args.get("save_to"):
+            w = {"path": args["save_to"], "rows": rows}
+            wrote = await self._call(i, Step(llmtool.TABLE_SAVE_TOOL, w), w, confirmed=True, record=False)
+            if "output" not in wrote:
+                if record:
+                    srec["args"] = args
+                return wrote
+            saved = [args["save_to"]]
+            summary += f"; saved to {args['save_to']}"
         if record:
             srec.update(status="succeeded", summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
                         args=args, **({"files": saved} if saved else {}))

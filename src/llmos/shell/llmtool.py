@@ -7,6 +7,9 @@ Map:
   ``classify`` with labels is constrained to one of them.
 - ``result(args, text)``: the model's reply as the step's output (the label for
   ``classify``; the text otherwise, trimmed).
+- Table mode (``path`` and ``column``): the task runs once per row on that column's text
+  (at most ``TABLE_MAX_ROWS``) and the results become ``new_column``; with ``save_to``
+  the table is written back with it (``data.write``).
 - ``write_view(args)``: with ``save_to``, the ``files.write`` call that saves the reply
   (the runner checks its path and risk as that call's, and makes it through the kernel
   like any tool step); None without.
@@ -24,10 +27,14 @@ from typing import Any
 
 from llmos.types import Message
 
-__all__ = ["SCHEMA", "TASKS", "request_for", "result", "write_view", "SAVE_TOOL", "TEXT_MAX_CHARS"]
+__all__ = ["SCHEMA", "TASKS", "request_for", "result", "write_view", "SAVE_TOOL", "TABLE_SAVE_TOOL",
+           "TABLE_MAX_ROWS", "PATH_ARGS", "table_mode", "TEXT_MAX_CHARS"]
 
 TASKS = ("summarize", "translate", "classify", "extract", "answer", "write")
 SAVE_TOOL = "files.write"        # how an llm step's save_to is written
+TABLE_SAVE_TOOL = "data.write"   # ... in table mode
+TABLE_MAX_ROWS = 100             # most rows one table-mode step works on
+PATH_ARGS = {"path": "r", "save_to": "w"}
 TEXT_MAX_CHARS = 12_000          # the most of a text one generation reads
 _OUT_TOKENS = {"summarize": 220, "classify": 16, "extract": 300, "answer": 160, "write": 500}
 
@@ -35,7 +42,8 @@ SCHEMA: dict[str, Any] = {
     "name": "llm",
     "description": "Use the language model on a text: summarize it, translate it, classify it "
                    "(give labels), extract facts from it, answer a question about it, or write new text; "
-                   "save_to keeps what it wrote in a file.",
+                   "save_to keeps what it wrote in a file. With path and column it does this for each row "
+                   "of a table and adds the results as new_column.",
     "returns": "the text it wrote (for classify: one of the labels)",
     "parameters": {
         "type": "object",
@@ -47,7 +55,14 @@ SCHEMA: dict[str, Any] = {
             "labels": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10,
                        "description": "for classify: the allowed labels"},
             "save_to": {"type": "string", "minLength": 1, "maxLength": 300,
-                        "description": "optional file to save what it wrote in"},
+                        "description": "optional file to save what it wrote in (with path: the table "
+                                       "with the new column)"},
+            "path": {"type": "string", "minLength": 1, "maxLength": 300,
+                     "description": "a table file: work on each row's column instead of on text"},
+            "column": {"type": "string", "minLength": 1, "maxLength": 200,
+                       "description": "with path: the column that holds each row's text"},
+            "new_column": {"type": "string", "minLength": 1, "maxLength": 100,
+                           "description": "with path: the name of the new column for the results"},
         },
         "required": ["task", "instruction"],
         "additionalProperties": False,
@@ -115,3 +130,7 @@ def write_view(args: dict[str, Any], content: str = "") -> dict[str, Any] | None
     if not isinstance(dest, str) or not dest.strip():
         return None
     return {"path": dest, "content": content}
+
+
+def table_mode(args: dict[str, Any]) -> bool:
+    return bool(args.get("path")) and bool(args.get("column"))

@@ -381,7 +381,7 @@ def _normalize(plan: Plan, i: int, step: Any, t: dict, registry: Any, ws: Worksp
     try:
         path_args = dict(registry.get(step.tool).path_args)
     except (NotFound, LLMOSError):
-        path_args = {}
+        path_args = dict(llmtool.PATH_ARGS) if step.tool == LLM_TOOL else {}
     for arg, mode in path_args.items():
         v = step.args.get(arg)
         if mode == "r" and isinstance(v, str) and not REF_RE.search(v):
