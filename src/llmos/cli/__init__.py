@@ -6,7 +6,7 @@ Map:
   with the full traceback in ``$LLMOS_HOME/logs/llmos.log`` (shown only with --debug).
 - Sub-command modules each export ``register(app)``: ``base`` (version, models, chat,
   doctor), ``kernel`` (ps, kill, nice, agents, top, explain), ``shell`` (run, shell,
-  history, explain, rate), ``storage`` (undo; history PATH), ``memory`` (list, search, forget), ``hw`` (hw, alloc), ``serve`` (serve, mcp), ``bench``.
+  history, explain, rate), ``storage`` (undo; history PATH), ``memory`` (list, search, forget), ``hw`` (hw, alloc), ``serve`` (serve, mcp), ``bench``, ``dev``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _root(
 
 # Sub-command modules, in help order. Each exports register(app).
 _MODULES = ("base", "shell", "storage", "memory", "kernel", "approve", "tokens", "hw", "serve", "train", "bench",
-            "workflow", "reminders")
+            "workflow", "reminders", "dev")
 for _name in _MODULES:
     try:
         _mod = importlib.import_module(f"llmos.cli.{_name}")
