@@ -271,3 +271,46 @@ def test_signatures_scan_finds_the_nearest_and_follows_removals():
 def test_unknown_memory_in_another_call_shape(lt):
     with pytest.raises(NotFound):
         lt.forget("a", 1)
+
+
+def test_a_query_asked_again_reuses_its_vector_and_the_cache_is_bounded(tmp_path, clock):
+    emb = FakeEmbedder()
+    m = LongTermMemory(tmp_path / "c.db", emb, clock.time, query_cache=2)
+    m.remember("a", "Anna loves orchids")
+    before = emb.calls
+    first = m.recall("a", "orchids Anna", 1)
+    assert m.recall("a", "orchids Anna", 1) == first                  # same answer, no second embedding
+    assert emb.calls == before + 1 and m.cache_hits == 1
+    m.recall("a", "tulips", 1)
+    m.recall("a", "roses", 1)                                          # the oldest ("orchids Anna") goes
+    m.recall("a", "orchids Anna", 1)
+    assert emb.calls == before + 4 and list(m._qvecs) == ["roses", "orchids Anna"]
+    m.recall("a", "orchids Anna", 1, mode="words")                     # words alone embed nothing
+    assert emb.calls == before + 4
+    m.close()
+    off = LongTermMemory(tmp_path / "c.db", emb, clock.time, query_cache=0)
+    off.recall("a", "orchids Anna", 1)
+    off.recall("a", "orchids Anna", 1)
+    assert emb.calls == before + 6 and off.cache_hits == 0 and not off._qvecs
+    off.close()
+
+
+def test_the_database_runs_wal_with_normal_sync_and_mmap(lt):
+    pragma = lambda name: lt._conn.execute(f"PRAGMA {name}").fetchall()[0][0]   # noqa: E731
+    assert pragma("journal_mode") == "wal" and pragma("synchronous") == 1 and pragma("mmap_size") > 0
+
+
+def test_forget_and_list_stay_within_the_agent_and_collection(lt):
+    a = lt.remember("a", "Anna loves orchids", collection="garden")["id"]
+    b = lt.remember("a", "Anna has a cat")["id"]
+    c = lt.remember("b", "Bo loves orchids", collection="garden")["id"]
+    assert [r["id"] for r in lt.list("a", collection="garden")] == [a]
+    assert [r["id"] for r in lt.list(None, collection="garden")] == [c, a]
+    with pytest.raises(NotFound, match="in collection 'default'"):
+        lt.forget("a", a, collection="default")
+    with pytest.raises(NotFound):
+        lt.forget("b", a)
+    with pytest.raises(InvalidArgument, match="collection"):
+        lt.forget_all("a", collection="../x")
+    assert lt.forget_all("a", collection="garden") == {"forgotten": 1, "bytes": 18, "agents": ["a"]}
+    assert [r["id"] for r in lt.list(None)] == [c, b]
