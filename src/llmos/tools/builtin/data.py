@@ -330,7 +330,7 @@ def data_count_rows(ctx: ToolContext, a: dict) -> ToolResult:
     files = [{"path": ctx.rel(p), "rows": _rows_in(ctx, p)} for p in paths]
     total = sum(f["rows"] for f in files)
     out: dict[str, Any] = {"files": files, "counts": {f["path"]: f["rows"] for f in files}, "total": total}
-    summary = "; ".join(f"{f['path']}: {f['rows']} rows" for f in files[:20])
+    summary = "; ".join(f"{f['path']}: {f['rows']} row{'' if f['rows'] == 1 else 's'}" for f in files[:20])
     written = []
     if a.get("save_to"):
         dest = ctx.resolve(a["save_to"], "w", field="save_to")
