@@ -314,3 +314,26 @@ def test_forget_and_list_stay_within_the_agent_and_collection(lt):
         lt.forget_all("a", collection="../x")
     assert lt.forget_all("a", collection="garden") == {"forgotten": 1, "bytes": 18, "agents": ["a"]}
     assert [r["id"] for r in lt.list(None)] == [c, b]
+
+
+def test_codes_rank_the_candidates_as_their_float_vectors_do():
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((3000, 128)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(10, 3010)
+    s = Signatures(128 // 64, codes=True)
+    for part in np.array_split(np.arange(3000), 3):                    # grows past its first capacity
+        s.add(ids[part].tolist(), [np.packbits(v > 0).tobytes() for v in vecs[part]], vecs[part])
+    q = vecs[41] + 0.05 * rng.standard_normal(128).astype(np.float32)   # cosine ~0.9 to chunk 51
+    q /= np.linalg.norm(q)
+    got = s.ranked(q, 300, 20)
+    cand = s.nearest(np.packbits(q > 0).tobytes(), 300)
+    exact = cand[np.argsort(-(vecs[cand - 10] @ q))][:20]               # the same candidates, float cosine
+    assert got[0] == 51 and len(got) == 20 and len(set(got) & set(exact)) >= 18
+    assert s.ranked(q, 300, 20, allowed=np.array([12, 51, 99])).tolist()[0] == 51
+    s.remove([51])
+    assert 51 not in s.ranked(q, 300, 20).tolist() and s.n == 2999
+    with pytest.raises(ValueError, match="vecs"):
+        s.add([1], [np.packbits(vecs[0] > 0).tobytes()])               # codes kept: vectors needed
+    with pytest.raises(ValueError, match="codes"):
+        Signatures(2).ranked(q, 10, 5)

@@ -15,9 +15,9 @@ Map:
 - ``remember``: check, cut into chunks (``memtext``: the limits, ``chunk``, and
   ``context_block`` for recalled memory in a prompt), embed outside the lock, then one
   transaction that checks the quota first: a refused or failed write leaves nothing.
-- ``recall``: hybrid. Vector side: ``Signatures`` (the agent's sign bits in RAM) gives
-  ``SCAN_CANDIDATES`` chunks by Hamming distance, sqlite-vec's ``vec_distance_cosine``
-  ranks them exactly. Word side: FTS5 bm25 over the chunks holding every word of the
+- ``recall``: hybrid. Vector side: ``Signatures`` (the agent's sign bits and int8 codes in
+  RAM) gives ``SCAN_CANDIDATES`` chunks by Hamming distance, their codes keep the nearest
+  ``FUSE_DEPTH``, and sqlite-vec's ``vec_distance_cosine`` ranks those exactly. Word side: FTS5 bm25 over the chunks holding every word of the
   query (names, codes, numbers: where embeddings are weak). The two chunk rankings are
   fused by reciprocal rank (``RRF_K``); a memory scores as its best chunk. A query asked
   again takes its vector from an LRU of recent ones (``QUERY_CACHE``).
@@ -50,6 +50,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ class LongTermMemory:
         self._embedder: Embedder | None = None
         self._now = clock_time
         self._lock = threading.RLock()           # one transaction or index change at a time
-        self._sigs: dict[str, Signatures] = {}   # agent -> sign bits, loaded on first recall
+        self._sigs: dict[str, Signatures] = {}   # agent -> sign bits and codes, loaded on first recall
         self._conn = self._open()
         self.shares = MemoryShares(self._db, clock_time)   # who may reach which collection
         self.rebuilds = 0                        # times the vector table was rebuilt (tests, logs)
@@ -304,6 +305,7 @@ class LongTermMemory:
         out: list[dict[str, Any]] = []
         ids: list[int] = []
         sigs: list[bytes] = []
+        added: list[np.ndarray] = []              # the chunks' vectors, for the RAM index
         with self._db("remember") as c:
             with c:     # one transaction: all of it or nothing
                 used = c.execute("SELECT bytes FROM usage WHERE agent = ?", (agent,)).fetchall()
@@ -327,13 +329,14 @@ class LongTermMemory:
                                   (cid, agent, sig, np.ascontiguousarray(v).tobytes()))
                         ids.append(cid)
                         sigs.append(sig)
+                        added.append(v)
                     out.append({"id": mid, "chunks": len(pieces), "bytes": size, "tags": list(tags),
                                 "collection": collection})
                 c.execute("INSERT INTO usage(agent, bytes, memories) VALUES (?, ?, ?) ON CONFLICT(agent) DO "
                           "UPDATE SET bytes = bytes + excluded.bytes, memories = memories + excluded.memories",
                           (agent, sum(sizes), len(items)))
             if agent in self._sigs:      # committed: the RAM index follows
-                self._sigs[agent].add(ids, sigs)
+                self._sigs[agent].add(ids, sigs, np.asarray(added, np.float32).reshape(len(ids), emb.dim))
         return out
 
     # ── recall ─────────────────────────────────────────────────────────────
@@ -433,12 +436,14 @@ class LongTermMemory:
         sigs = self._sigs.get(agent)
         if sigs is None:
             emb = self.embedder
-            sigs = Signatures(emb.dim // 64)
-            rows = self._conn.execute("SELECT chunk, sig FROM vectors WHERE agent = ? ORDER BY chunk",
-                                      (agent,)).fetchall()
-            if any(len(s) != emb.dim // 8 for _, s in rows):
-                raise _VectorsBroken("holding signatures of the wrong size")
-            sigs.add([r[0] for r in rows], [r[1] for r in rows])
+            sigs = Signatures(emb.dim // 64, codes=True)
+            cur = self._conn.execute("SELECT chunk, sig, vec FROM vectors WHERE agent = ? ORDER BY chunk",
+                                     (agent,))
+            while rows := list(islice(cur, 4096)):       # 6 MB of vectors at a time
+                if any(len(s) != emb.dim // 8 or len(v) != emb.dim * 4 for _, s, v in rows):
+                    raise _VectorsBroken("holding signatures or vectors of the wrong size")
+                sigs.add([r[0] for r in rows], [r[1] for r in rows],
+                         np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), emb.dim))
             self._sigs[agent] = sigs
         return sigs
 
@@ -449,7 +454,7 @@ class LongTermMemory:
         import apsw
 
         try:
-            cand = self._signatures(agent).nearest(_sig(qv), SCAN_CANDIDATES, allowed)
+            cand = self._signatures(agent).ranked(qv, SCAN_CANDIDATES, FUSE_DEPTH, allowed)
             if not len(cand):
                 return []
             rows = self._conn.execute(
