@@ -55,6 +55,7 @@ def pct(xs: list[float], q: float) -> float:
 async def run_tier(model: str, requests: list, home: str) -> dict:
     from llmos.config import ensure_home, load_config
     from llmos.kernel import Kernel
+    from llmos.runs import RunStatus
     from llmos.shell.runner import Runner
     from llmos.tools.registry import default_registry
 
@@ -69,10 +70,10 @@ async def run_tier(model: str, requests: list, home: str) -> dict:
                     Path(d, name).write_text(text)
                 t0 = time.monotonic()
                 res = await Runner(kernel, user="bench", model=model).run(request, workdir=d, dry_run=True)
-                took = res.record.get("timings", {}).get("plan", time.monotonic() - t0)
-                valid = res.status == "planned" or res.answer.startswith("I can't do that")
+                took = res.record.timings.get("plan", time.monotonic() - t0)
+                valid = res.status is RunStatus.PLANNED or res.answer.startswith("I can't do that")
                 rows.append({"request": request, "seconds": round(took, 2), "valid": valid,
-                             "cold": n == 0, "plan": [s["tool"] for s in res.steps], "answer": res.answer[:120]})
+                             "cold": n == 0, "plan": [s.tool for s in res.steps], "answer": res.answer[:120]})
                 print(f"  {model:<20} {'cold' if n == 0 else 'warm'} {took:6.1f}s "
                       f"{'valid' if valid else 'INVALID'} {request[:50]!r} -> {rows[-1]['plan'] or res.answer[:60]}",
                       file=sys.stderr, flush=True)

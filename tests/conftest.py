@@ -41,3 +41,35 @@ async def fake_engine():
     await engine.start()
     yield engine
     await engine.close()
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """An empty workspace for runs: ``tmp_path/ws`` (the state directory lies elsewhere)."""
+    d = tmp_path / "ws"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+async def boot_kernel(config):
+    """``await boot_kernel(answer, **boot_kw) -> Kernel``: a kernel on this test's state
+    directory with the default tools and one engine, ``"fake"``: ``answer`` itself when it
+    is a ``FakeEngine``, else a ``FakeEngine`` answering with it (a text, a list, or a
+    function of the request). ``boot_kw`` go to ``Kernel.boot`` (``hal``, ``clock``, ``tools``).
+    Every kernel it booted is shut down after the test; a test may shut one down sooner."""
+    from llmos.kernel import Kernel
+    from llmos.tools.registry import default_registry
+
+    booted: list = []
+
+    async def boot(answer=None, **kw):
+        engine = answer if isinstance(answer, FakeEngine) else FakeEngine(answer)
+        kw.setdefault("tools", default_registry())
+        kernel = await Kernel.boot(config, engines={"fake": engine}, **kw)
+        booted.append(kernel)
+        return kernel
+
+    yield boot
+    for kernel in booted:
+        await kernel.shutdown()

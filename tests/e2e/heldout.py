@@ -89,11 +89,11 @@ async def _run_all(cases: list[dict], verbose: bool, model: str | None = None) -
                     rows.append({"id": case["id"], "kind": case["kind"], "passed": ok, "seconds": took,
                                  "status": res.status, "answer": res.answer,
                                  "valid_plan": "could not make a valid plan" not in res.answer,
-                                 "steps": out["steps"], "notes": res.record.get("notes", [])})
+                                 "steps": out["steps"], "notes": res.record.notes})
                     line = f"{'PASS' if ok else 'FAIL'} {case['id']:<24} {took:5.1f}s  {res.status:<18} {res.answer[:90]!r}"
                     print(line, flush=True)
                     if verbose:
-                        calls = res.record.get("llm_calls", [])
+                        calls = res.record.llm_calls
                         print("      llm:", "; ".join(f"{c.get('seconds')} s {c.get('usage')}" for c in calls),
                               flush=True)
                     if verbose and not ok:

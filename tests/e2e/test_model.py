@@ -21,6 +21,7 @@ import re
 import pytest
 
 from llmos.kernel import Kernel
+from llmos.runs import StepStatus
 from llmos.shell.runner import Runner, planner_model
 from llmos.shell.store import ShellStore
 from llmos.tools.registry import default_registry
@@ -71,11 +72,11 @@ async def _run(k, store, workdir, request: str, files: dict[str, str]):
     res = await Runner(k, store=store, user="tester", model=model).run(request, workdir=workdir, yes=True)
     # guarantees, whatever plan the model wrote (yes=True: a destructive step would run,
     # so none may be planned for a question; files change only through a write step)
-    ran = [s for s in res.steps if s.get("status") == "succeeded"]
-    assert all(s.get("risk") in ("read", "write") for s in ran), res.to_json()
-    if not any(s.get("risk") == "write" for s in ran):
+    ran = [s for s in res.steps if s.status is StepStatus.SUCCEEDED]
+    assert all(s.risk in ("read", "write") for s in ran), res.to_json()
+    if not any(s.risk == "write" for s in ran):
         assert _snapshot(workdir) == before, res.to_json()
-    known = _numbers(request) | _numbers(json.dumps(res.record, default=str)) \
+    known = _numbers(request) | _numbers(json.dumps(res.record.to_dict(), default=str)) \
         | _numbers(" ".join(files.values()))
     assert _numbers(res.answer) <= known, ("a number nobody computed", res.to_json())
     return res

@@ -10,6 +10,7 @@ import pytest
 
 from llmos.kernel import Kernel
 from llmos.llm.fake import FakeEngine
+from llmos.runs import StepStatus
 from llmos.shell.runner import Runner
 from llmos.shell.store import ShellStore
 from llmos.tools.registry import default_registry
@@ -82,7 +83,7 @@ async def test_a_five_step_plan(run, ws):
         answer="Sales average $step3.output.value; $step2.output.count people.")
     res = await run(Model([plan]), "split out the sales team and summarize salaries", ws, yes=True)
     assert res.status == "succeeded", res.answer
-    assert len(res.steps) == 5 and all(s["status"] == "succeeded" for s in res.steps)
+    assert len(res.steps) == 5 and all(s.status is StepStatus.SUCCEEDED for s in res.steps)
     assert (ws / "out" / "summary.txt").read_text() == "mean sales salary: 60\nlargest team: Sales"
     assert "60" in res.answer and "2 people" in res.answer
 
@@ -109,19 +110,19 @@ async def test_a_failed_step_is_repaired(run, ws):
     model = Model([first, bad, repair])
     res = await run(model, "how many lines in my notes", ws, yes=True)
     assert res.status == "succeeded", res.answer
-    assert [s["status"] for s in res.steps] == ["succeeded"]
-    assert [s["status"] for s in res.record["replaced"]] == ["failed"]
+    assert [s.status for s in res.steps] == [StepStatus.SUCCEEDED]
+    assert [s.status for s in res.record.replaced] == [StepStatus.FAILED]
     assert res.answer == "Notes.txt has 3 lines."
-    assert res.record["revisions"] == 1 and model.planned == 3
+    assert res.record.revisions == 1 and model.planned == 3
     # the repair prompt showed the error to the model
-    assert any("revision 1" in n for n in res.record["notes"])
+    assert any("revision 1" in n for n in res.record.notes)
 
 
 async def test_revisions_are_bounded(run, ws):
     bad = steps(("files.read", {"path": "missing.txt"}), answer="$step1.output.text")
     res = await run(Model([bad]), "read it", ws, yes=True)
     assert res.status == "failed" and "missing.txt" in res.answer
-    assert res.record["revisions"] == 3 and "after 3 revisions" in res.answer
+    assert res.record.revisions == 3 and "after 3 revisions" in res.answer
 
 
 async def test_refusal_changes_nothing(run, ws):
@@ -157,7 +158,7 @@ async def test_llm_step_saves_what_it_wrote(run, ws):
                     "as note_fr.txt", ws, yes=True)
     assert res.status == "succeeded", res.answer
     assert (ws / "note_fr.txt").read_text() == "Le bureau est fermé vendredi.\n"
-    assert res.steps[1]["summary"].endswith("saved to note_fr.txt") and res.steps[1]["risk"] == "write"
+    assert res.steps[1].summary.endswith("saved to note_fr.txt") and res.steps[1].risk == "write"
 
 
 async def test_llm_save_to_over_a_file_the_request_does_not_name_asks_first(run, ws):
@@ -179,7 +180,7 @@ async def test_llm_save_to_outside_the_workspace_is_refused_before_anything_runs
                           "save_to": "../../escape.txt"}))
     res = await run(Model([plan]), "write a poem from a.txt", ws, yes=True)
     assert res.status in ("failed", "denied") and not (ws.parent.parent / "escape.txt").exists()
-    assert not any(s.get("status") == "succeeded" for s in res.steps)
+    assert not any(s.status is StepStatus.SUCCEEDED for s in res.steps)
 
 
 async def test_llm_table_mode_labels_each_row_into_a_new_column(run, ws):
@@ -224,7 +225,7 @@ async def test_when_guard_skips(run, ws):
                   {"when": {"ref": "$step1.output.count", "op": ">", "value": 0}}),
                  answer="$step1.output.count errors.")
     res = await run(Model([plan]), "copy errors from app.log to errors.txt if any", ws, yes=True)
-    assert res.status == "succeeded" and res.steps[1]["status"] == "skipped"
+    assert res.status == "succeeded" and res.steps[1].status is StepStatus.SKIPPED
     assert not (ws / "errors.txt").exists() and "0 errors" in res.answer
 
 
@@ -289,10 +290,10 @@ async def test_more_lets_the_planner_see_outputs_first(run, ws):
     model = Model([look, rest])
     res = await run(model, "how many characters are in the largest file", ws, yes=True)
     assert res.status == "succeeded", res.answer
-    assert res.answer == "The largest file has 500 characters." and res.record["revisions"] == 1
+    assert res.answer == "The largest file has 500 characters." and res.record.revisions == 1
     # the unchanged first step was not run again
-    assert len(res.steps) == 2 and len(res.steps[0].get("pids", [None])) <= 1
-    assert "kept 1 step(s)" in " ".join(res.record["notes"])
+    assert len(res.steps) == 2 and len(res.steps[0].pids) <= 1
+    assert "kept 1 step(s)" in " ".join(res.record.notes)
 
 
 async def test_a_repair_may_rewrite_a_file_the_run_made(run, ws):
@@ -315,7 +316,7 @@ async def test_a_named_file_the_run_did_not_make_is_said(run, ws):
     assert res.status == "succeeded" and not (ws / "sorted.txt").exists()
     assert "Not done" in res.answer and "sorted.txt" in res.answer
     # planned and planned again (kept), then asked once after the run to write what is missing
-    assert model.planned == 3 and res.record["revisions"] == 1
+    assert model.planned == 3 and res.record.revisions == 1
     # the model adds the missing step when asked with the results in view
     whole = steps(("text.sort", {"path": "numbers.txt"}),
                   ("files.write", {"path": "sorted.txt", "content": "$step1.output.lines"}), answer="Sorted.")

@@ -104,7 +104,7 @@ async def test_injection_in_a_file_changes_nothing(shell, ws):
     runner, engine = await shell(P(("files.read", {"path": "notes.txt"}), answer="$step1.output.text"))
     res = await runner.run("show me notes.txt", workdir=ws, yes=True)
     assert res.status == "succeeded"
-    assert [s["tool"] for s in res.steps] == ["files.read"]
+    assert [s.tool for s in res.steps] == ["files.read"]
     assert sorted(p.name for p in ws.iterdir()) == ["keep.txt", "notes.txt"]
     assert all(evil not in json.dumps(list(r.messages or [])) for r in engine.requests)
 
@@ -113,7 +113,7 @@ async def test_dry_run_plans_only(shell, ws):
     runner, _ = await shell(P(("files.write", {"path": "a.txt", "content": "x"})))
     res = await runner.run("make a.txt", workdir=ws, dry_run=True)
     assert res.status == "planned" and not (ws / "a.txt").exists()
-    assert res.steps[0]["risk"] == "write"
+    assert res.steps[0].risk == "write"
 
 
 async def test_interactive_confirmation(shell, ws):
@@ -155,9 +155,9 @@ async def test_record_explains_the_run(shell, ws):
     runner, _ = await shell(P(("files.count", {"path": "poem.txt"}), answer="$step1.output.lines lines"))
     res = await runner.run("how many lines are in poem.txt?", workdir=ws)
     rec = runner.store.get_run(res.run)
-    assert rec["plan"]["steps"][0]["tool"] == "files.count"
-    assert rec["steps"][0]["risk"] == "read" and rec["steps"][0]["seconds"] >= 0
-    assert rec["llm_calls"] and rec["llm_calls"][0]["constrained"]
+    assert rec.plan["steps"][0]["tool"] == "files.count"
+    assert rec.steps[0].risk == "read" and rec.steps[0].seconds >= 0
+    assert rec.llm_calls and rec.llm_calls[0]["constrained"]
     text = explain_text(rec)
     for needle in ("plan:", "files.count", "why: scripted", "timings:", "answer: 2 lines", "- poem.txt (4 B)"):
         assert needle in text

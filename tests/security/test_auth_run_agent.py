@@ -44,7 +44,7 @@ async def test_a_squatted_run_agent_name_is_not_reused_and_does_not_stop_the_run
     monkeypatch.setattr(runner_mod, "new_run_id", lambda: "rfixed000")
     result = await Runner(kernel, model="fake").run("read a.txt", workdir=ws)
     assert result.status == "succeeded", result.answer
-    agent = result.record["agent"]
+    agent = result.record.agent
     assert agent != "run-rfixed000"
     made = kernel.agents.get(agent)
     assert made.creator == "root"

@@ -30,11 +30,9 @@ DELETE_PLAN = json.dumps({"steps": [{"tool": "files.delete", "args": {"path": "o
 
 
 @pytest.fixture
-def ws(tmp_path):
-    d = tmp_path / "ws"
-    d.mkdir()
-    (d / "old.txt").write_text("x")
-    return d
+def ws(ws):
+    (ws / "old.txt").write_text("x")
+    return ws
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from llmos.runs import RunRecord, RunStatus, Step
 from llmos.shell import feedback
 from llmos.shell.context import Workspace
 from llmos.shell.plan import Plan
@@ -23,8 +24,8 @@ def store(tmp_path):
 
 
 def _rec(run, request, plan, steps=(), user="ann"):
-    return {"run": run, "request": request, "status": "succeeded", "user": user, "plan": plan,
-            "steps": list(steps), "facts": ["Files here: none"]}
+    return RunRecord(run, request=request, status=RunStatus.SUCCEEDED, user=user, plan=plan,
+                     steps=[Step.from_dict(s) for s in steps], facts=["Files here: none"])
 
 
 PLAN = {"steps": [{"tool": "calc.eval", "args": {"expression": "2 ** 8"}, "why": "x"}],
@@ -43,7 +44,7 @@ def test_good_plans_become_examples_and_bad_ones_never_return(store, tmp_path):
     feedback.rate(store, "r1", False, "wrong")
     assert planner.approved("how big is two to the eighth power") == []
     assert store.is_blocked("how big is two to the eighth power", PLAN)
-    assert store.get_run("r1")["rating"] == "bad"
+    assert store.get_run("r1").rating == "bad"
 
 
 def test_habits_learned_from_two_good_runs_and_applied(store, tmp_path):
@@ -51,7 +52,8 @@ def test_habits_learned_from_two_good_runs_and_applied(store, tmp_path):
     steps = [{"tool": "plot.chart", "status": "succeeded", "args": {"kind": "line"}, "files": ["charts/a.png"]}]
     for i in (1, 2):
         store.save_run(_rec(f"r{i}", "plot sales", PLAN, steps))
-        feedback.rate(store, f"r{i}", True, registry=reg)
+        _, evidence = feedback.rate(store, f"r{i}", True, registry=reg)
+        assert evidence == ["output_dir=charts", "arg:plot.chart.kind=line"]
         if i == 1:
             assert feedback.active_habits(store, "ann") == {}
     habits = feedback.active_habits(store, "ann")
@@ -95,6 +97,6 @@ def test_fill_answer():
 
 def test_store_run_lookup(store):
     store.save_run(_rec("rabc123", "q", PLAN))
-    assert store.get_run("rabc")["run"] == "rabc123" and store.get_run("last")["run"] == "rabc123"
+    assert store.get_run("rabc").run == "rabc123" and store.get_run("last").run == "rabc123"
     with pytest.raises(Exception, match="no run"):
         store.get_run("zzz")

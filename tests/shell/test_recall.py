@@ -11,38 +11,33 @@ import logging
 import pytest
 
 from llmos.hal.fake import FakeHAL
-from llmos.kernel import Kernel
 from llmos.llm.embed import FakeEmbedder
 from llmos.llm.fake import FakeEngine
+from llmos.runs import RunStatus
 from llmos.shell import recall
 from llmos.shell.context import Workspace
 from llmos.shell.runner import Runner
 from llmos.shell.store import ShellStore
-from llmos.tools.registry import default_registry
 
 PLAN = json.dumps({"steps": [{"tool": "files.count", "args": {"path": "poem.txt"}, "why": "count"}],
                    "answer": "The poem has $step1.output.lines lines."})
 
 
 @pytest.fixture
-def ws(tmp_path):
-    d = tmp_path / "ws"
-    d.mkdir()
-    (d / "poem.txt").write_text("roses\nviolets\nsugar\n")
-    return d
+def ws(ws):
+    (ws / "poem.txt").write_text("roses\nviolets\nsugar\n")
+    return ws
 
 
 @pytest.fixture
-async def k(config, monkeypatch):
+async def k(boot_kernel, config, monkeypatch):
     monkeypatch.setenv(recall.ENV, "1")
     engine = FakeEngine(lambda req: PLAN if req.json_schema is not None else "ok")
-    kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL())
+    kernel = await boot_kernel(engine, hal=FakeHAL())
     kernel.memory.embedder = FakeEmbedder()
     kernel.engine = engine
-    store = ShellStore(config.home / "shell.db")
-    kernel.shell_store = store
+    kernel.shell_store = store = ShellStore(config.home / "shell.db")
     yield kernel
-    await kernel.shutdown()
     store.close()
 
 
@@ -54,21 +49,21 @@ def planner_prompt(engine: FakeEngine) -> str:
 async def test_a_run_is_remembered_and_recalled_into_the_next_plan(k, ws):
     runner = Runner(k, store=k.shell_store, user="tester")
     first = await runner.run("count the lines in poem.txt", workdir=ws)
-    assert first.status == "succeeded" and first.record["memory"] == []     # nothing remembered yet
+    assert first.status is RunStatus.SUCCEEDED and first.record.memory == []     # nothing remembered yet
     mem = (await k.syscall("root", "memory.list", {"collection": "shell"})).value["memories"]
     assert len(mem) == 1 and mem[0]["text"].startswith("Request: count the lines in poem.txt\nOutcome: succeeded")
     assert set(mem[0]["tags"]) == {"shell", "request", "status:succeeded", "person:tester",
                                    recall.place_tag(str(ws.resolve()))}
     second = await runner.run("count the lines in poem.txt again", workdir=ws)
-    assert second.status == "succeeded"
-    lines = second.record["memory"]
+    assert second.status is RunStatus.SUCCEEDED
+    lines = second.record.memory
     assert lines[0] == recall.LABEL and "count the lines in poem.txt" in lines[1]
     prompt = planner_prompt(k.engine)
     assert recall.LABEL in prompt and prompt.index(recall.LABEL) < prompt.index("Request: count the lines in "
                                                                                  "poem.txt again")
-    assert recall.LABEL not in "\n".join(second.record["facts"])     # facts (kept as examples) hold no memory
+    assert recall.LABEL not in "\n".join(second.record.facts)     # facts (kept as examples) hold no memory
     # the run's agent recalled under a read-only share, taken back at once; audited
-    agent = second.record["agent"]
+    agent = second.record.agent
     k.journal.flush()
     rows = k.journal.query("SELECT agent, call, allowed, reason FROM audit WHERE call LIKE 'memory.%' "
                            "AND (agent = ? OR call IN ('memory.share', 'memory.unshare')) ORDER BY id", (agent,))
@@ -84,7 +79,7 @@ async def test_a_run_is_remembered_and_recalled_into_the_next_plan(k, ws):
 async def test_another_persons_memories_stay_out(k, ws):
     await Runner(k, store=k.shell_store, user="tester").run("count the lines in poem.txt", workdir=ws)
     other = await Runner(k, store=k.shell_store, user="someone").run("count the lines in poem.txt", workdir=ws)
-    assert other.record["memory"] == []
+    assert other.record.memory == []
 
 
 async def test_requests_made_in_another_workspace_stay_out(k, ws, tmp_path):
@@ -95,9 +90,9 @@ async def test_requests_made_in_another_workspace_stay_out(k, ws, tmp_path):
     runner = Runner(k, store=k.shell_store, user="tester")
     await runner.run("count the lines in poem.txt", workdir=elsewhere)
     here = await runner.run("count the lines in poem.txt", workdir=ws)
-    assert here.record["memory"] == []
+    assert here.record.memory == []
     again = await runner.run("count the lines in poem.txt please", workdir=ws)
-    assert len(again.record["memory"]) == 2 and "count the lines" in again.record["memory"][1]
+    assert len(again.record.memory) == 2 and "count the lines" in again.record.memory[1]
 
 
 async def test_off_by_environment_and_off_cleanly_when_the_store_fails(k, ws, monkeypatch, caplog):
@@ -113,7 +108,7 @@ async def test_off_by_environment_and_off_cleanly_when_the_store_fails(k, ws, mo
     caplog.set_level(logging.WARNING, logger="llmos.shell.recall")
     for _ in range(2):
         res = await Runner(k, store=k.shell_store, user="tester").run("count the lines in poem.txt", workdir=ws)
-        assert res.status == "succeeded" and res.record["memory"] == []
+        assert res.status is RunStatus.SUCCEEDED and res.record.memory == []
     said = [r for r in caplog.records if "shell memory is off" in r.getMessage()]
     assert len(said) == 1 and not recall.enabled(k)
 
@@ -145,23 +140,21 @@ def test_the_context_block_carries_memory_last(tmp_path):
     assert ws2.lines("r")[-2:] == ws.memory
 
 
-async def test_the_persons_answer_to_a_question_is_remembered_as_a_preference(config, monkeypatch, ws):
+async def test_the_persons_answer_to_a_question_is_remembered_as_a_preference(boot_kernel, monkeypatch, ws):
     monkeypatch.setenv(recall.ENV, "1")
     plans = [json.dumps({"ask": "Count lines or words?"}), PLAN]
-    engine = FakeEngine(lambda req: (plans.pop(0) if len(plans) > 1 else plans[0]) if req.json_schema else "ok")
-    kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL())
+    kernel = await boot_kernel(lambda req: (plans.pop(0) if len(plans) > 1 else plans[0]) if req.json_schema
+                               else "ok", hal=FakeHAL())
     kernel.memory.embedder = FakeEmbedder()
 
     async def ask(question: str) -> str:
         return "always lines, never words"
-    try:
-        res = await Runner(kernel, user="tester", ask=ask).run("count poem.txt", workdir=ws)
-        assert res.status == "succeeded", res.answer
-        mem = kernel.memory.longterm.list("root", collection="shell")
-        assert len(mem) == 1 and "preference" in mem[0]["tags"]
-        assert mem[0]["text"].endswith("Asked: Count lines or words? Answer: always lines, never words")
-    finally:
-        await kernel.shutdown()
+    res = await Runner(kernel, user="tester", ask=ask).run("count poem.txt", workdir=ws)
+    assert res.status is RunStatus.SUCCEEDED, res.answer
+    assert res.record.asked == {"question": "Count lines or words?", "answer": "always lines, never words"}
+    mem = kernel.memory.longterm.list("root", collection="shell")
+    assert len(mem) == 1 and "preference" in mem[0]["tags"]
+    assert mem[0]["text"].endswith("Asked: Count lines or words? Answer: always lines, never words")
 
 
 async def test_a_missing_model_package_turns_memory_off_quietly(k, ws, caplog):
@@ -173,6 +166,6 @@ async def test_a_missing_model_package_turns_memory_off_quietly(k, ws, caplog):
     k.memory.embedder = missing
     caplog.set_level(logging.INFO, logger="llmos.shell.recall")
     res = await Runner(k, store=k.shell_store, user="tester").run("count the lines in poem.txt", workdir=ws)
-    assert res.status == "succeeded" and res.record["memory"] == []
+    assert res.status is RunStatus.SUCCEEDED and res.record.memory == []
     said = [r for r in caplog.records if "shell memory is off" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.INFO and not recall.enabled(k)

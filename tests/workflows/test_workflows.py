@@ -11,9 +11,7 @@ import pytest
 
 from llmos.clock import FakeClock
 from llmos.errors import InvalidArgument, NotFound, PermissionDenied
-from llmos.kernel import Kernel
-from llmos.llm.fake import FakeEngine
-from llmos.tools.registry import default_registry
+from llmos.runs import RunStatus
 from llmos.workflows import open_workflows
 from llmos.workflows.saved import SavedPlanRunner
 
@@ -46,20 +44,17 @@ class Model:
 
 
 @pytest.fixture
-def ws(tmp_path):
-    d = tmp_path / "ws"
-    d.mkdir()
-    (d / "poem.txt").write_text("one\ntwo\nthree\n")
-    return d
+def ws(ws):
+    (ws / "poem.txt").write_text("one\ntwo\nthree\n")
+    return ws
 
 
 @pytest.fixture
-def world(config):
+def world(boot_kernel):
     made: dict = {}
 
     async def boot(model: Model, clock: FakeClock):
-        made["kernel"] = k = await Kernel.boot(config, engines={"fake": FakeEngine(model)},
-                                               tools=default_registry(), clock=clock)
+        made["kernel"] = k = await boot_kernel(model, clock=clock)
         made["wf"] = svc = open_workflows(k, watch=False, model="fake")
         await svc.start()
         return k, svc
@@ -104,7 +99,7 @@ async def test_a_time_rule_fires_on_time_across_a_restart_and_a_jump(world, ws):
         kept = ShellStore(k.config.home / "shell.db")          # each run is explained like any run
         try:
             rec = kept.get_run(runs[0]["run_ids"][0])
-            assert rec["status"] == "succeeded" and rec["plan"]["steps"][0]["tool"] == "files.count"
+            assert rec.status is RunStatus.SUCCEEDED and rec.plan["steps"][0]["tool"] == "files.count"
         finally:
             kept.close()
     finally:
@@ -233,12 +228,12 @@ async def test_bad_input_is_one_clear_line(world, ws, tmp_path):
         await world["stop"]()
 
 
-async def test_a_folder_watcher_fires_for_a_new_file(config, ws):
+async def test_a_folder_watcher_fires_for_a_new_file(boot_kernel, ws):
     """watchfiles on a real folder (wall clock, about a second)."""
     (ws / "drop").mkdir()
     model = Model(trigger("file", "count the lines of poem.txt", folder="drop"),
                   plan(("files.count", {"path": "poem.txt"})))
-    k = await Kernel.boot(config, engines={"fake": FakeEngine(model)}, tools=default_registry())
+    k = await boot_kernel(model)
     svc = open_workflows(k, model="fake")
     try:
         await svc.start()
@@ -253,4 +248,3 @@ async def test_a_folder_watcher_fires_for_a_new_file(config, ws):
         assert [r["cause"] for r in svc.store.runs("drop")] == ["file drop/new.txt"]
     finally:
         await svc.close()
-        await k.shutdown()

@@ -386,19 +386,19 @@ class RunManager:
         try:
             res = await runner.run(body.request, workdir=wd, yes=body.yes, yes_all=body.yes_all,
                                   dry_run=body.dry_run)
-            rec = getattr(res, "record", {}) or {}
+            rec = res.record                     # a llmos.runs.RunRecord
             if run.status != "rejected":
-                run.status = res.status
+                run.status = res.status.label
             run.answer = res.answer
             run.shell_run = res.run
-            run.pid = rec.get("pid")
-            run.steps = [dict(s) for s in getattr(res, "steps", run.steps)]
-            if rec.get("error"):
-                run.error = rec["error"]
+            run.pid = rec.pid
+            run.steps = [s.public() for s in res.steps]
+            if rec.error:
+                run.error = rec.error
             try:
                 from llmos.shell.render import explain_text
 
-                run.explanation = explain_text(rec) if rec else None
+                run.explanation = explain_text(rec)
             except Exception:  # noqa: BLE001 - an explanation is a bonus, never a failure
                 log.warning("explain_text failed for run %s", run.id, exc_info=True)
         except asyncio.CancelledError:
@@ -448,13 +448,11 @@ class RunManager:
             return None
         from llmos.shell.render import explain_text
 
-        steps = [dict(s) for s in rec.get("steps", [])]
-        return RunState(id=rec["run"], request=rec.get("request", ""), owner=ADMIN_AGENT,
-                        workdir=rec.get("workdir", ""), status=rec.get("status", "failed"),
-                        created=rec.get("created", 0.0), updated=rec.get("created", 0.0),
-                        plan=steps, steps=steps, answer=rec.get("answer"),
-                        explanation=explain_text(rec), error=rec.get("error"),
-                        shell_run=rec["run"], pid=rec.get("pid"))
+        steps = [s.to_dict() for s in rec.steps]
+        return RunState(id=rec.run, request=rec.request, owner=ADMIN_AGENT, workdir=rec.workdir,
+                        status=rec.status.label, created=rec.created, updated=rec.created,
+                        plan=steps, steps=steps, answer=rec.answer, explanation=explain_text(rec),
+                        error=rec.error, shell_run=rec.run, pid=rec.pid)
 
     def list(self, who: Principal, limit: int) -> list[RunState]:
         runs = [r for r in reversed(self._runs.values()) if who.admin or r.owner == who.agent]

@@ -34,7 +34,7 @@ from typing import Any
 
 from llmos import params
 from llmos.config import Config
-from llmos.errors import LLMOSError, RemoteUnavailable
+from llmos.errors import InvalidArgument, LLMOSError, RemoteUnavailable
 
 __all__ = ["find_daemon", "open_session", "boot_kernel", "result_of", "LocalSession", "DaemonSession",
            "ChildDaemon", "Confirm", "LOCK_WAIT_S", "START_TIMEOUT_S", "STOP_TIMEOUT_S"]
@@ -80,19 +80,24 @@ async def boot_kernel(cfg: Config) -> Any:
 
 
 def result_of(run: dict[str, Any]) -> Any:
-    """A finished daemon run as the ``RunResult`` the in-process runner returns."""
+    """A finished daemon run (the API's JSON) as the ``RunResult`` the in-process runner
+    returns, with the statuses that runner ends with."""
+    from llmos.runs import Run, RunRecord, RunStatus
     from llmos.shell.runner import RunResult
 
-    status = run.get("status") or "failed"
-    answer = run.get("answer") or ""
-    if status == "rejected":            # the runner's own word for "you said no"
-        status = "needs_confirmation"
-    elif status == "cancelled":
-        status, answer = "failed", answer or "Failed: the daemon stopped before the run finished."
-    elif status not in ("succeeded", "failed", "denied", "needs_confirmation", "planned"):
-        status, answer = "failed", answer or f"Failed: the run ended in state {status!r}."
-    return RunResult(status, answer, list(run.get("steps") or []), run.get("shell_run") or run["id"],
-                     dict(run))
+    said = run.get("status") or "failed"
+    try:
+        status: RunStatus | None = RunStatus.parse(said)
+    except InvalidArgument:             # a status this CLI does not know
+        status = None
+    rec = RunRecord.from_run(Run.from_dict({**run, "status": status or RunStatus.FAILED}))
+    if status is RunStatus.REJECTED:    # the runner's own word for "you said no"
+        rec.status = RunStatus.NEEDS_CONFIRMATION
+    elif status is RunStatus.CANCELLED:
+        rec.status, rec.answer = RunStatus.FAILED, rec.answer or "Failed: the daemon stopped before the run finished."
+    elif status is None or not status.finished:
+        rec.status, rec.answer = RunStatus.FAILED, rec.answer or f"Failed: the run ended in state {said!r}."
+    return RunResult.of(rec)
 
 
 # ── sessions ────────────────────────────────────────────────────────────────

@@ -31,13 +31,17 @@ from llmos import params
 from llmos.cli import state
 from llmos.config import check_workspace
 from llmos.errors import InvalidArgument, LLMOSError
+from llmos.runs import RunStatus, StepStatus
 
 __all__ = ["register", "run", "shell", "interactive", "history", "explain", "rate", "habits", "EXIT_CODES"]
 
 out = Console(highlight=False, soft_wrap=True)   # answers are never broken into lines
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_CODES = {"succeeded": 0, "planned": 0, "failed": 1, "needs_confirmation": 2, "denied": 3}
+EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.PLANNED: 0, RunStatus.FAILED: 1,
+              RunStatus.NEEDS_CONFIRMATION: 2, RunStatus.DENIED: 3}     # any other status: 1
+_COLORS = {RunStatus.SUCCEEDED: "green", RunStatus.PLANNED: "cyan", RunStatus.NEEDS_CONFIRMATION: "yellow"}
+_CHANGES = ("write", "destructive", "exec")      # risks of steps that may have changed files
 
 
 def _store(cfg: Any) -> Any:
@@ -58,8 +62,8 @@ def _progress(quiet: bool):
             err.print("[bold]plan[/]")
             for line in plan_lines(data["steps"]):
                 err.print("  " + line, markup=False)
-        elif kind == "step" and data.get("status") != "running":
-            mark = "[green]✓[/]" if data["status"] == "succeeded" else f"[red]{data['status']}[/]"
+        elif kind == "step" and (status := StepStatus.parse(data["status"])) is not StepStatus.RUNNING:
+            mark = "[green]✓[/]" if status is StepStatus.SUCCEEDED else f"[red]{status.label}[/]"
             err.print(f"  {mark} step {data['index']} {data['tool']}: " + (data.get("summary") or ""),
                       markup=True)
     return on_event
@@ -125,17 +129,16 @@ def run(
     except LLMOSError as e:
         if not as_json:
             raise
-        typer.echo(json.dumps({"status": "failed", "answer": f"Failed: {e.message}", "steps": [],
+        typer.echo(json.dumps({"status": RunStatus.FAILED, "answer": f"Failed: {e.message}", "steps": [],
                                "run": None, "error": e.to_dict()}))
         raise typer.Exit(1) from None
     if as_json:
         typer.echo(res.to_json())
     else:
-        color = {"succeeded": "green", "planned": "cyan", "needs_confirmation": "yellow"}.get(res.status, "red")
+        color = _COLORS.get(res.status, "red")
         out.print(res.answer, markup=False)
-        err.print(f"[{color}]{res.status}[/]  run {res.run}  (llmos explain {res.run})")
-        if any(s.get("risk") in ("write", "destructive", "exec") and s.get("status") == "succeeded"
-               for s in res.steps):
+        err.print(f"[{color}]{res.status.label}[/]  run {res.run}  (llmos explain {res.run})")
+        if any(s.risk in _CHANGES and s.status is StepStatus.SUCCEEDED for s in res.steps):
             err.print(f"[dim]files changed: llmos undo {res.run} puts them back[/]")
     raise typer.Exit(EXIT_CODES.get(res.status, 1))
 
@@ -260,7 +263,7 @@ async def _shell(wd: Path, model: str | None, priority: int, *, daemon: bool = F
                     res = await session.run(line, workdir=wd)
                     last = res.run
                     out.print(res.answer, markup=False)
-                    err.print(f"[dim]{res.status} · run {res.run}[/]")
+                    err.print(f"[dim]{res.status.label} · run {res.run}[/]")
             except LLMOSError as e:
                 err.print(f"[red]error:[/] {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
                           markup=True)
@@ -279,13 +282,13 @@ def _line_editing() -> None:
             pass
 
 
-def _history_table(rows: list[dict]) -> None:
+def _history_table(rows: list[Any]) -> None:
     table = Table(title="runs")
     for col in ("run", "when", "status", "rating", "request", "answer"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["id"], time.strftime("%m-%d %H:%M", time.localtime(r["created"])), r["status"],
-                      r["rating"] or "", r["request"][:60], (r["answer"] or "")[:60])
+        table.add_row(r.id, time.strftime("%m-%d %H:%M", time.localtime(r.created)), r.status.label,
+                      r.rating or "", r.request[:60], (r.answer or "")[:60])
     out.print(table)
 
 
@@ -305,7 +308,7 @@ def history(path: str = typer.Argument(None, help="A file or folder: list its ke
     store = _store(state.config())
     rows = store.list_runs(limit)
     if as_json:
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps([r.to_dict() for r in rows]))
     else:
         _history_table(rows)
 
@@ -327,11 +330,11 @@ def explain(ref: str = typer.Argument("last", help="Run id (or a unique prefix, 
     cfg = state.config()
     rec = _store(cfg).get_run(ref)
     if as_json:
-        typer.echo(json.dumps(rec, default=str))
+        typer.echo(json.dumps({**rec.to_dict(), "rating": rec.rating, "note": rec.note}, default=str))
         return
     out.print(explain_text(rec), markup=False)
-    pids = [rec.get("pid")] + [p for s in rec.get("steps", []) for p in s.get("pids", [])]
-    pids += [c.get("pid") for c in rec.get("llm_calls", [])]
+    pids = [rec.pid] + [p for s in rec.steps for p in s.pids]
+    pids += [c.get("pid") for c in rec.llm_calls]
     pids = [p for p in pids if isinstance(p, int)]
     if pids and cfg.db_path.exists():
         try:
@@ -361,12 +364,12 @@ def rate(ref: str = typer.Argument(..., help="Run id (or prefix, or 'last')."),
     from llmos.tools.registry import default_registry
 
     store = _store(state.config())
-    rec = feedback.rate(store, ref, verdict == "good", note, registry=default_registry())
-    msg = f"rated run {rec['run']} {verdict}"
+    rec, evidence = feedback.rate(store, ref, verdict == "good", note, registry=default_registry())
+    msg = f"rated run {rec.run} {verdict}"
     if verdict == "good":
         msg += "; its plan is now an example for similar requests"
-        if rec.get("habit_evidence"):
-            msg += "; habit evidence: " + ", ".join(rec["habit_evidence"])
+        if evidence:
+            msg += "; habit evidence: " + ", ".join(evidence)
     else:
         msg += "; its plan will not be used again for this request"
     err.print(msg, markup=False)

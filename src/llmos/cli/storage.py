@@ -47,7 +47,7 @@ def run_id(ref: str) -> str:
     if not path.exists():
         return ref
     try:
-        return ShellStore(path).get_run(ref)["run"]
+        return ShellStore(path).get_run(ref).run
     except NotFound:
         if ref == "last":
             raise

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmos.cli import state
+from llmos.runs import RunStatus
 
 __all__ = ["register", "workflow_app"]
 
@@ -224,7 +225,7 @@ def run_now(name: str = NameArg, as_json: bool = JsonOpt) -> None:
         return
     out.print(r["answer"], markup=False)
     err.print(f"[dim]{r['status']} · {r['explain']}[/]")
-    if r["status"] != "succeeded":
+    if RunStatus.parse(r["status"]) is not RunStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 

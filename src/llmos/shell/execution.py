@@ -1,8 +1,8 @@
 """One run in progress: the plan, the outputs, the approvals, the revisions.
 
 Map:
-- ``RunResult``: status, answer, steps, run id, the full record (``to_json()`` is the
-  CLI's one-line contract).
+- ``RunResult``: status, answer, steps, run id, the full record (a ``llmos.runs``
+  ``RunRecord``; ``to_json()`` is the CLI's one-line contract).
 - ``Execution(runner, record, request, workdir, yes, yes_all, dry_run)``: ``await go()``;
   owned by ``Runner.run`` for one request. It plans (``Planner``), admits steps (paths,
   then the person's yes), runs them as syscalls of the run's agent, re-checks each
@@ -17,11 +17,13 @@ import json
 import os
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmos.errors import LLMOSError, NeedsConfirmation, PermissionDenied, QuotaExceeded
+from llmos.runs import RunRecord, RunStatus, StepStatus
+from llmos.runs import Step as StepRecord
 from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import Workspace
 from llmos.shell.normalize import Moments, WhenError, resolve_column
@@ -51,34 +53,35 @@ MAX_REVISIONS = 3               # re-plans after steps ran (repairs and continua
 
 @dataclass
 class RunResult:
-    status: str
+    """How a run ended: its status, answer and steps, and everything it recorded."""
+
+    status: RunStatus
     answer: str
-    steps: list[dict[str, Any]]
-    run: str
-    record: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepRecord]
+    run: str                          # the run id
+    record: RunRecord
+
+    @classmethod
+    def of(cls, rec: RunRecord) -> RunResult:
+        return cls(rec.status, rec.answer, list(rec.steps), rec.run, rec)
 
     def to_json(self) -> str:
-        return json.dumps({"status": self.status, "answer": self.answer, "steps": self.steps,
-                           "run": self.run}, default=str)
-
-
-def _public_step(s: dict[str, Any]) -> dict[str, Any]:
-    keep = ("tool", "args", "why", "risk", "status", "summary", "error", "each", "when")
-    return {k: s[k] for k in keep if k in s and s[k] not in (None, "")}
+        return json.dumps({"status": self.status, "answer": self.answer,
+                           "steps": [s.public() for s in self.steps], "run": self.run}, default=str)
 
 
 @dataclass
 class _Stop(Exception):
     """Ends the run early with a status and an answer."""
 
-    status: str
+    status: RunStatus
     answer: str
 
 
 class Execution:
     """One run's state: the plan, the outputs, the approvals. Owned by ``Runner.run``."""
 
-    def __init__(self, runner: Runner, rec: dict, request: str, wd: Path, yes: bool, yes_all: bool,
+    def __init__(self, runner: Runner, rec: RunRecord, request: str, wd: Path, yes: bool, yes_all: bool,
                  dry_run: bool) -> None:
         self.r = runner
         self.rec = rec
@@ -99,63 +102,59 @@ class Execution:
         self.finishing = False                # asked once to write the named files left unmade
 
     # ── records ─────────────────────────────────────────────────────────────
-    def _srec(self, i: int) -> dict[str, Any]:
-        return self.rec["steps"][i - 1]
+    def _srec(self, i: int) -> StepRecord:
+        return self.rec.steps[i - 1]
 
     def _record_steps(self, first: int) -> None:
         ctx = self.ctx
-        del self.rec["steps"][first - 1:]
+        del self.rec.steps[first - 1:]
         for s in self.steps[first - 1:]:
-            d = {"tool": s.tool, "args": s.args, "why": s.reason, "each": s.each,
-                 "risk": self.r.risk(s, ctx).name.lower(), "status": "planned"}
-            if s.when:
-                d["when"] = s.when.to_dict()
-            self.rec["steps"].append(d)
+            self.rec.steps.append(StepRecord(s.tool, s.args, why=s.reason, each=s.each,
+                                             risk=self.r.risk(s, ctx).name.lower(),
+                                             when=s.when.to_dict() if s.when else None))
 
-    async def finish(self, status: str, answer: str) -> RunResult:
-        self.rec["status"], self.rec["answer"] = status, answer
+    async def finish(self, status: RunStatus, answer: str) -> RunResult:
+        self.rec.status, self.rec.answer = status, answer
         await self.exit_process()
-        return RunResult(status, answer, [_public_step(s) for s in self.rec["steps"]], self.rec["run"], self.rec)
+        return RunResult.of(self.rec)
 
     async def exit_process(self) -> None:
         if self.parent is None or self.exited:
             return
         self.exited = True
-        status = self.rec["status"]
-        ok = status in ("succeeded", "planned")
+        status = self.rec.status
         k, agent = self.r.kernel, self.agent
         res = await k.syscall(agent, "proc.exit", {
-            "pid": self.parent, "ok": ok, "result": {"status": status},
-            **({} if ok else {"message": short(self.rec["answer"], 1900)})})
+            "pid": self.parent, "ok": status.ok, "result": {"status": status.label},
+            **({} if status.ok else {"message": short(self.rec.answer, 1900)})})
         if not res.ok:
-            self.rec["notes"].append(f"run process did not exit cleanly: {res.error}")
+            self.rec.notes.append(f"run process did not exit cleanly: {res.error}")
         info = await k.syscall(agent, "proc.get", {"pid": self.parent, "history": True})
         if info.ok:
-            self.rec["kernel"] = {"run process": info.value}
+            self.rec.kernel = {"run process": info.value}
 
     # ── the run ─────────────────────────────────────────────────────────────
     async def go(self) -> RunResult:
         r, rec = self.r, self.rec
-        self.agent = await r._agent(self.wd, rec["run"])
-        rec["agent"] = self.agent
+        self.agent = rec.agent = await r._agent(self.wd, rec.run)
         res = await r.kernel.syscall(self.agent, "proc.spawn", {
             "kind": "run", "spec": {"title": short(self.request, 80), "request": self.request},
             "priority": r.priority})
         if res.ok:
-            self.parent = rec["pid"] = res.value.get("pid")
+            self.parent = rec.pid = res.value.get("pid")
         else:
-            rec["notes"].append(f"no run process: {res.error}")
+            rec.notes.append(f"no run process: {res.error}")
         self.ctx = r._ctx(self.wd, self.agent)
         self.ws = Workspace.scan(self.wd, r.clock())
         self.moments = Moments.of(self.request, self.ws.now)
         rights = (f"read and write files in the workspace only; network {'yes' if r.network else 'no'}; "
                   "deleting, overwriting, moving and running code ask the person first.")
-        rec["facts"] = self.ws.lines(self.request, rights)
-        self.ws.memory = rec["memory"] = await recall.recall_lines(r.kernel, self.agent, self.request, r.user,
+        rec.facts = self.ws.lines(self.request, rights)
+        self.ws.memory = rec.memory = await recall.recall_lines(r.kernel, self.agent, self.request, r.user,
                                                                       workdir=str(self.wd))
         self.planner = Planner(
             r.registry,
-            lambda m, s, n, t, p: r._generate(self.agent, self.parent, rec["llm_calls"], m, s, n, t, p),
+            lambda m, s, n, t, p: r._generate(self.agent, self.parent, rec.llm_calls, m, s, n, t, p),
             store=r.store, allow_ask=r.ask is not None, rights=rights)
         try:
             return await self._plan_and_run()
@@ -167,33 +166,34 @@ class Execution:
         t0 = time.monotonic()
         r.on_event("planning", {"request": self.request})
         plan = await self._plan(self.request)
-        rec["timings"]["plan"] = round(time.monotonic() - t0, 3)
+        rec.timings["plan"] = round(time.monotonic() - t0, 3)
         if plan.ask:
             answer = await r.ask(plan.ask) if r.ask is not None else None
             if not answer:
-                raise _Stop("failed", f"I need to know more: {plan.ask}")
-            rec["asked"] = {"question": plan.ask, "answer": answer}     # the person's words: remembered
+                raise _Stop(RunStatus.FAILED, f"I need to know more: {plan.ask}")
+            rec.asked = {"question": plan.ask, "answer": answer}     # the person's words: remembered
             plan = await self._plan(f"{self.request}\n(Asked: {plan.ask} Answer: {answer})")
             if plan.ask:
-                raise _Stop("failed", f"I still cannot tell what to do: {plan.ask}")
+                raise _Stop(RunStatus.FAILED, f"I still cannot tell what to do: {plan.ask}")
         if plan.refuse:
-            raise _Stop("failed", f"I can't do that here: {plan.refuse}")
+            raise _Stop(RunStatus.FAILED, f"I can't do that here: {plan.refuse}")
         if r.store is not None:
-            rec["habits"] = feedback.apply_habits(plan, self.ws, self.request,
+            rec.habits = feedback.apply_habits(plan, self.ws, self.request,
                                                   feedback.active_habits(r.store, r.user), r.registry)
             if r.store.is_blocked(self.request, plan.to_dict()):
-                raise _Stop("failed", "The plan I made is one you rated bad for this request; not running it.")
+                raise _Stop(RunStatus.FAILED, "The plan I made is one you rated bad for this request; "
+                                              "not running it.")
         self.plan = plan
-        rec["plan"] = plan.to_dict()
-        rec["examples"] = plan.examples
-        rec["notes"] += plan.notes
-        rec["deps"] = {str(k): v for k, v in plan.deps().items()}
+        rec.plan = plan.to_dict()
+        rec.examples = plan.examples
+        rec.notes += plan.notes
+        rec.deps = {str(k): v for k, v in plan.deps().items()}
         self.steps = list(plan.steps)
         self._record_steps(1)
-        r.on_event("plan", {"steps": rec["steps"], "answer": plan.answer})
+        r.on_event("plan", {"steps": [s.to_dict() for s in rec.steps], "answer": plan.answer})
         if self.dry_run:
-            raise _Stop("planned", "Plan only (dry run): " + "; ".join(
-                f"{i}. {s['tool']}" for i, s in enumerate(rec["steps"], 1)))
+            raise _Stop(RunStatus.PLANNED, "Plan only (dry run): " + "; ".join(
+                f"{i}. {s.tool}" for i, s in enumerate(rec.steps, 1)))
         await self._admit(1)
         await self._execute()
         answer = fill_answer(self.plan.answer, self.outputs, self.summaries)
@@ -203,8 +203,8 @@ class Execution:
         if missing:
             answer += (f"\nNot done: the request names {', '.join(missing)}, which this run did not "
                        "create.")
-            rec["notes"].append(f"named but not created: {', '.join(missing)}")
-        return await self.finish("succeeded", answer)
+            rec.notes.append(f"named but not created: {', '.join(missing)}")
+        return await self.finish(RunStatus.SUCCEEDED, answer)
 
     def _not_made(self) -> list[str]:
         """The files the request names that neither stood in the workspace when the run
@@ -228,7 +228,7 @@ class Execution:
         try:
             return await self.planner.plan(request, self.ws)
         except PlanError as e:
-            raise _Stop("failed", f"I could not make a valid plan for this request ({e.message}).") from None
+            raise _Stop(RunStatus.FAILED, f"I could not make a valid plan for this request ({e.message}).") from None
 
     # ── checks before steps run ─────────────────────────────────────────────
     async def _admit(self, first: int) -> None:
@@ -241,10 +241,10 @@ class Execution:
             i += first - 1
             out = await self._call(i, step, step.args, confirmed=False)
             if out.get("denied"):
-                raise _Stop("denied", f"Denied: {out['error']}")
+                raise _Stop(RunStatus.DENIED, f"Denied: {out['error']}")
         risky = []
         for i, s in enumerate(new, first):
-            risk = Risk[self.rec["steps"][i - 1]["risk"].upper()]
+            risk = Risk[self._srec(i).risk.upper()]
             if risk.needs_confirmation:
                 risky.append((i, s, risk))
         if not risky:
@@ -255,15 +255,15 @@ class Execution:
             return
         if r.confirm is None:
             for i, _s, _risk in risky:
-                self._srec(i)["status"] = "needs_confirmation"
+                self._srec(i).status = StepStatus.NEEDS_CONFIRMATION
             names = ", ".join(f"step {i} ({s.tool}, {risk.name.lower()})" for i, s, risk in risky)
-            raise _Stop("needs_confirmation", f"Nothing was done: {names} needs your approval; "
+            raise _Stop(RunStatus.NEEDS_CONFIRMATION, f"Nothing was done: {names} needs your approval; "
                                               "re-run with --yes to approve." if first == 1 else
                         f"Stopped: the revised plan's {names} needs your approval; re-run with --yes.")
         for i, s, risk in risky:
             if not await r.confirm(i, s, risk):
-                self._srec(i)["status"] = "needs_confirmation"
-                raise _Stop("needs_confirmation", f"Nothing more was done: you did not approve step {i} ({s.tool}).")
+                self._srec(i).status = StepStatus.NEEDS_CONFIRMATION
+                raise _Stop(RunStatus.NEEDS_CONFIRMATION, f"Nothing more was done: you did not approve step {i} ({s.tool}).")
             self.approved[i] = risk
 
     async def _recheck(self, i: int, step: Step, args: dict) -> None:
@@ -272,9 +272,9 @@ class Execution:
         try:
             notes = self.moments.check_args(step.tool, args)
         except WhenError as e:
-            raise _Stop("failed", f"Stopped before step {i} ({step.tool}): {e.message}. "
-                                  + (e.hint or "")) from None
-        self.rec["notes"] += [f"step {i}: {n}" for n in notes]
+            raise _Stop(RunStatus.FAILED, f"Stopped before step {i} ({step.tool}): {e.message}. "
+                                          + (e.hint or "")) from None
+        self.rec.notes += [f"step {i}: {n}" for n in notes]
         risk = r.risk(step, ctx, args)
         rose = risk.needs_confirmation and risk > self.approved.get(i, Risk.WRITE)
         guards = []                       # what even --yes does not cover
@@ -292,15 +292,16 @@ class Execution:
             if await r.confirm(i, Step(step.tool, args, step.reason), risk):
                 self.approved[i] = risk
                 return
-            self._srec(i)["status"] = "needs_confirmation"
-            raise _Stop("needs_confirmation", f"Stopped before step {i} ({step.tool}): you did not approve it.")
+            self._srec(i).status = StepStatus.NEEDS_CONFIRMATION
+            raise _Stop(RunStatus.NEEDS_CONFIRMATION, f"Stopped before step {i} ({step.tool}): you did not "
+                                                      "approve it.")
         if self.yes and not guards:
             self.approved[i] = risk
             return
-        self._srec(i)["status"] = "needs_confirmation"
-        raise _Stop("needs_confirmation", f"Stopped before step {i} ({step.tool}): {why}. Nothing from "
-                                          "this step on was done; approve it in `llmos shell`, or re-run "
-                                          "with --yes-all.")
+        self._srec(i).status = StepStatus.NEEDS_CONFIRMATION
+        raise _Stop(RunStatus.NEEDS_CONFIRMATION, f"Stopped before step {i} ({step.tool}): {why}. Nothing "
+                                                  "from this step on was done; approve it in `llmos shell`, "
+                                                  "or re-run with --yes-all.")
 
     # ── steps ───────────────────────────────────────────────────────────────
     async def _execute(self) -> None:
@@ -309,16 +310,16 @@ class Execution:
         while True:
             while i <= len(self.steps):
                 step = self.steps[i - 1]
-                r.on_event("step", {"index": i, "tool": step.tool, "status": "running"})
+                r.on_event("step", {"index": i, "tool": step.tool, "status": StepStatus.RUNNING})
                 out = await self._run_step(i, step)
                 srec = self._srec(i)
-                r.on_event("step", {"index": i, "tool": step.tool, "status": srec["status"],
-                                    "summary": srec.get("summary", "")})
+                r.on_event("step", {"index": i, "tool": step.tool, "status": srec.status,
+                                    "summary": srec.summary})
                 if out.get("denied"):
-                    raise _Stop("denied", f"Denied: {out['error']}")
+                    raise _Stop(RunStatus.DENIED, f"Denied: {out['error']}")
                 if out.get("confirm"):
-                    raise _Stop("needs_confirmation", f"Stopped before step {i} ({step.tool}): {out['error']}; "
-                                                      "re-run with --yes to approve.")
+                    raise _Stop(RunStatus.NEEDS_CONFIRMATION, f"Stopped before step {i} ({step.tool}): "
+                                                              f"{out['error']}; re-run with --yes to approve.")
                 if out.get("error"):
                     i = await self._revise(i, f"$step{i} ({step.tool}) failed: {out['error']}", failed=True)
                     continue              # the revision's first step
@@ -326,7 +327,7 @@ class Execution:
                     self.outputs[i] = out["output"]
                     self.summaries[i] = out.get("summary", "")
                 i += 1
-            if not self.plan.more and not self.finishing and self.rec["revisions"] < MAX_REVISIONS:
+            if not self.plan.more and not self.finishing and self.rec.revisions < MAX_REVISIONS:
                 missing = self._not_made()
                 if missing:               # observe: the plan ran but left a named file unmade
                     self.finishing = True
@@ -336,14 +337,14 @@ class Execution:
                                "add the steps that write it from the results above.", failed=False,
                             names_checked=False)      # this revision is that question: asked once
                     except _Stop as stop:
-                        if stop.status != "failed":
+                        if stop.status is not RunStatus.FAILED:
                             raise         # a new step waits for the person's yes, or was denied
                         return            # no plan for the rest: the answer says what is not done
                     if nxt <= len(self.steps):
                         i = nxt
                         continue
                     return
-            if not self.plan.more or self.rec["revisions"] >= MAX_REVISIONS:
+            if not self.plan.more or self.rec.revisions >= MAX_REVISIONS:
                 return
             self.plan.more = False
             i = await self._revise(i, "The plan asked to see these results before planning the rest.",
@@ -357,27 +358,27 @@ class Execution:
         its leading steps that are the same as ones that ran well keep their results."""
         rec = self.rec
         done = "; ".join(v for v in self.summaries.values() if v)
-        if rec["revisions"] >= MAX_REVISIONS:
+        if rec.revisions >= MAX_REVISIONS:
             head = f"Step {why[5:]}" if failed else "The plan did not finish within its revisions."
-            raise _Stop("failed", f"{head} (after {MAX_REVISIONS} revisions)"
+            raise _Stop(RunStatus.FAILED, f"{head} (after {MAX_REVISIONS} revisions)"
                         + (f". Done before it: {done}" if done else ""))
-        rec["revisions"] += 1
+        rec.revisions += 1
         ran = [(s, self.outputs.get(n), "skipped" if n in self.skipped else "ok")
                for n, s in enumerate(self.steps[:i - 1], 1)]
         if failed:
-            ran.append((self.steps[i - 1], None, "failed: " + str(self._srec(i).get("error", ""))[:300]))
-        self.r.on_event("planning", {"request": self.request, "revision": rec["revisions"]})
+            ran.append((self.steps[i - 1], None, "failed: " + str(self._srec(i).error or "")[:300]))
+        self.r.on_event("planning", {"request": self.request, "revision": rec.revisions})
         t0 = time.monotonic()
         try:
             new = await self.planner.revise(self.request, self.ws, ran, why, self.plan,
                                             names_checked=names_checked)
         except PlanError as e:
-            raise _Stop("failed", f"Step {why[5:]}; I could not repair the plan ({e.message})."
+            raise _Stop(RunStatus.FAILED, f"Step {why[5:]}; I could not repair the plan ({e.message})."
                         if failed else f"I could not plan the rest ({e.message}).") from None
-        rec["timings"][f"revision {rec['revisions']}"] = round(time.monotonic() - t0, 3)
+        rec.timings[f"revision {rec.revisions}"] = round(time.monotonic() - t0, 3)
         if new.refuse or new.ask:
             if failed:
-                raise _Stop("failed", f"Step {why[5:]}. {new.refuse or new.ask}")
+                raise _Stop(RunStatus.FAILED, f"Step {why[5:]}. {new.refuse or new.ask}")
             self.plan.more = False
             return len(self.steps) + 1
         keep = 0                              # leading steps unchanged and run well: results stay
@@ -387,21 +388,22 @@ class Execution:
         if not failed and keep == len(new.steps):
             self.plan.more = False            # nothing new: the plan is done
             return len(self.steps) + 1
-        rec.setdefault("replaced", []).extend(rec["steps"][keep:])
+        rec.replaced = (rec.replaced or []) + rec.steps[keep:]
         for n in [n for n in self.outputs if n > keep]:
             self.outputs.pop(n)
             self.summaries.pop(n, None)
         self.skipped = {n for n in self.skipped if n <= keep}
         self.steps = self.steps[:keep] + new.steps[keep:]
-        rec["notes"].append(f"revision {rec['revisions']}: {why} -> kept {keep} step(s), then "
-                            + ", ".join(s.tool for s in new.steps[keep:]))
-        rec["notes"] += new.notes
+        rec.notes.append(f"revision {rec.revisions}: {why} -> kept {keep} step(s), then "
+                         + ", ".join(s.tool for s in new.steps[keep:]))
+        rec.notes += new.notes
         self.plan = Plan(self.request, self.steps, new.answer or self.plan.answer, "revised",
                          self.plan.examples, more=new.more)
         for n in range(keep + 1, len(self.steps) + 1):
             self.approved.pop(n, None)
         self._record_steps(keep + 1)
-        self.r.on_event("plan", {"steps": rec["steps"], "answer": self.plan.answer, "revision": rec["revisions"]})
+        self.r.on_event("plan", {"steps": [s.to_dict() for s in rec.steps], "answer": self.plan.answer,
+                                 "revision": rec.revisions})
         await self._admit(keep + 1)
         return keep + 1
 
@@ -410,19 +412,19 @@ class Execution:
         reads = step.refs()
         if reads & self.skipped:
             self.skipped.add(i)
-            srec["status"] = "skipped"
+            srec.status = StepStatus.SKIPPED
             return {"skipped": True}
         try:
             if step.when is not None and not step.when.holds(self.outputs):
                 self.skipped.add(i)
-                srec.update(status="skipped", summary="its condition does not hold")
+                srec.update(status=StepStatus.SKIPPED, summary="its condition does not hold")
                 return {"skipped": True}
             if step.each:
                 return await self._run_each(i, step)
             args = self.r.coerce(step.tool, substitute(step.args, self.outputs))
         except Unresolved as e:
-            srec.update(status="failed", error=f"a reference names a missing field: {e}")
-            return {"error": srec["error"]}
+            srec.update(status=StepStatus.FAILED, error=f"a reference names a missing field: {e}")
+            return {"error": srec.error}
         await self._recheck(i, step, args)
         return await self._call(i, step, args, confirmed=True)
 
@@ -434,7 +436,7 @@ class Execution:
         if not isinstance(items, list):
             items = [items]
         if len(items) > MAX_EACH_ITEMS:
-            self.rec["notes"].append(f"step {i}: {len(items)} items, only the first {MAX_EACH_ITEMS} done")
+            self.rec.notes.append(f"step {i}: {len(items)} items, only the first {MAX_EACH_ITEMS} done")
         results, summaries = [], []
         for item in items[:MAX_EACH_ITEMS]:
             args = self.r.coerce(step.tool, substitute(step.args, self.outputs, item=item))
@@ -445,7 +447,7 @@ class Execution:
             key = (item.get("name") or item.get("path") or item) if isinstance(item, dict) else item
             results.append({"item": key, "output": out["output"]})
             summaries.append(out["summary"])
-        srec.update(status="succeeded", summary="; ".join(summaries)[:500],
+        srec.update(status=StepStatus.SUCCEEDED, summary="; ".join(summaries)[:500],
                     output=short(results, OUTPUT_KEEP_CHARS))
         return {"output": results, "summary": "\n".join(summaries)}
 
@@ -455,33 +457,33 @@ class Execution:
         r, rec = self.r, self.rec
         srec = self._srec(i)
         if record:
-            srec["args"] = args
+            srec.args = args
         call = {"tool": step.tool, "args": args, "workdir": str(self.wd), "confirmed": confirmed,
-                "idempotency_key": f"{rec['run']}:{i}:{hashlib.sha1(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:8]}",
+                "idempotency_key": f"{rec.run}:{i}:{hashlib.sha1(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:8]}",
                 "priority": r.priority}
         if self.parent is not None:
             call["parent"] = self.parent
         t0 = time.monotonic()
         res = await r.kernel.syscall(self.agent, "tool.call", call)
-        srec["seconds"] = round(srec.get("seconds", 0.0) + time.monotonic() - t0, 4)
+        srec.seconds = round((srec.seconds or 0.0) + time.monotonic() - t0, 4)
         if res.ok:
             v = res.value or {}
-            srec.setdefault("pids", []).append(v.get("pid"))
+            srec.pids.append(v.get("pid"))
             self.made.update(f for f in v.get("files") or [] if isinstance(f, str))
             if record:
-                srec.update(status="succeeded", summary=v.get("summary", ""),
+                srec.update(status=StepStatus.SUCCEEDED, summary=v.get("summary", ""),
                             output=short(v.get("output"), OUTPUT_KEEP_CHARS), files=v.get("files", []))
             return {"output": v.get("output"), "summary": v.get("summary", "")}
         err = res.error
         msg = getattr(err, "reason", None) or (err.message if err else "unknown error")
         if isinstance(err, (PermissionDenied, QuotaExceeded)):
-            srec.update(status="denied", error=msg)
+            srec.update(status=StepStatus.DENIED, error=msg)
             return {"denied": True, "error": msg}
         if isinstance(err, NeedsConfirmation):
-            srec.update(status="needs_confirmation", error=msg)
+            srec.update(status=StepStatus.NEEDS_CONFIRMATION, error=msg)
             return {"confirm": True, "error": msg}
-        srec.update(status="failed", error=err.message if err else msg)
-        return {"error": srec["error"]}
+        srec.update(status=StepStatus.FAILED, error=err.message if err else msg)
+        return {"error": srec.error}
 
     async def _llm(self, i: int, args: dict, record: bool) -> dict[str, Any]:
         """An ``llm`` step: the model on a text, as an ``llm.generate`` syscall of the run."""
@@ -496,13 +498,13 @@ class Execution:
             one = {**args, "text": text if isinstance(text, str) or text is None else render_value(text)}
             messages, schema, n = llmtool.request_for(one)
             try:
-                reply = await self.r._generate(self.agent, self.parent, self.rec["llm_calls"], messages,
+                reply = await self.r._generate(self.agent, self.parent, self.rec.llm_calls, messages,
                                                schema, n, 0.0)
             except LLMOSError as e:
-                srec.update(status="failed", error=e.message)
+                srec.update(status=StepStatus.FAILED, error=e.message)
                 return {"error": e.message}
             outs.append(llmtool.result(one, reply))
-        srec["seconds"] = round(srec.get("seconds", 0.0) + time.monotonic() - t0, 4)
+        srec.seconds = round((srec.seconds or 0.0) + time.monotonic() - t0, 4)
         output: Any = outs if many else (outs[0] if outs else "")
         summary = f"llm {args.get('task')}: {short(render_value(output), 160)}"
         saved: list[str] = []
@@ -510,12 +512,12 @@ class Execution:
             wrote = await self._call(i, Step(llmtool.SAVE_TOOL, view), view, confirmed=True, record=False)
             if "output" not in wrote:        # the write was refused or failed: the step did not do it
                 if record:
-                    srec["args"] = args
+                    srec.args = args
                 return wrote
             saved = [view["path"]]
             summary += f"; saved to {view['path']}"
         if record:
-            srec.update(status="succeeded", summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
+            srec.update(status=StepStatus.SUCCEEDED, summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
                         args=args, **({"files": saved} if saved else {}))
         return {"output": output, "summary": summary}
 
@@ -527,7 +529,7 @@ class Execution:
         path, task = args["path"], args.get("task", "write")
 
         def fail(msg: str) -> dict[str, Any]:
-            srec.update(status="failed", error=msg)
+            srec.update(status=StepStatus.FAILED, error=msg)
             return {"error": msg}
         load = {"path": path, "rows": llmtool.TABLE_MAX_ROWS}
         got = await self._call(i, Step("data.load", load), load, confirmed=True, record=False)
@@ -548,12 +550,12 @@ class Execution:
             one = {**args, "text": render_value(row.get(col, ""))}
             messages, schema, n = llmtool.request_for(one)
             try:
-                reply = await self.r._generate(self.agent, self.parent, self.rec["llm_calls"], messages,
+                reply = await self.r._generate(self.agent, self.parent, self.rec.llm_calls, messages,
                                                schema, n, 0.0)
             except LLMOSError as e:
                 return fail(e.message)
             row[name] = llmtool.result(one, reply)
-        srec["seconds"] = round(srec.get("seconds", 0.0) + time.monotonic() - t0, 4)
+        srec.seconds = round((srec.seconds or 0.0) + time.monotonic() - t0, 4)
         values = [r[name] for r in rows]
         output = {"rows": rows, "values": values, "column": name, "count": len(rows)}
         summary = f"llm {task} on {len(rows)} rows of {path}: {name} " + short(", ".join(map(str, values)), 120)
@@ -563,12 +565,12 @@ class Execution:
             wrote = await self._call(i, Step(llmtool.TABLE_SAVE_TOOL, w), w, confirmed=True, record=False)
             if "output" not in wrote:
                 if record:
-                    srec["args"] = args
+                    srec.args = args
                 return wrote
             saved = [args["save_to"]]
             summary += f"; saved to {args['save_to']}"
         if record:
-            srec.update(status="succeeded", summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
+            srec.update(status=StepStatus.SUCCEEDED, summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
                         args=args, **({"files": saved} if saved else {}))
         return {"output": output, "summary": summary}
 

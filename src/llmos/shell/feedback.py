@@ -1,7 +1,7 @@
 """Feedback learning: ratings, approved plans as examples, habits, measured costs.
 
 Map:
-- ``rate(store, run, good, note)``: store the rating. Good: the run's plan becomes an
+- ``rate(store, run, good, note) -> (record, habit evidence)``: store the rating. Good: the run's plan becomes an
   approved example (retrieved for similar requests by the planner) and the run's
   choices count as habit evidence. Bad: every approved copy of that plan is marked
   bad and the plan is blocked, so it is never retrieved or run again for that request.
@@ -22,6 +22,7 @@ import posixpath
 import re
 from typing import Any
 
+from llmos.runs import RunRecord, StepStatus
 from llmos.shell.context import Workspace, mentioned
 from llmos.shell.plan import REF_RE, Plan
 
@@ -45,34 +46,32 @@ def _mentions(request: str, value: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", request.lower()) is not None
 
 
-def learn_habits(store: Any, user: str, rec: dict[str, Any], registry: Any = None) -> list[str]:
+def learn_habits(store: Any, user: str, rec: RunRecord, registry: Any = None) -> list[str]:
     """Habit evidence from one rated-good run; returns what was counted."""
     seen: list[str] = []
-    request = rec.get("request", "")
-    for s in rec.get("steps", []):
-        if s.get("status") != "succeeded":
+    for s in rec.steps:
+        if s.status is not StepStatus.SUCCEEDED:
             continue
-        for f in s.get("files", []) or []:
+        for f in s.files or []:
             folder = posixpath.dirname(f)
             if folder and not folder.startswith(("/", "..")):
                 seen.append(f"output_dir={folder}")
                 store.habit_evidence(user, "output_dir", folder)
         if registry is not None:
-            for arg, values in _enum_args(registry, s["tool"]).items():
-                v = (s.get("args") or {}).get(arg)
-                if isinstance(v, str) and v in values and not _mentions(request, v):
-                    key = f"arg:{s['tool']}.{arg}"
+            for arg, values in _enum_args(registry, s.tool).items():
+                v = s.args.get(arg)
+                if isinstance(v, str) and v in values and not _mentions(rec.request, v):
+                    key = f"arg:{s.tool}.{arg}"
                     seen.append(f"{key}={v}")
                     store.habit_evidence(user, key, v)
     return seen
 
 
 def rate(store: Any, run: str, good: bool, note: str | None = None, *, user: str = "",
-         registry: Any = None) -> dict[str, Any]:
+         registry: Any = None) -> tuple[RunRecord, list[str]]:
+    """The rated run's record and the habit evidence a good rating counted."""
     rec = store.rate(run, good, note)
-    if good:
-        rec["habit_evidence"] = learn_habits(store, user or rec.get("user", ""), rec, registry)
-    return rec
+    return rec, (learn_habits(store, user or rec.user, rec, registry) if good else [])
 
 
 def active_habits(store: Any, user: str) -> dict[str, tuple[str, int]]:
@@ -134,19 +133,19 @@ def _replace_everywhere(plan: Plan, old: str, new: str) -> None:
     plan.answer = plan.answer.replace(old, new)
 
 
-def observe_costs(kernel: Any, rec: dict[str, Any]) -> int:
+def observe_costs(kernel: Any, rec: RunRecord) -> int:
     """Feed measured step seconds to the kernel's estimates; returns observations made."""
     est = getattr(kernel, "estimates", None)
     observe = getattr(est, "observe", None)
     if observe is None:
         return 0
     n = 0
-    agent = rec.get("agent", "shell")
-    for s in rec.get("steps", []):
-        if s.get("seconds") is None or s.get("status") != "succeeded":
+    agent = rec.agent or "shell"
+    for s in rec.steps:
+        if s.seconds is None or s.status is not StepStatus.SUCCEEDED:
             continue
         try:
-            observe((agent, f"tool:{s['tool']}", "-"), 0, float(s["seconds"]))
+            observe((agent, f"tool:{s.tool}", "-"), 0, s.seconds)
             n += 1
         except Exception as e:  # noqa: BLE001 - estimates are advisory; never fail a run
             log.debug("estimates.observe failed: %s", e)

@@ -9,7 +9,8 @@ Map:
   the tools computed (never a number the model guessed).
 - ``short(value, n)``: a value as at most ``n`` characters of one line.
 - ``plan_lines(plan, risks)``: numbered steps with risk and reason (for ``llmos shell``).
-- ``explain_text(record) -> str``: every recorded fact of a run, for ``llmos explain``.
+- ``explain_text(record) -> str``: every recorded fact of a run (a ``RunRecord``), for
+  ``llmos explain``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import time
 from typing import Any
 
+from llmos.runs import RunRecord
 from llmos.shell.plan import REF_RE, Unresolved, render_value, resolve_ref
 
 __all__ = ["fill_answer", "cut_repeats", "short", "plan_lines", "explain_text", "primary"]
@@ -142,49 +144,43 @@ def plan_lines(steps: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def explain_text(rec: dict[str, Any]) -> str:
+def explain_text(rec: RunRecord) -> str:
     """A run's full record, as text."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.get("created", 0)))
-    lines = [f"run {rec['run']}  {when}  status: {rec['status']}",
-             f"request: {rec['request']}",
-             f"workspace: {rec.get('workdir', '')}   model: {rec.get('model', '')}   user: {rec.get('user', '')}"]
-    if rec.get("rating"):
-        lines.append(f"rated: {rec['rating']}" + (f" ({rec['note']})" if rec.get("note") else ""))
-    if rec.get("examples"):
-        lines.append("examples shown to the planner: " + ", ".join(rec["examples"]))
-    if rec.get("facts"):
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.created))
+    lines = [f"run {rec.run}  {when}  status: {rec.status.label}",
+             f"request: {rec.request}",
+             f"workspace: {rec.workdir}   model: {rec.model}   user: {rec.user}"]
+    if rec.rating:
+        lines.append(f"rated: {rec.rating}" + (f" ({rec.note})" if rec.note else ""))
+    if rec.examples:
+        lines.append("examples shown to the planner: " + ", ".join(rec.examples))
+    if rec.facts:
         lines.append("facts the planner saw:")
-        lines += [f"  {f}" for f in rec["facts"]]
-    for h in rec.get("habits", []):
+        lines += [f"  {f}" for f in rec.facts]
+    for h in rec.habits:
         lines.append(f"habit applied: {h}")
-    for n in rec.get("notes", []):
+    for n in rec.notes:
         lines.append(f"note: {n}")
-    t = rec.get("timings", {})
-    if t:
-        lines.append("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
-    if rec.get("planner"):
-        lines.append("planner call: " + short(rec["planner"], 200))
+    if rec.timings:
+        lines.append("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in rec.timings.items()))
     lines.append("plan:")
-    deps = rec.get("deps", {})
-    for i, s in enumerate(rec.get("steps", []), 1):
+    deps = rec.deps or {}
+    for i, s in enumerate(rec.steps, 1):
         dep = deps.get(str(i)) or deps.get(i) or []
         after = f" after step {', '.join(map(str, dep))}" if dep else ""
-        lines.append(f"  {i}. {s['tool']} [{s.get('risk', '?')}] {s.get('status', 'planned')}{after}")
-        if s.get("why"):
-            lines.append(f"     why: {s['why']}")
-        lines.append(f"     args: {short(s.get('args', {}), 200)}")
-        if s.get("summary"):
-            lines.append(f"     result: {short(s['summary'], 200)}")
-        if s.get("error"):
-            lines.append(f"     error: {s['error']}")
-        if s.get("seconds") is not None:
-            lines.append(f"     took {s['seconds']:.3f} s")
-        for k in ("pid", "kernel"):
-            if s.get(k):
-                lines.append(f"     {k}: {short(s[k], 200)}")
-    if rec.get("kernel"):
+        lines.append(f"  {i}. {s.tool} [{s.risk or '?'}] {s.status.label}{after}")
+        if s.why:
+            lines.append(f"     why: {s.why}")
+        lines.append(f"     args: {short(s.args, 200)}")
+        if s.summary:
+            lines.append(f"     result: {short(s.summary, 200)}")
+        if s.error:
+            lines.append(f"     error: {s.error}")
+        if s.seconds is not None:
+            lines.append(f"     took {s.seconds:.3f} s")
+    if rec.kernel:
         lines.append("kernel decisions:")
-        for k, v in rec["kernel"].items():
+        for k, v in rec.kernel.items():
             lines.append(f"  {k}: {short(v, 200)}")
-    lines.append(f"answer: {rec.get('answer', '')}")
+    lines.append(f"answer: {rec.answer}")
     return "\n".join(lines)

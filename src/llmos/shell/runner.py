@@ -1,9 +1,9 @@
 """Runner: request -> plan -> checks -> confirmation -> steps (observe, revise) -> answer.
 
 Map:
-- ``RunResult`` (from ``execution``): status (succeeded | failed | denied |
-  needs_confirmation | planned), answer, steps, run id, the full record; ``to_json()`` is
-  the CLI's one-line contract. ``execution.Execution`` is one run in progress.
+- ``RunResult`` (from ``execution``): status (a ``RunStatus``: succeeded | failed | denied |
+  needs_confirmation | planned | cancelled), answer, steps, run id, the full record (a
+  ``RunRecord``); ``to_json()`` is the CLI's one-line contract. ``execution.Execution`` is one run in progress.
 - ``planner_model(kernel)``: the planner tier for the machine (``llm.tiers``), for the
   entry points when the person names no model.
 - ``check_request(request)``: refuse an empty, over-long, NUL-holding or non-UTF-8 request
@@ -57,9 +57,10 @@ from llmos.errors import (
     LLMOSError,
     PermissionDenied,
 )
+from llmos.runs import RunRecord, RunStatus
 from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import is_named
-from llmos.shell.execution import MAX_REVISIONS, Execution, RunResult, _public_step
+from llmos.shell.execution import MAX_REVISIONS, Execution, RunResult
 from llmos.shell.plan import (
     LLM_TOOL,
     REF_RE,
@@ -72,7 +73,8 @@ __all__ = ["Runner", "RunResult", "STATUSES", "new_run_id", "check_request", "MA
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("succeeded", "failed", "denied", "needs_confirmation", "planned")
+STATUSES = RunStatus.labels((RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DENIED,
+                             RunStatus.NEEDS_CONFIRMATION, RunStatus.PLANNED))   # how a run ends here
 AGENT_SYSCALLS = ["llm.generate", "tool.call", "tool.list", "proc.spawn", "proc.get", "proc.exit",
                   "proc.kill", "proc.list", "proc.wait", "timer.*", "memory.*"]
 AGENT_OPTIONAL = ("may.risky", "may.urgent", "mcp.*")   # granted to a run's agent when its creator holds them
@@ -192,10 +194,8 @@ class Runner:
         check_workspace(getattr(self.kernel, "config", None), wd)   # not /, ~, nor the state's folder
         rid = new_run_id()
         t_start = time.monotonic()
-        rec: dict[str, Any] = {"run": rid, "created": time.time(), "user": self.user, "request": request,
-                               "workdir": str(wd), "model": self.model or "", "status": "failed",
-                               "answer": "", "steps": [], "notes": [], "habits": [], "timings": {},
-                               "llm_calls": [], "revisions": 0}
+        rec = RunRecord(rid, created=time.time(), user=self.user, request=request, workdir=str(wd),
+                        model=self.model or "", status=RunStatus.FAILED)
         run = self.execution(self, rec, request, wd, yes or yes_all, yes_all, dry_run)
         try:
             result = await run.go()
@@ -203,32 +203,30 @@ class Runner:
             await asyncio.shield(self._cancelled(rec))
             raise
         except LLMOSError as e:
-            rec["status"] = "denied" if isinstance(e, PermissionDenied) else "failed"
-            rec["answer"] = f"{'Denied' if rec['status'] == 'denied' else 'Failed'}: {e.message}"
-            rec["error"] = e.to_dict()
+            denied = isinstance(e, PermissionDenied)
+            rec.status = RunStatus.DENIED if denied else RunStatus.FAILED
+            rec.answer = f"{'Denied' if denied else 'Failed'}: {e.message}"
+            rec.error = e.to_dict()
             await run.exit_process()
             result = None
-        rec["timings"]["total"] = round(time.monotonic() - t_start, 3)
+        rec.timings["total"] = round(time.monotonic() - t_start, 3)
         if self.store is not None:
             self.store.save_run(rec)
         await recall.remember_run(self.kernel, rec)
         feedback.observe_costs(self.kernel, rec)
-        self.on_event("done", {"status": rec["status"], "answer": rec["answer"]})
-        if result is None:
-            result = RunResult(rec["status"], rec["answer"], [_public_step(s) for s in rec["steps"]], rid, rec)
-        return result
+        self.on_event("done", {"status": rec.status, "answer": rec.answer})
+        return result if result is not None else RunResult.of(rec)
 
-    async def _cancelled(self, rec: dict) -> None:
+    async def _cancelled(self, rec: RunRecord) -> None:
         """The caller gave up on the run: kill its process (and the step it is in), record it."""
-        rec["status"], rec["answer"] = "cancelled", "Cancelled before it finished."
-        if rec.get("pid") is not None and rec.get("agent"):
-            res = await self.kernel.syscall(rec["agent"], "proc.kill",
-                                            {"pid": rec["pid"], "reason": "run cancelled"})
+        rec.status, rec.answer = RunStatus.CANCELLED, "Cancelled before it finished."
+        if rec.pid is not None and rec.agent:
+            res = await self.kernel.syscall(rec.agent, "proc.kill", {"pid": rec.pid, "reason": "run cancelled"})
             if not res.ok:
-                rec["notes"].append(f"run process not killed: {res.error}")
+                rec.notes.append(f"run process not killed: {res.error}")
         if self.store is not None:
             self.store.save_run(rec)
-        self.on_event("done", {"status": rec["status"], "answer": rec["answer"]})
+        self.on_event("done", {"status": rec.status, "answer": rec.answer})
 
     # ── risk and paths ──────────────────────────────────────────────────────
     def _ctx(self, wd: Path, agent: str) -> Any:

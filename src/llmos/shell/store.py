@@ -2,7 +2,9 @@
 
 Map:
 - ``ShellStore(path)``: opens (and migrates) the database; one connection, WAL.
-- runs: ``save_run(record)``, ``get_run(id_or_prefix|"last")``, ``list_runs(limit)``.
+- runs: ``save_run(record)``, ``get_run(id_or_prefix|"last") -> RunRecord``,
+  ``list_runs(limit) -> [RunRow]`` (the columns only, for listings). A run is a
+  ``llmos.runs.RunRecord`` in and out; its JSON in ``record`` has kept one form since v1.
 - ratings: ``rate(run, good, note)`` — a good rating files the run's plan as an approved
   example; a bad one marks every approved copy of it (and the plan's signature) bad.
 - approved examples: ``approved(limit)`` (never the bad ones), ``is_blocked(signature)``.
@@ -16,12 +18,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmos.errors import InvalidArgument, NotFound, map_foreign
+from llmos.runs import RunRecord, RunStatus
 
-__all__ = ["ShellStore", "SCHEMA_VERSION"]
+__all__ = ["ShellStore", "RunRow", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 
@@ -65,6 +69,22 @@ CREATE TABLE IF NOT EXISTS habits (
 """
 
 
+@dataclass(frozen=True)
+class RunRow:
+    """One line of the run listing (``llmos history``): the columns, not the record."""
+
+    id: str
+    created: float                  # wall-clock seconds (epoch)
+    request: str
+    status: RunStatus
+    answer: str
+    rating: str | None              # good | bad | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "created": self.created, "request": self.request, "status": self.status,
+                "answer": self.answer, "rating": self.rating}
+
+
 class ShellStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -83,15 +103,14 @@ class ShellStore:
         self.db.close()
 
     # ── runs ───────────────────────────────────────────────────────────────
-    def save_run(self, rec: dict[str, Any]) -> None:
+    def save_run(self, rec: RunRecord) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO runs (id, created, user, request, workdir, model, status, answer, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec["run"], rec.get("created", time.time()), rec.get("user", ""), rec["request"],
-             rec.get("workdir", ""), rec.get("model", ""), rec["status"], rec.get("answer", ""),
-             json.dumps(rec, default=str)))
+            (rec.run, rec.created or time.time(), rec.user, rec.request, rec.workdir, rec.model,
+             rec.status.label, rec.answer, json.dumps(rec.to_dict(), default=str)))
 
-    def get_run(self, ref: str) -> dict[str, Any]:
+    def get_run(self, ref: str) -> RunRecord:
         """A run by id, unique id prefix, or ``last``."""
         if ref == "last":
             row = self.db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT 1").fetchone()
@@ -104,35 +123,46 @@ class ShellStore:
             row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"no run {ref!r}", hint="`llmos history` lists recent runs")
-        rec = json.loads(row["record"])
-        rec["rating"], rec["note"] = row["rating"], row["note"]
-        return rec
+        return self._record(row)
 
-    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def list_runs(self, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
         rows = self.db.execute("SELECT id, created, request, status, answer, rating FROM runs "
                                "ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(r) for r in rows]
+        return [RunRow(r["id"], r["created"], r["request"], RunStatus.parse(r["status"]), r["answer"],
+                       r["rating"]) for r in rows]
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> RunRecord:
+        try:
+            rec = RunRecord.from_dict(json.loads(row["record"]))
+        except (ValueError, TypeError, InvalidArgument) as e:
+            why = getattr(e, "message", e)
+            raise InvalidArgument(f"run {row['id']}: its stored record cannot be read ({why})", field="record",
+                                  expected="a run record as the shell writes it") from None
+        rec.rating, rec.note = row["rating"], row["note"]
+        return rec
 
     # ── ratings and approved plans ─────────────────────────────────────────
-    def rate(self, run: str, good: bool, note: str | None = None) -> dict[str, Any]:
+    def rate(self, run: str, good: bool, note: str | None = None) -> RunRecord:
         rec = self.get_run(run)
-        rid = rec["run"]
+        rid = rec.run
         rating = "good" if good else "bad"
         self.db.execute("UPDATE runs SET rating = ?, note = ? WHERE id = ?", (rating, note, rid))
-        plan = rec.get("plan") or {}
+        plan = rec.plan or {}
         plan_json = json.dumps(plan, sort_keys=True)
         if good and plan.get("steps"):
             sig = ">".join(s.get("tool", "?") for s in plan["steps"])
-            self.db.execute("DELETE FROM blocked WHERE request = ? AND plan = ?", (rec["request"], plan_json))
+            self.db.execute("DELETE FROM blocked WHERE request = ? AND plan = ?", (rec.request, plan_json))
             self.db.execute(
                 "INSERT OR REPLACE INTO approved (run, request, facts, plan, signature, bad, created)"
                 " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (rid, rec["request"], json.dumps(rec.get("facts", [])), plan_json, sig, time.time()))
+                (rid, rec.request, json.dumps(rec.facts or []), plan_json, sig, time.time()))
         elif not good:
             self.db.execute("UPDATE approved SET bad = 1 WHERE run = ? OR plan = ?", (rid, plan_json))
             self.db.execute("INSERT OR IGNORE INTO blocked (request, plan) VALUES (?, ?)",
-                            (rec["request"], plan_json))
-        rec["rating"], rec["note"] = rating, note
+                            (rec.request, plan_json))
+        rec.rating, rec.note = rating, note
         return rec
 
     def approved(self, limit: int = 500) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ class _SavedExecution(Execution):
         try:
             return check_plan(Plan.from_dict(saved, request, source="workflow"), self.r.registry, self.ws)
         except PlanError:
-            self.rec["notes"].append("the saved plan no longer checks; planning afresh")
+            self.rec.notes.append("the saved plan no longer checks; planning afresh")
             return await super()._plan(request)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.errors import InvalidArgument, LLMOSError, NotFound, PermissionDenied
+from llmos.runs import RunRecord, RunStatus
 from llmos.workflows.saved import SavedPlanRunner, idempotent
 from llmos.workflows.store import State, Workflow, WorkflowStore, check_name
 from llmos.workflows.trigger import Kind, Trigger, split
@@ -115,11 +116,10 @@ class Workflows:
     async def _plan(self, task: str, wd: Path, owner: str) -> tuple[dict, list[dict]]:
         runner = SavedPlanRunner(self.kernel, None, user=owner, model=self._model())
         res = await runner.run(task, workdir=wd, dry_run=True)
-        if res.status != "planned" or not res.record.get("plan", {}).get("steps"):
+        if res.status is not RunStatus.PLANNED or not (res.record.plan or {}).get("steps"):
             raise InvalidArgument(f"task: no plan ({res.answer})", field="task",
                                   expected="a task the tools can do")
-        return res.record["plan"], [{k: s.get(k) for k in ("tool", "args", "risk", "why")}
-                                    for s in res.record["steps"]]
+        return res.record.plan, _proposed(res.record)
 
     def add(self, proposal: dict[str, Any], name: str, owner: str = "root") -> Workflow:
         """Store an approved proposal (checked again: it may have come over the API)."""
@@ -153,19 +153,18 @@ class Workflows:
         self._start_watcher(wf)
         return wf
 
-    async def save_from_run(self, name: str, run: dict[str, Any], when: str | None, owner: str = "root") -> Workflow:
+    async def save_from_run(self, name: str, run: RunRecord, when: str | None, owner: str = "root") -> Workflow:
         """A past run (the shell's record) becomes a workflow; ``when`` in plain words
         (split by the model), or None for one run on demand or by its webhook."""
-        if not run.get("plan", {}).get("steps"):
-            raise InvalidArgument(f"--from: run {run.get('run')} has no plan to keep", field="from",
+        if not (run.plan or {}).get("steps"):
+            raise InvalidArgument(f"--from: run {run.run} has no plan to keep", field="from",
                                   expected="a run that made a plan")
-        wd = _workdir(run.get("workdir") or "")
+        wd = _workdir(run.workdir)
         trig = Trigger(Kind.WEBHOOK)
         if when:
-            trig, _task = await split(f"{when}: {run['request']}", lambda m, s: self._generate(owner, m, s))
-        steps = [{k: s.get(k) for k in ("tool", "args", "risk", "why")} for s in run.get("steps", [])]
-        return self.add({"description": run["request"], "task": run["request"], "trigger": trig.to_dict(),
-                         "plan": run["plan"], "workdir": str(wd), "steps": steps}, name, owner)
+            trig, _task = await split(f"{when}: {run.request}", lambda m, s: self._generate(owner, m, s))
+        return self.add({"description": run.request, "task": run.request, "trigger": trig.to_dict(),
+                         "plan": run.plan, "workdir": str(wd), "steps": _proposed(run)}, name, owner)
 
     # ── lifecycle ──────────────────────────────────────────────────────────
     def get(self, name: str) -> Workflow:
@@ -346,7 +345,7 @@ class Workflows:
             rid = self.store.start_run(wf.name, cause, self.clock.time())
             why = [f"fired by {cause} ({wf.trigger.describe()})", f"ran in {wf.workdir} as {wf.owner}'s workflow"]
             run_ids: list[str] = []
-            status, answer = "failed", ""
+            status, answer = RunStatus.FAILED, ""
             request = wf.task + (f"\n({note})" if note else "")
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
@@ -354,13 +353,13 @@ class Workflows:
                     status, answer = res.status, res.answer
                     run_ids.append(res.run)
                 except LLMOSError as e:
-                    status, answer = "failed", f"Failed: {e.message}"
-                why.append(f"attempt {attempt}: {status}" + (f" (run {run_ids[-1]})" if run_ids else "")
-                           + ("" if status == "succeeded" else f": {answer[:200]}"))
-                if status == "succeeded":
+                    status, answer = RunStatus.FAILED, f"Failed: {e.message}"
+                why.append(f"attempt {attempt}: {status.label}" + (f" (run {run_ids[-1]})" if run_ids else "")
+                           + ("" if status is RunStatus.SUCCEEDED else f": {answer[:200]}"))
+                if status is RunStatus.SUCCEEDED:
                     break
-                if status != "failed":             # denied, or a step past the approval: not a fault
-                    why.append(f"not retried: the run ended {status.replace('_', ' ')}")
+                if status is not RunStatus.FAILED:     # denied, or a step past the approval: not a fault
+                    why.append(f"not retried: the run ended {status.label.replace('_', ' ')}")
                     break
                 ok, reason = idempotent(wf.plan, self.kernel.tools)
                 if not ok:
@@ -371,17 +370,17 @@ class Workflows:
                 else:
                     why.append(f"gave up after {MAX_ATTEMPTS} attempts")
             explain = "; ".join(why)
-            self.store.finish_run(rid, status, self.clock.time(), run_ids, answer, explain)
-            log.info("workflow %s: %s — %s", wf.name, status, explain)
-            self.kernel.bus.publish({"type": "workflow.run", "workflow": wf.name, "status": status,
+            self.store.finish_run(rid, status.label, self.clock.time(), run_ids, answer, explain)
+            log.info("workflow %s: %s — %s", wf.name, status.label, explain)
+            self.kernel.bus.publish({"type": "workflow.run", "workflow": wf.name, "status": status.label,
                                      "cause": cause, "runs": run_ids, "answer": answer[:500],
                                      "ts": self.clock.time()})
-        if status == "succeeded":
+        if status is RunStatus.SUCCEEDED:
             for other in self.store.list():
                 if (other.state == State.ACTIVE and other.trigger.kind == Kind.AFTER
                         and other.trigger.after == wf.name):
                     self.fire(other.name, f"workflow {wf.name} finished")
-        return {"id": rid, "workflow": wf.name, "status": status, "runs": run_ids, "answer": answer,
+        return {"id": rid, "workflow": wf.name, "status": status.label, "runs": run_ids, "answer": answer,
                 "explain": explain}
 
 
@@ -393,6 +392,11 @@ def _workdir(workdir: str | Path) -> Path:
     if not wd.is_dir():
         raise InvalidArgument(f"workdir: {wd} is not a directory", field="workdir", expected="an existing directory")
     return wd
+
+
+def _proposed(rec: RunRecord) -> list[dict[str, Any]]:
+    """The run's steps as a proposal lists them (what each does, and its risk)."""
+    return [{"tool": s.tool, "args": s.args, "risk": s.risk, "why": s.why} for s in rec.steps]
 
 
 def _rights(wd: Path, steps: list[dict]) -> list[str]:
