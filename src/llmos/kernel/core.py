@@ -69,7 +69,8 @@ class _Shared:
 
 
 class _Via:
-    """``kernel.<name>``: the bound method ``<name>`` of one of the kernel's parts."""
+    """``kernel.<name>``: attribute ``<name>`` of one of the kernel's parts (a bound
+    method, or a value read each time); read-only."""
 
     def __init__(self, part: str, name: str) -> None:
         self.part, self.name = part, name
@@ -283,7 +284,6 @@ class Kernel:
     result = _Via("processes", "result")
     _end = _Via("processes", "end")
     _enqueue = _Via("processes", "enqueue")
-    _waiter = _Via("processes", "waiter")
     _busy = _Via("processes", "busy")
     _on_transition_idle = _Via("processes", "on_transition_idle")
     _place = _Via("hooks", "place")                  # LoopHooks
@@ -297,19 +297,9 @@ class Kernel:
     submit = _Via("programs", "submit")
     add_task = _Via("programs", "add_task")
     run_until_idle = _Via("programs", "run_until_idle")
-
-    # engines (the work is in engines.py)
-    @property
-    def engines(self) -> dict[str, Engine]:
-        """Engines loaded now, name -> engine (read-only: the kernel owns them)."""
-        return self.engine_set.loaded
-
-    async def engine_for(self, key: str | None) -> Engine:
-        """The engine for ``key``: an engine name, a model name, or None (the default)."""
-        return await self.engine_set.get(key)
-
-    def check_model(self, name: str) -> None:
-        self.engine_set.check(name)
+    engines = _Via("engine_set", "loaded")           # EngineSet: name -> engine loaded now (the kernel's)
+    engine_for = _Via("engine_set", "get")           # async: the engine for a name, a model or None (default)
+    check_model = _Via("engine_set", "check")        # raises ModelNotFound naming the known models
 
 
 class _EmptyPlan:

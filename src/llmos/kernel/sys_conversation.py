@@ -24,7 +24,7 @@ from pydantic import Field
 
 from llmos import params
 from llmos.errors import InvalidArgument
-from llmos.kernel.argtypes import Args, Priority, text
+from llmos.kernel.argtypes import Args, MaxTokens, Name, Priority, Temperature, TopP, text, upto
 from llmos.kernel.conversation import (
     DEFAULT_SYSTEM,
     MESSAGE_OVERHEAD,
@@ -47,18 +47,18 @@ ConvId = text(64, 1)
 
 
 class OpenArgs(Args):
-    model: text(200, 1) | None = None                 # type: ignore[valid-type]
+    model: Name | None = None                         # type: ignore[valid-type]
     system: text(VALUE_MAX_BYTES) | None = None       # type: ignore[valid-type]
 
 
 class SayArgs(Args):
     id: ConvId                                        # type: ignore[valid-type]
     content: text(VALUE_MAX_BYTES)                    # type: ignore[valid-type]
-    max_tokens: int = Field(default=params.ENGINE_MAX_TOKENS_DEFAULT, ge=1, le=1 << 20)
-    temperature: float | None = Field(default=None, ge=0, le=5)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: MaxTokens = params.ENGINE_MAX_TOKENS_DEFAULT
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     seed: int | None = None
-    stop: list[text(200, 1)] | None = None            # type: ignore[valid-type]
+    stop: list[Name] | None = None                    # type: ignore[valid-type]
     priority: Priority = 0
     stream: bool = False
     memory: int = Field(default=0, ge=0, le=20)      # long-term memories recalled into this turn
@@ -66,12 +66,12 @@ class SayArgs(Args):
 
 class HistoryArgs(Args):
     id: ConvId                                        # type: ignore[valid-type]
-    limit: int = Field(default=200, ge=1, le=1000)
+    limit: int = upto(200, 1000)
     after_id: int = Field(default=0, ge=0)
 
 
 class ListArgs(Args):
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = upto(50, 500)
 
 
 async def open_(k: Kernel, call: Call, a: OpenArgs) -> dict:

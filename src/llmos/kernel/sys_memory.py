@@ -21,7 +21,7 @@ from pydantic import Field
 
 from llmos.errors import InvalidArgument, NotFound
 from llmos.kernel.access import MemoryRef
-from llmos.kernel.argtypes import Args, Key, text
+from llmos.kernel.argtypes import Args, Id, Key, Name, text, upto
 from llmos.kernel.longterm import TAG_MAX, TAGS_MAX, RecallFilter
 from llmos.kernel.memory import VALUE_MAX_BYTES
 from llmos.kernel.memshare import COLLECTION_MAX, DEFAULT_COLLECTION, check_collection
@@ -42,9 +42,12 @@ class KeyArgs(Args):
     key: Key
 
 
+Query = text(1000, 1)
+
+
 class SearchArgs(Args):
-    query: text(1000, 1)                  # type: ignore[valid-type]
-    limit: int = Field(default=10, ge=1, le=100)
+    query: Query                          # type: ignore[valid-type]
+    limit: int = upto(10, 100)
 
 
 class AppendArgs(Args):
@@ -53,22 +56,28 @@ class AppendArgs(Args):
 
 
 class ContextArgs(Args):
-    limit: int = Field(default=50, ge=1, le=500)
+    limit: int = upto(50, 500)
 
 
 Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
 Tags = Annotated[list[Tag], Field(max_length=TAGS_MAX)]
-MemoryId = Annotated[int, Field(ge=1, le=1 << 62)]
 EMBED_INPUTS_MAX = 2048       # texts per memory.embed call (as OpenAI's /v1/embeddings)
 Collection = text(COLLECTION_MAX, 1)      # the name's characters checked by memshare.check_collection
-AgentId = text(200, 1)
 
 
 class RememberArgs(Args):
     text: str                             # size and content checked by LongTermMemory (limit stated)
     tags: Tags = []
     collection: Collection = DEFAULT_COLLECTION   # type: ignore[valid-type]
-    owner: AgentId | None = None          # type: ignore[valid-type]  # another agent's, shared rw with you
+    owner: Name | None = None             # type: ignore[valid-type]  # another agent's, shared rw with you
+
+
+class ReachArgs(Args):
+    """Whose long-term memory a call reaches (``_reach``): the caller's own by default."""
+
+    collection: Collection | None = None  # type: ignore[valid-type]  # None: all of the owner's
+    owner: Name | None = None             # type: ignore[valid-type]  # another agent's, shared with you
+    everyone: bool = False                # every agent's memory (needs 'others')
 
 
 class FilterArgs(Args):
@@ -77,41 +86,32 @@ class FilterArgs(Args):
     before_s: float | None = Field(default=None, allow_inf_nan=False)  # created before
 
 
-class RecallArgs(Args):
-    query: text(1000, 1)                  # type: ignore[valid-type]
-    k: int = Field(default=5, ge=1, le=50)
+class RecallArgs(ReachArgs):
+    query: Query                          # type: ignore[valid-type]
+    k: int = upto(5, 50)
     filter: FilterArgs | None = None
-    collection: Collection | None = None  # type: ignore[valid-type]  # None: all of the owner's
-    owner: AgentId | None = None          # type: ignore[valid-type]  # another agent's, shared with you
-    everyone: bool = False                # every agent's memory (needs 'others')
 
 
-class ForgetArgs(Args):
-    id: MemoryId | None = None
+class ForgetArgs(ReachArgs):
+    id: Id | None = None
     all: bool = False                     # every memory in reach (of the owner, the collection)
-    collection: Collection | None = None  # type: ignore[valid-type]
-    owner: AgentId | None = None          # type: ignore[valid-type]
-    everyone: bool = False
 
 
-class ListArgs(Args):
+class ListArgs(ReachArgs):
     tags: Tags = []
-    limit: int = Field(default=50, ge=1, le=500)
-    before_id: MemoryId | None = None     # page on: only memories older than this id
-    collection: Collection | None = None  # type: ignore[valid-type]
-    owner: AgentId | None = None          # type: ignore[valid-type]
-    everyone: bool = False
+    limit: int = upto(50, 500)
+    before_id: Id | None = None           # page on: only memories older than this id
 
 
 class ShareArgs(Args):
     collection: Collection                # type: ignore[valid-type]
-    agent: AgentId                        # type: ignore[valid-type]  # who gets it
+    agent: Name                           # type: ignore[valid-type]  # who gets it
     mode: Literal["r", "rw"] = "r"        # read-only | read-write
 
 
 class UnshareArgs(Args):
     collection: Collection                # type: ignore[valid-type]
-    agent: AgentId                        # type: ignore[valid-type]
+    agent: Name                           # type: ignore[valid-type]
 
 
 class SharesArgs(Args):
@@ -156,11 +156,11 @@ async def context(k: Kernel, call: Call, a: ContextArgs) -> dict:
     return {"messages": k.memory.context(call.agent.id, a.limit)}
 
 
-async def _reach(k: Kernel, call: Call, owner: str | None, collection: str | None, mode: Literal["r", "rw"],
-           everyone: bool = False) -> str | None:
+async def _reach(k: Kernel, call: Call, a: ReachArgs | RememberArgs, mode: Literal["r", "rw"]) -> str | None:
     """Whose memory the call reaches (None: every agent's), after the access check: the
     caller's own; another agent's ``collection`` it shared with the caller; or, with
     ``everyone``, all (the ``others`` capability)."""
+    owner, collection, everyone = a.owner, a.collection, getattr(a, "everyone", False)
     if collection is not None:
         check_collection(collection)
     if everyone:
@@ -183,13 +183,13 @@ async def _reach(k: Kernel, call: Call, owner: str | None, collection: str | Non
 
 async def remember(k: Kernel, call: Call, a: RememberArgs) -> dict:
     lt = k.memory.longterm
-    who = await _reach(k, call, a.owner, a.collection, "rw")
+    who = await _reach(k, call, a, "rw")
     return await asyncio.to_thread(lt.remember, who, a.text, a.tags, a.collection)
 
 
 async def recall(k: Kernel, call: Call, a: RecallArgs) -> dict:
     f = a.filter or FilterArgs()
-    who = await _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    who = await _reach(k, call, a, "r")
     filt = RecallFilter(tuple(f.tags), f.after_s, f.before_s, a.collection)
     lt = k.memory.longterm
     return {"results": await asyncio.to_thread(lt.recall, who, a.query, a.k, filt)}
@@ -200,7 +200,7 @@ async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
         raise InvalidArgument("memory.forget: give an id or all=true (not both)", field="id",
                               expected="a memory id (memory.list shows them), or all: true")
     lt = k.memory.longterm
-    who = await _reach(k, call, a.owner, a.collection, "rw", a.everyone)
+    who = await _reach(k, call, a, "rw")
     if a.all:
         return await asyncio.to_thread(lt.forget_all, who, a.collection)
     return await asyncio.to_thread(lt.forget, who, a.id, a.collection)
@@ -208,7 +208,7 @@ async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
 
 async def list_memories(k: Kernel, call: Call, a: ListArgs) -> dict:
     lt = k.memory.longterm
-    who = await _reach(k, call, a.owner, a.collection, "r", a.everyone)
+    who = await _reach(k, call, a, "r")
     items = await asyncio.to_thread(lt.list, who, a.tags, a.limit, a.before_id, a.collection)
     return {"memories": items, "usage": lt.usage(who)}
 

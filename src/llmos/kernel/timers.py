@@ -6,6 +6,8 @@ Map:
   clock until the next due time and fires — and ``fire_overdue()`` used at boot:
   every pending timer whose time passed while the kernel was down fires at once,
   marked ``late``.
+- ``wait_due(clock, due_s, changed)``: one wait of such a loop: until ``due_s`` on the
+  clock or until ``changed`` is set (the workflows' clock loop waits the same way).
 
 Firing journals the new state and calls ``on_fire(timer)`` (the kernel publishes an
 event and appends the message to the owner's context), then ``delivery`` takes it to the
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from llmos.clock import Clock
     from llmos.kernel.storage import Journal
 
-__all__ = ["Timer", "Timers", "Delivery", "LATE_AFTER_S"]
+__all__ = ["Timer", "Timers", "Delivery", "LATE_AFTER_S", "wait_due"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,21 @@ class Timer:
 
 def _timer(r: tuple) -> Timer:
     return Timer(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+
+
+async def wait_due(clock: Clock, due_s: float | None, changed: asyncio.Event) -> None:
+    """Wait until ``due_s`` on ``clock`` (None: no time is due) or until ``changed`` is
+    set, whichever comes first; the caller clears ``changed`` before it looks at what is due."""
+    waits = [asyncio.ensure_future(changed.wait())]
+    if due_s is not None:
+        waits.append(asyncio.ensure_future(clock.sleep(max(0.0, due_s - clock.time()))))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
 
 
 class Delivery:
@@ -229,18 +246,8 @@ class Timers:
         while not self._closed:
             self.fire_due()
             self._changed.clear()
-            nxt = min((t.due_s for t in self._timers.values()), default=None)
-            waiter = asyncio.ensure_future(self._changed.wait())
-            tasks = [waiter]
-            if nxt is not None:
-                tasks.append(asyncio.ensure_future(self._clock.sleep(max(0.0, nxt - self._clock.time()))))
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await wait_due(self._clock, min((t.due_s for t in self._timers.values()), default=None),
+                           self._changed)
 
     def close(self) -> None:
         self._closed = True

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos.errors import InvalidArgument, LLMOSError, NotFound, PermissionDenied
+from llmos.kernel.timers import wait_due
 from llmos.runs import RunRecord, RunStatus
 from llmos.workflows.saved import SavedPlanRunner, idempotent
 from llmos.workflows.store import State, Workflow, WorkflowStore, check_name
@@ -262,21 +263,13 @@ class Workflows:
         return fired
 
     async def _run(self) -> None:
+        """The clock loop: fire what is due, then wait for the next time or a change."""
         while True:
             self.tick()
             self._changed.clear()
             due = [wf.next_due_s for wf in self.store.list()
                    if wf.state == State.ACTIVE and wf.trigger.kind == Kind.TIME and wf.next_due_s is not None]
-            waits = [asyncio.ensure_future(self._changed.wait())]
-            if due:
-                waits.append(asyncio.ensure_future(self.clock.sleep(max(0.0, min(due) - self.clock.time()))))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await w
+            await wait_due(self.clock, min(due, default=None), self._changed)
 
     # ── file rules ─────────────────────────────────────────────────────────
     async def scan_files(self, name: str) -> list[str]:
