@@ -62,7 +62,7 @@ def show_diff(diff: str, console: Console | None = None) -> None:
 
 
 async def _develop(repo: Any, request: str, *, model: str | None, tries: int, test_timeout_s: float,
-                   priority: int, quiet: bool) -> Any:
+                   priority: int, quiet: bool, edit_format: str = "blocks") -> Any:
     from llmos.cli.daemon import boot_kernel, find_daemon
     from llmos.dev import DevAgent, open_daemon, open_local, scratch_copy
 
@@ -91,7 +91,7 @@ async def _develop(repo: Any, request: str, *, model: str | None, tries: int, te
                       f"{scratch}[/]")
         try:
             return await DevAgent(session, repo, scratch, tries=tries, test_timeout_s=test_timeout_s,
-                                  on_event=_progress(quiet)).run(request)
+                                  on_event=_progress(quiet), edit_format=edit_format).run(request)
         finally:
             await session.close()
     finally:
@@ -114,6 +114,8 @@ def dev(
     no_apply: bool = typer.Option(False, "--no-apply", help="Show the diff; never change DIR."),
     model: str = typer.Option(None, "--model", "-m", help="Model name from `llmos models` (a remote one "
                               "too); default: the planner tier."),
+    edit_format: str = typer.Option("blocks", "--edit-format", help="What the model is asked for: "
+                                    "blocks (SEARCH/REPLACE) or whole (whole files)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     priority: int = typer.Option(params.PRIORITY_DEFAULT, "--priority", "-p",
                                  min=params.PRIORITY_MIN, max=params.PRIORITY_MAX),
@@ -127,6 +129,9 @@ def dev(
     from llmos.shell.runner import check_request
 
     check_request(request)
+    if edit_format not in ("blocks", "whole"):
+        raise InvalidArgument(f"--edit-format: expected blocks or whole, got {edit_format!r}",
+                              field="edit_format", expected="blocks | whole")
     if not 1 <= tries <= TRIES_MAX:
         raise InvalidArgument(f"--tries: expected 1 to {TRIES_MAX}, got {tries}", field="tries",
                               expected=f"an integer from 1 to {TRIES_MAX}")
@@ -135,7 +140,7 @@ def dev(
     r = open_repo(repo, test_cmd)
     check_workspace(state.config(), r.root, field="--repo")
     res = asyncio.run(_develop(r, request, model=model, tries=tries, test_timeout_s=test_timeout,
-                               priority=priority, quiet=as_json))
+                               priority=priority, quiet=as_json, edit_format=edit_format))
     applied: list[str] = []
     refused = False
     if as_json:

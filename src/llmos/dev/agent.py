@@ -6,7 +6,7 @@ Map:
   the files it changed, the tests' result after it, seconds.
 - ``DevResult``: the outcome, the tries, the final diff (unified, repository vs scratch
   copy), the changed files with their new text, the tests' last output, seconds.
-- ``DevAgent(session, repo, scratch, tries=3, on_event=)``: ``await run(request)``.
+- ``DevAgent(session, repo, scratch, tries=3, on_event=, edit_format="blocks" | "whole")``: ``await run(request)``.
 - ``apply_to_repo(result, repo)``: write the changed files into the repository (after
   the person's yes); refuses when a file changed in the repository since it was read.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from llmos.dev import edits as edits_
 from llmos.dev import prompt
-from llmos.dev.repo import Repo, relevant, unified
+from llmos.dev.repo import Repo, is_test, relevant, unified
 from llmos.dev.session import DevSession, TestRun
 from llmos.errors import InvalidArgument, LLMOSError
 
@@ -43,6 +43,7 @@ TRIES_MAX = 10
 FILES_BUDGET_CHARS = 12_000       # file text shown per try (the planner tier's context is 8k tokens)
 REPLY_MAX_TOKENS = 900
 TEST_TIMEOUT_S = 60
+RETRY_TEMPERATURE = 0.4
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 
@@ -115,7 +116,11 @@ def _read(root: Path, rel: str) -> str | None:
 
 class DevAgent:
     def __init__(self, session: DevSession, repo: Repo, scratch: Path, *, tries: int = TRIES_DEFAULT,
-                 test_timeout_s: float = TEST_TIMEOUT_S, on_event: OnEvent | None = None) -> None:
+                 test_timeout_s: float = TEST_TIMEOUT_S, on_event: OnEvent | None = None,
+                 edit_format: str = "blocks") -> None:
+        if edit_format not in prompt.FORMATS:
+            raise InvalidArgument(f"--edit-format: expected one of {', '.join(prompt.FORMATS)}, got "
+                                  f"{edit_format!r}", field="edit_format", expected=" | ".join(prompt.FORMATS))
         if not 1 <= tries <= TRIES_MAX:
             raise InvalidArgument(f"--tries: expected 1 to {TRIES_MAX}, got {tries}", field="tries",
                                   expected=f"an integer from 1 to {TRIES_MAX}")
@@ -123,6 +128,7 @@ class DevAgent:
         self.repo = repo
         self.scratch = scratch          # the copy the run edits and tests
         self.tries = tries
+        self.edit_format = edit_format  # what the model is asked for (every format is accepted back)
         self.test_timeout_s = test_timeout_s
         self.on_event = on_event or (lambda kind, data: None)
 
@@ -151,6 +157,9 @@ class DevAgent:
         originals: dict[str, str | None] = {}
         self.on_event("read", {"files": len(self.repo.files), "test_cmd": self.repo.test_cmd,
                                "source": self.repo.test_source})
+        # the tests as they were are the judge: their lines stay, unless the request names the file
+        protected = {f for f in self.repo.files if is_test(f) and f not in request
+                     and f.rsplit("/", 1)[-1] not in request}
         baseline = await self._test()
         last = baseline
         tries: list[Try] = []
@@ -161,11 +170,14 @@ class DevAgent:
             shown_paths = relevant(self.repo, texts, request, last.output, FILES_BUDGET_CHARS)
             shown = {p: texts[p] for p in shown_paths}
             msgs = prompt.messages(request, self._paths, shown, self.repo.test_cmd, last.output,
-                                   last.passed, rejected, tried=sum(t.applied for t in tries))
+                                   last.passed, rejected, tried=sum(t.applied for t in tries),
+                                   tests={p for p in shown if p in protected},
+                                   edit_format=self.edit_format)
             self.on_event("asking", {"try": i, "of": self.tries, "files": shown_paths})
-            reply = await self.session.generate(msgs, REPLY_MAX_TOKENS)
+            # greedy first; a retry samples, so a reply that was rejected is not simply repeated
+            reply = await self.session.generate(msgs, REPLY_MAX_TOKENS, 0.0 if i == 1 else RETRY_TEMPERATURE)
             try:
-                new = edits_.apply(edits_.parse(reply), texts)
+                new = edits_.apply(edits_.parse(reply), texts, protected)
             except edits_.EditRejected as e:
                 rejected = e.message
                 tries.append(Try(i, False, e.message, seconds=round(time.monotonic() - ts, 3), reply=reply))

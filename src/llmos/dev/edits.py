@@ -8,7 +8,7 @@ Map:
   that holds the whole file. A reply with none of these is rejected.
 - ``apply(edits, texts) -> dict[path, new text]``: all or nothing. Rejected
   (``EditRejected``, with the reason the model is shown on its next try) when a path
-  leaves the repository or lies under a skipped folder, a SEARCH text is not in the file
+  leaves the repository, an existing test's lines are changed (adding is allowed) or lies under a skipped folder, a SEARCH text is not in the file
   or is in it more than once, or a Python file no longer compiles.
 
 NOTE (matching). A SEARCH text must match exactly once. When it does not match as
@@ -157,13 +157,18 @@ def _check_path(path: str) -> str:
     return str(pp)
 
 
-def apply(edits: list[Edit], texts: dict[str, str]) -> dict[str, str]:
+def apply(edits: list[Edit], texts: dict[str, str], protected: frozenset[str] | set[str] = frozenset()
+          ) -> dict[str, str]:
     """The new text of every file the edits change (``texts``: the current text of each
-    file by path). Nothing partial: the first edit that cannot apply rejects the reply."""
+    file by path; ``protected``: files whose lines may not be changed, only added to).
+    Nothing partial: the first edit that cannot apply rejects the reply."""
     out: dict[str, str] = {}
     for e in edits:
         path = _check_path(e.path)
         cur = out.get(path, texts.get(path))
+        if path in protected and (e.whole is not None or e.search.strip()):
+            raise EditRejected(f"{path} is one of the project's tests: change the code it tests, not the "
+                               "test (a new test goes at the end of a file or in a new file)")
         if e.whole is not None:
             out[path] = _body(e.whole)
             continue

@@ -8,6 +8,7 @@ Map:
 - ``detect_tests(root, files)``: ``make test`` (a Makefile with a ``test`` target), the
   ``test`` script of package.json (``npm test``), pytest (its config, a conftest.py or
   test files), else None.
+- ``is_test(rel)``: whether a file is one of the tests (its lines are not the model's to change).
 - ``relevant(repo, texts, request, output, budget)``: the files to show the model, most
   relevant first, within ``budget`` characters.
 - ``scratch_copy(repo)``: a copy of the tree in a fresh temporary directory (the run
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from llmos.errors import InvalidArgument
 
-__all__ = ["Repo", "open_repo", "detect_tests", "relevant", "scratch_copy", "unified", "SKIP_DIRS",
+__all__ = ["Repo", "open_repo", "detect_tests", "is_test", "relevant", "scratch_copy", "unified", "SKIP_DIRS",
            "PYTEST_CMD"]
 
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "env", "node_modules",
@@ -141,6 +142,14 @@ def detect_tests(root: Path, files: list[str] | tuple[str, ...]) -> tuple[str, s
 def _is_test_file(rel: str) -> bool:
     name = rel.rsplit("/", 1)[-1]
     return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def is_test(rel: str) -> bool:
+    """Whether a file is one of the project's tests (by the usual names and folders)."""
+    parts = rel.split("/")
+    name = parts[-1]
+    return (_is_test_file(rel) or any(p in ("tests", "test", "__tests__", "spec") for p in parts[:-1])
+            or any(x in name for x in (".test.", ".spec.", "_test.go")))
 
 
 def relevant(repo: Repo, texts: dict[str, str], request: str, output: str, budget: int) -> list[str]:
