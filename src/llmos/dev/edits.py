@@ -47,7 +47,7 @@ class Edit:
 _BLOCK = re.compile(r"^[ \t]*<{5,9} ?SEARCH[^\n]*\n(.*?)^[ \t]*={5,9}[ \t]*\n(.*?)^[ \t]*>{5,9} ?REPLACE[^\n]*$",
                     re.M | re.S)
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
-_PATHLIKE = re.compile(r"[\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w./-]*(?:Makefile|Dockerfile)")
+_PATHLIKE = re.compile(r"[\w./-]*[\w-]\.[A-Za-z0-9]{1,8}|[\w.-]*/[\w./-]*[\w-]|[\w./-]*(?:Makefile|Dockerfile)")
 
 
 def _path_before(text: str) -> str | None:
