@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from llmos.kernel import SYSCALLS, ProcState
 from llmos.kernel.argtypes import Args
-from llmos.kernel.syscall import TABLE
+from llmos.kernel.table import TABLE
 
 from .conftest import audit_rows, make_agent
 
@@ -113,3 +113,25 @@ async def test_fuzz_dispatch_never_raises(kernel, agent, name, args):
         d = res.to_dict()["error"]
         assert d["error"] != "error", d          # a known error code, never a bare mapped crash
         assert d["message"] and "\n" not in d["message"]
+
+
+def test_syscall_and_the_decoders_sit_below_the_facade():
+    """No import cycle through the table: ``syscall`` and the ``sys_*`` decoders never
+    import ``core`` (not even for types: they use ``syscall.KernelView``), and ``syscall``
+    imports no decoder (``table`` does)."""
+    import ast
+    from pathlib import Path
+
+    import llmos.kernel
+
+    root = Path(llmos.kernel.__file__).parent
+    for path in [root / "syscall.py", *sorted(root.glob("sys_*.py"))]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        assert "llmos.kernel.core" not in names, path.name
+        if path.name == "syscall.py":
+            assert not any(n.startswith("llmos.kernel.sys_") or n == "llmos.kernel.table" for n in names)

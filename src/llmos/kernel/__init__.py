@@ -72,7 +72,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(sync, name)
     if name == "SYSCALLS":
-        from llmos.kernel.syscall import TABLE
+        from llmos.kernel.table import TABLE
 
         return TABLE
     raise AttributeError(f"module 'llmos.kernel' has no attribute {name!r}")

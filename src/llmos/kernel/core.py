@@ -40,6 +40,7 @@ from llmos.kernel.result import SyscallResult
 from llmos.kernel.stepping import LoopHooks
 from llmos.kernel.subsystems import Subsystems
 from llmos.kernel.syscall import dispatch
+from llmos.kernel.table import TABLE
 from llmos.kernel.timers import Timer, Timers
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class Kernel:
     sched = _Shared()          # set by boot
     executor = _Shared()       # set by boot
     loop = _Shared()           # set by boot
+    syscalls = TABLE           # name -> row (table.py): what ``syscall`` dispatches to
 
     def __init__(self, config: Config, *, clock: Clock, journal: Journal, lock: StateLock | None,
                  tools: Any = None, hal: Any = None, engines: dict[str, Engine] | None = None) -> None:

@@ -8,7 +8,7 @@ agent and every agent it made, revokes their tokens and kills their live process
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,10 +17,7 @@ from llmos.kernel import syscall, tokens
 from llmos.kernel.access import ROOT_ID, Capabilities, CapsRef, Quotas, resolve_path
 from llmos.kernel.argtypes import Args, text
 from llmos.kernel.process import ProcState
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS"]
 
@@ -58,8 +55,8 @@ class DisableArgs(Args):
     reason: text(200) | None = None    # type: ignore[valid-type]
 
 
-def _caps(a: CapsArgs) -> Capabilities:
-    table = syscall.TABLE     # read at call time: this module is imported while TABLE is built
+def _caps(k: KernelView, a: CapsArgs) -> Capabilities:
+    table = k.syscalls
     groups = {n.split(".", 1)[0] for n in table} | {syscall.CAP_GROUP, syscall.MCP_CAP_GROUP}
     for s in a.syscalls:
         if s != "*" and s not in table and not syscall.is_capability(s) \
@@ -80,8 +77,8 @@ def _caps(a: CapsArgs) -> Capabilities:
                         quotas=Quotas(**a.quotas.model_dump()), alloc_mode=a.alloc_mode)
 
 
-async def create(k: Kernel, call: Call, a: CreateArgs) -> dict:
-    caps = _caps(a.capabilities)
+async def create(k: KernelView, call: Call, a: CreateArgs) -> dict:
+    caps = _caps(k, a.capabilities)
     call.check(CapsRef(caps))
     agent = k.agents.create(a.name, caps, call.agent.id)
     await k.journal.durable()
@@ -90,13 +87,13 @@ async def create(k: Kernel, call: Call, a: CreateArgs) -> dict:
     return {"agent": agent.to_dict(), "token": token}
 
 
-async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_(k: KernelView, call: Call, a: ListArgs) -> dict:
     agents = k.agents.list() if call.agent.caps.others else [call.agent]
     off = tokens.shared(k.config.home).disabled()
     return {"agents": [{**ag.to_dict(), **k.usage_of(ag.id), "disabled": ag.id in off} for ag in agents]}
 
 
-async def disable(k: Kernel, call: Call, a: DisableArgs) -> dict:
+async def disable(k: KernelView, call: Call, a: DisableArgs) -> dict:
     target = k.agents.get(a.name)
     if target.id == ROOT_ID:
         raise InvalidArgument("name: root cannot be disabled", field="name", expected="another agent")
@@ -115,7 +112,7 @@ async def disable(k: Kernel, call: Call, a: DisableArgs) -> dict:
     return {"disabled": names, "killed": killed}
 
 
-def _creators(k: Kernel, agent_id: str) -> list[str]:
+def _creators(k: KernelView, agent_id: str) -> list[str]:
     """The chain of creators above ``agent_id`` (its creator first)."""
     out: list[str] = []
     ag = k.agents.find(agent_id)

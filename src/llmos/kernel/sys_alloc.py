@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from llmos.errors import Busy, InvalidArgument
 from llmos.kernel.argtypes import Args
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS", "SOLVE_MAX_S", "SOLVERS"]
 
@@ -64,7 +61,7 @@ def _solve(doc: dict[str, Any], default_mode: str, time_limit_s: float) -> dict[
                     "explanation": sol.explanation, "notes": list(sol.notes)})
 
 
-async def solve_(k: Kernel, call: Call, a: SolveArgs) -> dict:
+async def solve_(k: KernelView, call: Call, a: SolveArgs) -> dict:
     global _running
     if a.time_limit_s > SOLVE_MAX_S:
         raise InvalidArgument(f"alloc.solve: time_limit_s: at most {SOLVE_MAX_S:g} s, got {a.time_limit_s:g}",

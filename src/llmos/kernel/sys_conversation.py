@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
@@ -35,10 +35,7 @@ from llmos.kernel.conversation import (
 )
 from llmos.kernel.longterm import context_block
 from llmos.kernel.memory import VALUE_MAX_BYTES
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS", "SUMMARY_PRIORITY", "SUMMARY_LABEL"]
 
@@ -74,7 +71,7 @@ class ListArgs(Args):
     limit: int = upto(50, 500)
 
 
-async def open_(k: Kernel, call: Call, a: OpenArgs) -> dict:
+async def open_(k: KernelView, call: Call, a: OpenArgs) -> dict:
     if a.model is not None:
         k.check_model(a.model)                        # ModelNotFound names the known ones
     conv = k.memory.conversations.open(call.agent.id, a.model, a.system or DEFAULT_SYSTEM)
@@ -82,7 +79,7 @@ async def open_(k: Kernel, call: Call, a: OpenArgs) -> dict:
     return conv.to_dict()
 
 
-async def say(k: Kernel, call: Call, a: SayArgs) -> dict:
+async def say(k: KernelView, call: Call, a: SayArgs) -> dict:
     call.require("llm.generate", why="a conversation's reply is a generation")
     if not a.content.strip():
         raise InvalidArgument("content: the message is empty", field="content",
@@ -117,7 +114,7 @@ async def say(k: Kernel, call: Call, a: SayArgs) -> dict:
             **({"memories": ids} if a.memory else {})}
 
 
-async def _recall(k: Kernel, call: Call, a: SayArgs) -> tuple[str, list[int]]:
+async def _recall(k: KernelView, call: Call, a: SayArgs) -> tuple[str, list[int]]:
     """The agent's ``a.memory`` memories nearest the new message, as prompt text, and their ids."""
     if not a.memory or not re.search(r"\w", a.content):
         return "", []
@@ -136,7 +133,7 @@ def _system(conv: Conversation, summary: tuple[str, int] | None) -> str:
     return conv.system + SUMMARY_LABEL + summary[0]
 
 
-async def _fit(k: Kernel, call: Call, conv: Conversation, win: Window, new: int) -> int:
+async def _fit(k: KernelView, call: Call, conv: Conversation, win: Window, new: int) -> int:
     """Fold the oldest turns into the summary until ``new`` fits; how many were folded.
 
     NOTE: a fold's own prompt (instructions + the summary so far + the turns) must fit the
@@ -176,14 +173,14 @@ async def _fit(k: Kernel, call: Call, conv: Conversation, win: Window, new: int)
     return done
 
 
-async def history(k: Kernel, call: Call, a: HistoryArgs) -> dict:
+async def history(k: KernelView, call: Call, a: HistoryArgs) -> dict:
     store = k.memory.conversations
     conv = store.get(call.agent.id, a.id)
     call.resources.append(f"conversation {conv.id}")
     return store.history(conv, a.limit, a.after_id)
 
 
-async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_(k: KernelView, call: Call, a: ListArgs) -> dict:
     return {"conversations": [c.to_dict() for c in k.memory.conversations.list(call.agent.id, a.limit)]}
 
 

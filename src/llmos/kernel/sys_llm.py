@@ -15,16 +15,13 @@ evaluate only the rest.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from llmos.errors import InvalidArgument
 from llmos.kernel.argtypes import Args, Pid, Priority, text
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS", "GenerateArgs"]
 
@@ -67,7 +64,7 @@ def check_prefix(a: GenerateArgs) -> None:
                                   f"got {k}", field=name, expected=f"integer in [0, {n}]")
 
 
-async def generate(k: Kernel, call: Call, a: GenerateArgs) -> dict:
+async def generate(k: KernelView, call: Call, a: GenerateArgs) -> dict:
     check_prefix(a)
     spec = {f: getattr(a, f) for f in _SPEC_FIELDS if getattr(a, f) is not None}
     p, _ = await k.spawn(call, "llm", spec, priority=a.priority, parent=a.parent,

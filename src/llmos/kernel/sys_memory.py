@@ -15,7 +15,7 @@ thread, so the kernel loop never waits on the model.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -25,10 +25,7 @@ from llmos.kernel.argtypes import Args, Id, Key, Name, text, upto
 from llmos.kernel.longterm import TAG_MAX, TAGS_MAX, RecallFilter
 from llmos.kernel.memory import VALUE_MAX_BYTES
 from llmos.kernel.memshare import COLLECTION_MAX, DEFAULT_COLLECTION, check_collection
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS"]
 
@@ -123,40 +120,40 @@ class EmbedArgs(Args):
                                                             max_length=EMBED_INPUTS_MAX)]
 
 
-async def put(k: Kernel, call: Call, a: PutArgs) -> dict:
+async def put(k: KernelView, call: Call, a: PutArgs) -> dict:
     k.memory.put(call.agent.id, a.key, a.value)
     await k.journal.durable()
     return {"key": a.key}
 
 
-async def get(k: Kernel, call: Call, a: KeyArgs) -> dict:
+async def get(k: KernelView, call: Call, a: KeyArgs) -> dict:
     await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return k.memory.get(call.agent.id, a.key)
 
 
-async def delete(k: Kernel, call: Call, a: KeyArgs) -> dict:
+async def delete(k: KernelView, call: Call, a: KeyArgs) -> dict:
     k.memory.delete(call.agent.id, a.key)
     await k.journal.durable()
     return {"key": a.key}
 
 
-async def search(k: Kernel, call: Call, a: SearchArgs) -> dict:
+async def search(k: KernelView, call: Call, a: SearchArgs) -> dict:
     await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return {"results": k.memory.search(call.agent.id, a.query, a.limit)}
 
 
-async def append(k: Kernel, call: Call, a: AppendArgs) -> dict:
+async def append(k: KernelView, call: Call, a: AppendArgs) -> dict:
     k.memory.append(call.agent.id, a.role, a.content)
     await k.journal.durable()
     return {"role": a.role}
 
 
-async def context(k: Kernel, call: Call, a: ContextArgs) -> dict:
+async def context(k: KernelView, call: Call, a: ContextArgs) -> dict:
     await k.journal.durable()    # read your writes (and the kernel's: fired reminders)
     return {"messages": k.memory.context(call.agent.id, a.limit)}
 
 
-async def _reach(k: Kernel, call: Call, a: ReachArgs | RememberArgs, mode: Literal["r", "rw"]) -> str | None:
+async def _reach(k: KernelView, call: Call, a: ReachArgs | RememberArgs, mode: Literal["r", "rw"]) -> str | None:
     """Whose memory the call reaches (None: every agent's), after the access check: the
     caller's own; another agent's ``collection`` it shared with the caller; or, with
     ``everyone``, all (the ``others`` capability)."""
@@ -181,13 +178,13 @@ async def _reach(k: Kernel, call: Call, a: ReachArgs | RememberArgs, mode: Liter
     return who
 
 
-async def remember(k: Kernel, call: Call, a: RememberArgs) -> dict:
+async def remember(k: KernelView, call: Call, a: RememberArgs) -> dict:
     lt = k.memory.longterm
     who = await _reach(k, call, a, "rw")
     return await asyncio.to_thread(lt.remember, who, a.text, a.tags, a.collection)
 
 
-async def recall(k: Kernel, call: Call, a: RecallArgs) -> dict:
+async def recall(k: KernelView, call: Call, a: RecallArgs) -> dict:
     f = a.filter or FilterArgs()
     who = await _reach(k, call, a, "r")
     filt = RecallFilter(tuple(f.tags), f.after_s, f.before_s, a.collection)
@@ -195,7 +192,7 @@ async def recall(k: Kernel, call: Call, a: RecallArgs) -> dict:
     return {"results": await asyncio.to_thread(lt.recall, who, a.query, a.k, filt)}
 
 
-async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
+async def forget(k: KernelView, call: Call, a: ForgetArgs) -> dict:
     if (a.id is None) == (not a.all):
         raise InvalidArgument("memory.forget: give an id or all=true (not both)", field="id",
                               expected="a memory id (memory.list shows them), or all: true")
@@ -206,14 +203,14 @@ async def forget(k: Kernel, call: Call, a: ForgetArgs) -> dict:
     return await asyncio.to_thread(lt.forget, who, a.id, a.collection)
 
 
-async def list_memories(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_memories(k: KernelView, call: Call, a: ListArgs) -> dict:
     lt = k.memory.longterm
     who = await _reach(k, call, a, "r")
     items = await asyncio.to_thread(lt.list, who, a.tags, a.limit, a.before_id, a.collection)
     return {"memories": items, "usage": lt.usage(who)}
 
 
-async def share(k: Kernel, call: Call, a: ShareArgs) -> dict:
+async def share(k: KernelView, call: Call, a: ShareArgs) -> dict:
     check_collection(a.collection)
     if k.agents.find(a.agent) is None:
         raise NotFound(f"no agent {a.agent!r}", hint="llmos agents lists them")
@@ -221,16 +218,16 @@ async def share(k: Kernel, call: Call, a: ShareArgs) -> dict:
     return await asyncio.to_thread(k.memory.longterm.shares.give, call.agent.id, a.collection, a.agent, a.mode)
 
 
-async def unshare(k: Kernel, call: Call, a: UnshareArgs) -> dict:
+async def unshare(k: KernelView, call: Call, a: UnshareArgs) -> dict:
     call.check(MemoryRef(call.agent.id, check_collection(a.collection), "rw"))
     return await asyncio.to_thread(k.memory.longterm.shares.take_back, call.agent.id, a.collection, a.agent)
 
 
-async def shares(k: Kernel, call: Call, a: SharesArgs) -> dict:
+async def shares(k: KernelView, call: Call, a: SharesArgs) -> dict:
     return await asyncio.to_thread(k.memory.longterm.shares.of, call.agent.id)
 
 
-async def embed(k: Kernel, call: Call, a: EmbedArgs) -> dict:
+async def embed(k: KernelView, call: Call, a: EmbedArgs) -> dict:
     lt = k.memory.longterm
 
     def run() -> dict:

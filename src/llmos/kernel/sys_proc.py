@@ -5,7 +5,7 @@ The work lives in ``core.Kernel`` (spawn/kill/nice/...) and ``process.ProcessTab
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,10 +13,7 @@ from llmos.errors import InvalidArgument
 from llmos.kernel.access import ProcRef
 from llmos.kernel.argtypes import Args, Pid, Priority, text
 from llmos.kernel.process import ProcState
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS"]
 
@@ -69,36 +66,36 @@ class ExitArgs(Args):
     message: text(2000) | None = None   # type: ignore[valid-type]
 
 
-async def spawn(k: Kernel, call: Call, a: SpawnArgs) -> dict:
+async def spawn(k: KernelView, call: Call, a: SpawnArgs) -> dict:
     p, dedup = await k.spawn(call, a.kind, a.spec, priority=a.priority, parent=a.parent,
                              idem_key=a.idempotency_key, confirmed=a.confirmed)
     return {"pid": p.pid, "state": p.state.name.lower(), "deduplicated": dedup}
 
 
-async def kill(k: Kernel, call: Call, a: KillArgs) -> dict:
+async def kill(k: KernelView, call: Call, a: KillArgs) -> dict:
     p = await k.kill(call, a.pid, a.reason or f"killed by {call.agent.id}")
     return {"pid": p.pid, "state": p.state.name.lower()}
 
 
-async def wait(k: Kernel, call: Call, a: WaitArgs) -> dict:
+async def wait(k: KernelView, call: Call, a: WaitArgs) -> dict:
     k.process(call, a.pid)
     p, done = await k.wait(a.pid, a.timeout_s)
     return {**k.view(p), "timed_out": not done}
 
 
-async def nice(k: Kernel, call: Call, a: NiceArgs) -> dict:
+async def nice(k: KernelView, call: Call, a: NiceArgs) -> dict:
     p = await k.nice(call, a.pid, a.priority)
     return {"pid": p.pid, "priority": p.priority}
 
 
-async def get(k: Kernel, call: Call, a: GetArgs) -> dict:
+async def get(k: KernelView, call: Call, a: GetArgs) -> dict:
     p = k.process(call, a.pid)
     if a.history:
         await k.journal.durable()    # the history is read back from the journal
     return k.view(p, history=a.history)
 
 
-async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_(k: KernelView, call: Call, a: ListArgs) -> dict:
     owner = a.owner
     if not call.agent.caps.others:
         if owner not in (None, call.agent.id):
@@ -120,12 +117,12 @@ async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
     return {"processes": out}
 
 
-async def confirm(k: Kernel, call: Call, a: PidArgs) -> dict:
+async def confirm(k: KernelView, call: Call, a: PidArgs) -> dict:
     p = await k.confirm(call, a.pid)
     return {"pid": p.pid, "state": p.state.name.lower()}
 
 
-async def exit_(k: Kernel, call: Call, a: ExitArgs) -> dict:
+async def exit_(k: KernelView, call: Call, a: ExitArgs) -> dict:
     if a.ok is False and not a.message:
         raise InvalidArgument("message: a failed exit needs a message", field="message",
                               expected="why the process failed")

@@ -21,10 +21,9 @@ from pydantic import Field
 from llmos.errors import InvalidArgument, KernelError, NotFound, PermissionDenied
 from llmos.kernel.access import PathRef, resolve_path
 from llmos.kernel.argtypes import Args, text
-from llmos.kernel.syscall import Call, Syscall
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
     from llmos.kernel.versions import VersionStore
 
 __all__ = ["ROWS"]
@@ -43,7 +42,7 @@ class RestoreArgs(Args):
     force: bool = False                  # undo: put back a path that changed again since
 
 
-def _store(k: Kernel) -> VersionStore:
+def _store(k: KernelView) -> VersionStore:
     store = getattr(k, "versions", None)
     if store is None:
         raise KernelError("this kernel keeps no file versions")
@@ -55,7 +54,7 @@ def _whose(call: Call) -> str | None:
     return None if call.agent.caps.others else call.agent.id
 
 
-def _workdir(k: Kernel, call: Call) -> str:
+def _workdir(k: KernelView, call: Call) -> str:
     from llmos.kernel.specs import default_workdir
 
     return default_workdir(k, call.agent.id, call.agent.caps.write_roots)
@@ -72,7 +71,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def history(k: Kernel, call: Call, a: HistoryArgs) -> dict:
+async def history(k: KernelView, call: Call, a: HistoryArgs) -> dict:
     store = _store(k)
     if "\x00" in a.path:
         raise InvalidArgument("path: contains a NUL byte", field="path", expected="a path")
@@ -82,7 +81,7 @@ async def history(k: Kernel, call: Call, a: HistoryArgs) -> dict:
     return {"path": ref.path, "versions": [_public(r) for r in rows]}
 
 
-async def restore(k: Kernel, call: Call, a: RestoreArgs) -> dict:
+async def restore(k: KernelView, call: Call, a: RestoreArgs) -> dict:
     from llmos.kernel.undo import restore_version, undo
     from llmos.tools.registry import ToolContext, using
 

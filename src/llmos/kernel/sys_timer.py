@@ -6,17 +6,12 @@ it, marked ``late`` when its time passed while the kernel was down; ``every_s`` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field
 
 from llmos.errors import InvalidArgument
 from llmos.kernel.access import ProcRef
 from llmos.kernel.argtypes import Args, text
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS", "MAX_DELAY_S"]
 
@@ -39,7 +34,7 @@ class ListArgs(Args):
     limit: int = Field(default=100, ge=1, le=10000)
 
 
-async def set_(k: Kernel, call: Call, a: SetArgs) -> dict:
+async def set_(k: KernelView, call: Call, a: SetArgs) -> dict:
     if (a.in_s is None) == (a.at is None):
         raise InvalidArgument("timer.set: expected exactly one of in_s or at", field="in_s",
                               expected="seconds from now (in_s) or an epoch time (at)")
@@ -53,7 +48,7 @@ async def set_(k: Kernel, call: Call, a: SetArgs) -> dict:
     return t.to_dict()
 
 
-async def cancel(k: Kernel, call: Call, a: IdArgs) -> dict:
+async def cancel(k: KernelView, call: Call, a: IdArgs) -> dict:
     await k.journal.durable()    # finished timers are read back from the journal
     t = k.timers.get(a.id)
     call.check(ProcRef(0, t.owner))     # own timers, or the 'others' capability
@@ -62,7 +57,7 @@ async def cancel(k: Kernel, call: Call, a: IdArgs) -> dict:
     return t.to_dict()
 
 
-async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_(k: KernelView, call: Call, a: ListArgs) -> dict:
     owner = None if call.agent.caps.others else call.agent.id
     if a.all:
         await k.journal.durable()

@@ -8,16 +8,13 @@ retried call return the first call's process instead of running twice.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from llmos.errors import NotFound
 from llmos.kernel.argtypes import Args, Pid, Priority, text
-from llmos.kernel.syscall import Call, Syscall
-
-if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+from llmos.kernel.syscall import Call, KernelView, Syscall
 
 __all__ = ["ROWS"]
 
@@ -36,7 +33,7 @@ class CallArgs(Args):
     parent: Pid | None = None
 
 
-async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
+async def list_(k: KernelView, call: Call, a: ListArgs) -> dict:
     if k.tools is None:
         raise NotFound("no tool registry is configured in this kernel")
     return {"tools": [{**t.schema(), "risk": t.risk.name.lower(), "kind": t.kind,
@@ -44,7 +41,7 @@ async def list_(k: Kernel, call: Call, a: ListArgs) -> dict:
                       for t in k.tools.list(a.kind)]}
 
 
-async def call_(k: Kernel, call: Call, a: CallArgs) -> dict:
+async def call_(k: KernelView, call: Call, a: CallArgs) -> dict:
     spec: dict[str, Any] = {"tool": a.tool, "args": a.args}
     if a.workdir is not None:
         spec["workdir"] = a.workdir

@@ -1,9 +1,11 @@
-"""The syscall table and ``dispatch``: the only door into the kernel.
+"""Syscall rows and ``dispatch``: the only door into the kernel.
 
 Map:
 - ``Syscall``: one row — name, argument schema (a pydantic model), the capability it
-  needs, the handler (a thin decoder in ``sys_*.py``), and a one-line doc.
-- ``TABLE``: every row, built from the ``ROWS`` of each ``sys_*`` module.
+  needs, the handler (a thin decoder in ``sys_*.py``), and a one-line doc. The table of
+  every row is ``table.TABLE``; a kernel holds it as ``kernel.syscalls``.
+- ``KernelView``: the kernel as ``dispatch`` and the decoders use it (``core.Kernel`` is
+  one); named here so that nothing below the facade imports ``core``.
 - ``Call``: one call in flight — the agent, the syscall, the resources it touched, and
   whether it is made on behalf of the person (``person``); ``call.check(resource)`` asks
   ``access.may`` and raises the denial; ``call.require(capability)`` asks for one of
@@ -11,8 +13,8 @@ Map:
 - ``CAPABILITIES``: capability names an agent may hold besides syscalls (``may.risky``,
   ``may.urgent``, ``mcp.<tool>``); ``agent.create`` accepts them like syscall names, and
   only ``*``, ``may.*`` / ``mcp.*`` or the name itself grants them.
-- ``dispatch(kernel, agent_id, name, args, sink=None, started=None, person=True) -> SyscallResult``: look up ->
-  capability -> validate -> handler -> audit. Never raises (except cancellation):
+- ``dispatch(kernel, agent_id, name, args, sink=None, started=None, person=True) -> SyscallResult``: look up
+  in ``kernel.syscalls`` -> capability -> validate -> handler -> audit. Never raises (except cancellation):
   any failure becomes ``SyscallResult(ok=False, error=...)``, and every call — allowed
   or denied, with the reason — is written to the audit log.
 
@@ -21,16 +23,16 @@ CLI or the dashboard); an agent's token is never the person. In-process callers 
 CLI's own kernel, the daemon's runner after the person's yes) are the person.
 
 Adding a syscall touches three places: its args model and handler in a ``sys_*``
-module, and one ``Syscall`` row in that module's ``ROWS``.
+module, and one ``Syscall`` row in that module's ``ROWS`` (``table.py`` lists the modules).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic
 
@@ -58,14 +60,21 @@ from llmos.kernel.access import (
 from llmos.kernel.result import SyscallResult
 
 if TYPE_CHECKING:
-    from llmos.kernel.core import Kernel
+    from llmos.clock import Clock
+    from llmos.config import Config
+    from llmos.kernel.agents import AgentRegistry
+    from llmos.kernel.engines import EngineSet
+    from llmos.kernel.memory import Memory
+    from llmos.kernel.process import Process, ProcessTable
+    from llmos.kernel.storage import Journal
+    from llmos.kernel.timers import Timers
 
-__all__ = ["Syscall", "Call", "TABLE", "CAPABILITIES", "CAP_GROUP", "MCP_CAP_GROUP", "dispatch", "describe",
+__all__ = ["Syscall", "Call", "KernelView", "CAPABILITIES", "CAP_GROUP", "MCP_CAP_GROUP", "dispatch", "describe",
            "is_capability"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Kernel", "Call", Any], Awaitable[Any]]
+Handler = Callable[["KernelView", "Call", Any], Awaitable[Any]]
 
 # Rights that are not syscalls, held in the same ``syscalls`` set (so ``*`` and
 # ``group.*`` grant them, and ``agent.create`` hands out only what the creator holds).
@@ -81,6 +90,37 @@ MCP_CAP_GROUP = "mcp"   # ``mcp.<server>.<tool>`` or ``mcp.*``: call a mounted M
 def is_capability(name: str) -> bool:
     """A capability name that is not a syscall: one of ``CAPABILITIES`` or ``mcp.<tool>``."""
     return name in CAPABILITIES or (name.startswith(MCP_CAP_GROUP + ".") and len(name) > 4)
+
+
+class KernelView(Protocol):
+    """The kernel as ``dispatch`` and the ``sys_*`` decoders use it; ``core.Kernel`` is one.
+    The process calls are ``procops.ProcessManager``'s, under the same names (``_end`` is
+    its ``end``); besides these the decoders read only ``versions`` (with ``getattr``: a
+    kernel may keep no file versions)."""
+
+    closed: bool
+    syscalls: Mapping[str, Syscall]                     # name -> row (table.TABLE)
+    config: Config
+    clock: Clock
+    journal: Journal
+    agents: AgentRegistry
+    procs: ProcessTable
+    memory: Memory
+    timers: Timers
+    engine_set: EngineSet
+    tools: Any                                          # ToolRegistry, or None
+    spawn: Callable[..., Awaitable[tuple[Process, Any]]]
+    result: Callable[..., Awaitable[Any]]
+    wait: Callable[..., Awaitable[tuple[Process, bool]]]
+    kill: Callable[..., Awaitable[Process]]
+    nice: Callable[..., Awaitable[Process]]
+    confirm: Callable[..., Awaitable[Process]]
+    exit: Callable[..., Awaitable[Process]]
+    process: Callable[..., Process]
+    view: Callable[..., dict[str, Any]]
+    _end: Callable[..., None]
+    usage_of: Callable[[str], dict[str, Any]]
+    check_model: Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -170,7 +210,7 @@ def _pydantic_error(name: str, exc: pydantic.ValidationError) -> InvalidArgument
 _DENIALS = (PermissionDenied, QuotaExceeded, UnknownSyscall, NeedsConfirmation)
 
 
-async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
+async def dispatch(kernel: KernelView, agent_id: str, name: str, args: Any, *,
                    sink: Callable[[Any], None] | None = None,
                    started: Callable[[int], None] | None = None,
                    person: bool = True) -> SyscallResult:
@@ -180,10 +220,10 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
     try:
         if kernel.closed:
             raise KernelError("the kernel is shut down", hint="boot it again")
-        row = TABLE.get(name) if isinstance(name, str) else None
+        row = kernel.syscalls.get(name) if isinstance(name, str) else None
         if row is None:
             raise UnknownSyscall(f"unknown syscall {name!r}",
-                                 hint="known: " + ", ".join(sorted(TABLE)))
+                                 hint="known: " + ", ".join(sorted(kernel.syscalls)))
         agent = kernel.agents.find(agent_id)
         if agent is None:
             raise PermissionDenied(f"unknown agent {agent_id!r}", reason="no such agent")
@@ -224,7 +264,7 @@ async def dispatch(kernel: Kernel, agent_id: str, name: str, args: Any, *,
     return SyscallResult.success(value, name)
 
 
-def _disabled(kernel: Kernel, agent_id: str) -> bool:
+def _disabled(kernel: KernelView, agent_id: str) -> bool:
     """Whether the token store marks ``agent_id`` disabled (as last read: no disk access)."""
     from llmos.kernel.tokens import shared
 
@@ -238,28 +278,3 @@ def _check_cap(call: Call, capability: str) -> None:
     if not d.allowed:
         raise PermissionDenied(d.reason, reason=d.reason)
 
-
-def _build_table() -> dict[str, Syscall]:
-    from llmos.kernel import (
-        sys_agent,
-        sys_alloc,
-        sys_conversation,
-        sys_llm,
-        sys_memory,
-        sys_proc,
-        sys_storage,
-        sys_timer,
-        sys_tool,
-    )
-
-    table: dict[str, Syscall] = {}
-    for mod in (sys_proc, sys_llm, sys_tool, sys_timer, sys_agent, sys_memory, sys_conversation, sys_alloc,
-                sys_storage):
-        for row in mod.ROWS:
-            if row.name in table:
-                raise RuntimeError(f"syscall {row.name} defined twice")
-            table[row.name] = row
-    return table
-
-
-TABLE: dict[str, Syscall] = _build_table()

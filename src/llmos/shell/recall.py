@@ -62,7 +62,7 @@ def enabled(kernel: Any) -> bool:
         return False
     if kernel in _broken:
         return False
-    from llmos.kernel.syscall import TABLE
+    from llmos.kernel.table import TABLE
 
     return "memory.remember" in TABLE and "memory.recall" in TABLE and hasattr(kernel, "syscall")
 
