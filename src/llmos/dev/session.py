@@ -8,8 +8,10 @@ Map:
   ``tool.call`` of ``shell.run`` in the scratch copy: the kernel's sandbox, no network),
   ``close()``.
 - ``open_local(kernel, scratch, model=, priority=)``: in a kernel booted in this process.
-- ``open_daemon(client, scratch, model=, priority=)``: in the daemon (the admin client
-  creates the agent; the agent's own token makes its calls).
+- ``open_daemon(client, scratch, model=, priority=)``: in the daemon: the admin client
+  creates the agent, the agent's own token makes its model calls; the test runs are the
+  person's ``tool.call`` (the admin token), since the daemon never lets an agent's token
+  confirm its own exec step. Their workdir is still the scratch copy.
 
 The agent is created per run (``dev-<id>``) with the scratch copy as its only read and
 write root, no network, and ``may.risky`` so ``shell.run`` may run (the person asked for
@@ -48,8 +50,9 @@ class TestRun:
 
 class DevSession:
     def __init__(self, call: Call, scratch: Path, agent: str, *, model: str | None, priority: int,
-                 close: Callable[[], Awaitable[None]] | None = None) -> None:
+                 close: Callable[[], Awaitable[None]] | None = None, test_call: Call | None = None) -> None:
         self._call = call              # the agent's syscalls
+        self._test_call = test_call or call   # who runs the tests (the person, in the daemon)
         self.scratch = scratch         # the agent's only root
         self.agent = agent
         self.model = model             # None: the kernel's default engine
@@ -72,7 +75,7 @@ class DevSession:
         line = f"( {command} ) 2>&1; echo \"{EXIT_MARK}$?\""
         t0 = time.monotonic()
         try:
-            v = await self._call("tool.call", {"tool": "shell.run", "workdir": str(self.scratch),
+            v = await self._test_call("tool.call", {"tool": "shell.run", "workdir": str(self.scratch),
                                                "confirmed": True, "priority": self.priority,
                                                "args": {"command": line, "timeout_s": int(timeout_s)}})
         except SandboxError as e:            # a limit stopped it: a timeout, memory, processes
@@ -135,4 +138,8 @@ async def open_daemon(client: Any, scratch: Path, *, model: str | None,
 
     async def call(syscall: str, args: dict[str, Any]) -> Any:
         return await agent_client.syscall(syscall, args, timeout=900)
-    return DevSession(call, scratch, name, model=model, priority=priority, close=agent_client.aclose)
+
+    async def person(syscall: str, args: dict[str, Any]) -> Any:
+        return await client.syscall(syscall, args, timeout=900)
+    return DevSession(call, scratch, name, model=model, priority=priority, close=agent_client.aclose,
+                      test_call=person)
