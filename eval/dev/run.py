@@ -47,8 +47,9 @@ def check(repo: Path, command: str) -> tuple[bool, str]:
                            timeout=CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return False, f"timed out after {CHECK_TIMEOUT_S} s"
-    lines = [ln for ln in (p.stdout + p.stderr).strip().splitlines() if ln.strip()]
-    return p.returncode == 0, (lines[-1] if lines else f"exit {p.returncode}")[:200]
+    lines = [ln.strip() for ln in (p.stdout + p.stderr).strip().splitlines() if ln.strip()]
+    said = [ln for ln in lines if "warn" not in ln.lower()] or lines   # pytest-asyncio's notice is noise
+    return p.returncode == 0, (said[-1] if said else f"exit {p.returncode}")[:200]
 
 
 def prepare(case: Path, work: Path) -> Path:

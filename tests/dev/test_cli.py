@@ -122,3 +122,12 @@ def test_hanging_tests_are_stopped_and_reported(dev_cli, tiny_repo, texts):
     assert res.exit_code == 1
     assert "tests did not finish" in res.output and "2" in res.output
     assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"]
+
+
+def test_bad_tries_and_format_are_one_line_errors(dev_cli, tiny_repo):
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "--tries", "0", "fix add")
+    assert "--tries: expected 1 to 10, got 0" in str(res.exception)
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "--edit-format", "poem", "fix add")
+    assert "--edit-format: expected blocks or whole" in str(res.exception)
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "   ")
+    assert "request" in str(res.exception)

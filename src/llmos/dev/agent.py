@@ -11,7 +11,8 @@ Map:
   the person's yes); refuses when a file changed in the repository since it was read.
 
 NOTE (the loop). The tests run once before any edit, so the first prompt holds their
-failures. Each try is one ``llm.generate`` call with the request, the tree, the relevant
+failures. The tests are the judge: an edit that changes an existing test's lines is
+rejected (adding a test is allowed), unless the request names that file. Each try is one ``llm.generate`` call with the request, the tree, the relevant
 files as they are now in the scratch copy, the tests' last output, and why the previous
 reply was rejected, if it was. A reply is parsed and applied all or nothing
 (``edits``); a rejected reply spends its try and changes nothing. An applied reply is
