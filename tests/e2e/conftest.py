@@ -40,10 +40,3 @@ async def shell(config, tmp_path):
     for kernel, store in made:
         await kernel.shutdown()
         store.close()
-
-
-@pytest.fixture
-def ws(tmp_path):
-    d = tmp_path / "ws"
-    d.mkdir()
-    return d

@@ -20,13 +20,6 @@ T0 = dt.datetime(2026, 3, 4, 10, 0, 0).timestamp()
 
 
 @pytest.fixture
-def ws(tmp_path):
-    d = tmp_path / "ws"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def clock():
     return FakeClock(start=T0)
 
