@@ -24,10 +24,11 @@ test: $(STAMP) $(SYSDEPS_STAMP) $(MODELS_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# the opt-in tiers that need an extra: ray (a local Ray head, ~2 min) and train (torch's CPU
-# build, ~5 min to install and ~5 min to run here); each installs its extra first
+# the opt-in tiers that need an extra: ray (a local Ray head, ~2 min; with train, since training
+# on Ray Train is tested there too) and train (torch's CPU build, ~5 min to install and ~5 min to
+# run here); each installs its extras first
 test-ray: $(STAMP) $(SYSDEPS_STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,train]'
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m ray tests/ray
 
 test-train: $(STAMP)

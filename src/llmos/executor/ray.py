@@ -44,7 +44,11 @@ from llmos.executor.ray_request import RAY_RETRIES, may_retry, memory_limit, req
 from llmos.executor.ray_worker import run_job, run_tool, unpack
 from llmos.hal.cluster import RAY_GPU_RESOURCE
 
-__all__ = ["RayExecutor"]
+__all__ = ["RayExecutor", "SELF_PLACED_JOBS"]
+
+# job types whose runner (on the kernel's loop) puts its own work on the cluster: a training
+# job's ranks are Ray Train workers with their own GPU requests (train.ray_launcher)
+SELF_PLACED_JOBS = ("train",)
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +176,7 @@ class RayExecutor(LocalExecutor):
     async def _exec_job(self, w: Work) -> Result:
         why = self.route(w)
         if why is not None:
-            if w.device == RAY_GPU_RESOURCE:
+            if w.device == RAY_GPU_RESOURCE and w.spec.get("type") not in SELF_PLACED_JOBS:
                 raise KernelError(f"job pid {w.pid} was placed on the Ray cluster's GPUs but {why}",
                                   hint="register the job type with a module-level function")
             self._payloads.pop((w.pid, w.attempt), None)

@@ -10,7 +10,8 @@ Map:
   which Ray never turns on by itself for an explicit address) fails in about 20 s.
 - ``RayConnection``: the address, whether this process started the head, the PIDs of
   the head's processes, the ``ClusterView``; ``close()`` leaves the cluster and, for a
-  head started here, stops its processes by those PIDs (never by name).
+  head started here, stops its processes and the workers they started by their PIDs
+  (never by name).
 - ``ray_installed()``: whether the ``ray`` extra is installed (nothing imports Ray before).
 """
 
@@ -75,19 +76,20 @@ class RayConnection:
         self.closed = True
         import ray
 
+        workers = _descendants(self.pids) if self.started_head else ()
         with contextlib.suppress(Exception):
             ray.shutdown()                     # stops the processes it started, by their handles
         if not self.started_head:
             return
         deadline = time.monotonic() + 5.0
-        left = [p for p in self.pids if _alive(p)]
+        left = [p for p in (*self.pids, *workers) if _alive(p)]   # the head, then its workers
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
             left = [p for p in left if _alive(p)]
         for pid in left:                       # what ray.shutdown left behind: by PID
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            log.warning("ray: killed head process %d that outlived shutdown", pid)
+            log.warning("ray: killed process %d (the head's or a worker) that outlived shutdown", pid)
 
 
 def _alive(pid: int) -> bool:
@@ -100,6 +102,18 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _descendants(pids: tuple[int, ...]) -> tuple[int, ...]:
+    """The PIDs the head's processes started (Ray's workers and agents), taken before shutdown:
+    they outlive their raylet by up to a minute when nobody stops them."""
+    import psutil
+
+    out: list[int] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            out += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    return tuple(p for p in dict.fromkeys(out) if p not in pids)
 
 
 def _head_pids() -> tuple[int, ...]:

@@ -6,6 +6,8 @@ Map:
 - ``job``: the ``train`` job type the kernel runs (register, admit, submit, the runner
   that launches ranks, yields to urgent work and relaunches from the checkpoint).
 - ``launcher``: one worker process per rank on this machine (torchrun-style env).
+- ``ray_launcher``: the same calls over Ray Train's ``TorchTrainer`` workers, chosen when
+  the kernel drives a Ray cluster (imports Ray; checkpoints still go to the job folder).
 - ``worker`` / ``recipes``: what each rank runs: DDP (gloo on CPU, NCCL on GPU) or FSDP
   (sharded parameters). Only these two import torch (the ``train`` extra).
 """

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from pathlib import Path
@@ -126,7 +127,8 @@ class TrainRun:
         self.kernel = kernel
         self.job = job
         self.spec = spec
-        self.launcher: LocalLauncher | None = None
+        self.launcher: Any = None                    # LocalLauncher or RayLauncher (same calls)
+        self.on_ray = getattr(getattr(kernel, "executor", None), "connection", None) is not None
         self.yields = 0                              # times it stopped for more urgent work
         self.launches = 0                            # rank sets started
         self.busy_s = 0.0                            # seconds ranks were running
@@ -187,7 +189,8 @@ class TrainRun:
                 if all(c in (0, 75) for c in codes):   # stopped by someone else's SIGTERM
                     continue
                 failures += 1
-                bad = next(r for r, c in enumerate(codes) if c not in (0, 75))
+                bad = min((r for r, c in enumerate(codes) if c not in (0, 75)),
+                          key=lambda r: (codes[r] == -9, r))   # a killed peer is not the cause
                 why = self.launcher.tail(bad) if self.launcher else ""
                 self.job.event("failed", rank=bad, code=codes[bad], why=why)
                 if failures >= MAX_FAILURES or "train worker" in why:
@@ -225,10 +228,18 @@ class TrainRun:
             self.job.event("resume", step=ck.step if ck else 0)
             self._say(f"resumed: training from step {ck.step if ck else 0}")
 
+    def _launcher(self) -> Any:
+        """Ray Train's workers when the kernel drives a Ray cluster, else local processes."""
+        threads = max(1, int(self.spec.demand.cores // self.spec.workers))
+        if self.on_ray:
+            from llmos.train.ray_launcher import RayLauncher
+
+            return RayLauncher(self.job, self.spec.workers, threads=threads, gpus=self.spec.demand.gpus)
+        return LocalLauncher(self.job, self.spec.workers, threads=threads)
+
     async def _attempt(self) -> list[int] | None:
         """One set of ranks. Exit codes, or None when it yielded to urgent work."""
-        threads = max(1, int(self.spec.demand.cores // self.spec.workers))
-        self.launcher = LocalLauncher(self.job, self.spec.workers, threads=threads)
+        self.launcher = self._launcher()
         await self.launcher.start()
         self._weigh(self.spec.demand.cores)
         self.launches += 1
@@ -287,7 +298,13 @@ class TrainRun:
         rows = read_progress(self.job)
         samples = self.spec.batch_size * max(0, len(losses) - resumed_from)
         self.job.event("end", step=len(losses))
-        return {"job": self.spec.name, "dir": str(self.job.path), "recipe": self.spec.recipe,
+        extra: dict[str, Any] = {}
+        try:                                         # the embedder recipe's before/after retrieval
+            extra["eval"] = json.loads((self.job.path / "eval.json").read_text())
+        except (OSError, ValueError):
+            pass
+        return {**extra, "job": self.spec.name, "dir": str(self.job.path), "recipe": self.spec.recipe,
+                "launcher": "ray" if self.on_ray else "local",
                 "workers": self.spec.workers, "steps": len(losses),
                 "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                 "resumed_from": resumed_from, "yields": self.yields, "launches": self.launches,

@@ -15,8 +15,9 @@ decides) and get SIGKILL from the kernel if the process that launched them dies
 (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the daemon leaves no rank behind. Every signal
 goes to a worker by its own pid.
 
-A Ray Train launcher (``TorchTrainer`` on a configured cluster) would sit beside this one
-behind the same three calls; it is not built yet.
+``ray_launcher.RayLauncher`` (Ray Train's ``TorchTrainer`` on the cluster the kernel drives)
+sits beside this one behind the same calls; the job runner picks it when the kernel runs
+with a Ray executor.
 """
 
 from __future__ import annotations
