@@ -133,11 +133,12 @@ class MiniLM:
                 from llmos.llm.embed_onnx import Encoder
 
                 self._onnx = Encoder(self._word, self._pos, self._type0, self._ln0, self._layers, self._heads)
-            except ImportError:
+            except ImportError as e:
+                pkg = (e.name or "onnxruntime").split(".")[0]     # onnxruntime, or onnx that builds its graph
                 if runtime == "onnxruntime":
-                    raise ModelPackageMissing("onnxruntime is not installed",
-                                              hint="make installs it; by hand: pip install onnxruntime") from None
-                log.info("embed: onnxruntime is not installed; MiniLM runs in numpy (~2.5x slower)")
+                    raise ModelPackageMissing(f"{pkg} is not installed",
+                                              hint=f"make installs it; by hand: pip install {pkg}") from None
+                log.info("embed: %s is not installed; MiniLM runs in numpy (~2.5x slower)", pkg)
             except Exception as e:      # onnxruntime refused the graph: the numpy pass still works
                 if runtime == "onnxruntime":
                     raise
