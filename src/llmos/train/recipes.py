@@ -165,6 +165,10 @@ def wrap(model: nn.Module, spec: TrainSpec, device: torch.device, world: int) ->
 def train(spec: TrainSpec, job: JobDir, rank: int, world: int, stop: Callable[[], bool],
           device: torch.device, orphaned: Callable[[], bool] = lambda: False) -> int:
     """Run steps until ``spec.steps`` (EXIT_DONE) or an agreed stop (EXIT_PREEMPTED)."""
+    if spec.recipe == "embedder":                  # one process, its own loop (train.embedder)
+        from llmos.train import embedder
+
+        return embedder.train(spec, job, rank, world, stop, device, orphaned=orphaned)
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,

@@ -22,6 +22,14 @@ A spec (TOML)::
     [dataset]
     kind = "synthetic"        # synthetic | file (path = "data.csv" | ".jsonl" | ".npz")
 
+The plan-retrieval adapter (``train.embedder``; one worker, CPU)::
+
+    recipe = "embedder"
+    steps = 20
+    lr = 0.01
+    [dataset]
+    kind = "approved"         # the shell's example library + the person's approved plans
+
 Torch is not imported here: specs are checked in the default tier and by the CLI.
 """
 
@@ -40,9 +48,11 @@ from llmos.errors import InvalidArgument
 __all__ = ["TrainSpec", "ModelSpec", "DataSpec", "Demand", "load_spec", "parse_spec", "RECIPES",
            "MODEL_KINDS", "DATA_KINDS", "DATA_SUFFIXES", "DEFAULT_PRIORITY", "WORKER_MEMORY_BYTES"]
 
-RECIPES = ("ddp", "fsdp")                    # data parallel (DDP), model parallel (FSDP, sharded)
-MODEL_KINDS = ("mlp", "transformer")
-DATA_KINDS = ("synthetic", "file")
+RECIPES = ("ddp", "fsdp", "embedder")        # data parallel (DDP), model parallel (FSDP, sharded),
+                                             # the plan-retrieval adapter (train.embedder)
+MODEL_KINDS = ("mlp", "transformer", "adapter")
+DATA_KINDS = ("synthetic", "file", "approved")   # approved: the shell's approved plans (embedder)
+ADAPTER_RANK = 64                            # embedder: the adapter's default rank (model.hidden)
 DATA_SUFFIXES = (".csv", ".jsonl", ".npz")
 DEVICES = ("cpu", "gpu")
 DEFAULT_PRIORITY = 10                        # nice-like: training runs after interactive work
@@ -53,8 +63,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: str = "mlp"          # mlp | transformer
-    hidden: int = 64           # mlp: width of each hidden layer; transformer: d_model
+    kind: str = "mlp"          # mlp | transformer | adapter (embedder)
+    hidden: int = 64           # mlp: width of each hidden layer; transformer: d_model; adapter: rank
     layers: int = 2            # hidden layers (mlp) or encoder blocks (transformer)
     heads: int = 2             # transformer: attention heads (divides hidden)
     vocab: int = 32            # transformer: token ids 0..vocab-1
@@ -62,8 +72,9 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    kind: str = "synthetic"    # synthetic | file
-    path: str | None = None    # file: absolute path (.csv: numbers, label last; .jsonl: {x, y}; .npz: x, y)
+    kind: str = "synthetic"    # synthetic | file | approved
+    path: str | None = None    # file: absolute path (.csv: numbers, label last; .jsonl: {x, y}; .npz: x, y;
+                               # embedder: .jsonl of {request, shape})
     samples: int = 4096        # synthetic: rows
     features: int = 16         # synthetic: inputs per row (transformer: sequence length)
     classes: int = 4           # synthetic: labels 0..classes-1
@@ -99,6 +110,7 @@ class TrainSpec:
         """The normalized spec; ``parse_spec`` of it gives this spec back."""
         d = asdict(self)
         d["dataset"] = ({"kind": "file", "path": self.dataset.path} if self.dataset.kind == "file" else
+                        {"kind": "approved"} if self.dataset.kind == "approved" else
                         {k: v for k, v in d["dataset"].items() if k != "path"})
         return d
 
@@ -191,11 +203,12 @@ def _parse(data: Any, base: Path | None, default_name: str) -> TrainSpec:
     if device not in DEVICES:
         raise InvalidArgument(f"device: expected cpu or gpu, got {device!r}", field="device",
                               expected="cpu | gpu")
-    model = _model(data.get("model", {}))
+    model = _model(data.get("model", {"kind": "adapter"} if recipe == "embedder" else {}))
     dataset = _dataset(data["dataset"], base)
     if model.kind == "transformer" and dataset.kind == "file":
         raise InvalidArgument("dataset.kind: the transformer model trains on synthetic token data only",
                               field="dataset.kind", expected="synthetic (or model.kind = mlp)")
+    _check_embedder(recipe, model, dataset, workers, device)
     priority = _int(data, "priority", DEFAULT_PRIORITY, lo=-20, hi=19)
     preemptible = data.get("preemptible", True)
     if not isinstance(preemptible, bool):
@@ -213,6 +226,29 @@ def _parse(data: Any, base: Path | None, default_name: str) -> TrainSpec:
 
 
 # ── parts ──────────────────────────────────────────────────────────────────
+def _check_embedder(recipe: str, model: ModelSpec, dataset: DataSpec, workers: int, device: str) -> None:
+    """The embedder recipe trains an adapter on plans in one process; the others never do."""
+    if recipe != "embedder":
+        if model.kind == "adapter":
+            raise InvalidArgument(f"model.kind: the adapter is trained by recipe = embedder, not {recipe}",
+                                  field="model.kind", expected="mlp | transformer")
+        if dataset.kind == "approved":
+            raise InvalidArgument(f"dataset.kind: approved plans are data for recipe = embedder, not {recipe}",
+                                  field="dataset.kind", expected="synthetic | file")
+        return
+    if model.kind != "adapter":
+        raise InvalidArgument(f"model.kind: recipe = embedder trains an adapter, not {model.kind!r}",
+                              field="model.kind", expected="adapter (or leave [model] out)")
+    if dataset.kind == "synthetic" or (dataset.path or "").endswith((".csv", ".npz")):
+        raise InvalidArgument("dataset.kind: recipe = embedder learns from plans", field="dataset.kind",
+                              expected='approved, or kind = file with a .jsonl of {"request", "shape"} lines')
+    if workers != 1:
+        raise InvalidArgument(f"workers: recipe = embedder trains in one process, got {workers}",
+                              field="workers", expected="1")
+    if device != "cpu":
+        raise InvalidArgument("device: recipe = embedder runs on the CPU", field="device", expected="cpu")
+
+
 def _model(d: Any) -> ModelSpec:
     if not isinstance(d, dict):
         raise InvalidArgument("model: expected a table", field="model", expected="kind, hidden, layers, ...")
@@ -221,7 +257,8 @@ def _model(d: Any) -> ModelSpec:
     if kind not in MODEL_KINDS:
         raise InvalidArgument(f"model.kind: unknown model {kind!r}", field="model.kind",
                               expected=" | ".join(MODEL_KINDS))
-    m = ModelSpec(kind=kind, hidden=_int(d, "hidden", 64, lo=1, hi=65536, p="model."),
+    m = ModelSpec(kind=kind, hidden=_int(d, "hidden", ADAPTER_RANK if kind == "adapter" else 64, lo=1, hi=65536,
+                                         p="model."),
                   layers=_int(d, "layers", 2, lo=1, hi=256, p="model."),
                   heads=_int(d, "heads", 2, lo=1, hi=256, p="model."),
                   vocab=_int(d, "vocab", 32, lo=2, hi=1 << 20, p="model."))
@@ -242,6 +279,12 @@ def _dataset(d: Any, base: Path | None) -> DataSpec:
     if kind not in DATA_KINDS:
         raise InvalidArgument(f"dataset.kind: unknown dataset kind {kind!r}", field="dataset.kind",
                               expected=" | ".join(DATA_KINDS))
+    if kind == "approved":
+        extra = sorted(set(d) - {"kind"})
+        if extra:
+            raise InvalidArgument(f"dataset.{extra[0]}: approved plans are read from the state directory",
+                                  field=f"dataset.{extra[0]}", expected="only kind = approved")
+        return DataSpec(kind="approved")
     if kind == "synthetic":
         if "path" in d:
             raise InvalidArgument("dataset.path: a synthetic dataset has no path", field="dataset.path",
