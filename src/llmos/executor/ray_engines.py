@@ -1,0 +1,242 @@
+"""Engines on many machines: one engine actor per Ray node, each generation sent to the
+least loaded one, and a generation whose node is lost run again on another.
+
+Imported only with Ray configured (it imports Ray). Not yet built into the kernel's
+engine set: ``RayEngine`` is an ``Engine`` the kernel can be given.
+
+Map:
+- ``EngineActor(factory)``: a Ray actor (async) that holds the engine ``factory()`` makes
+  (the embedded llama.cpp engine with its model on a real node, ``FakeEngine`` in tests)
+  and answers ``generate(request) -> Completion``.
+- ``RayEngine(factory, cpus=, restarts=)``: the ``Engine`` interface over those actors.
+  ``start()`` places one actor on every live node that has CPUs (node affinity, hard);
+  ``submit(request)`` sends it to the actor with the fewest generations in flight (ties:
+  the lowest measured seconds per generated token, then the node id);
+  ``cancel(request_id)`` cancels its Ray task; ``close()`` ends the actors.
+  ``routes``: generations sent per node; ``restarted``: generations run again elsewhere.
+
+NOTE (a node lost mid-generation). An actor that dies, or whose node leaves, makes its
+in-flight calls fail with Ray's actor or node errors: the actor is dropped from the
+rotation and each of those generations is submitted again, from its prompt, to the least
+loaded live actor (``restarts`` times at most), so the caller's handle still gets one
+completion. Nothing is resumed from a snapshot: the KV of a dead node is gone with it.
+The text arrives as one chunk when the generation ends (no token streaming across nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from llmos.errors import Cancelled, EngineError, LLMOSError
+from llmos.llm.base import (
+    Capabilities,
+    Chunk,
+    Completion,
+    Engine,
+    EngineStats,
+    GenerationHandle,
+    GenerationRequest,
+    Usage,
+)
+
+__all__ = ["EngineActor", "RayEngine", "RESTARTS"]
+
+log = logging.getLogger(__name__)
+
+RESTARTS = 2               # times one generation is run again after its actor or node died
+
+
+class EngineActor:
+    """One node's engine. Owner: the RayEngine that placed it."""
+
+    def __init__(self, factory: Callable[[], Engine]) -> None:
+        self.engine = factory()
+        self.node = ray.get_runtime_context().get_node_id()
+
+    async def start(self) -> dict[str, Any]:
+        await self.engine.start()
+        return {"node": self.node, "model": self.engine.model,
+                "max_active": self.engine.capabilities.max_active}
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        return await self.engine.generate(request)
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+
+@dataclass
+class _Replica:
+    node: str
+    actor: Any
+    max_active: int = 1
+    inflight: int = 0                     # generations sent and not yet answered
+    tokens: int = 0                       # generated tokens answered (for the speed tie-break)
+    seconds: float = 0.0                  # seconds those took, submit to answer
+    alive: bool = True
+
+    def s_per_token(self) -> float:
+        return self.seconds / self.tokens if self.tokens else 0.0
+
+
+@dataclass
+class _Call:
+    handle: GenerationHandle
+    task: asyncio.Task | None = None
+    ref: Any = None
+    replica: _Replica | None = field(default=None, repr=False)
+
+
+def _died_errors() -> tuple[type[BaseException], ...]:
+    names = ("ActorDiedError", "ActorUnavailableError", "NodeDiedError", "WorkerCrashedError",
+             "LocalRayletDiedError", "OwnerDiedError")
+    return tuple(t for n in names if isinstance(t := getattr(ray.exceptions, n, None), type))
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self, factory: Callable[[], Engine], *, model: str = "", cpus: float = 0.0,
+                 restarts: int = RESTARTS) -> None:
+        self.factory = factory                  # picklable: it is called on every node
+        self.model = model
+        self.cpus = cpus                        # CPUs each actor asks Ray for
+        self.restarts = restarts
+        self.replicas: list[_Replica] = []      # owner: this engine (start, _lost)
+        self.routes: Counter[str] = Counter()   # node -> generations sent there
+        self.restarted = 0
+        self._calls: dict[str, _Call] = {}
+        self._died = _died_errors()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(batching=True, max_active=max(1, sum(r.max_active for r in self.replicas if r.alive)))
+
+    async def start(self) -> None:
+        if self.replicas:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cls = ray.remote(EngineActor)
+        nodes = [n for n in ray.nodes() if n.get("Alive") and (n.get("Resources") or {}).get("CPU", 0) > 0]
+        if not nodes:
+            raise EngineError("ray: no live node with CPUs to run an engine on")
+        actors = [cls.options(num_cpus=self.cpus, max_restarts=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["NodeID"], soft=False)).remote(self.factory) for n in nodes]
+        infos = await asyncio.gather(*(a.start.remote() for a in actors), return_exceptions=True)
+        for a, info in zip(actors, infos, strict=True):
+            if isinstance(info, BaseException):
+                log.warning("ray: an engine actor did not start: %s", info)
+                with contextlib.suppress(Exception):
+                    ray.kill(a)
+                continue
+            self.replicas.append(_Replica(info["node"], a, int(info["max_active"] or 1)))
+            self.model = self.model or info["model"]
+        if not self.replicas:
+            raise EngineError(f"ray: no engine actor started on {len(nodes)} nodes",
+                              hint="see the nodes' logs (does each have the model?)")
+
+    async def close(self) -> None:
+        for c in list(self._calls.values()):
+            if c.task is not None:
+                c.task.cancel()
+        for r in self.replicas:
+            with contextlib.suppress(Exception):
+                ray.kill(r.actor)
+        self.replicas = []
+
+    def stats(self) -> EngineStats:
+        return EngineStats(active=sum(r.inflight for r in self.replicas if r.alive))
+
+    def loads(self) -> dict[str, int]:
+        """Generations in flight per live node."""
+        return {r.node: r.inflight for r in self.replicas if r.alive}
+
+    # ── generations ────────────────────────────────────────────────────────
+    def submit(self, request: GenerationRequest) -> GenerationHandle:
+        request.validate()
+        handle = GenerationHandle(request, self)
+        call = _Call(handle)
+        self._calls[request.request_id] = call
+        call.task = asyncio.ensure_future(self._run(request, call))
+        return handle
+
+    def cancel(self, request_id: str) -> bool:
+        call = self._calls.get(request_id)
+        if call is None or call.handle.done:
+            return False
+        if call.ref is not None:
+            with contextlib.suppress(Exception):
+                ray.cancel(call.ref)
+        if call.task is not None:
+            call.task.cancel()
+        call.handle.finish(Completion(request_id, "", "cancelled", Usage(), self.model))
+        return True
+
+    def _pick(self) -> _Replica | None:
+        live = [r for r in self.replicas if r.alive]
+        return min(live, key=lambda r: (r.inflight / r.max_active, r.s_per_token(), r.node)) if live else None
+
+    async def _run(self, request: GenerationRequest, call: _Call) -> None:
+        rid = request.request_id
+        tries = 0
+        try:
+            while True:
+                r = self._pick()
+                if r is None:
+                    raise EngineError(f"ray: no live engine actor for request {rid}",
+                                      hint="every node that had the model has left")
+                r.inflight += 1
+                self.routes[r.node] += 1
+                call.replica = r
+                t0 = time.monotonic()
+                try:
+                    call.ref = r.actor.generate.remote(request)
+                    out: Completion = await call.ref
+                except self._died as e:
+                    self._lost(r, e)
+                    tries += 1
+                    if tries > self.restarts:
+                        raise EngineError(f"ray: request {rid} lost its engine {tries} times "
+                                          f"({type(e).__name__})", hint="nodes are leaving the cluster") from None
+                    self.restarted += 1
+                    log.warning("ray: the engine on node %s died mid-generation (%s); request %s runs "
+                                "again elsewhere (%d/%d)", r.node[:12], type(e).__name__, rid, tries, self.restarts)
+                    continue
+                except ray.exceptions.RayTaskError as e:        # the engine's own error
+                    cause = getattr(e, "cause", None)
+                    raise (cause if isinstance(cause, LLMOSError) else
+                           EngineError(f"ray: the engine on node {r.node[:12]} failed: "
+                                       f"{(str(e).strip().splitlines() or [type(e).__name__])[-1][:200]}")) from None
+                finally:
+                    r.inflight -= 1
+                r.tokens += out.usage.completion_tokens
+                r.seconds += time.monotonic() - t0
+                if out.text:
+                    call.handle.push(Chunk(out.text, None, 0))
+                call.handle.finish(out)
+                return
+        except asyncio.CancelledError:
+            call.handle.fail(Cancelled(f"request {rid} was cancelled"))
+            raise
+        except BaseException as e:
+            call.handle.fail(e)
+        finally:
+            self._calls.pop(rid, None)
+
+    def _lost(self, r: _Replica, e: BaseException) -> None:
+        if r.alive:
+            r.alive = False
+            log.warning("ray: engine actor on node %s is gone (%s)", r.node[:12], type(e).__name__)
+            with contextlib.suppress(Exception):
+                ray.kill(r.actor)
+
