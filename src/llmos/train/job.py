@@ -11,7 +11,9 @@ Map:
 - ``submit(kernel, spec, agent=, fresh=)`` -> pid: ``admit``, then ``Kernel.submit``
   with an idempotency key from the spec (the same spec submitted again is the same job).
 - ``TrainRun``: what the job process runs (a coroutine on the kernel loop): launch the
-  ranks, watch them, yield to more urgent work, relaunch from the checkpoint, report.
+  ranks (local processes, or Ray Train workers when the kernel drives a Ray cluster: the
+  same launcher calls), watch them, yield to more urgent work, relaunch from the
+  checkpoint, report (with the embedder recipe's ``eval.json`` when there is one).
 
 NOTE (preemption). The kernel's scheduler does not pause jobs, so a training job yields
 by itself: while it runs, the runner looks at the process table every ``POLL_S``; when a
