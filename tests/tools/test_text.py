@@ -65,6 +65,7 @@ def test_text_errors(call, ws):
 
 THREAD = ("From: Anna <anna.kowalski@north-wind.com>\nCc: billing+eu@north-wind.com, Anna.Kowalski@north-wind.com.\n"
           "Docs: https://example.org/a?b=1, call +1 (555) 123-4567 before 2026-03-02.\n"
+          "Logged 2026-03-02 09:04:17\n"
           "Not mail: a@b, @handle, x@y.z1\n")
 
 
@@ -81,7 +82,7 @@ def test_extract_email_addresses_once_each_in_order_and_save(call, ws):
 def test_extract_links_dates_phones_and_a_pattern(call, ws):
     (ws / "thread.txt").write_text(THREAD)
     assert call("text.extract", path="thread.txt", what="url").output["items"] == ["https://example.org/a?b=1"]
-    assert call("text.extract", path="thread.txt", what="date").output["items"] == ["2026-03-02"]
+    assert call("text.extract", path="thread.txt", what="date").output["items"] == ["2026-03-02"]   # once
     assert call("text.extract", path="thread.txt", what="phone").output["items"] == ["+1 (555) 123-4567"]
     r = call("text.extract", path="thread.txt", what="pattern", pattern=r"\d{4}-\d\d-\d\d")
     assert r.output["items"] == ["2026-03-02"]

@@ -158,7 +158,7 @@ def extract(ctx: ToolContext, a: dict) -> ToolResult:
         item = m.group(0).strip()
         if kind == "email":
             item = item.rstrip(".")
-        if kind == "phone" and (sum(ch.isdigit() for ch in item) < 7 or re.fullmatch(_EXTRACT["date"], item)):
+        if kind == "phone" and (sum(ch.isdigit() for ch in item) < 7 or re.search(_EXTRACT["date"], item)):
             continue
         key = item.lower() if kind in ("email", "url") or a.get("ignore_case") else item
         if not item or (a["unique"] and key in seen):
