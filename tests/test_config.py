@@ -119,6 +119,18 @@ def test_engine_batch_invariant_flag(home):
         load_config(env={"LLMOS_HOME": str(home)})
 
 
+def test_ray_engines_flag_from_file_env_and_override(home):
+    assert load_config(env={"LLMOS_HOME": str(home)}).ray_engines is False
+    (home / "config.toml").write_text('ray = "auto"\nray_engines = true\n')
+    cfg = load_config(env={"LLMOS_HOME": str(home)})
+    assert cfg.ray == "auto" and cfg.ray_engines is True
+    assert load_config(env={"LLMOS_HOME": str(home), "LLMOS_RAY_ENGINES": "off"}).ray_engines is False
+    assert load_config(env={"LLMOS_HOME": str(home)}, overrides={"ray_engines": False}).ray_engines is False
+    (home / "config.toml").write_text("ray_engines = 'sometimes'\n")
+    with pytest.raises(ConfigError, match="ray_engines: expected true or false"):
+        load_config(env={"LLMOS_HOME": str(home)})
+
+
 def _toml(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

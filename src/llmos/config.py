@@ -64,7 +64,7 @@ __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer", "V
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
 _TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
-             "api", "remote", "models", "mcp", "versions", "ray"}
+             "api", "remote", "models", "mcp", "versions", "ray", "ray_engines"}
 PLANNER_AUTO = "auto"          # planner_model: pick by the tier rule (llm/tiers.py)
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
 _TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "ray")
@@ -138,6 +138,7 @@ class Config:
     config_file: Path | None = None
     versions: VersionsConfig = field(default_factory=VersionsConfig)
     ray: str | None = None                        # Ray cluster: "auto" or HOST:PORT; None: this process
+    ray_engines: bool = False                     # with ray: local models run as one engine actor per node
 
     @property
     def db_path(self) -> Path:
@@ -307,17 +308,19 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
     eng = _table(data, "engine")
     api = _table(data, "api")
     top = {k: _str(data[k], k) for k in _TOP_STRINGS if k in data}
+    if "ray_engines" in data:
+        top["ray_engines"] = data["ray_engines"]
     env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_PLANNER_MODEL": (top, "planner_model"),
                "LLMOS_PLANNER_GGUF": (top, "planner_gguf"), "LLMOS_SCHEDULER": (top, "scheduler"),
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
                "LLMOS_N_CTX": (eng, "n_ctx"), "LLMOS_N_SEQ_MAX": (eng, "n_seq_max"),
                "LLMOS_THREADS": (eng, "threads"), "LLMOS_BATCH_INVARIANT": (eng, "batch_invariant"),
-               "LLMOS_HOST": (api, "host"), "LLMOS_RAY": (top, "ray"),
+               "LLMOS_HOST": (api, "host"), "LLMOS_RAY": (top, "ray"), "LLMOS_RAY_ENGINES": (top, "ray_engines"),
                "LLMOS_PORT": (api, "port")}
     for var, (target, key) in env_map.items():
         if env.get(var):
             target[key] = env[var]
-    for key in _TOP_STRINGS:
+    for key in (*_TOP_STRINGS, "ray_engines"):
         if key in overrides:
             top[key] = overrides.pop(key)
     for key in ("host", "port"):
@@ -401,4 +404,5 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
         engine=engine, api=apic, remotes=tuple(remotes), models=tuple(models),
         mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None, versions=versions,
         ray=_ray(top.get("ray")),
+        ray_engines=_bool(top.get("ray_engines", False), "ray_engines"),
     )

@@ -307,3 +307,25 @@ def test_a_local_head_is_stopped_by_its_pids(head):
     assert started and len(pids) >= 2
     time.sleep(0.5)
     assert [p for p in pids if _state(p) not in ("gone", "Z")] == []
+
+
+@pytest.mark.model
+async def test_ray_engines_serve_the_embedded_model_as_one_actor_per_node(head, config):
+    """``ray_engines``: the kernel's engine set builds the default model as a RayEngine whose
+    actors (one per node with CPUs) each load the model through ``llm.make_engine``."""
+    from llmos.executor.ray_engines import RayEngine
+    from llmos.kernel import Kernel
+
+    k = await Kernel.boot(dataclasses.replace(config, ray="auto", ray_engines=True), tools=None, hal=False)
+    try:
+        res = await k.syscall("root", "llm.generate", {
+            "messages": [{"role": "user", "content": "Name one colour."}], "max_tokens": 8})
+        assert res.ok, res.error
+        assert res.value["text"].strip()
+        engine = k.engine_set.loaded[config.model]
+        assert isinstance(engine, RayEngine)
+        nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive") and (n.get("Resources") or {}).get("CPU")}
+        assert {r.node for r in engine.replicas} == nodes
+        assert sum(engine.routes.values()) == 1
+    finally:
+        await k.shutdown()

@@ -25,6 +25,10 @@ def serve(
     ray_or_local: bool = typer.Option(False, "--ray-or-local",
                                       help="With --ray: when the cluster cannot be joined, say so in one "
                                            "line and serve with this machine alone."),
+    ray_engines: bool = typer.Option(None, "--ray-engines/--no-ray-engines",
+                                     help="With --ray: run each local model as one engine actor per node "
+                                          "(generations go to the least loaded; a lost node's are run "
+                                          "again elsewhere). Default: the config's ray_engines (off)."),
 ) -> None:
     """Run the LLM OS daemon: REST API, OpenAI-compatible API, metrics and the dashboard.
 
@@ -33,7 +37,9 @@ def serve(
     from llmos.api.server import dashboard_url
     from llmos.api.server import serve as run
 
-    cfg = state.config(host=host, port=port, ray=ray)
+    cfg = state.config(host=host, port=port, ray=ray, ray_engines=ray_engines)
+    if cfg.ray_engines and not cfg.ray:
+        raise typer.BadParameter("--ray-engines needs --ray (or ray in the config)", param_hint="--ray-engines")
     conn = None
     if cfg.ray:                      # joined here, in the main thread, before the daemon starts
         from llmos.errors import ConfigError
@@ -45,7 +51,7 @@ def serve(
             if not ray_or_local:
                 raise
             typer.echo(f"warning: {e.message}; serving on this machine alone (--ray-or-local)", err=True)
-            cfg = dataclasses.replace(cfg, ray=None)
+            cfg = dataclasses.replace(cfg, ray=None, ray_engines=False)
 
     def ready(url: str, token: str) -> None:
         typer.echo(f"llmos daemon on {url}  (state: {cfg.home})")
@@ -55,6 +61,8 @@ def serve(
             nodes = conn.view.nodes()
             typer.echo(f"ray:        {conn.address}  ({len(nodes)} nodes, {sum(n.cpus for n in nodes):g} CPUs, "
                        f"{sum(n.gpus for n in nodes):g} GPUs; `llmos hw --ray {conn.address}` lists them)")
+            if cfg.ray_engines:
+                typer.echo("engines:    one actor per node for each local model, started at its first use")
         typer.echo("stop with Ctrl-C")
 
     try:

@@ -1,13 +1,15 @@
 """Engines on many machines: one engine actor per Ray node, each generation sent to the
 least loaded one, and a generation whose node is lost run again on another.
 
-Imported only with Ray configured (it imports Ray). Not yet built into the kernel's
-engine set: ``RayEngine`` is an ``Engine`` the kernel can be given.
+Imported only with Ray configured (it imports Ray). The kernel's engine set builds a
+``RayEngine`` for a local model when ``ray`` and ``ray_engines`` are configured
+(``llmos serve --ray auto --ray-engines``); a program can also give one to the kernel.
 
 Map:
 - ``EngineActor(factory)``: a Ray actor (async) that holds the engine ``factory()`` makes
   (the embedded llama.cpp engine with its model on a real node, ``FakeEngine`` in tests)
   and answers ``generate(request) -> Completion``.
+- ``node_engine(name, config)``: the factory the kernel gives: ``llm.make_engine`` on the node.
 - ``RayEngine(factory, cpus=, restarts=)``: the ``Engine`` interface over those actors.
   ``start()`` places one actor on every live node that has CPUs (node affinity, hard);
   ``submit(request)`` sends it to the actor with the fewest generations in flight (ties:
@@ -48,11 +50,20 @@ from llmos.llm.base import (
     Usage,
 )
 
-__all__ = ["EngineActor", "RayEngine", "RESTARTS"]
+__all__ = ["EngineActor", "RayEngine", "RESTARTS", "node_engine"]
 
 log = logging.getLogger(__name__)
 
 RESTARTS = 2               # times one generation is run again after its actor or node died
+
+
+def node_engine(name: str, config: Any) -> Engine:
+    """On a node: the engine for model ``name`` as the one factory makes it there (the
+    node resolves the model from its own installed packages and files)."""
+    from llmos.llm import make_engine
+    from llmos.llm.models import resolve
+
+    return make_engine(resolve(name, config), config)
 
 
 class EngineActor:

@@ -148,11 +148,20 @@ class EngineSet:
         return self._engines[name]
 
     def _build(self, name: str) -> Engine:
-        """A new engine for registry name ``name``, made by the one factory (``llm.make_engine``)."""
+        """A new engine for registry name ``name``, made by the one factory (``llm.make_engine``);
+        with ``ray`` and ``ray_engines`` configured, a local model runs as one engine actor per
+        Ray node (``executor.ray_engines.RayEngine``), each made by that factory on its node."""
         from llmos.llm import make_engine
         from llmos.llm.models import resolve
 
-        return make_engine(resolve(name, self.config), self.config)
+        info = resolve(name, self.config)
+        if self.config.ray and self.config.ray_engines and info.kind in ("embedded", "packaged", "gguf"):
+            import functools
+
+            from llmos.executor.ray_engines import RayEngine, node_engine
+
+            return RayEngine(functools.partial(node_engine, name, self.config), model=name)
+        return make_engine(info, self.config)
 
     async def close_built(self) -> None:
         for name in sorted(self._built):
