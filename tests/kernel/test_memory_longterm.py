@@ -198,7 +198,7 @@ def test_a_failure_mid_write_rolls_everything_back(lt, monkeypatch):
 
     lt.remember("a", "kept before the failure")
     before = counts(lt)
-    real, calls = longterm._sig, []
+    real, calls = longterm.sign_bits, []
 
     def failing(v):
         calls.append(1)
@@ -206,11 +206,11 @@ def test_a_failure_mid_write_rolls_everything_back(lt, monkeypatch):
             raise OSError("disk full")
         return real(v)
 
-    monkeypatch.setattr(longterm, "_sig", failing)
+    monkeypatch.setattr(longterm, "sign_bits", failing)
     with pytest.raises(OSError):
         lt.remember("a", " ".join(["word"] * (CHUNK_WORDS + 5)), ["t"])
     assert counts(lt) == before and lt.usage("a")["memories"] == 1
-    monkeypatch.setattr(longterm, "_sig", real)
+    monkeypatch.setattr(longterm, "sign_bits", real)
     assert [r["text"] for r in lt.recall("a", "kept failure", 5)] == ["kept before the failure"]
 
 

@@ -76,7 +76,7 @@ from llmos.kernel.memtext import (
     chunk,
     context_block,
 )
-from llmos.kernel.signatures import Signatures
+from llmos.kernel.signatures import Signatures, sign_bits
 from llmos.llm.embed import Embedder
 
 __all__ = ["LongTermMemory", "RecallFilter", "Signatures", "TEXT_MAX_BYTES", "CHUNK_WORDS",
@@ -268,7 +268,7 @@ class LongTermMemory:
             c.execute("DROP TABLE IF EXISTS vectors")
             c.execute(_VECTORS)
             c.executemany("INSERT INTO vectors(chunk, agent, sig, vec) VALUES (?,?,?,?)",
-                          ((cid, agent, _sig(v), v.tobytes()) for (cid, agent, _), v in zip(rows, vecs, strict=True)))
+                          ((cid, agent, sign_bits(v), v.tobytes()) for (cid, agent, _), v in zip(rows, vecs, strict=True)))
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('model', ?)", (f"{emb.name}/{emb.dim}",))
         self._sigs.clear()
         self.rebuilds += 1
@@ -324,7 +324,7 @@ class LongTermMemory:
                     for seq, (piece, v) in enumerate(zip(pieces, np.asarray(vecs, np.float32), strict=True)):
                         cid = c.execute("INSERT INTO chunks(memory, agent, seq, text) VALUES (?,?,?,?) "
                                         "RETURNING id", (mid, agent, seq, piece)).fetchall()[0][0]
-                        sig = _sig(v)
+                        sig = sign_bits(v)
                         c.execute("INSERT INTO vectors(chunk, agent, sig, vec) VALUES (?,?,?,?)",
                                   (cid, agent, sig, np.ascontiguousarray(v).tobytes()))
                         ids.append(cid)
@@ -603,8 +603,3 @@ def _scope(agent: str | None, collection: str | None) -> tuple[str, list[Any]]:
 
 class _VectorsBroken(Exception):
     """The vector table cannot be read as it should (rebuilt by the caller)."""
-
-
-def _sig(v: np.ndarray) -> bytes:
-    """Sign bits of a vector, packed (dim / 8 bytes)."""
-    return np.packbits(v > 0).tobytes()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Signatures"]
+__all__ = ["Signatures", "sign_bits"]
 
 
 class Signatures:
@@ -80,7 +80,7 @@ class Signatures:
         if self._codes is None:
             raise ValueError("ranked: these signatures keep no codes (Signatures(words, codes=True))")
         vec = np.asarray(vec, np.float32)
-        pos = self._near(np.packbits(vec > 0).tobytes(), count, allowed)
+        pos = self._near(sign_bits(vec), count, allowed)
         sim = (self._codes[pos].astype(np.float32) @ vec) * self._scale[pos]   # [count] cosine, approx.
         if len(pos) > depth:
             top = np.argpartition(-sim, depth)[:depth]
@@ -107,3 +107,8 @@ class Signatures:
         if len(near) > 2 * count:
             near = near[np.argpartition(dist[near], count)[:count]]
         return near if rows is None else rows[near]
+
+
+def sign_bits(v: np.ndarray) -> bytes:
+    """Sign bits of a vector, packed (dim / 8 bytes): what the table stores and scans."""
+    return np.packbits(v > 0).tobytes()

@@ -507,19 +507,9 @@ class Execution:
         srec.seconds = round((srec.seconds or 0.0) + time.monotonic() - t0, 4)
         output: Any = outs if many else (outs[0] if outs else "")
         summary = f"llm {args.get('task')}: {short(render_value(output), 160)}"
-        saved: list[str] = []
-        if (view := llmtool.write_view(args, render_value(output).rstrip("\n") + "\n")) is not None:
-            wrote = await self._call(i, Step(llmtool.SAVE_TOOL, view), view, confirmed=True, record=False)
-            if "output" not in wrote:        # the write was refused or failed: the step did not do it
-                if record:
-                    srec.args = args
-                return wrote
-            saved = [view["path"]]
-            summary += f"; saved to {view['path']}"
-        if record:
-            srec.update(status=StepStatus.SUCCEEDED, summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
-                        args=args, **({"files": saved} if saved else {}))
-        return {"output": output, "summary": summary}
+        view = llmtool.write_view(args, render_value(output).rstrip("\n") + "\n")
+        return await self._llm_done(i, args, record, output, summary,
+                                    None if view is None else (llmtool.SAVE_TOOL, view))
 
     async def _llm_table(self, i: int, args: dict, record: bool) -> dict[str, Any]:
         """An ``llm`` step in table mode: the task once per row on ``column``'s text, the
@@ -559,16 +549,24 @@ class Execution:
         values = [r[name] for r in rows]
         output = {"rows": rows, "values": values, "column": name, "count": len(rows)}
         summary = f"llm {task} on {len(rows)} rows of {path}: {name} " + short(", ".join(map(str, values)), 120)
+        save = (llmtool.TABLE_SAVE_TOOL, {"path": args["save_to"], "rows": rows}) if args.get("save_to") else None
+        return await self._llm_done(i, args, record, output, summary, save)
+
+    async def _llm_done(self, i: int, args: dict, record: bool, output: Any, summary: str,
+                        save: tuple[str, dict] | None) -> dict[str, Any]:
+        """An ``llm`` step's end: its ``save_to`` written by ``save`` (tool, args) through the
+        kernel like any tool step (a refused or failed write fails the step), then recorded."""
+        srec = self._srec(i)
         saved: list[str] = []
-        if args.get("save_to"):
-            w = {"path": args["save_to"], "rows": rows}
-            wrote = await self._call(i, Step(llmtool.TABLE_SAVE_TOOL, w), w, confirmed=True, record=False)
-            if "output" not in wrote:
+        if save is not None:
+            tool, w = save
+            wrote = await self._call(i, Step(tool, w), w, confirmed=True, record=False)
+            if "output" not in wrote:        # the write was refused or failed: the step did not do it
                 if record:
                     srec.args = args
                 return wrote
-            saved = [args["save_to"]]
-            summary += f"; saved to {args['save_to']}"
+            saved = [w["path"]]
+            summary += f"; saved to {w['path']}"
         if record:
             srec.update(status=StepStatus.SUCCEEDED, summary=summary, output=short(output, OUTPUT_KEEP_CHARS),
                         args=args, **({"files": saved} if saved else {}))
