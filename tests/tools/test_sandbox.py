@@ -124,7 +124,9 @@ fork = ("import os, time\\nok = 0\\nfor i in range(60):\\n    try:\\n        pid
         "    except OSError:\\n        continue\\n    if pid == 0:\\n        time.sleep(1); os._exit(0)\\n"
         "    ok += 1\\nprint(ok)")
 r1 = sb.run(["/usr/bin/python3", "-c", fork], workdir=ws)
-r2 = sb.run(["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; wait"], workdir=ws)
+# the shell stays (sleep): with "wait" the first branches return at once (their pipelines are
+# in the background), and on a quiet machine the shell can end before any fork fails
+r2 = sb.run(["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"], workdir=ws)
 r3 = sb.run(["/bin/sh", "-c", "id -u; echo ok > f.txt; cat /etc/shadow"], workdir=ws)
 print(json.dumps({"how": sb.info()["process_limit"], "forked": r1.stdout.strip(), "bomb": r2.limit,
                   "id": r3.stdout.split()[0], "shadow": r3.exit_code}))
