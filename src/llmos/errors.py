@@ -19,6 +19,7 @@ back as the same class with :func:`error_from_dict`, the one codec (the SDK's
      │    ├── ContextOverflow     prompt / max_tokens do not fit the context
      │    ├── EngineBusy          KV budget or queue full; retry later
      │    ├── Cancelled           the request was cancelled
+     │    │    └── TimedOut        ... because it ran past its time limit
      │    └── RemoteError         an OpenAI-compatible server failed
      │         └── RemoteUnavailable  could not connect / timed out
      ├── KernelError
@@ -45,7 +46,7 @@ from typing import Any
 __all__ = [
     "LLMOSError", "ConfigError", "StateDirError", "ModelError", "ModelNotFound",
     "ModelPackageMissing", "EngineError", "InvalidRequest", "ContextOverflow",
-    "EngineBusy", "Cancelled", "RemoteError", "RemoteUnavailable", "KernelError",
+    "EngineBusy", "Cancelled", "TimedOut", "RemoteError", "RemoteUnavailable", "KernelError",
     "SyscallError", "UnknownSyscall", "InvalidArgument", "PermissionDenied",
     "NotFound", "QuotaExceeded", "Busy", "JournalError", "ToolError",
     "SandboxError", "NeedsConfirmation", "AllocError", "map_foreign", "error_from_dict",
@@ -122,6 +123,10 @@ class EngineBusy(EngineError):
 
 class Cancelled(EngineError):
     code = "cancelled"
+
+
+class TimedOut(Cancelled):
+    code = "timed_out"
 
 
 class RemoteError(EngineError):

@@ -4,6 +4,8 @@
   script that fails while the bug is there (so a test run is a fraction of a second).
 - ``texts``: the scripted texts (the buggy file, a fixing reply, a wrong one).
 - ``replies``: the list the FakeEngine answers, in order (the last one repeats).
+- ``engine_opts``: more keyword arguments for that FakeEngine (e.g. ``step_delay_s``), read
+  when the CLI boots its kernel.
 - ``dev_cli(*args, input=)``: ``llmos dev`` in a kernel booted in this process on the
   scripted engine (``cli.daemon.boot_kernel`` replaced), through typer's runner.
 """
@@ -55,15 +57,21 @@ def replies() -> list[str]:
 
 
 @pytest.fixture
+def engine_opts() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
 def texts() -> dict[str, str]:
     """The scripted texts: BUGGY (calc.py), FIX (a reply that fixes it), WRONG (one that does not)."""
     return {"BUGGY": BUGGY, "FIX": FIX, "WRONG": WRONG, "TEST": TEST}
 
 
 @pytest.fixture
-def dev_cli(config, replies, monkeypatch, sandboxed):
+def dev_cli(config, replies, engine_opts, monkeypatch, sandboxed):
     async def boot(cfg: Any) -> Any:
-        engine = FakeEngine(lambda req: replies.pop(0) if len(replies) > 1 else replies[0], model="fake")
+        engine = FakeEngine(lambda req: replies.pop(0) if len(replies) > 1 else replies[0], model="fake",
+                            **engine_opts)
         return await Kernel.boot(cfg, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL())
     monkeypatch.setattr(daemon_cli, "boot_kernel", boot)
     app = typer.Typer()

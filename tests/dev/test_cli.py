@@ -131,3 +131,22 @@ def test_bad_tries_and_format_are_one_line_errors(dev_cli, tiny_repo):
     assert "--edit-format: expected blocks or whole" in str(res.exception)
     res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "   ")
     assert "request" in str(res.exception)
+
+
+def test_a_model_call_that_never_ends_is_stopped_and_spends_its_try(dev_cli, tiny_repo, texts, engine_opts):
+    engine_opts["step_delay_s"] = 3600          # one token an hour: no reply ever comes
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "--model-timeout", "1", "--tries", "2", "fix add")
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if "model timed out" in ln]
+    assert len(lines) == 2 and "no reply within 1 s (--model-timeout)" in lines[0]   # one line per try
+    assert "no usable edit in 2 tries" in res.output
+    assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"]
+
+
+def test_model_timeout_in_json_and_bad_value(dev_cli, tiny_repo, engine_opts):
+    engine_opts["step_delay_s"] = 3600
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "--model-timeout", "1", "--tries", "1", "--json", "fix add")
+    out = json.loads(res.output.strip().splitlines()[-1])
+    assert out["outcome"] == "no change" and out["tries"][0]["timed_out"] is True
+    res = dev_cli("--repo", str(tiny_repo), *TEST_CMD, "--model-timeout", "0", "fix add")
+    assert res.exit_code == 2 and "--model-timeout" in res.output

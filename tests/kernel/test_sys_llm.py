@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from llmos.errors import Cancelled
 from llmos.hal.fake import FakeHAL
 from llmos.kernel import Kernel
 from llmos.llm.fake import FakeEngine
@@ -73,3 +76,39 @@ async def test_a_fresh_kernel_loads_the_prefix_a_previous_one_saved(config, cloc
     assert second["usage"]["cached_tokens"] == stats[1].prompt_tokens_loaded > 0
     assert stats[1].prompt_tokens_evaluated == second["usage"]["prompt_tokens"] - stats[1].prompt_tokens_loaded
     assert second["text"] == first["text"]
+
+
+async def test_a_generation_past_timeout_s_is_stopped_and_named(config, clock) -> None:
+    """A generation that never finishes (one step an hour) ends at timeout_s on the kernel
+    clock: the call fails with TimedOut, the process is killed and the engine drops it."""
+    engine = FakeEngine("never " * 50, step_delay_s=3600)
+    k = await Kernel.boot(config, engines={"fake": engine}, clock=clock, hal=FakeHAL(clock))
+    try:
+        call = asyncio.ensure_future(k.syscall("root", "llm.generate", {"prompt": "go", "timeout_s": 30}))
+        for _ in range(500):
+            if engine.views():
+                break
+            await asyncio.sleep(0.01)
+        assert engine.views() and not call.done()              # generating, not finished
+        clock.advance(29)
+        await asyncio.sleep(0.1)
+        assert not call.done()
+        clock.advance(1)
+        res = await asyncio.wait_for(call, 5)
+        assert not res.ok and res.error.code == "timed_out", res.error
+        assert "30 s" in res.error.message and "timeout_s" in res.error.message
+        assert isinstance(res.error, Cancelled)
+        assert engine.views() == []                            # the engine's sequence is gone
+        killed = [p for p in k.procs if p.kind == "llm"]
+        assert [p.state.name for p in killed] == ["KILLED"] and "timed out" in killed[0].reason
+    finally:
+        await k.shutdown(grace_s=0.5)
+
+
+async def test_timeout_s_must_be_positive(booted) -> None:
+    k, engine = booted
+    for bad in (0, -1, "5"):
+        res = await k.syscall("root", "llm.generate", {"prompt": "go", "timeout_s": bad})
+        assert not res.ok and res.error.field == "timeout_s", res.error
+    res = await k.syscall("root", "llm.generate", {"prompt": "go", "timeout_s": 60})
+    assert res.ok and res.value["text"] == "done"

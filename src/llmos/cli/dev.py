@@ -49,6 +49,8 @@ def _progress(quiet: bool):
         elif kind == "asking":
             err.print(f"[dim]try {data['try']}/{data['of']}: asking the model (shown: "
                       f"{', '.join(data['files']) or 'no files'})…[/]")
+        elif kind == "timeout":
+            err.print(f"  [yellow]model timed out[/]: {data['reason']}", markup=True)
         elif kind == "rejected":
             err.print(f"  [yellow]edit rejected[/]: {data['reason']}", markup=True)
         elif kind == "edited":
@@ -62,7 +64,8 @@ def show_diff(diff: str, console: Console | None = None) -> None:
 
 
 async def _develop(repo: Any, request: str, *, model: str | None, tries: int, test_timeout_s: float,
-                   priority: int, quiet: bool, edit_format: str = "blocks") -> Any:
+                   priority: int, quiet: bool, edit_format: str = "blocks",
+                   model_timeout_s: float = 300.0) -> Any:
     from llmos.cli.daemon import boot_kernel, find_daemon
     from llmos.dev import DevAgent, open_daemon, open_local, scratch_copy
 
@@ -91,7 +94,8 @@ async def _develop(repo: Any, request: str, *, model: str | None, tries: int, te
                       f"{scratch}[/]")
         try:
             return await DevAgent(session, repo, scratch, tries=tries, test_timeout_s=test_timeout_s,
-                                  on_event=_progress(quiet), edit_format=edit_format).run(request)
+                                  model_timeout_s=model_timeout_s, on_event=_progress(quiet),
+                                  edit_format=edit_format).run(request)
         finally:
             await session.close()
     finally:
@@ -110,6 +114,9 @@ def dev(
                                  "detected: make test, npm test, pytest)."),
     test_timeout: int = typer.Option(60, "--test-timeout", min=1, max=120,
                                      help="Seconds one test run may take before it is stopped."),
+    model_timeout: float = typer.Option(300.0, "--model-timeout", min=1, max=3600,
+                                        help="Seconds one model call may take; past it the generation is "
+                                        "stopped and the try is spent."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking when the tests pass."),
     no_apply: bool = typer.Option(False, "--no-apply", help="Show the diff; never change DIR."),
     model: str = typer.Option(None, "--model", "-m", help="Model name from `llmos models` (a remote one "
@@ -140,7 +147,8 @@ def dev(
     r = open_repo(repo, test_cmd)
     check_workspace(state.config(), r.root, field="--repo")
     res = asyncio.run(_develop(r, request, model=model, tries=tries, test_timeout_s=test_timeout,
-                               priority=priority, quiet=as_json, edit_format=edit_format))
+                               priority=priority, quiet=as_json, edit_format=edit_format,
+                               model_timeout_s=model_timeout))
     applied: list[str] = []
     refused = False
     if as_json:

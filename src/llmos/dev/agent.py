@@ -2,11 +2,12 @@
 
 Map:
 - ``Outcome``: ordered: PASSED < FAILED < NO_CHANGE (finished states of one run).
-- ``Try``: one model call: what happened to its reply (applied or rejected, and why),
-  the files it changed, the tests' result after it, seconds.
+- ``Try``: one model call: what happened to its reply (applied or rejected, and why; or
+  no reply within the model timeout), the files it changed, the tests' result after it, seconds.
 - ``DevResult``: the outcome, the tries, the final diff (unified, repository vs scratch
   copy), the changed files with their new text, the tests' last output, seconds.
-- ``DevAgent(session, repo, scratch, tries=3, on_event=, edit_format="blocks" | "whole")``: ``await run(request)``.
+- ``DevAgent(session, repo, scratch, tries=3, model_timeout_s=300, on_event=, edit_format="blocks" | "whole")``:
+  ``await run(request)``.
 - ``apply_to_repo(result, repo)``: write the changed files into the repository (after
   the person's yes); refuses when a file changed in the repository since it was read.
 
@@ -14,7 +15,8 @@ NOTE (the loop). The tests run once before any edit, so the first prompt holds t
 failures. The tests are the judge: an edit that changes an existing test's lines is
 rejected (adding a test is allowed), unless the request names that file. Each try is one ``llm.generate`` call with the request, the tree, the relevant
 files as they are now in the scratch copy, the tests' last output, and why the previous
-reply was rejected, if it was. A reply is parsed and applied all or nothing
+reply was rejected, if it was. A call with no reply within ``model_timeout_s`` (on the
+kernel's clock) is stopped in the engine and spends its try like a rejected reply. A reply is parsed and applied all or nothing
 (``edits``); a rejected reply spends its try and changes nothing. An applied reply is
 written to the scratch copy and the tests run again; edits accumulate across tries.
 The run stops at the first try whose tests pass, or when the tries are spent. The
@@ -35,15 +37,17 @@ from llmos.dev import edits as edits_
 from llmos.dev import prompt
 from llmos.dev.repo import Repo, is_test, relevant, unified
 from llmos.dev.session import DevSession, TestRun
-from llmos.errors import InvalidArgument, LLMOSError
+from llmos.errors import InvalidArgument, LLMOSError, TimedOut
 
-__all__ = ["Outcome", "Try", "DevResult", "DevAgent", "apply_to_repo", "TRIES_DEFAULT", "TRIES_MAX"]
+__all__ = ["Outcome", "Try", "DevResult", "DevAgent", "apply_to_repo", "TRIES_DEFAULT", "TRIES_MAX",
+           "MODEL_TIMEOUT_S"]
 
 TRIES_DEFAULT = 3
 TRIES_MAX = 10
 FILES_BUDGET_CHARS = 12_000       # file text shown per try (the planner tier's context is 8k tokens)
 REPLY_MAX_TOKENS = 900
 TEST_TIMEOUT_S = 60
+MODEL_TIMEOUT_S = 300.0           # seconds one model call may take (the planner tier's slowest try here: ~120 s)
 RETRY_TEMPERATURE = 0.4
 
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -68,6 +72,7 @@ class Try:
     tests: TestRun | None = None   # the tests after the edit (None when rejected)
     seconds: float = 0.0
     reply: str = ""                # the model's reply (kept for `--json` and debugging)
+    timed_out: bool = False        # no reply within the model timeout (the generation was stopped)
 
 
 @dataclass
@@ -96,6 +101,7 @@ class DevResult:
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.word, "passed": self.passed, "tries_used": len(self.tries),
                 "tries": [{"index": t.index, "applied": t.applied, "reason": t.reason, "files": t.files,
+                           "timed_out": t.timed_out,
                            "tests_passed": None if t.tests is None else t.tests.passed,
                            "seconds": t.seconds} for t in self.tries],
                 "baseline_passed": self.baseline.passed, "files": sorted(self.changed), "diff": self.diff,
@@ -117,20 +123,24 @@ def _read(root: Path, rel: str) -> str | None:
 
 class DevAgent:
     def __init__(self, session: DevSession, repo: Repo, scratch: Path, *, tries: int = TRIES_DEFAULT,
-                 test_timeout_s: float = TEST_TIMEOUT_S, on_event: OnEvent | None = None,
-                 edit_format: str = "blocks") -> None:
+                 test_timeout_s: float = TEST_TIMEOUT_S, model_timeout_s: float = MODEL_TIMEOUT_S,
+                 on_event: OnEvent | None = None, edit_format: str = "blocks") -> None:
         if edit_format not in prompt.FORMATS:
             raise InvalidArgument(f"--edit-format: expected one of {', '.join(prompt.FORMATS)}, got "
                                   f"{edit_format!r}", field="edit_format", expected=" | ".join(prompt.FORMATS))
         if not 1 <= tries <= TRIES_MAX:
             raise InvalidArgument(f"--tries: expected 1 to {TRIES_MAX}, got {tries}", field="tries",
                                   expected=f"an integer from 1 to {TRIES_MAX}")
+        if not (isinstance(model_timeout_s, (int, float)) and model_timeout_s > 0):
+            raise InvalidArgument(f"--model-timeout: expected a positive number of seconds, got "
+                                  f"{model_timeout_s!r}", field="model_timeout", expected="seconds > 0")
         self.session = session
         self.repo = repo
         self.scratch = scratch          # the copy the run edits and tests
         self.tries = tries
         self.edit_format = edit_format  # what the model is asked for (every format is accepted back)
         self.test_timeout_s = test_timeout_s
+        self.model_timeout_s = model_timeout_s   # one model call's limit (seconds, kernel clock)
         self.on_event = on_event or (lambda kind, data: None)
 
     def _texts(self) -> dict[str, str]:
@@ -176,7 +186,14 @@ class DevAgent:
                                    edit_format=self.edit_format)
             self.on_event("asking", {"try": i, "of": self.tries, "files": shown_paths})
             # greedy first; a retry samples, so a reply that was rejected is not simply repeated
-            reply = await self.session.generate(msgs, REPLY_MAX_TOKENS, 0.0 if i == 1 else RETRY_TEMPERATURE)
+            try:
+                reply = await self.session.generate(msgs, REPLY_MAX_TOKENS, 0.0 if i == 1 else RETRY_TEMPERATURE,
+                                                    timeout_s=self.model_timeout_s)
+            except TimedOut:
+                why = f"no reply within {self.model_timeout_s:g} s (--model-timeout); the generation was stopped"
+                tries.append(Try(i, False, why, seconds=round(time.monotonic() - ts, 3), timed_out=True))
+                self.on_event("timeout", {"try": i, "reason": why})
+                continue
             try:
                 new = edits_.apply(edits_.parse(reply), texts, protected)
             except edits_.EditRejected as e:

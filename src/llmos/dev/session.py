@@ -3,8 +3,9 @@
 Map:
 - ``TestRun``: one run of the project's tests: passed, exit code, output (stdout and
   stderr together), seconds, and the limit that stopped it (a timeout), if one did.
-- ``DevSession``: ``generate(messages, max_tokens)`` (an ``llm.generate`` syscall: scheduled,
-  accounted, audited like the shell planner's), ``run_tests(command, timeout_s)`` (a
+- ``DevSession``: ``generate(messages, max_tokens, timeout_s=)`` (an ``llm.generate`` syscall:
+  scheduled, accounted, audited like the shell planner's; past ``timeout_s`` the kernel
+  stops the generation and it raises ``TimedOut``), ``run_tests(command, timeout_s)`` (a
   ``tool.call`` of ``shell.run`` in the scratch copy: the kernel's sandbox, no network),
   ``close()``.
 - ``open_local(kernel, scratch, model=, priority=)``: in a kernel booted in this process.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos import params
-from llmos.errors import LLMOSError, SandboxError, ToolError
+from llmos.errors import LLMOSError, SandboxError, TimedOut, ToolError
 from llmos.types import Message
 
 __all__ = ["TestRun", "DevSession", "open_local", "open_daemon", "EXIT_MARK"]
@@ -60,13 +61,21 @@ class DevSession:
         self._close = close
         self.llm_calls: list[dict] = []    # per generation: pid, seconds, usage (appended here only)
 
-    async def generate(self, messages: list[Message], max_tokens: int, temperature: float = 0.0) -> str:
+    async def generate(self, messages: list[Message], max_tokens: int, temperature: float = 0.0, *,
+                       timeout_s: float | None = None) -> str:
         args: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
                                 "priority": self.priority}
         if self.model:
             args["model"] = self.model
+        if timeout_s is not None:
+            args["timeout_s"] = timeout_s     # the kernel kills the generation past it (TimedOut)
         t0 = time.monotonic()
-        v = await self._call("llm.generate", args) or {}
+        try:
+            v = await self._call("llm.generate", args) or {}
+        except TimedOut:
+            self.llm_calls.append({"pid": None, "seconds": round(time.monotonic() - t0, 3), "usage": None,
+                                   "finish": "timed_out"})
+            raise
         self.llm_calls.append({"pid": v.get("pid"), "seconds": round(time.monotonic() - t0, 3),
                                "usage": v.get("usage"), "finish": v.get("finish_reason")})
         return v.get("text", "") or ""
@@ -136,8 +145,8 @@ async def open_daemon(client: Any, scratch: Path, *, model: str | None,
                          hint="upgrade the daemon, or stop it so llmos dev runs in this process")
     agent_client = AsyncClient(client.base_url, token)
 
-    async def call(syscall: str, args: dict[str, Any]) -> Any:
-        return await agent_client.syscall(syscall, args, timeout=900)
+    async def call(syscall: str, args: dict[str, Any]) -> Any:   # the HTTP wait outlasts the kernel's limit
+        return await agent_client.syscall(syscall, args, timeout=max(900.0, float(args.get("timeout_s") or 0) + 60))
 
     async def person(syscall: str, args: dict[str, Any]) -> Any:
         return await client.syscall(syscall, args, timeout=900)

@@ -11,6 +11,10 @@ first k messages / characters as a fixed prefix many calls repeat (a planner's s
 prompt and examples): a hint, never a change of meaning; the embedded engine keeps that
 prefix's KV in memory and on disk, so later calls, in this process or a fresh one,
 evaluate only the rest.
+
+``timeout_s`` bounds the call on the kernel clock: a generation still queued or running
+when it passes is killed (the engine drops its sequence, so it stops using the CPU) and
+the call fails with ``TimedOut`` naming the limit.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from pydantic import Field
 
-from llmos.errors import InvalidArgument
+from llmos.errors import Busy, InvalidArgument, TimedOut
 from llmos.kernel.argtypes import Args, Pid, Priority, text
 from llmos.kernel.syscall import Call, KernelView, Syscall
 
@@ -43,6 +47,7 @@ class GenerateArgs(Args):
     priority: Priority = 0
     stream: bool = False
     parent: Pid | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)   # seconds on the kernel clock
 
 
 _SPEC_FIELDS = ("messages", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed",
@@ -71,7 +76,15 @@ async def generate(k: KernelView, call: Call, a: GenerateArgs) -> dict:
                          sink=call.sink if a.stream else None)
     if call.started is not None:
         call.started(p.pid)
-    value = await k.result(p.pid)
+    try:
+        value = await k.result(p.pid, timeout_s=a.timeout_s)
+    except Busy:                     # still queued or generating when timeout_s passed
+        if k.procs.get(p.pid).state.finished:
+            raise
+        await k.kill(call, p.pid, f"timed out: llm.generate ran past timeout_s={a.timeout_s:g}")
+        raise TimedOut(f"llm.generate: no answer within {a.timeout_s:g} s (timeout_s); generation "
+                       f"{p.pid} was stopped", hint="raise timeout_s, lower max_tokens or use a faster "
+                       "model") from None
     return {**value, "pid": p.pid}
 
 
