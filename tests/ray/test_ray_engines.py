@@ -1,15 +1,11 @@
-"""Engines on many machines (opt-in: -m ray): one engine actor per Ray node of a cluster on
-this machine (``ray.cluster_utils.Cluster``: a head with no CPUs, two nodes with one), each
-generation sent to the least loaded, and one whose node leaves mid-generation run again on
-the other. Every node's processes are stopped by their PIDs at the end."""
+"""Engines on many machines (opt-in: -m ray): one engine actor per Ray node of conftest's
+cluster on this machine (a head with no CPUs, two nodes with one), each generation sent to
+the least loaded, and one whose node leaves mid-generation run again on the other."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import os
-import time
 
 import pytest
 
@@ -22,20 +18,7 @@ ray = pytest.importorskip("ray")
 STEP_S = 0.1                          # the fake engine's seconds per step (one word a step)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                      "object_store_memory": 80 << 20})
-    nodes = [c.add_node(num_cpus=1, object_store_memory=80 << 20) for _ in range(2)]
-    ray.init(address=c.address, log_to_driver=False, logging_level=logging.WARNING)
-    pids = [p.process.pid for n in c.list_all_nodes() for ps in n.all_processes.values() for p in ps]
-    yield c, nodes
-    ray.shutdown()
-    c.shutdown()
-    time.sleep(0.5)
-    assert [p for p in pids if os.path.exists(f"/proc/{p}")] == []
+CLUSTER_NODES = 2                     # conftest's cluster: two nodes with one CPU each
 
 
 def _req(words: int, tag: str) -> GenerationRequest:

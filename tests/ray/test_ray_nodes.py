@@ -1,14 +1,10 @@
-"""A node leaving mid-job (opt-in: -m ray): a cluster of Ray nodes on this machine
-(``ray.cluster_utils.Cluster``: a head with no CPUs, worker nodes with one), one removed
-while it runs a step. Every node's processes are stopped by their PIDs at the end."""
+"""A node leaving mid-job (opt-in: -m ray): conftest's cluster of Ray nodes on this machine
+(a head with no CPUs, worker nodes with one), one removed while it runs a step."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -21,22 +17,7 @@ pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from ray import cloudpickle
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                      "object_store_memory": 80 << 20})
-    first = c.add_node(num_cpus=1, object_store_memory=80 << 20)
-    ray.init(address=c.address, log_to_driver=False, logging_level=logging.WARNING)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    pids = [p.process.pid for n in c.list_all_nodes() for ps in n.all_processes.values() for p in ps]
-    yield c, first
-    ray.shutdown()
-    c.shutdown()
-    time.sleep(0.5)
-    assert [p for p in pids if os.path.exists(f"/proc/{p}")] == []
+CLUSTER_NODES = 1                     # conftest's cluster: one node with a CPU to begin with
 
 
 def hold_once(marker: str, hold_s: float) -> dict:
@@ -53,7 +34,7 @@ async def test_a_node_leaving_mid_job_reruns_it_on_another(cluster, tmp_path):
     from llmos.executor.ray_connect import RayConnection
     from llmos.hal.cluster import ClusterView, ray_reader
 
-    c, first = cluster
+    c, (first,) = cluster
     conn = RayConnection(c.address, False, view=ClusterView(ray_reader(), address=c.address), owner=False)
     works = {1: Work(1, "job", "root", 0, {"type": "hold", "idempotent": True},
                      call=functools.partial(hold_once, str(tmp_path / "node"), 60.0))}
