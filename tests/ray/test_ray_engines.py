@@ -1,11 +1,16 @@
 """Engines on many machines (opt-in: -m ray): one engine actor per Ray node of conftest's
-cluster on this machine (a head with no CPUs, two nodes with one), each generation sent to
-the least loaded, and one whose node leaves mid-generation run again on the other."""
+cluster on this machine (a head with no CPUs, two nodes with one), tokens streamed from the
+actor as they are made, each generation sent to the least loaded, and one whose actor dies
+or whose node leaves mid-generation run again on the other, its stream going on without a
+repeated token."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import os
+import time
 
 import pytest
 
@@ -24,6 +29,82 @@ CLUSTER_NODES = 2                     # conftest's cluster: two nodes with one C
 def _req(words: int, tag: str) -> GenerationRequest:
     return GenerationRequest(prompt=" ".join(f"{tag}{i}" for i in range(words)),
                              params=SamplingParams(max_tokens=words + 8))
+
+
+def per_actor(req: GenerationRequest) -> str:
+    """An answer whose words from the fourth on name the actor's process (so a rerun on
+    another actor differs from what was delivered)."""
+    return " ".join(f"d{i}" if i < 3 else f"d{i}.{os.getpid()}" for i in range(30))
+
+
+async def _kill_after(engine, handle, n: int) -> list:
+    """Consume ``handle``'s stream; after ``n`` tokens kill the actor generating it."""
+    got = []
+    async for c in handle:
+        got.append(c)
+        if len(got) == n:
+            node = engine.node_of(handle.request_id)
+            ray.kill(next(r.actor for r in engine.replicas if r.node == node))
+    return got
+
+
+async def test_tokens_stream_from_the_actor_while_it_generates(cluster):
+    from llmos.executor.ray_engines import RayEngine
+
+    engine = RayEngine(functools.partial(FakeEngine, None, step_delay_s=STEP_S))
+    await engine.start()
+    try:
+        h = engine.submit(_req(20, "s-"))
+        got, when = [], []
+        async for c in h:
+            got.append(c)
+            when.append(time.monotonic())
+        out = await h.result()
+        end = time.monotonic()
+        assert [c.index for c in got] == list(range(20))
+        assert "".join(c.text for c in got) == out.text == h.request.prompt
+        assert when[-1] - when[0] > 10 * STEP_S                     # spread over the generation (~19 steps)
+        assert end - when[0] > 10 * STEP_S                          # the first long before the end
+        assert 0 < out.usage.ttft_s < out.usage.total_s / 2
+    finally:
+        await engine.close()
+
+
+async def test_an_actor_killed_mid_stream_reruns_elsewhere_and_no_token_repeats(cluster):
+    from llmos.executor.ray_engines import RayEngine
+
+    engine = RayEngine(functools.partial(FakeEngine, None, step_delay_s=STEP_S))
+    await engine.start()
+    try:
+        req = _req(30, "k-")
+        req = dataclasses.replace(req, params=dataclasses.replace(req.params, temperature=0.7))
+        h = engine.submit(req)
+        assert h.request.params.seed is not None                     # sampled: a seed, so a rerun repeats it
+        got = await asyncio.wait_for(_kill_after(engine, h, 5), 90)
+        out = await h.result()
+        assert [c.index for c in got] == list(range(30))             # each position once, in order
+        assert "".join(c.text for c in got) == out.text == req.prompt
+        assert engine.restarted == 1 and engine.diverged == 0 and len(engine.loads()) == 1
+    finally:
+        await engine.close()
+
+
+async def test_a_rerun_that_differs_keeps_the_delivered_tokens(cluster):
+    from llmos.executor.ray_engines import RayEngine
+
+    engine = RayEngine(functools.partial(FakeEngine, per_actor, step_delay_s=STEP_S))
+    await engine.start()
+    try:
+        h = engine.submit(_req(30, "v-"))
+        got = await asyncio.wait_for(_kill_after(engine, h, 5), 90)
+        out = await h.result()
+        assert [c.index for c in got] == list(range(30))
+        text = "".join(c.text for c in got)
+        assert out.text == text and engine.restarted == 1 and engine.diverged == 1
+        pids = {w.split(".")[1] for w in text.split()[3:]}
+        assert len(pids) == 2                                        # d3, d4 from the first actor, the rest from the second
+    finally:
+        await engine.close()
 
 
 async def test_one_engine_per_node_generations_by_load_and_a_lost_node_reruns_elsewhere(cluster):

@@ -8,31 +8,45 @@ Imported only with Ray configured (it imports Ray). The kernel's engine set buil
 Map:
 - ``EngineActor(factory)``: a Ray actor (async) that holds the engine ``factory()`` makes
   (the embedded llama.cpp engine with its model on a real node, ``FakeEngine`` in tests)
-  and answers ``generate(request) -> Completion``.
+  and streams each generation: ``stream(request)`` is a Ray streaming generator whose
+  items are batches of tokens ``[(text, token_id, index), ...]`` (what the engine produced
+  since the last item; one token each while the caller keeps up), then the ``Completion``.
 - ``node_engine(name, config)``: the factory the kernel gives: ``llm.make_engine`` on the node.
 - ``RayEngine(factory, cpus=, restarts=)``: the ``Engine`` interface over those actors.
   ``start()`` places one actor on every live node that has CPUs (node affinity, hard);
   ``submit(request)`` sends it to the actor with the fewest generations in flight (ties:
   the lowest measured seconds per generated token, then the node id);
-  ``cancel(request_id)`` cancels its Ray task; ``close()`` ends the actors.
-  ``routes``: generations sent per node; ``restarted``: generations run again elsewhere.
+  ``cancel(request_id)`` cancels its Ray task; ``close()`` ends the actors;
+  ``node_of(request_id)``: the node running a generation now.
+  ``routes``: generations sent per node; ``restarted``: generations run again elsewhere;
+  ``diverged``: reruns whose tokens differed from those delivered (see the NOTE).
 
-NOTE (a node lost mid-generation). An actor that dies, or whose node leaves, makes its
-in-flight calls fail with Ray's actor or node errors: the actor is dropped from the
-rotation and each of those generations is submitted again, from its prompt, to the least
-loaded live actor (``restarts`` times at most), so the caller's handle still gets one
-completion. Nothing is resumed from a snapshot: the KV of a dead node is gone with it.
-The text arrives as one chunk when the generation ends (no token streaming across nodes).
+NOTE (streaming, and a node lost mid-generation). Tokens reach the caller's handle one
+``Chunk`` per token as the actor's batches arrive, so the kernel's token stream (quota
+guard, SSE, the shell) sees them while the generation runs. An actor that dies, or whose
+node leaves, makes its stream fail with Ray's actor or node errors: the actor is dropped
+from the rotation and the generation is run again from its prompt on the least loaded
+live actor (``restarts`` times at most). The rule for the stream: tokens are numbered;
+the rerun's tokens whose index was already delivered are not delivered again, the rest
+follow, so the consumer sees each position once and the stream goes on where it stopped.
+The rerun reproduces the delivered tokens because every generation is deterministic: a
+greedy one is, and a sampled one without a seed is given one at ``submit`` (the same
+model and seed give the same tokens on every node). Should a rerun still differ (another
+build of the engine on that node), the delivered tokens stand, the rest is the rerun's,
+the completion's text is what was delivered, and ``diverged`` counts it. Nothing is
+resumed from a snapshot: the KV of a dead node is gone with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +92,38 @@ class EngineActor:
         return {"node": self.node, "model": self.engine.model,
                 "max_active": self.engine.capabilities.max_active}
 
-    async def generate(self, request: GenerationRequest) -> Completion:
-        return await self.engine.generate(request)
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[list[tuple] | Completion]:
+        """Batches of ``(text, token_id, index)`` as the engine produces them, then the
+        ``Completion`` (a Ray streaming generator: call with ``num_returns="streaming"``)."""
+        handle = self.engine.submit(request)
+        buf: list[tuple] = []                     # tokens produced and not yet yielded
+        more = asyncio.Event()
+
+        async def pump() -> None:
+            try:
+                async for c in handle:
+                    buf.append((c.text, c.token_id, c.index))
+                    more.set()
+            finally:
+                more.set()
+        task = asyncio.ensure_future(pump())
+        try:
+            while True:
+                await more.wait()
+                more.clear()
+                ended = task.done()               # before draining: then nothing follows the drain
+                if buf:
+                    batch = buf[:]
+                    buf.clear()
+                    yield batch
+                if ended:
+                    break
+            task.result()                         # the engine's error, if it failed
+            yield await handle.result()
+        finally:
+            if not handle.done:
+                handle.cancel()
+            task.cancel()
 
     async def close(self) -> None:
         await self.engine.close()
@@ -103,8 +147,12 @@ class _Replica:
 class _Call:
     handle: GenerationHandle
     task: asyncio.Task | None = None
-    ref: Any = None
+    ref: Any = None                       # the actor's stream (an ObjectRefGenerator)
     replica: _Replica | None = field(default=None, repr=False)
+    texts: dict[int, str] = field(default_factory=dict)   # token index -> text, for each delivered
+    last: int = -1                        # highest token index delivered (engines skip empty pieces)
+    first_at: float | None = None         # monotonic s when the first token was delivered
+    diverged: bool = False                # a rerun's tokens differed from those delivered
 
 
 def _died_errors() -> tuple[type[BaseException], ...]:
@@ -125,6 +173,7 @@ class RayEngine(Engine):
         self.replicas: list[_Replica] = []      # owner: this engine (start, _lost)
         self.routes: Counter[str] = Counter()   # node -> generations sent there
         self.restarted = 0
+        self.diverged = 0                       # reruns whose delivered tokens came out different
         self._calls: dict[str, _Call] = {}
         self._died = _died_errors()
 
@@ -172,9 +221,17 @@ class RayEngine(Engine):
         """Generations in flight per live node."""
         return {r.node: r.inflight for r in self.replicas if r.alive}
 
+    def node_of(self, request_id: str) -> str | None:
+        """The node running generation ``request_id`` now (None: not running here)."""
+        call = self._calls.get(request_id)
+        return call.replica.node if call is not None and call.replica is not None else None
+
     # ── generations ────────────────────────────────────────────────────────
     def submit(self, request: GenerationRequest) -> GenerationHandle:
         request.validate()
+        p = request.params
+        if p.temperature > 0 and p.seed is None:           # a rerun must reproduce what was delivered
+            request = dataclasses.replace(request, params=dataclasses.replace(p, seed=secrets.randbits(31)))
         handle = GenerationHandle(request, self)
         call = _Call(handle)
         self._calls[request.request_id] = call
@@ -211,8 +268,7 @@ class RayEngine(Engine):
                 call.replica = r
                 t0 = time.monotonic()
                 try:
-                    call.ref = r.actor.generate.remote(request)
-                    out: Completion = await call.ref
+                    out = await self._stream(r, request, call)
                 except self._died as e:
                     self._lost(r, e)
                     tries += 1
@@ -221,7 +277,8 @@ class RayEngine(Engine):
                                           f"({type(e).__name__})", hint="nodes are leaving the cluster") from None
                     self.restarted += 1
                     log.warning("ray: the engine on node %s died mid-generation (%s); request %s runs "
-                                "again elsewhere (%d/%d)", r.node[:12], type(e).__name__, rid, tries, self.restarts)
+                                "again elsewhere after %d delivered tokens (%d/%d)", r.node[:12],
+                                type(e).__name__, rid, len(call.texts), tries, self.restarts)
                     continue
                 except ray.exceptions.RayTaskError as e:        # the engine's own error
                     cause = getattr(e, "cause", None)
@@ -232,9 +289,7 @@ class RayEngine(Engine):
                     r.inflight -= 1
                 r.tokens += out.usage.completion_tokens
                 r.seconds += time.monotonic() - t0
-                if out.text:
-                    call.handle.push(Chunk(out.text, None, 0))
-                call.handle.finish(out)
+                call.handle.finish(self._final(out, call))
                 return
         except asyncio.CancelledError:
             call.handle.fail(Cancelled(f"request {rid} was cancelled"))
@@ -243,6 +298,42 @@ class RayEngine(Engine):
             call.handle.fail(e)
         finally:
             self._calls.pop(rid, None)
+
+    async def _stream(self, r: _Replica, request: GenerationRequest, call: _Call) -> Completion:
+        """One run of ``request`` on ``r``'s actor: deliver the tokens past those already
+        delivered (see the NOTE), return its completion."""
+        gen = call.ref = r.actor.stream.options(num_returns="streaming").remote(request)
+        texts = call.texts
+        async for ref in gen:
+            item = await ref
+            if isinstance(item, Completion):
+                return item
+            for text, token_id, index in item:
+                if index <= call.last:                    # delivered before the rerun
+                    if text != texts.get(index, text) and not call.diverged:
+                        call.diverged = True
+                        self.diverged += 1
+                        log.warning("ray: request %s's rerun differs at token %d; the delivered "
+                                    "tokens stand", request.request_id, index)
+                    continue
+                if call.first_at is None:
+                    call.first_at = time.monotonic()
+                texts[index] = text
+                call.last = index
+                call.handle.push(Chunk(text, token_id, index))
+        raise EngineError(f"ray: the engine's stream for request {request.request_id} ended "
+                          "without a completion")
+
+    def _final(self, out: Completion, call: _Call) -> Completion:
+        """The run's completion as the caller saw it: its text is the delivered text when a
+        rerun differed, and the times are the caller's (submit to first token, to the end)."""
+        now = time.monotonic()
+        usage = dataclasses.replace(out.usage, total_s=now - call.handle.submitted_at)
+        if call.first_at is not None:
+            usage.ttft_s = call.first_at - call.handle.submitted_at
+            usage.decode_s = now - call.first_at
+        text = "".join(call.texts.values()) if call.diverged else out.text
+        return dataclasses.replace(out, text=text, usage=usage)
 
     def _lost(self, r: _Replica, e: BaseException) -> None:
         if r.alive:
