@@ -122,3 +122,32 @@ async def test_remote_peer_refused_unless_allowed(config, allow):
         assert r.status_code == 403
         body = r.json()
         assert body["error"] == "forbidden" and "10.0.0.5" in body["message"] and "--allow-remote" in body["hint"]
+
+
+async def test_only_the_admin_token_calls_as_another_agent(api, tmp_path):
+    """``/syscall`` with ``agent``: the person's call made with that agent's rights (its roots,
+    its process), the person's yes still counting; an agent's token may not use it."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (tmp_path / "outside.txt").write_text("not bob's")
+    r = await api.client.post("/api/v1/agents", json={"name": "bob", "capabilities": {
+        "syscalls": ["tool.call", "may.risky"], "read_roots": [str(ws)], "write_roots": [str(ws)]}})
+    assert r.status_code == 201
+    bob = r.json()["token"]
+    read = {"tool": "files.read", "args": {"path": str(tmp_path / "outside.txt")}, "workdir": str(ws)}
+    r = await api.client.post("/api/v1/syscall", json={"name": "tool.call", "args": read, "agent": "bob"})
+    assert r.status_code == 403 and "outside.txt" in r.json()["message"]       # bob's roots, not root's
+    r = await api.client.post("/api/v1/syscall", json={"name": "tool.call", "args": read})
+    assert r.status_code == 200                                                # root reads it
+    run = {"tool": "shell.run", "args": {"command": "echo hi > made.txt"}, "workdir": str(ws), "confirmed": True}
+    r = await api.client.post("/api/v1/syscall", json={"name": "tool.call", "args": run, "agent": "bob"})
+    assert r.status_code == 200, r.json()                                      # the person's yes counts
+    pid = r.json()["value"]["pid"]
+    assert (await api.client.get(f"/api/v1/processes/{pid}")).json()["owner"] == "bob"
+    async with api.as_agent(bob) as b:
+        r = await b.post("/api/v1/syscall", json={"name": "tool.call", "args": run})
+        assert r.status_code == 409 and r.json()["error"] == "needs_confirmation"   # bob's own yes does not
+        r = await b.post("/api/v1/syscall", json={"name": "tool.call", "args": run, "agent": "root"})
+        assert r.status_code == 403 and "only the admin token" in r.json()["message"]
+    r = await api.client.post("/api/v1/syscall", json={"name": "tool.list", "agent": "nobody"})
+    assert r.status_code == 403 and "unknown agent" in r.json()["message"]

@@ -3,6 +3,7 @@ its sandboxed test runs live in the daemon's kernel; nothing boots in this proce
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from llmos.cli import daemon as daemon_cli
 from llmos.cli import dev as dev_cli_mod
 from llmos.hal.fake import FakeHAL
 from llmos.llm.fake import FakeEngine
+from llmos.sdk.client import Client
 from llmos.tools.registry import default_registry
 
 
@@ -42,3 +44,40 @@ def test_dev_through_the_daemon(daemon, tiny_repo, texts):
     assert res.exit_code == 0, res.output
     assert "daemon at" in res.output and "tests pass" in res.output
     assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"].replace("a - b", "a + b")
+
+
+
+PROBE = """import sys
+ifaces = sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:])
+print("interfaces:", " ".join(ifaces))
+try:
+    print(open(sys.argv[1]).read())
+except OSError as e:
+    print("unreadable:", type(e).__name__)
+"""
+
+
+def test_test_runs_in_the_daemon_are_the_dev_agents(daemon, tiny_repo, tmp_path):
+    """The person's token confirms the test runs (an agent cannot confirm its own exec step),
+    but they run as the development agent: its process, its sandbox (the scratch copy, no
+    network), not the person's rights."""
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the person's secret\n")
+    (tiny_repo / "probe.py").write_text(PROBE)
+    app = typer.Typer()
+    dev_cli_mod.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+    res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd",
+                                   f"python probe.py {secret} && python test_calc.py", "--model", "fake",
+                                   "--json", "--tries", "1", "fix add"])
+    out = json.loads(res.output.strip().splitlines()[-1])
+    assert out["passed"] is True, out
+    assert "the person's secret" not in out["tests_output"] and "unreadable: FileNotFoundError" in out["tests_output"]
+    assert "interfaces: lo\n" in out["tests_output"]          # no network: the agent's, not the person's
+    with Client(daemon.url, daemon.token) as admin:
+        tools = [p for p in admin.ps(limit=1000) if p["kind"] == "tool"]
+    assert len(tools) == 2 and all(p["owner"].startswith("dev-") for p in tools), tools

@@ -9,7 +9,9 @@ Map:
 - ``call(svc, who, name, args)``: one syscall as the principal's agent; returns the
   value or raises the kernel's error (the app's handlers make it a JSON body). Only the
   admin token's calls are made on behalf of the person (``person=True``): an agent's
-  ``confirmed=true`` does not approve anything.
+  ``confirmed=true`` does not approve anything. ``as_agent``: the admin token only, the
+  person making a call as one of the agents (its capabilities, roots and quotas; the
+  person's yes still counts, since the person makes it), e.g. ``llmos dev``'s test runs.
 """
 
 from __future__ import annotations
@@ -89,9 +91,19 @@ def metrics_principal(request: Request) -> Principal:
     return who
 
 
-async def call(svc: Services, who: Principal, name: str, args: dict[str, Any] | None = None) -> Any:
-    """The syscall as ``who``; only the admin token speaks for the person (``confirmed``)."""
-    res = await svc.kernel.syscall(who.agent, name, args or {}, person=who.admin)
+async def call(svc: Services, who: Principal, name: str, args: dict[str, Any] | None = None, *,
+               as_agent: str | None = None) -> Any:
+    """The syscall as ``who`` (or, for the admin token only, as ``as_agent``); only the admin
+    token speaks for the person (``confirmed``)."""
+    agent = who.agent
+    if as_agent is not None and as_agent != who.agent:
+        if not who.admin:
+            from llmos.errors import PermissionDenied
+
+            raise PermissionDenied(f"agent: only the admin token may call as another agent, not "
+                                   f"{who.agent!r}", reason="acting as another agent is the person's act")
+        agent = as_agent
+    res = await svc.kernel.syscall(agent, name, args or {}, person=who.admin)
     if not res.ok:
         raise res.error
     return res.value

@@ -2,7 +2,8 @@
 
 Map (each route is one syscall as the calling agent unless noted):
 - ``GET /health`` (no token; used by ``sdk.discover``), ``GET /whoami``.
-- ``POST /syscall``: any syscall by name (the SDK's escape hatch).
+- ``POST /syscall``: any syscall by name (the SDK's escape hatch); with ``agent``, the admin
+  token's call made as that agent (its rights, the person's yes).
 - processes: ``POST /processes`` (proc.spawn), ``GET /processes`` (proc.list),
   ``GET /processes/{pid}`` (proc.get), ``POST /processes/{pid}/kill`` and
   ``DELETE /processes/{pid}`` (proc.kill), ``POST /processes/{pid}/nice`` (proc.nice),
@@ -93,7 +94,7 @@ async def whoami(who: Principal = Who) -> dict:
 async def syscall(body: S.SyscallRequest, who: Principal = Who, svc: Services = Svc) -> Response:
     """Make any syscall as the calling agent; errors come back as error bodies."""
     # the hot path: answered as JSON directly (the value is the kernel's JSON already)
-    return JSONResponse({"ok": True, "value": await call(svc, who, body.name, body.args)})
+    return JSONResponse({"ok": True, "value": await call(svc, who, body.name, body.args, as_agent=body.agent)})
 
 
 @router.get("/system", response_model=S.SystemOut, tags=["daemon"])

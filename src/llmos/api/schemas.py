@@ -72,6 +72,9 @@ class WhoAmI(Open):
 class SyscallRequest(Strict):
     name: str = Field(min_length=1, max_length=64, description="e.g. proc.list, llm.generate")
     args: dict[str, Any] = Field(default_factory=dict)
+    agent: str | None = Field(default=None, min_length=1, max_length=63,
+                              description="admin token only: make the call as this agent (its "
+                                          "capabilities, roots and quotas) on behalf of the person")
 
 
 class SyscallResponse(Open):

@@ -12,7 +12,8 @@ Map:
 - ``open_daemon(client, scratch, model=, priority=)``: in the daemon: the admin client
   creates the agent, the agent's own token makes its model calls; the test runs are the
   person's ``tool.call`` (the admin token), since the daemon never lets an agent's token
-  confirm its own exec step. Their workdir is still the scratch copy.
+  confirm its own exec step, made as the run's agent (``as_agent``): the person's yes,
+  the agent's process, roots and quotas (the scratch copy only).
 
 The agent is created per run (``dev-<id>``) with the scratch copy as its only read and
 write root, no network, and ``may.risky`` so ``shell.run`` may run (the person asked for
@@ -148,7 +149,7 @@ async def open_daemon(client: Any, scratch: Path, *, model: str | None,
     async def call(syscall: str, args: dict[str, Any]) -> Any:   # the HTTP wait outlasts the kernel's limit
         return await agent_client.syscall(syscall, args, timeout=max(900.0, float(args.get("timeout_s") or 0) + 60))
 
-    async def person(syscall: str, args: dict[str, Any]) -> Any:
-        return await client.syscall(syscall, args, timeout=900)
+    async def person(syscall: str, args: dict[str, Any]) -> Any:   # the person's yes, the agent's rights
+        return await client.syscall(syscall, args, timeout=900, as_agent=name)
     return DevSession(call, scratch, name, model=model, priority=priority, close=agent_client.aclose,
                       test_call=person)

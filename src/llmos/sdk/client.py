@@ -123,9 +123,12 @@ class _Endpoints(abc.ABC):
         """CPU, memory, GPU, energy and engine throughput as the daemon sees them."""
         return self._call("GET", "/api/v1/system")
 
-    def syscall(self, name: str, args: dict | None = None, *, timeout: float | None = None):
-        """Any kernel syscall by name; returns its value or raises its error."""
-        return self._call("POST", "/api/v1/syscall", json={"name": name, "args": args or {}},
+    def syscall(self, name: str, args: dict | None = None, *, timeout: float | None = None,
+                as_agent: str | None = None):
+        """Any kernel syscall by name; returns its value or raises its error. ``as_agent``
+        (the admin token only): the person makes the call as that agent, with its rights."""
+        return self._call("POST", "/api/v1/syscall", json=_clean({"name": name, "args": args or {},
+                                                                   "agent": as_agent}),
                           key="value", timeout=timeout)
 
     # ── processes ──────────────────────────────────────────────────────────
