@@ -81,3 +81,18 @@ def test_test_runs_in_the_daemon_are_the_dev_agents(daemon, tiny_repo, tmp_path)
     with Client(daemon.url, daemon.token) as admin:
         tools = [p for p in admin.ps(limit=1000) if p["kind"] == "tool"]
     assert len(tools) == 2 and all(p["owner"].startswith("dev-") for p in tools), tools
+
+
+def test_hanging_tests_through_the_daemon_are_stopped_and_reported(daemon, tiny_repo, texts):
+    (tiny_repo / "test_calc.py").write_text("import time\ntime.sleep(60)\n")
+    app = typer.Typer()
+    dev_cli_mod.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+    res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
+                                   "--test-timeout", "2", "--model", "fake", "--tries", "1", "--yes", "fix add"])
+    assert res.exit_code == 1, res.output
+    assert "tests did not finish" in res.output and "2" in res.output
+    assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"]
