@@ -134,3 +134,45 @@ async def test_metrics_exposition(api):
     assert "llmos_time_to_first_token_seconds_count 1.0" in text
     assert 'llmos_energy_joules_total{' in text and 'label="modelled"' in text
     assert 'llmos_http_requests_total{method="POST",route="/api/v1/syscall",status="200"} 1.0' in text
+
+
+async def test_post_timers_repeats_with_every_s(config):
+    """``every_s`` makes a repeating reminder (alone: the first one every_s from now); it fires
+    each time on the kernel clock and stays pending; a bad every_s is a 422 naming the field."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from llmos.api.app import create_app, lifespan_services
+    from llmos.clock import FakeClock
+    from llmos.hal.fake import FakeHAL
+    from llmos.kernel.timers import Delivery
+    from llmos.llm.fake import FakeEngine
+
+    clock = FakeClock()
+    app = create_app(config, engines={"fake": FakeEngine()}, hal=FakeHAL(), clock=clock, preload_models=False)
+    async with lifespan_services(app) as svc:
+        svc.kernel.timers.delivery = Delivery(notify=False)
+        headers = {"Authorization": f"Bearer {svc.tokens.admin_token()}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost",
+                                     headers=headers) as c:
+            r = await c.post("/api/v1/timers", json={"message": "stretch", "every_s": 100})
+            assert r.status_code == 201, r.json()
+            t = r.json()
+            assert t["every_s"] == 100 and t["due_s"] == clock.time() + 100
+            r = await c.post("/api/v1/timers", json={"message": "water", "in_s": 10, "every_s": 3600})
+            assert r.status_code == 201 and r.json()["due_s"] == clock.time() + 10
+            for _ in range(3):
+                clock.advance(100)
+                for _ in range(10):
+                    await asyncio.sleep(0)
+            got = {x["message"]: x for x in (await c.get("/api/v1/timers")).json()["timers"]}
+            assert got["stretch"]["state"] == "pending" and got["stretch"]["due_s"] == clock.time() + 100
+            assert got["water"]["due_s"] == clock.time() - 300 + 10 + 3600    # fired once, next in an hour
+            for bad in (0, -5, "60", True, None, "soon"):
+                body = {"message": "x", "in_s": 5, "every_s": bad} if bad is not None else \
+                    {"message": "x", "in_s": 5, "every_s": float("nan")}
+                r = await c.post("/api/v1/timers", content=json.dumps(body), headers={"content-type": "application/json"})
+                assert r.status_code == 422, (bad, r.json())
+                assert r.json()["field"] == "every_s" and r.json()["message"].startswith("every_s:"), r.json()

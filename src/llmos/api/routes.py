@@ -275,10 +275,14 @@ async def list_timers(all: bool = Query(False, description="include fired and ca
 
 @router.post("/timers", response_model=S.TimerOut, status_code=201, tags=["timers"])
 async def set_timer(body: S.TimerRequest, who: Principal = Who, svc: Services = Svc) -> dict:
-    if (body.in_s is None) == (body.at is None):
+    """A durable reminder: in_s from now or at; every_s repeats it (alone: first in every_s)."""
+    args = body.model_dump(exclude_none=True)
+    if body.in_s is None and body.at is None and body.every_s is not None:
+        args["in_s"] = body.every_s
+    elif (body.in_s is None) == (body.at is None):
         raise ApiError(400, "invalid_argument", "expected exactly one of 'in_s' or 'at'",
                        field="in_s", expected="seconds from now, or 'at' in epoch seconds")
-    res = await call(svc, who, "timer.set", body.model_dump(exclude_none=True))
+    res = await call(svc, who, "timer.set", args)
     return res
 
 

@@ -269,6 +269,9 @@ class TimerRequest(Strict):
     message: str = Field(min_length=1, max_length=1000)
     in_s: float | None = Field(None, ge=0, le=10 * 365 * 86400, description="seconds from now")
     at: float | None = Field(None, ge=0, description="epoch seconds")
+    every_s: float | None = Field(None, ge=1, le=10 * 365 * 86400, strict=True,
+                                 description="repeat this often (seconds, at least 1); alone, the "
+                                             "first reminder is every_s from now")
 
 
 class TimerOut(Open):
@@ -276,6 +279,7 @@ class TimerOut(Open):
     owner: str | None = None
     due_s: float | None = None
     message: str = ""
+    every_s: float | None = None
 
 
 class TimerList(Open):

@@ -224,10 +224,12 @@ class _Endpoints(abc.ABC):
     def timers(self):
         return self._call("GET", "/api/v1/timers", key="timers")
 
-    def set_timer(self, message: str, *, in_s: float | None = None, at: float | None = None):
-        """A durable reminder ``in_s`` seconds from now, or at epoch time ``at``."""
+    def set_timer(self, message: str, *, in_s: float | None = None, at: float | None = None,
+                  every_s: float | None = None):
+        """A durable reminder ``in_s`` seconds from now, or at epoch time ``at``; ``every_s``
+        repeats it (alone: the first one ``every_s`` from now)."""
         return self._call("POST", "/api/v1/timers",
-                          json=_clean({"message": message, "in_s": in_s, "at": at}))
+                          json=_clean({"message": message, "in_s": in_s, "at": at, "every_s": every_s}))
 
     def cancel_timer(self, timer_id: int | str):
         return self._call("DELETE", f"/api/v1/timers/{timer_id}")
