@@ -107,6 +107,38 @@ async def test_a_rerun_that_differs_keeps_the_delivered_tokens(cluster):
         await engine.close()
 
 
+async def test_through_the_kernel_the_allocator_picks_the_node_and_tokens_stream(cluster, config):
+    from llmos.executor.ray_engines import RayEngine
+    from llmos.kernel import Kernel
+
+    _, nodes = cluster
+    engine = RayEngine(functools.partial(FakeEngine, None, step_delay_s=STEP_S, max_active=1))
+    k = await Kernel.boot(config, engines={"fake": engine}, tools=None, hal=False)
+    try:
+        pids = [await k.submit("llm", {"prompt": f"p{i} q r s", "max_tokens": 8}) for i in range(2)]
+        for pid in pids:
+            await k.result(pid, timeout_s=60)
+        on = {k.procs.get(p).placed_on for p in pids}
+        assert on == {f"engine:fake@{n.node_id[:12]}" for n in nodes}     # nothing learned, one lane each: one each
+        assert sorted(engine.routes.values()) == [1, 1]                 # each ran where it was placed
+
+        before = dict(engine.routes)
+        events, when = [], []
+        async for e in k.syscall_stream("root", "llm.generate", {"prompt": _req(20, "t").prompt,
+                                                                 "max_tokens": 28, "stream": True}):
+            events.append(e)
+            when.append(time.monotonic())
+        chunks = [i for i, e in enumerate(events) if e["type"] == "chunk"]
+        assert len(chunks) == 20 and events[-1]["ok"]
+        assert when[-1] - when[chunks[0]] > 10 * STEP_S                 # the kernel's stream got them while it ran
+        placed = k.procs.get(events[-1]["value"]["pid"]).placed_on
+        ran = next(n for n, count in engine.routes.items() if count > before.get(n, 0))
+        assert placed == f"engine:fake@{ran[:12]}"                      # the allocator's node ran it
+    finally:
+        await k.shutdown()
+        await engine.close()
+
+
 async def test_one_engine_per_node_generations_by_load_and_a_lost_node_reruns_elsewhere(cluster):
     from llmos.executor.ray_engines import RayEngine
 

@@ -14,8 +14,12 @@ Map:
 - ``node_engine(name, config)``: the factory the kernel gives: ``llm.make_engine`` on the node.
 - ``RayEngine(factory, cpus=, restarts=)``: the ``Engine`` interface over those actors.
   ``start()`` places one actor on every live node that has CPUs (node affinity, hard);
-  ``submit(request)`` sends it to the actor with the fewest generations in flight (ties:
+  ``submit(request, node=)`` sends it to ``node``'s actor when that is live (the kernel's
+  allocator chose it), else to the actor with the fewest generations in flight (ties:
   the lowest measured seconds per generated token, then the node id);
+  ``nodes()``: live node -> lanes; ``at(node)``: this engine with generations sent to
+  ``node`` (what the kernel's engine set hands out for ``<key>@<node>``: a resource of the
+  allocator per node, ``kernel.placement``);
   ``cancel(request_id)`` cancels its Ray task; ``close()`` ends the actors;
   ``node_of(request_id)``: the node running a generation now.
   ``routes``: generations sent per node; ``restarted``: generations run again elsewhere;
@@ -64,7 +68,7 @@ from llmos.llm.base import (
     Usage,
 )
 
-__all__ = ["EngineActor", "RayEngine", "RESTARTS", "node_engine"]
+__all__ = ["EngineActor", "NodeEngine", "RayEngine", "RESTARTS", "node_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,7 @@ class _Call:
     task: asyncio.Task | None = None
     ref: Any = None                       # the actor's stream (an ObjectRefGenerator)
     replica: _Replica | None = field(default=None, repr=False)
+    node: str | None = None               # the node asked for (the allocator's choice), if any
     texts: dict[int, str] = field(default_factory=dict)   # token index -> text, for each delivered
     last: int = -1                        # highest token index delivered (engines skip empty pieces)
     first_at: float | None = None         # monotonic s when the first token was delivered
@@ -176,6 +181,7 @@ class RayEngine(Engine):
         self.diverged = 0                       # reruns whose delivered tokens came out different
         self._calls: dict[str, _Call] = {}
         self._died = _died_errors()
+        self._at: dict[str, NodeEngine] = {}    # node -> this engine bound to it
 
     @property
     def capabilities(self) -> Capabilities:
@@ -221,19 +227,29 @@ class RayEngine(Engine):
         """Generations in flight per live node."""
         return {r.node: r.inflight for r in self.replicas if r.alive}
 
+    def nodes(self) -> dict[str, int]:
+        """Live node -> its actor's lanes (generations it runs at once)."""
+        return {r.node: r.max_active for r in self.replicas if r.alive}
+
+    def at(self, node: str) -> NodeEngine:
+        """This engine, its generations sent to ``node`` while that node is live."""
+        if node not in self._at:
+            self._at[node] = NodeEngine(self, node)
+        return self._at[node]
+
     def node_of(self, request_id: str) -> str | None:
         """The node running generation ``request_id`` now (None: not running here)."""
         call = self._calls.get(request_id)
         return call.replica.node if call is not None and call.replica is not None else None
 
     # ── generations ────────────────────────────────────────────────────────
-    def submit(self, request: GenerationRequest) -> GenerationHandle:
+    def submit(self, request: GenerationRequest, *, node: str | None = None) -> GenerationHandle:
         request.validate()
         p = request.params
         if p.temperature > 0 and p.seed is None:           # a rerun must reproduce what was delivered
             request = dataclasses.replace(request, params=dataclasses.replace(p, seed=secrets.randbits(31)))
         handle = GenerationHandle(request, self)
-        call = _Call(handle)
+        call = _Call(handle, node=node)
         self._calls[request.request_id] = call
         call.task = asyncio.ensure_future(self._run(request, call))
         return handle
@@ -250,8 +266,11 @@ class RayEngine(Engine):
         call.handle.finish(Completion(request_id, "", "cancelled", Usage(), self.model))
         return True
 
-    def _pick(self) -> _Replica | None:
+    def _pick(self, node: str | None = None) -> _Replica | None:
         live = [r for r in self.replicas if r.alive]
+        asked = next((r for r in live if r.node == node), None)
+        if asked is not None:
+            return asked
         return min(live, key=lambda r: (r.inflight / r.max_active, r.s_per_token(), r.node)) if live else None
 
     async def _run(self, request: GenerationRequest, call: _Call) -> None:
@@ -259,7 +278,7 @@ class RayEngine(Engine):
         tries = 0
         try:
             while True:
-                r = self._pick()
+                r = self._pick(call.node)
                 if r is None:
                     raise EngineError(f"ray: no live engine actor for request {rid}",
                                       hint="every node that had the model has left")
@@ -342,3 +361,31 @@ class RayEngine(Engine):
             with contextlib.suppress(Exception):
                 ray.kill(r.actor)
 
+
+
+class NodeEngine(Engine):
+    """``RayEngine.at(node)``: the same engine, each generation sent to ``node`` while it
+    is live (else where the engine's own rule sends it). Starting and closing are the
+    RayEngine's (its owner's), not this view's."""
+
+    def __init__(self, engine: RayEngine, node: str) -> None:
+        self.engine = engine
+        self.node = node
+        self.name = engine.name
+        self.model = engine.model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.engine.capabilities
+
+    def submit(self, request: GenerationRequest) -> GenerationHandle:
+        return self.engine.submit(request, node=self.node)
+
+    def cancel(self, request_id: str) -> bool:
+        return self.engine.cancel(request_id)
+
+    def stats(self) -> EngineStats:
+        return self.engine.stats()
+
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)

@@ -57,7 +57,8 @@ def make_placer(k: Kernel) -> Any:
 
     snapshot = k.hal.snapshot() if k.hal is not None else None
     alloc = Allocator(device_resources(snapshot), mode=k.config.alloc_mode, clock=k.clock)
-    return Placer(alloc, config=k.config, given=k.engine_set.given, snapshot=snapshot, hal=k.hal, tools=k.tools)
+    return Placer(alloc, config=k.config, given=k.engine_set.given, snapshot=snapshot, hal=k.hal, tools=k.tools,
+                  loaded=lambda: k.engine_set.loaded)
 
 
 def make_executor(k: Kernel, tools: Any) -> Any:

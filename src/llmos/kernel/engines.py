@@ -4,7 +4,8 @@ Every engine runs under the scheduler's token-level step policy.
 
 Map:
 - ``EngineSet``: given engines + engines built on first use (by ``llm.make_engine``, the
-  one engine factory); ``get(key)``,
+  one engine factory); ``get(key)`` (``<key>@<node>``: engine ``key`` on that node, for an
+  engine spread over nodes, as the allocator placed it: ``kernel.placement``),
   ``check(model)``, ``stats()`` (each loaded engine's live ``EngineStats``).
 - ``LivePriorities``: pid -> the kernel's current priority of a live generation
   (``proc.nice`` writes it, the engine's step thread reads it; request ids map back
@@ -138,6 +139,9 @@ class EngineSet:
         name = model or self.config.model
         if name in self._engines:
             return self._engines[name]
+        key, at, node = name.partition("@")                 # "<key>@<node>": the allocator chose a node
+        if at and callable(getattr(self._engines.get(key), "at", None)):
+            return self._engines[key].at(node)
         async with self._lock:
             if name not in self._engines:
                 engine = self._build(name)

@@ -20,6 +20,8 @@ Map:
   reason says what was granted, whether it is enforced and how (``llmos explain``).
 - ``refresh()``: every ``REFRESH_S`` (called from ``batch``), device capacities are read
   again from the HAL (free memory, GPU memory, cores) while the kernel runs.
+- ``sync_nodes()`` (called from ``batch``): an engine spread over nodes gets one resource
+  per live node, so the allocator chooses the node (see the NOTE on nodes).
 
 NOTE (grants). CPU ids come from the kernel's own affinity (``os.sched_getaffinity``).
 A job whose demand names ``cores`` holds that many CPU ids alone while it runs
@@ -50,6 +52,17 @@ time and joules are fed back. For an llm the predicted work was max_tokens but t
 work done is the tokens generated, so both are scaled to the predicted work
 (seconds × work/done): the allocator learns tokens per second and joules per token,
 and its prediction spread measures the speed error, not early stops.
+
+NOTE (engines on nodes). A loaded engine that runs on several nodes states them:
+``nodes() -> {node id: lanes}`` of its live nodes, and ``at(node)`` is the same engine
+with its generations sent to that node (``executor.ray_engines.RayEngine``). Once it
+states nodes, its resource ``engine:<key>`` (free of placements) gives way to one per live
+node, ``engine:<key>@<node id[:12]>``, with the same labels, power and devices and the
+node's lanes, served by the EngineSet key ``<key>@<node id>`` (the engine ``at`` that
+node). So the allocator picks the node like any resource (load, learned speed per node,
+the mode's rule) and the dispatch line (``llmos explain``) names it. A node that leaves
+loses its resource once nothing is placed on it; a generation placed there is run by
+the engine on a live node (its own rule). With no live node the engine's resource returns.
 """
 
 from __future__ import annotations
@@ -114,8 +127,10 @@ class Placer:
 
     def __init__(self, allocator: Allocator, *, config: Config, given: Mapping[str, Any] | None = None,
                  snapshot: HardwareSnapshot | None = None, live: LiveSolver | bool = True,
-                 hal: HAL | None = None, tools: Any = None) -> None:
+                 hal: HAL | None = None, tools: Any = None,
+                 loaded: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.alloc = allocator                        # owner: this Placer
+        self._loaded = loaded                         # () -> the kernel's loaded engines by key (sync_nodes)
         self._hal = hal                               # refreshed capacities come from it (None: fixed)
         self._tools = tools                           # the tool registry (which tools start a child)
         self._refreshed = allocator.clock.monotonic() # when capacities were last read
@@ -173,6 +188,7 @@ class Placer:
     def batch(self, procs: Iterable[Process], mode_of: Callable[[Process], str | None]) -> bool:
         """The queue to the live solver (queued, not placed, in the default mode). True: it solved."""
         self.refresh()
+        self.sync_nodes()
         if self.live is None:
             return False
         queue: dict[int, Task] = {}
@@ -262,6 +278,39 @@ class Placer:
                    for k, v in r.capacity.items()}
             self.alloc.set_capacity(r.name, cap)
         return True
+
+    def sync_nodes(self) -> None:
+        """One resource per live node of each loaded engine that states nodes (see the NOTE)."""
+        if self._loaded is None:
+            return
+        for key, engine in list(self._loaded().items()):
+            nodes_of = getattr(engine, "nodes", None)
+            base = self._engines.get(f"engine:{key}")
+            if not (callable(nodes_of) and callable(getattr(engine, "at", None))) or base is None \
+                    or base.engine != key:
+                continue
+            nodes: Mapping[str, int] = nodes_of()
+            mine = {name: e.engine.partition("@")[2] for name, e in self._engines.items()
+                    if e.engine.startswith(f"{key}@")}
+            present = {r.name for r in self.alloc.resources}
+            for node, lanes in nodes.items():
+                name = f"{base.resource.name}@{node[:12]}"
+                if name not in present:
+                    r = replace(base.resource, name=name, lanes=max(1, int(lanes)))
+                    self.alloc.add_resource(r)
+                    self._engines[name] = replace(base, resource=r, engine=f"{key}@{node}")
+            for name, node in mine.items():
+                if node not in nodes and name in present:
+                    self._remove(name)
+            if nodes and base.resource.name in present:
+                self._remove(base.resource.name)
+            elif not nodes and base.resource.name not in present:
+                self.alloc.add_resource(base.resource)
+
+    def _remove(self, name: str) -> None:
+        """Take resource ``name`` out of the allocator once nothing is placed on it (else later)."""
+        if self.alloc.load()[name]["outstanding"] == 0:
+            self.alloc.remove_resource(name)
 
     def _why_listed(self) -> str:
         last = self.live.last if self.live is not None else None
