@@ -131,6 +131,48 @@ def test_ray_engines_flag_from_file_env_and_override(home):
         load_config(env={"LLMOS_HOME": str(home)})
 
 
+def test_reminder_webhook_from_file_env_and_flag(home):
+    env = {"LLMOS_HOME": str(home)}
+    assert load_config(env=env).reminder_webhook is None
+    (home / "config.toml").write_text('[reminders]\nwebhook = "https://hooks.example.com/llmos"\n')
+    assert load_config(env=env).reminder_webhook == "https://hooks.example.com/llmos"
+    cfg = load_config(env={**env, "LLMOS_REMINDER_WEBHOOK": "http://127.0.0.1:9/env"})
+    assert cfg.reminder_webhook == "http://127.0.0.1:9/env"                      # the environment wins
+    cfg = load_config(env={**env, "LLMOS_REMINDER_WEBHOOK": "http://127.0.0.1:9/env"},
+                      overrides={"reminder_webhook": "http://[::1]:8/flag"})
+    assert cfg.reminder_webhook == "http://[::1]:8/flag"                         # then the flag
+
+
+@pytest.mark.parametrize("where, value, name", [
+    ("file", "hooks.example.com/llmos", "reminders.webhook"),
+    ("file", "ftp://hooks.example.com/x", "reminders.webhook"),
+    ("file", 42, "reminders.webhook"),
+    ("file", "", "reminders.webhook"),
+    ("env", "https://", "LLMOS_REMINDER_WEBHOOK"),
+    ("env", "http://host:99999/x", "LLMOS_REMINDER_WEBHOOK"),
+    ("flag", "not a url", "--reminder-webhook"),
+])
+def test_a_bad_reminder_webhook_is_one_line_naming_where(home, where, value, name):
+    env = {"LLMOS_HOME": str(home)}
+    overrides = {}
+    if where == "file":
+        (home / "config.toml").write_text(f"[reminders]\nwebhook = {_toml(value)}\n")
+    elif where == "env":
+        env["LLMOS_REMINDER_WEBHOOK"] = value
+    else:
+        overrides["reminder_webhook"] = value
+    with pytest.raises(ConfigError) as e:
+        load_config(env=env, overrides=overrides)
+    msg = str(e.value)
+    assert msg.startswith(f"{name}: expected an http(s) URL") and repr(value) in msg and "\n" not in msg
+
+
+def test_unknown_reminders_key(home):
+    (home / "config.toml").write_text('[reminders]\nwebhok = "https://x.example"\n')
+    with pytest.raises(ConfigError, match=r"\[reminders\]: unknown key\(s\) webhok; expected webhook"):
+        load_config(env={"LLMOS_HOME": str(home)})
+
+
 def _toml(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -147,10 +189,11 @@ _SCALAR = st.one_of(st.booleans(), st.integers(-2**62, 2**62), st.floats(allow_n
                     st.text(max_size=6), st.sampled_from(["fifo", "energy", "http://x", "127.0.0.1"]))
 _VALUE = st.recursive(_SCALAR, lambda c: st.one_of(
     st.lists(c, max_size=3),
-    st.dictionaries(st.sampled_from(["name", "base_url", "model", "command", "url", "n_ctx", "port", "env"]),
+    st.dictionaries(st.sampled_from(["name", "base_url", "model", "command", "url", "n_ctx", "port", "env",
+                                         "webhook"]),
                     c, max_size=3)), max_leaves=5)
 _DOC = st.dictionaries(st.sampled_from(["model", "scheduler", "alloc_mode", "log_level", "engine", "api",
-                                        "remote", "models", "mcp", "remotes"]), _VALUE, max_size=4)
+                                        "remote", "models", "mcp", "remotes", "reminders"]), _VALUE, max_size=4)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

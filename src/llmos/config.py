@@ -28,6 +28,9 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
     quota_bytes = 1073741824        # blobs kept in all; the oldest changes go first past it
     max_age_days = 30               # changes older than this are pruned
 
+    [reminders]
+    webhook = "https://hooks.example.com/llmos"   # a JSON POST per fired reminder (http or https)
+
     [[remote]]                      # any OpenAI-compatible server
     name = "local-vllm"
     base_url = "http://127.0.0.1:8000/v1"
@@ -42,7 +45,8 @@ The TOML file is ``$LLMOS_HOME/config.toml`` unless a path is given::
 Environment variables: ``LLMOS_HOME``, ``LLMOS_MODEL``, ``LLMOS_PLANNER_MODEL``,
 ``LLMOS_PLANNER_GGUF``, ``LLMOS_SCHEDULER``, ``LLMOS_ALLOC_MODE``, ``LLMOS_N_CTX``, ``LLMOS_N_SEQ_MAX``, ``LLMOS_THREADS``,
 ``LLMOS_BATCH_INVARIANT``,
-``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``, ``LLMOS_RAY`` (a Ray cluster: auto or HOST:PORT).
+``LLMOS_HOST``, ``LLMOS_PORT``, ``LLMOS_LOG_LEVEL``, ``LLMOS_RAY`` (a Ray cluster: auto or HOST:PORT),
+``LLMOS_REMINDER_WEBHOOK`` (``llmos serve --reminder-webhook``).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ __all__ = ["Config", "EngineConfig", "ApiConfig", "RemoteModel", "McpServer", "V
 
 SCHEDULERS = ("fifo", "rr", "priority", "fair", "sjf")
 _TOP_KEYS = {"model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "engine",
-             "api", "remote", "models", "mcp", "versions", "ray", "ray_engines"}
+             "api", "remote", "models", "mcp", "versions", "ray", "ray_engines", "reminders"}
 PLANNER_AUTO = "auto"          # planner_model: pick by the tier rule (llm/tiers.py)
 ALLOC_MODES = ("throughput", "latency", "cost", "energy")
 _TOP_STRINGS = ("model", "planner_model", "planner_gguf", "scheduler", "alloc_mode", "log_level", "ray")
@@ -139,6 +143,7 @@ class Config:
     versions: VersionsConfig = field(default_factory=VersionsConfig)
     ray: str | None = None                        # Ray cluster: "auto" or HOST:PORT; None: this process
     ray_engines: bool = False                     # with ray: local models run as one engine actor per node
+    reminder_webhook: str | None = None           # http(s) URL: a JSON POST per fired reminder; None: off
 
     @property
     def db_path(self) -> Path:
@@ -272,6 +277,24 @@ def _ray(value: Any) -> str | None:
         raise ConfigError(e.message.replace("--ray:", "ray:", 1), hint=e.hint) from None
 
 
+def _webhook(value: Any, name: str) -> str:
+    """An http(s) URL with a host (``name``: where it came from, for the one-line error)."""
+    from urllib.parse import urlsplit
+
+    v = value.strip() if isinstance(value, str) else value
+    try:
+        parts = urlsplit(v) if isinstance(v, str) else None
+        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        if ok:
+            parts.port                      # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name}: expected an http(s) URL such as https://hooks.example.com/llmos, "
+                          f"got {value!r}")
+    return v
+
+
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Build the Config. Raises ConfigError naming the bad key and the expectation."""
@@ -310,6 +333,15 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
     top = {k: _str(data[k], k) for k in _TOP_STRINGS if k in data}
     if "ray_engines" in data:
         top["ray_engines"] = data["ray_engines"]
+    rem = _table(data, "reminders")
+    if set(rem) - {"webhook"}:
+        raise ConfigError(f"[reminders]: unknown key(s) {', '.join(sorted(set(rem) - {'webhook'}))}; "
+                          "expected webhook")
+    webhook = (rem["webhook"], "reminders.webhook") if "webhook" in rem else None
+    if env.get("LLMOS_REMINDER_WEBHOOK"):
+        webhook = (env["LLMOS_REMINDER_WEBHOOK"], "LLMOS_REMINDER_WEBHOOK")
+    if "reminder_webhook" in overrides:
+        webhook = (overrides.pop("reminder_webhook"), "--reminder-webhook")
     env_map = {"LLMOS_MODEL": (top, "model"), "LLMOS_PLANNER_MODEL": (top, "planner_model"),
                "LLMOS_PLANNER_GGUF": (top, "planner_gguf"), "LLMOS_SCHEDULER": (top, "scheduler"),
                "LLMOS_ALLOC_MODE": (top, "alloc_mode"), "LLMOS_LOG_LEVEL": (top, "log_level"),
@@ -405,4 +437,5 @@ def _build(data: dict[str, Any], env: Mapping[str, str], overrides: dict[str, An
         mcp=tuple(mcps), config_file=cfg_path if cfg_path.exists() else None, versions=versions,
         ray=_ray(top.get("ray")),
         ray_engines=_bool(top.get("ray_engines", False), "ray_engines"),
+        reminder_webhook=None if webhook is None else _webhook(*webhook),
     )

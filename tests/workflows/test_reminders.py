@@ -12,6 +12,7 @@ import pytest
 
 from llmos.cli import reminders
 from llmos.clock import FakeClock
+from llmos.config import load_config
 from llmos.kernel import Kernel
 from llmos.kernel.timers import Delivery
 
@@ -65,6 +66,27 @@ async def test_a_fired_reminder_shows_in_the_shell_and_on_the_webhook(config, ho
         assert len(got) == 1 and got[0]["type"] == "reminder" and got[0]["message"] == "send the timesheet"
     finally:
         follower.cancel()
+        await k.shutdown()
+
+
+async def test_the_config_files_webhook_gets_the_reminder(home, hook):
+    """``[reminders] webhook`` in config.toml (no environment variable) is where a fired
+    reminder is POSTed."""
+    url, got = hook
+    (home / "config.toml").write_text(f'[reminders]\nwebhook = "{url}"\n')
+    cfg = load_config(env={"LLMOS_HOME": str(home)})
+    clock = FakeClock()
+    k = await Kernel.boot(cfg, clock=clock)
+    try:
+        assert k.timers.delivery.webhook == url
+        k.timers.delivery.notify = False                  # no desktop toasts from a test
+        res = await k.syscall("root", "timer.set", {"in_s": 5, "message": "water the plants"})
+        assert res.ok
+        clock.advance(5)
+        await _settle()
+        await k.timers.delivery.idle()
+        assert [(g["type"], g["message"]) for g in got] == [("reminder", "water the plants")]
+    finally:
         await k.shutdown()
 
 

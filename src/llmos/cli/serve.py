@@ -29,6 +29,10 @@ def serve(
                                      help="With --ray: run each local model as one engine actor per node "
                                           "(generations go to the least loaded; a lost node's are run "
                                           "again elsewhere). Default: the config's ray_engines (off)."),
+    reminder_webhook: str = typer.Option(None, "--reminder-webhook",
+                                         help="An http(s) URL that gets a JSON POST per fired reminder "
+                                              "(default: [reminders] webhook in the config, or "
+                                              "LLMOS_REMINDER_WEBHOOK)."),
 ) -> None:
     """Run the LLM OS daemon: REST API, OpenAI-compatible API, metrics and the dashboard.
 
@@ -37,7 +41,7 @@ def serve(
     from llmos.api.server import dashboard_url
     from llmos.api.server import serve as run
 
-    cfg = state.config(host=host, port=port, ray=ray, ray_engines=ray_engines)
+    cfg = state.config(host=host, port=port, ray=ray, ray_engines=ray_engines, reminder_webhook=reminder_webhook)
     if cfg.ray_engines and not cfg.ray:
         raise typer.BadParameter("--ray-engines needs --ray (or ray in the config)", param_hint="--ray-engines")
     conn = None

@@ -41,7 +41,7 @@ from llmos.kernel.stepping import LoopHooks
 from llmos.kernel.subsystems import Subsystems
 from llmos.kernel.syscall import dispatch
 from llmos.kernel.table import TABLE
-from llmos.kernel.timers import Timer, Timers
+from llmos.kernel.timers import Delivery, Timer, Timers
 
 if TYPE_CHECKING:
     from llmos.kernel.storage import Journal, StateLock
@@ -110,7 +110,7 @@ class Kernel:
         self.own_hal = False                      # True when boot detected the HAL (closed at shutdown)
         self.memory = Memory(journal, clock.time)
         self.versions: VersionStore | None = None  # file versions for undo; set by boot
-        self.timers = Timers(journal, clock, self._timer_fired)
+        self.timers = Timers(journal, clock, self._timer_fired, Delivery.from_config(config))
         self.closed = False
         self.recovery: Any = None                 # RecoveryReport of the last boot
         # the parts (each owns its state; they reach each other only through these references)

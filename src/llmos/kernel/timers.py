@@ -16,7 +16,8 @@ time: the first one after now, so downtime gives one late firing, never a burst.
 
 - ``Delivery``: where a fired reminder goes beyond the event stream (which an open
   ``llmos shell`` and the dashboard follow): a desktop notification (``notify-send``, where
-  the machine has one and a display) and a webhook (``LLMOS_REMINDER_WEBHOOK``: a JSON
+  the machine has one and a display) and a webhook (the config's ``reminder_webhook``:
+  ``[reminders] webhook``, ``LLMOS_REMINDER_WEBHOOK`` or ``--reminder-webhook``; a JSON
   POST). Both run in the background; a failure is a warning in the log, never a lost timer.
 """
 
@@ -90,6 +91,13 @@ class Delivery:
                        and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
                        ) if notify is None else notify
         self._tasks: set[asyncio.Task] = set()
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Delivery:
+        """The config's webhook (``[reminders] webhook``, ``LLMOS_REMINDER_WEBHOOK`` or
+        ``llmos serve --reminder-webhook``, checked by ``load_config``)."""
+        return cls(webhook=getattr(cfg, "reminder_webhook", None),
+                   notify=False if os.environ.get("LLMOS_NOTIFY") == "0" else None)
 
     @classmethod
     def from_env(cls) -> Delivery:
