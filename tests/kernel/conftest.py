@@ -1,5 +1,6 @@
-"""Kernel fixtures: a booted kernel on a temp state dir with a FakeEngine, a FakeClock,
-a FakeHAL and a small tool registry (echo, append, delete, fetch, fail, block)."""
+"""Kernel fixtures: a booted kernel (the shared ``boot_kernel``) on a temp state dir with a
+FakeEngine, a FakeClock, a FakeHAL and a small tool registry (echo, append, delete, fetch,
+fail, block)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from llmos.errors import ToolError
 from llmos.hal.fake import FakeHAL
 from llmos.kernel import Kernel
-from llmos.llm.fake import FakeEngine
 from llmos.tools.registry import Tool, ToolRegistry, ToolResult
 from llmos.types import Risk
 
@@ -94,11 +94,11 @@ def workdir(tmp_path):
 
 
 @pytest.fixture
-async def kernel(config, clock, registry):
-    engine = FakeEngine("the answer is 42")
-    k = await Kernel.boot(config, engines={"fake": engine}, tools=registry, clock=clock, hal=FakeHAL(clock))
+async def kernel(boot_kernel, clock, registry):
+    """``boot_kernel``'s kernel on the fake clock, the fake HAL and this directory's tools."""
+    k = await boot_kernel("the answer is 42", tools=registry, clock=clock, hal=FakeHAL(clock))
     yield k
-    await k.shutdown(grace_s=0.5)
+    await k.shutdown(grace_s=0.5)         # a blocked test tool is not waited for long
 
 
 async def make_agent(k: Kernel, name: str, **caps) -> str:
