@@ -1,5 +1,6 @@
 """Engines on many machines: one engine actor per Ray node, each generation sent to the
-least loaded one, and a generation whose node is lost run again on another.
+node the kernel's allocator chose (else the least loaded one), its tokens streamed back as
+they are made, and a generation whose node is lost run again on another.
 
 Imported only with Ray configured (it imports Ray). The kernel's engine set builds a
 ``RayEngine`` for a local model when ``ray`` and ``ray_engines`` are configured
