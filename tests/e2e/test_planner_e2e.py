@@ -333,3 +333,86 @@ async def test_a_named_file_made_inside_a_folder_counts_as_made(run, ws):
                  ("files.write", {"path": "backup/index.txt", "content": "a.md"}), answer="Done.")
     res = await run(Model([plan]), "create a folder backup and put an index.txt inside it", ws, yes=True)
     assert (ws / "backup" / "index.txt").exists() and "Not done" not in res.answer
+
+
+async def test_each_over_files_in_a_folder_with_the_folder_written_twice(run, ws):
+    """files.list names entries from the workspace root ("lists/a.txt"); a plan that puts the
+    folder before $item.name again ("lists/$item.name") means the same file."""
+    (ws / "lists").mkdir()
+    (ws / "lists" / "a.txt").write_text("b\na\n")
+    (ws / "lists" / "b.txt").write_text("d\nc\n")
+    plan = steps(("files.list", {"path": "lists", "pattern": "*.txt"}),
+                 ("text.sort", {"path": "lists/$item.name", "save_to": "lists/$item.name"},
+                  {"each": "$step1.output.entries"}))
+    res = await run(Model([plan]), "sort every txt file in lists/ in place", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert (ws / "lists" / "a.txt").read_text() == "a\nb\n"
+    assert (ws / "lists" / "b.txt").read_text() == "c\nd\n"
+    assert not (ws / "lists" / "lists").exists()
+
+
+async def test_an_each_step_that_never_uses_its_item_is_planned_again(run, ws):
+    (ws / "a.txt").write_text("x\n")
+    (ws / "b.txt").write_text("y\ny\n")
+    bad = steps(("files.list", {"pattern": "*.txt"}),
+                ("files.count", {"path": "a.txt"}, {"each": "$step1.output.entries"}))
+    good = steps(("files.list", {"pattern": "*.txt"}),
+                 ("files.count", {"path": "$item.name"}, {"each": "$step1.output.entries"}))
+    model = Model([bad, good])
+    res = await run(model, "count the lines of every txt file", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert model.planned == 2
+    assert any("$item" in n for n in res.record.notes)
+
+
+async def test_without_an_answer_template_every_last_result_is_said(run, ws):
+    """Steps whose results no later step reads are each the end of a branch: the answer
+    says all of them, not only the last step's."""
+    for name, n in (("a.txt", 1), ("b.txt", 2), ("c.txt", 3)):
+        (ws / name).write_text("w\n" * n)
+    plan = steps(("files.count", {"path": "a.txt"}), ("files.count", {"path": "b.txt"}),
+                 ("files.count", {"path": "c.txt"}))
+    res = await run(Model([plan]), "how many lines do a.txt, b.txt and c.txt have", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    for name, n in (("a.txt", 1), ("b.txt", 2), ("c.txt", 3)):
+        assert f"{name}: {n} lines" in res.answer
+
+
+async def test_an_indexed_reference_reads_the_element(run, ws):
+    (ws / "s.csv").write_text("name,amount\nA,5\nB,9\n")
+    plan = steps(("data.sort", {"path": "s.csv", "by": "amount", "descending": True}),
+                 answer="The largest is $step1.output.rows[0].name with $step1.output.rows[0].amount.")
+    res = await run(Model([plan]), "which row of s.csv has the largest amount", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert res.answer.startswith("The largest is B with 9")
+
+
+async def test_a_refusal_copied_from_an_example_is_planned_again(run, ws):
+    """A refusal that repeats a worked example's reason and shares no word with the request
+    was copied, not reasoned: the planner asks once more."""
+    from llmos.shell.planner import load_examples
+    copied = next(e.plan["refuse"] for e in load_examples() if "refuse" in e.plan)
+    plan = steps(("todo.add", {"item": "water the plants"}))
+    model = Model([json.dumps({"refuse": copied}), plan])
+    res = await run(model, "put water the plants on my todo list", ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert "water the plants" in (ws / "todo.txt").read_text()
+
+
+async def test_a_refusal_that_speaks_of_the_request_stands(run, ws):
+    from llmos.shell.planner import load_examples
+    copied = next(e.plan["refuse"] for e in load_examples() if "refuse" in e.plan)
+    model = Model([json.dumps({"refuse": copied}), steps(("files.write", {"path": "x.txt", "content": "no"}))])
+    res = await run(model, "order two pizzas from the shop for me", ws, yes=True)
+    assert res.status == "failed" and model.planned == 1
+    assert not (ws / "x.txt").exists()
+
+
+async def test_a_calculator_step_that_only_states_a_number_is_planned_again(run, ws):
+    (ws / "amounts.txt").write_text("100\n170\n")
+    guessed = steps(("calc.eval", {"expression": "270"}), answer="The total is $step1.output.value.")
+    good = steps(("text.numbers", {"path": "amounts.txt"}), answer="The total is $step1.output.sum.")
+    model = Model([guessed, good])
+    res = await run(model, "what do the amounts in amounts.txt add up to", ws, yes=True)
+    assert res.status == "succeeded" and model.planned == 2
+    assert "270" in res.answer and any("no tool computed" in n for n in res.record.notes)

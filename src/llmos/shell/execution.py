@@ -196,7 +196,9 @@ class Execution:
                 f"{i}. {s.tool}" for i, s in enumerate(rec.steps, 1)))
         await self._admit(1)
         await self._execute()
-        answer = fill_answer(self.plan.answer, self.outputs, self.summaries)
+        leaves = [n for n in range(1, len(self.steps) + 1)
+                  if not any(n in s.refs() for s in self.steps[n:])]
+        answer = fill_answer(self.plan.answer, self.outputs, self.summaries, leaves)
         if not answer.strip():
             answer = "Done." if not self.outputs else render_value(self.outputs[max(self.outputs)])[:500]
         missing = self._not_made()

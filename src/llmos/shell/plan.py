@@ -201,8 +201,8 @@ class Plan:
         if len(raw) > MAX_STEPS:
             raise _bad(f"plan.steps: {len(raw)} steps, at most {MAX_STEPS}", "steps",
                        f"at most {MAX_STEPS} steps")
-        steps = [_step_from(s, i) for i, s in enumerate(raw, 1)]
-        answer = data.get("answer", "")
+        steps = [_step_from(_indexes_as_fields(s), i) for i, s in enumerate(raw, 1)]
+        answer = _indexes_as_fields(data.get("answer", ""))
         if not isinstance(answer, str):
             raise _bad("plan.answer: expected a string", "answer", "string")
         more = data.get("more", False)
@@ -231,6 +231,10 @@ class Plan:
             if not s.each and _has_item(s.args):
                 raise _bad(f"steps[{i}]: uses $item without 'each'", f"steps[{i}].each",
                            "each: $stepN.output when args use $item")
+            if s.each and not _has_item(s.args):
+                raise _bad(f"steps[{i}]: repeats over {s.each} but no argument uses $item, so every pass "
+                           "would do the same; put $item (or $item.name) in an argument, or drop 'each'",
+                           f"steps[{i}].args", "an argument that uses $item")
         last = offset + len(self.steps)
         wrong = sorted(n for n in refs_in(self.answer) if not 1 <= n <= last)
         if wrong:   # repair: the runner words the answer from the outputs instead
@@ -241,6 +245,22 @@ class Plan:
     def deps(self) -> dict[int, list[int]]:
         """Step number -> the earlier steps it reads (the plan's DAG)."""
         return {i: sorted(s.refs()) for i, s in enumerate(self.steps, 1)}
+
+
+# a reference written with list indexes, as in most languages: $step1.output.rows[0].name
+_INDEXED_REF_RE = re.compile(r"\$(?:step\d{1,2}\.output|item)(?:\.[A-Za-z0-9_]+|\[\d+\])*\[\d+\]"
+                             r"(?:\.[A-Za-z0-9_]+|\[\d+\])*")
+
+
+def _indexes_as_fields(value: Any) -> Any:
+    """``$step1.output.rows[0].name`` -> ``$step1.output.rows.0.name`` in every string."""
+    if isinstance(value, str):
+        return _INDEXED_REF_RE.sub(lambda m: re.sub(r"\[(\d+)\]", r".\1", m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: _indexes_as_fields(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_indexes_as_fields(v) for v in value]
+    return value
 
 
 def _step_from(s: Any, i: int) -> Step:
@@ -337,6 +357,29 @@ def resolve_ref(match: re.Match, outputs: dict[int, Any], item: Any = None) -> A
     return _walk(base, path)
 
 
+def _fill_text(text: str, outputs: dict[int, Any], item: Any) -> str:
+    """References inside a longer text, rendered. An element's path (``$item.name`` of a
+    listed file, "lists/a.txt", named from the workspace root) after a folder or a name
+    prefix in the same word is joined to the file's own name: "lists/$item.name" and
+    "lists/sorted_$item.name" mean "lists/a.txt" and "lists/sorted_a.txt", "out/$item.name"
+    "out/a.txt", and "sorted_$item.name" "lists/sorted_a.txt"."""
+    done, pos = "", 0
+    for m in REF_RE.finditer(text):
+        done += text[pos:m.start()]
+        pos = m.end()
+        value = resolve_ref(m, outputs, item)
+        shown = render_value(value)
+        if m.group(2) and isinstance(value, str) and "/" in value and not value.startswith("/") \
+                and ".." not in value.split("/"):
+            word = re.split(r"[\s\"'(,;:=]", done)[-1]
+            if word:
+                folder, shown = value.rsplit("/", 1)
+                if "/" not in word:             # a name prefix: the file's folder goes first
+                    done = f"{done[:len(done) - len(word)]}{folder}/{word}"
+        done += shown
+    return done + text[pos:]
+
+
 def render_value(value: Any) -> str:
     """A tool output as short text: numbers plainly, lists one per line, records as k: v."""
     if value is None:
@@ -366,7 +409,7 @@ def substitute(value: Any, outputs: dict[int, Any], item: Any = None) -> Any:
         m = REF_RE.fullmatch(value)
         if m:
             return resolve_ref(m, outputs, item)
-        return REF_RE.sub(lambda mm: render_value(resolve_ref(mm, outputs, item)), value)
+        return _fill_text(value, outputs, item)
     if isinstance(value, dict):
         return {k: substitute(v, outputs, item) for k, v in value.items()}
     if isinstance(value, list):

@@ -47,7 +47,7 @@ from llmos.shell.plan import LLM_TOOL, REF_RE, Plan
 from llmos.types import Message
 
 __all__ = ["Planner", "Generate", "check_plan", "parse_model_output", "PlanError", "load_examples",
-           "SYSTEM", "tool_line", "named_files", "unused_names", "UnusedNames"]
+           "SYSTEM", "tool_line", "named_files", "unused_names", "UnusedNames", "copied_refusal"]
 
 # (messages, schema, max_tokens, temperature, prefix_messages) -> text
 Generate = Callable[[list[Message], dict | None, int, float, int], Awaitable[str]]
@@ -184,6 +184,11 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
             where = ".".join(str(p) for p in err.absolute_path) or "args"
             raise PlanError(f"steps[{i}].args.{where}: {err.message}", field=f"steps[{i}].args.{where}",
                             expected="a value that fits the tool's schema")
+        bare = _bare_number(step)
+        if bare is not None and canon_number(bare) not in numbers(plan.request):
+            raise PlanError(f"steps[{i}].args.expression: {bare} is a number no tool computed and the request "
+                            "does not state; compute it from the files with a tool, or write the arithmetic",
+                            field=f"steps[{i}].args.expression", expected="arithmetic over known numbers")
         code = _program(step)
         if code is not None:
             try:
@@ -365,6 +370,14 @@ def _check_overwrites(plan: Plan, registry: Any, offset: int = 0) -> list[tuple[
     return wrong
 
 
+def _bare_number(step: Any) -> str | None:
+    """A calculator step whose expression is one literal number: a result the model wrote."""
+    expr = step.args.get("expression") if step.tool == "calc.eval" else None
+    if isinstance(expr, str) and re.fullmatch(r"\s*-?\d[\d,]*(?:\.\d+)?\s*", expr):
+        return expr.strip()
+    return None
+
+
 def _program(step: Any) -> str | None:
     if step.tool == "python.run" and isinstance(step.args.get("code"), str):
         code = step.args["code"]
@@ -410,6 +423,29 @@ def _check_answer(plan: Plan) -> None:
         plan.notes.append(f"answer template dropped: it stated {', '.join(invented[:3])}, "
                           "which no tool computed and the request did not say")
         plan.answer = ""
+
+
+_NOT_TOPICAL = {"tool", "tools", "here", "only", "work", "with", "files", "file", "folder", "this", "that",
+                "cannot", "there", "which", "would", "could", "from", "into", "your", "have", "does", "these"}
+
+
+def _stems(text: str) -> set[str]:
+    """The topical words of a sentence, cut to five letters (order/orders, email/emails)."""
+    return {w[:5] for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _NOT_TOPICAL}
+
+
+def copied_refusal(reason: str, request: str, examples: list[Example]) -> Example | None:
+    """The worked example whose refusal ``reason`` repeats, when the reason's first clause
+    shares no topical word with ``request``: the model copied it rather than saying why
+    this request cannot be done."""
+    head = _stems(reason.split(";")[0])
+    if not head or head & _stems(request):
+        return None
+    for e in examples:
+        theirs = _stems(str(e.plan.get("refuse", "")).split(";")[0])
+        if theirs and len(head & theirs) >= 0.6 * len(head) and e.request.strip() != request.strip():
+            return e
+    return None
 
 
 def _shown(output: Any) -> str:
@@ -536,6 +572,11 @@ class Planner:
                     raise
                 except InvalidArgument as e:
                     raise PlanError(e.message, field=e.field, expected=e.expected) from None
+                if plan.refuse and attempt == 0 and (e := copied_refusal(plan.refuse, request, self.examples)):
+                    raise PlanError(f"plan.refuse: that reason is the worked example's for {e.request!r}, and it "
+                                    "says nothing about this request; if the tools can do this request, reply "
+                                    "with its plan, else refuse with the reason for this request",
+                                    field="refuse", expected="a plan, or a refusal that fits this request")
                 check_plan(plan, self.registry, ws, offset, strict_fields=attempt == 0,
                            strict_names=attempt == 0 and names_checked)
                 if partial is not None and len(unused_names(plan, ws)) >= len(partial.missed):

@@ -5,8 +5,9 @@ Map:
   every ``$stepN.output[.field]`` replaced by the tool's value. A reference the output
   cannot satisfy falls back to the deepest part it names, or the step's headline value
   (a short text or number) or its summary; an empty value reads "none"; a template that
-  names no step, or that needed a fallback, gets the last step's one-line summary added, so the answer always states what
-  the tools computed (never a number the model guessed).
+  names no step, or that needed a fallback, gets the last step's one-line summary added
+  (a template that names no step: the summary of every branch end, ``leaves``), so the
+  answer always states what the tools computed (never a number the model guessed).
 - ``short(value, n)``: a value as at most ``n`` characters of one line.
 - ``plan_lines(plan, risks)``: numbered steps with risk and reason (for ``llmos shell``).
 - ``explain_text(record) -> str``: every recorded fact of a run (a ``RunRecord``), for
@@ -94,7 +95,13 @@ def _headline(output: Any, summary: str | None) -> str:
     return summary or render_value(head)
 
 
-def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str]) -> str:
+LEAVES_SAID = 8            # most branch ends an answer without a template lists
+
+
+def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str],
+                leaves: list[int] | None = None) -> str:
+    """``leaves``: the steps whose results no later step reads (the ends of the plan's
+    branches); a template that names no step gets all of their summaries, in order."""
     template = _cut_template(template or "")
     used: set[int] = set()
     fell_back = False
@@ -126,6 +133,11 @@ def fill_answer(template: str, outputs: dict[int, Any], summaries: dict[int, str
         return text
 
     text = REF_RE.sub(one, template or "").strip()
+    if not used and outputs and leaves:
+        ends = [n for n in leaves if n in outputs][-LEAVES_SAID:]
+        said = [x for n in ends if (x := summaries.get(n) or render_value(primary(outputs[n]))) and x not in text]
+        if len(said) > 1:
+            return "\n".join([text, *said] if text else said)
     if (not used or fell_back) and outputs:
         last = max(outputs)
         extra = summaries.get(last) or render_value(primary(outputs[last]))
