@@ -312,7 +312,8 @@ def test_a_local_head_is_stopped_by_its_pids(head):
 @pytest.mark.model
 async def test_ray_engines_serve_the_embedded_model_as_one_actor_per_node(head, config):
     """``ray_engines``: the kernel's engine set builds the default model as a RayEngine whose
-    actors (one per node with CPUs) each load the model through ``llm.make_engine``."""
+    actors (one per node with CPUs) each load the model through ``llm.make_engine``; once
+    it is up the allocator places a generation on a node, whose actor streams it."""
     from llmos.executor.ray_engines import RayEngine
     from llmos.kernel import Kernel
 
@@ -327,5 +328,10 @@ async def test_ray_engines_serve_the_embedded_model_as_one_actor_per_node(head, 
         nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive") and (n.get("Resources") or {}).get("CPU")}
         assert {r.node for r in engine.replicas} == nodes
         assert sum(engine.routes.values()) == 1
+        events = [e async for e in k.syscall_stream("root", "llm.generate", {      # the engine is up: by node
+            "messages": [{"role": "user", "content": "Name one colour."}], "max_tokens": 8, "stream": True})]
+        assert events[-1]["ok"] and [e for e in events if e["type"] == "chunk"]
+        node = k.procs.get(events[-1]["value"]["pid"]).placed_on.split("@")[1]
+        assert engine.routes[next(n for n in nodes if n.startswith(node))] >= 1
     finally:
         await k.shutdown()
