@@ -96,3 +96,32 @@ def test_hanging_tests_through_the_daemon_are_stopped_and_reported(daemon, tiny_
     assert res.exit_code == 1, res.output
     assert "tests did not finish" in res.output and "2" in res.output
     assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"]
+
+
+def test_a_model_call_that_never_ends_in_the_daemon_is_stopped(config, tiny_repo, texts, monkeypatch, sandboxed):
+    """Through the daemon the limit is the kernel's too: the TimedOut comes back over HTTP as
+    itself, the try is spent in one line, and the daemon's engine drops the generation."""
+    async def refuse(cfg: Any) -> Any:
+        raise AssertionError("booted a kernel in-process while a daemon serves the state directory")
+    monkeypatch.setattr(daemon_cli, "boot_kernel", refuse)
+    engine = FakeEngine(texts["FIX"], model="fake", step_delay_s=3600)
+    srv = ServerThread(config, engines={"fake": engine}, tools=default_registry(), hal=FakeHAL(),
+                       preload_models=False).start()
+    try:
+        app = typer.Typer()
+        dev_cli_mod.register(app)
+
+        @app.callback()
+        def _root() -> None:
+            pass
+        res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
+                                       "--model", "fake", "--model-timeout", "1", "--tries", "1", "fix add"])
+        assert res.exit_code == 1, res.output
+        assert "model timed out: no reply within 1 s" in res.output and "daemon at" in res.output
+        assert engine.views() == []
+        with Client(srv.url, srv.token) as admin:
+            llm = [p for p in admin.ps(limit=1000) if p["kind"] == "llm"]
+        assert [p["state"] for p in llm] == ["killed"] and "timed out" in llm[0]["reason"]
+    finally:
+        srv.stop()
+    assert (tiny_repo / "calc.py").read_text() == texts["BUGGY"]
