@@ -51,7 +51,7 @@ async def _kill_after(engine, handle, n: int) -> list:
 async def test_tokens_stream_from_the_actor_while_it_generates(cluster):
     from llmos.executor.ray_engines import RayEngine
 
-    engine = RayEngine(functools.partial(FakeEngine, None, step_delay_s=STEP_S))
+    engine = RayEngine(functools.partial(FakeEngine, None, step_delay_s=STEP_S, max_active=1))
     await engine.start()
     try:
         h = engine.submit(_req(20, "s-"))
@@ -66,6 +66,19 @@ async def test_tokens_stream_from_the_actor_while_it_generates(cluster):
         assert when[-1] - when[0] > 10 * STEP_S                     # spread over the generation (~19 steps)
         assert end - when[0] > 10 * STEP_S                          # the first long before the end
         assert 0 < out.usage.ttft_s < out.usage.total_s / 2
+
+        h = engine.submit(_req(40, "c-"))                            # cancelled mid-stream (~4 s of steps)
+        got = []
+        async for c in h:
+            got.append(c)
+            if len(got) == 3:
+                node = engine.node_of(h.request_id)
+                h.cancel()
+        out = await h.result()
+        assert out.finish_reason == "cancelled" and len(got) <= 4
+        again = await asyncio.wait_for(engine.submit(_req(3, "n-"), node=node).result(), 30)
+        assert again.text == "n-0 n-1 n-2" and set(engine.loads().values()) == {0}
+        assert again.usage.total_s < 20 * STEP_S        # one lane: not queued behind the cancelled 37 steps
     finally:
         await engine.close()
 
