@@ -416,3 +416,56 @@ async def test_a_calculator_step_that_only_states_a_number_is_planned_again(run,
     res = await run(model, "what do the amounts in amounts.txt add up to", ws, yes=True)
     assert res.status == "succeeded" and model.planned == 2
     assert "270" in res.answer and any("no tool computed" in n for n in res.record.notes)
+
+
+# the files each worked example of examples/tools.json speaks of, as a person might have them
+EXAMPLE_FILES = {
+    "count-words": {"drafts/cover.md": "one two three\nfour five\n"},
+    "each-append": {"docs/setup.md": "# s\n", "docs/usage.md": "# u\n", "todo.txt": "x\n"},
+    "unique-in-place": {"emails.txt": "a@x.org\nb@x.org\nA@x.org\n"},
+    "convert-table": {"members.csv": "id,name,joined\n1,Ann,2020\n2,Bo,2021\n"},
+    "search-folder": {"mail/a.txt": "about the refund\n", "mail/b.txt": "hi\n", "mail/c.txt": "Refund done\n"},
+    "todo-done": {"todo.txt": "- [ ] pay the gas bill\n- [ ] call mum\n"},
+    "stat-where-write": {"stock.csv": "item,colour,price,qty\npen,blue,1,5\ncup,red,2,3\nhat,blue,5,2\n"},
+    "remind": {},
+}
+EXAMPLE_SAYS = {"count-words": "5 words in 2 lines", "each-append": "2 files", "unique-in-place": "Removed 1",
+                "convert-table": "2 rows", "search-folder": "mail/a.txt\nmail/c.txt",
+                "todo-done": "pay the gas bill", "stat-where-write": "add up to 7", "remind": "stretch"}
+
+
+@pytest.mark.parametrize("eid", sorted(EXAMPLE_FILES))
+async def test_a_worked_example_does_what_it_teaches(run, ws, eid):
+    """The model copies the examples' shapes, so each must run and say the right thing."""
+    from llmos.shell.planner import load_examples
+    e = next(x for x in load_examples() if x.id == eid)
+    for name, text in EXAMPLE_FILES[eid].items():
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(text)
+    res = await run(Model([json.dumps(e.plan)]), e.request, ws, yes=True)
+    assert res.status == "succeeded", res.answer
+    assert EXAMPLE_SAYS[eid] in res.answer
+    if eid == "each-append":
+        assert (ws / "docs" / "usage.md").read_text() == "# u\nLast checked: June\n"
+    if eid == "unique-in-place":
+        assert (ws / "emails.txt").read_text() == "a@x.org\nb@x.org\n"
+    if eid == "stat-where-write":
+        assert (ws / "blue_qty.txt").read_text() == "7"
+
+
+def test_every_example_in_tools_json_is_run_above():
+    from importlib import resources
+
+    from llmos.shell.planner import load_examples
+    ids = [e["id"] for e in json.loads(resources.files("llmos.shell").joinpath("examples/tools.json").read_text())]
+    assert sorted(ids) == sorted(EXAMPLE_FILES) and {e.id for e in load_examples()} >= set(ids)
+
+
+async def test_writing_no_rows_is_planned_again(run, ws):
+    (ws / "pets.csv").write_text("name,kind\nRex,dog\n")
+    empty = steps(("data.write", {"path": "pets.json", "rows": []}))
+    good = steps(("data.load", {"path": "pets.csv", "save_to": "pets.json"}))
+    model = Model([empty, good])
+    res = await run(model, "make a json copy of pets.csv called pets.json", ws, yes=True)
+    assert res.status == "succeeded" and model.planned == 2
+    assert json.loads((ws / "pets.json").read_text()) == [{"name": "Rex", "kind": "dog"}]

@@ -133,3 +133,13 @@ def test_data_errors(call, sales, ws):
         call("data.load", path="../sales.csv")
     with pytest.raises(PermissionDenied):
         call("data.sort", path="sales.csv", by="amount", save_to="/tmp/x.csv")
+
+
+def test_filter_a_yes_no_column_with_a_word(call, ws):
+    (ws / "flags.json").write_text('[{"app": "a", "debug": true}, {"app": "b", "debug": false}]')
+    assert [r["app"] for r in call("data.filter", path="flags.json", column="debug", op="==",
+                                   value="True").output["rows"]] == ["a"]
+    assert call("data.filter", path="flags.json", column="debug", op="==", value="no").output["count"] == 1
+    with pytest.raises(InvalidArgument) as ei:
+        call("data.filter", path="flags.json", column="debug", op="==", value="maybe")
+    assert ei.value.field == "value"

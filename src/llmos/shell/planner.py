@@ -184,6 +184,10 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
             where = ".".join(str(p) for p in err.absolute_path) or "args"
             raise PlanError(f"steps[{i}].args.{where}: {err.message}", field=f"steps[{i}].args.{where}",
                             expected="a value that fits the tool's schema")
+        if step.tool == "data.write" and step.args.get("rows") in ([], {}):
+            raise PlanError(f"steps[{i}].args.rows: no rows to write; give an earlier step's rows "
+                            "($stepN.output.rows), or convert a table with data.load and save_to",
+                            field=f"steps[{i}].args.rows", expected="rows from an earlier step")
         bare = _bare_number(step)
         if bare is not None and canon_number(bare) not in numbers(plan.request):
             raise PlanError(f"steps[{i}].args.expression: {bare} is a number no tool computed and the request "

@@ -147,6 +147,9 @@ def where(df: pd.DataFrame, column: str, op: str, value: Any, field: str = "colu
                 ">": s > right, ">=": s >= right}[op]
         return df[mask]
     if numeric:
+        flag = str(value).strip().lower()
+        if pd.api.types.is_bool_dtype(s) and flag in _TRUTH:
+            value = _TRUTH[flag]             # a yes/no column asked with a word: true, no, off
         try:
             v = float(value)
         except (TypeError, ValueError):
@@ -158,6 +161,9 @@ def where(df: pd.DataFrame, column: str, op: str, value: Any, field: str = "colu
     mask = {"==": left == v, "!=": left != v, "<": left < v, "<=": left <= v,
             ">": left > v, ">=": left >= v}[op]
     return df[mask]
+
+
+_TRUTH = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
 
 
 def _column_named(df: pd.DataFrame, value: Any, s: pd.Series) -> str | None:

@@ -190,7 +190,7 @@ TOOLS = [
          parameters=params(["path"], path=PATH, ignore_case=boolean("treat Apple and apple as the same"),
                            save_to=SAVE_TO)),
     Tool(name="text.numbers", returns="{count, sum, mean, min, max, numbers}", kind="text", risk=Risk.READ, fn=numbers, path_args={"path": "r"},
-         description="Find the numbers in a text file and compute their count, sum, mean, min and max.",
+         description="Add up (sum) the numbers written in a text file, and give their mean, min, max and how many there are.",
          parameters=params(["path"], path=PATH)),
     Tool(name="text.extract", returns="{what, items, count, lines, truncated}", kind="text", risk=Risk.READ, fn=extract,
          risk_fn=overwrite_risk("save_to"), path_args={"path": "r", "save_to": "w"},
