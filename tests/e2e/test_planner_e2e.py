@@ -428,10 +428,16 @@ EXAMPLE_FILES = {
     "todo-done": {"todo.txt": "- [ ] pay the gas bill\n- [ ] call mum\n"},
     "stat-where-write": {"stock.csv": "item,colour,price,qty\npen,blue,1,5\ncup,red,2,3\nhat,blue,5,2\n"},
     "remind": {},
+    "best-under-condition": {"bikes.json": json.dumps([
+        {"model": "Aero", "price": 900, "weight_kg": 8.1, "gears": 16},
+        {"model": "Brisk", "price": 700, "weight_kg": 9.4, "gears": 21},
+        {"model": "Cruz", "price": 650, "weight_kg": 11.0, "gears": 18}])},
+    "when-number": {"spend.csv": "date,what,cost\n2026-01-02,rent,250\n2026-01-05,food,80\n"},
 }
 EXAMPLE_SAYS = {"count-words": "5 words in 2 lines", "each-append": "2 files", "unique-in-place": "Removed 1",
                 "convert-table": "2 rows", "search-folder": "mail/a.txt\nmail/c.txt",
-                "todo-done": "pay the gas bill", "stat-where-write": "add up to 7", "remind": "stretch"}
+                "todo-done": "pay the gas bill", "stat-where-write": "add up to 7", "remind": "stretch",
+                "best-under-condition": "is Brisk (9.4 kg, 21 gears)", "when-number": "Total spent: 330"}
 
 
 @pytest.mark.parametrize("eid", sorted(EXAMPLE_FILES))
@@ -451,6 +457,8 @@ async def test_a_worked_example_does_what_it_teaches(run, ws, eid):
         assert (ws / "emails.txt").read_text() == "a@x.org\nb@x.org\n"
     if eid == "stat-where-write":
         assert (ws / "blue_qty.txt").read_text() == "7"
+    if eid == "when-number":
+        assert (ws / "alert.txt").read_text() == "Warning: spending is 330, over 300."
 
 
 def test_every_example_in_tools_json_is_run_above():
