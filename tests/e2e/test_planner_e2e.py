@@ -477,3 +477,29 @@ async def test_writing_no_rows_is_planned_again(run, ws):
     res = await run(model, "make a json copy of pets.csv called pets.json", ws, yes=True)
     assert res.status == "succeeded" and model.planned == 2
     assert json.loads((ws / "pets.json").read_text()) == [{"name": "Rex", "kind": "dog"}]
+
+
+@pytest.mark.parametrize("room", [400, 100])
+async def test_a_plan_asked_for_near_the_end_of_the_context_gets_the_room_left(config, ws, room):
+    """A long prompt leaves less than the plan's usual reply: the planner takes what is
+    left when that is enough for a plan, and says the engine's error when it is not."""
+    from llmos.llm.fake import _prompt_text
+
+    (ws / "a.txt").write_text("one\n")
+    plan = steps(("files.count", {"path": "a.txt"}), answer="$step1.output.lines line")
+    probe = FakeEngine(lambda req: plan, context_length=100_000)
+    for engine_of in ("probe", "tight"):
+        model = Model([plan])
+        engine = probe if engine_of == "probe" else FakeEngine(lambda req: model(req), context_length=size)
+        kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry())
+        try:
+            res = await Runner(kernel, user="tester").run("count the lines of a.txt", workdir=ws, yes=True)
+        finally:
+            await kernel.shutdown()
+        if engine_of == "probe":
+            size = probe.count_tokens(_prompt_text(probe.requests[0])) + room
+    if room >= 256:
+        assert res.status == "succeeded" and res.answer.startswith("1 line"), res.answer
+        assert engine.requests[-1].params.max_tokens == room - 1
+    else:
+        assert res.status == "failed" and "context" in res.answer

@@ -44,6 +44,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import re
 import time
 import uuid
 import weakref
@@ -110,6 +111,19 @@ def new_run_id() -> str:
     return "r" + uuid.uuid4().hex[:8]
 
 
+
+MIN_REPLY_TOKENS = 256     # the shortest reply worth asking for when the context is nearly full
+_OVERFLOW_RE = re.compile(r"prompt \((\d+) tokens\).*context \((\d+) tokens\)")
+
+
+def _room_left(err: Exception | None) -> int | None:
+    """Tokens a reply may still take, from an engine's context-overflow error (whose
+    message states the prompt's and the context's sizes); None for any other error."""
+    if getattr(err, "code", None) != "context_overflow":
+        return None
+    m = _OVERFLOW_RE.search(str(err))
+    return int(m.group(2)) - int(m.group(1)) - 1 if m else None
+
 class Runner:
     execution = Execution      # one run's state machine (workflows subclass it to run a saved plan)
 
@@ -173,6 +187,13 @@ class Runner:
             args["parent"] = parent
         t0 = time.monotonic()
         res = await self.kernel.syscall(agent, "llm.generate", args)
+        room = _room_left(res.error) if not res.ok else None
+        if room is not None and MIN_REPLY_TOKENS <= room < max_tokens:
+            # a long revision (the plan so far and its outputs) leaves less room than asked
+            # for: a shorter reply still fits, and a plan rarely needs all of it
+            log.info("run: %d tokens of room left for the reply (asked %d)", room, max_tokens)
+            args["max_tokens"] = room
+            res = await self.kernel.syscall(agent, "llm.generate", args)
         if not res.ok:
             raise res.error
         v = res.value or {}
