@@ -479,6 +479,14 @@ async def test_writing_no_rows_is_planned_again(run, ws):
     assert json.loads((ws / "pets.json").read_text()) == [{"name": "Rex", "kind": "dog"}]
 
 
+async def _count_run(config, ws, engine):
+    kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry())
+    try:
+        return await Runner(kernel, user="tester").run("count the lines of a.txt", workdir=ws, yes=True)
+    finally:
+        await kernel.shutdown()
+
+
 @pytest.mark.parametrize("room", [400, 100])
 async def test_a_plan_asked_for_near_the_end_of_the_context_gets_the_room_left(config, ws, room):
     """A long prompt leaves less than the plan's usual reply: the planner takes what is
@@ -488,16 +496,11 @@ async def test_a_plan_asked_for_near_the_end_of_the_context_gets_the_room_left(c
     (ws / "a.txt").write_text("one\n")
     plan = steps(("files.count", {"path": "a.txt"}), answer="$step1.output.lines line")
     probe = FakeEngine(lambda req: plan, context_length=100_000)
-    for engine_of in ("probe", "tight"):
-        model = Model([plan])
-        engine = probe if engine_of == "probe" else FakeEngine(lambda req: model(req), context_length=size)
-        kernel = await Kernel.boot(config, engines={"fake": engine}, tools=default_registry())
-        try:
-            res = await Runner(kernel, user="tester").run("count the lines of a.txt", workdir=ws, yes=True)
-        finally:
-            await kernel.shutdown()
-        if engine_of == "probe":
-            size = probe.count_tokens(_prompt_text(probe.requests[0])) + room
+    await _count_run(config, ws, probe)
+    size = probe.count_tokens(_prompt_text(probe.requests[0])) + room
+    model = Model([plan])
+    engine = FakeEngine(lambda req: model(req), context_length=size)
+    res = await _count_run(config, ws, engine)
     if room >= 256:
         assert res.status == "succeeded" and res.answer.startswith("1 line"), res.answer
         assert engine.requests[-1].params.max_tokens == room - 1
