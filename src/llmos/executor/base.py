@@ -121,6 +121,8 @@ class Work:
     #                                         itself starts; journals that this attempt began
     grant: Grant | None = None              # tool/job: what the allocator gave it (enforced on its
     #                                         sandboxed child; passed to a job taking ``grant=``)
+    node: str | None = None                 # tool/job: the Ray node id the allocator placed it on
+    #                                         (the Ray executor asks Ray for it; None: Ray chooses)
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Result:
     cpu_s: float = 0.0                      # CPU seconds of tool/job code (its thread)
     wall_s: float = 0.0                     # seconds from start to end of this attempt
     setup_s: float = 0.0                    # of which before the work itself began (an engine loading)
+    note: str = ""                          # where it ran, when not where it was placed (the end reason)
 
 
 @dataclass

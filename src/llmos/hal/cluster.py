@@ -12,6 +12,9 @@ Map:
   memory it asks for.
 - ``cluster_resources(nodes)``: the cluster's GPUs as one allocator resource
   (``ray:gpu``), so a GPU job can be placed when the head itself has none.
+- ``node_resources(nodes)``: one allocator resource per live node with CPUs
+  (``node:<node id[:12]>``), so the allocator chooses the node of a tool step or job
+  the Ray executor runs (``kernel.placement``, the NOTE on cluster nodes).
 
 Energy: Ray's resource view carries no power or energy figures, so a node's
 ``energy_j`` is None unless the node is this machine, whose counters the local HAL
@@ -29,9 +32,10 @@ from typing import Any
 from llmos.errors import AllocError
 
 __all__ = ["NodeInfo", "ClusterView", "nodes_from_ray", "ray_reader", "admit", "cluster_resources",
-           "RAY_GPU_RESOURCE"]
+           "node_resources", "node_resource_name", "RAY_GPU_RESOURCE", "NODE_LABEL"]
 
 RAY_GPU_RESOURCE = "ray:gpu"     # the allocator resource standing for the cluster's GPUs
+NODE_LABEL = "node"              # provided by the resources of cluster nodes (node_resources)
 
 
 @dataclass(frozen=True)
@@ -209,3 +213,29 @@ def cluster_resources(nodes: Sequence[NodeInfo]) -> list[Any]:
     return [Resource(RAY_GPU_RESOURCE, kind="gpu", capacity={"gpus": max(n.gpus for n in live)},
                      lanes=max(1, total), speed=1.0, cost_per_unit=0.0,
                      provides=frozenset({"gpu", "job"}))]
+
+
+def node_resource_name(node_id: str) -> str:
+    """The allocator resource of a node: ``node:<the first 12 hex of its id>``."""
+    return f"node:{node_id[:12]}"
+
+
+def node_resources(nodes: Sequence[NodeInfo]) -> list[Any]:
+    """One allocator resource per live node that has CPUs (a Ray task asks at least one):
+    lanes = its CPUs, capacity its CPUs (``cores``), GPUs (``gpus``) and memory when Ray
+    reports it; provides ``node``, ``cpu`` and ``gpu`` when it has GPUs. Speed 1 and no
+    cost or power are stated: the allocator learns each node's speed per kind of work."""
+    from llmos.alloc.model import Resource
+
+    out = []
+    for n in nodes:
+        if not n.alive or n.cpus <= 0:
+            continue
+        cap = {"cores": float(n.cpus), "gpus": float(n.gpus)}
+        if n.memory_bytes:
+            cap["memory_bytes"] = float(n.memory_bytes)
+        provides = {NODE_LABEL, "cpu"} | ({"gpu"} if n.gpus > 0 else set())
+        out.append(Resource(node_resource_name(n.node_id), kind="node", capacity=cap,
+                            lanes=max(1, int(n.cpus)), speed=1.0, cost_per_unit=0.0,
+                            provides=frozenset(provides)))
+    return out

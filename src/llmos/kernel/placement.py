@@ -21,7 +21,10 @@ Map:
 - ``refresh()``: every ``REFRESH_S`` (called from ``batch``), device capacities are read
   again from the HAL (free memory, GPU memory, cores) while the kernel runs.
 - ``sync_nodes()`` (called from ``batch``): an engine spread over nodes gets one resource
-  per live node, so the allocator chooses the node (see the NOTE on nodes).
+  per live node, so the allocator chooses the node (see the NOTE on nodes); so does each
+  live node of the Ray cluster for the tool steps and jobs sent there (NOTE on cluster nodes).
+- ``node_of(pid)``: the Ray node id a tool step or job was placed on (None: not on a node);
+  ``device_of(pid)``: the device a job that named one is told.
 
 NOTE (grants). CPU ids come from the kernel's own affinity (``os.sched_getaffinity``).
 A job whose demand names ``cores`` holds that many CPU ids alone while it runs
@@ -63,13 +66,26 @@ node). So the allocator picks the node like any resource (load, learned speed pe
 the mode's rule) and the dispatch line (``llmos explain``) names it. A node that leaves
 loses its resource once nothing is placed on it; a generation placed there is run by
 the engine on a live node (its own rule). With no live node the engine's resource returns.
+
+NOTE (cluster nodes). Under the Ray executor (``executor.ray_boot`` sets ``cluster``, the
+live nodes of the HAL's cluster view, and ``sends(kind, spec, fn)``, whether that tool step
+or job becomes a Ray task), each live node with CPUs is a resource ``node:<node id[:12]>``
+(``hal.cluster.node_resources``: lanes and ``cores`` its CPUs, ``gpus``, ``memory_bytes``),
+read again every ``NODES_S``. A step or job the executor sends out needs ``node`` and
+``cpu`` (``gpu`` and one ``gpus`` when its device is a GPU), so the allocator picks the node
+like any resource (room, lanes, learned speed per node, the mode's rule); the dispatch line
+names it and the executor asks Ray for that node (soft node affinity: a node that has left
+by then is replaced by Ray's choice, and the result says so). Work that stays in the
+kernel's process keeps this machine's resources. A node that leaves loses its resource
+once nothing is placed on it; with no live node, work is placed here as without a cluster.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -84,17 +100,22 @@ from llmos.alloc.resources import (
 )
 from llmos.errors import InvalidArgument, LLMOSError
 from llmos.executor.base import Grant
+from llmos.hal.cluster import NODE_LABEL, RAY_GPU_RESOURCE, node_resource_name, node_resources
 from llmos.kernel.process import ProcState
 
 if TYPE_CHECKING:
     from llmos.config import Config
     from llmos.hal.base import HAL, HardwareSnapshot
+    from llmos.hal.cluster import NodeInfo
     from llmos.kernel.process import Process
 
 __all__ = ["Placer", "JOB_DEMAND_DIMS", "PLACED", "check_job_placement"]
 
 PLACED = ("llm", "tool", "job")      # process kinds the allocator places
 REFRESH_S = 5.0                      # s between capacity refreshes from the HAL while running
+NODES_S = 1.0                        # s between reads of the Ray cluster's live nodes
+
+log = logging.getLogger(__name__)
 
 JOB_DEMAND_DIMS = ("cores", "memory_bytes", "gpu_memory_bytes")   # capacity a job spec may hold
 
@@ -142,6 +163,12 @@ class Placer:
         self._snapshot = snapshot                     # HAL snapshot at boot (lazy local engines)
         self._engines: dict[str, EngineResource] = {} # resource name -> engine resource
         self._by_pid: dict[int, Placement] = {}       # live placements; owner: place/finish/drop
+        self.cluster: Callable[[], Sequence[NodeInfo]] | None = None   # live Ray nodes; set by ray_boot
+        self.sends: Callable[..., bool] | None = None  # (kind, spec, fn) -> runs as a Ray task; ray_boot
+        self.job_fn: Callable[[str], Any] = lambda t: None   # job type -> its function (for sends)
+        self._nodes: dict[str, str] = {}              # node resource name -> Ray node id; owner: _sync_cluster
+        self._live_nodes: tuple[str, ...] = ()        # node resources live at the last read (new work goes there)
+        self._nodes_read = -math.inf                  # when the cluster's nodes were last read (monotonic s)
         known = {r.name for r in allocator.resources}
         for e in engine_resources(config, given, snapshot):
             self._engines[e.resource.name] = e
@@ -163,13 +190,28 @@ class Placer:
             work = float(spec.get("max_tokens") or SamplingParams.max_tokens)
             return Task(name, kind="llm", work=work, needs=frozenset(needs))
         if kind == "tool":
+            if self._on_nodes(kind, spec):
+                return Task(name, kind=f"tool:{spec.get('tool')}", work=1.0, needs=frozenset({NODE_LABEL, "cpu"}),
+                            allowed=self._live_nodes)
             return Task(name, kind=f"tool:{spec.get('tool')}", work=1.0, needs=frozenset({"tool"}))
         if kind == "job":
             device, demand = check_job_placement(spec)
+            if self._on_nodes(kind, spec):
+                gpu = device.startswith("gpu")
+                demand = {**demand, "gpus": 1.0} if gpu else demand
+                return Task(name, kind=f"job:{spec.get('type')}", work=1.0, demand=demand,
+                            needs=frozenset({NODE_LABEL, "gpu" if gpu else "cpu"}), allowed=self._live_nodes)
             return Task(name, kind=f"job:{spec.get('type')}", work=1.0, demand=demand,
                         needs=frozenset({"job", device}))
         raise InvalidArgument(f"kind: a {kind} process is not placed", field="kind",
                               expected="llm | tool | job")
+
+    def _on_nodes(self, kind: str, spec: Mapping[str, Any]) -> bool:
+        """Whether this tool step or job is placed on a cluster node (NOTE on cluster nodes)."""
+        if not self._live_nodes or self.sends is None:
+            return False
+        fn = self.job_fn(spec.get("type")) if kind == "job" else None
+        return bool(self.sends(kind, spec, fn))
 
     def _ensure_model(self, model: str) -> None:
         label = f"model:{model}"
@@ -216,7 +258,7 @@ class Placer:
         if pl is not None and p.kind in ("tool", "job"):
             g = self._grant(p, pl)
             self._grants[p.pid] = g
-            pl = replace(pl, reason=f"{pl.reason}; {self._enforced(p, g)}")
+            pl = replace(pl, reason=f"{pl.reason}; {self._enforced(p, g, pl)}")
         if pl is not None:
             self._by_pid[p.pid] = pl
         return pl
@@ -227,6 +269,9 @@ class Placer:
 
     def _grant(self, p: Process, pl: Placement) -> Grant:
         demand = pl.task.demand
+        if pl.resource in self._nodes:                # CPUs and GPUs there are Ray's to assign
+            mem = demand.get("memory_bytes")
+            return Grant(memory_bytes=int(mem) if mem else None)
         held = {c for cs in self._held.values() for c in cs}
         free = [c for c in self._cpus if c not in held]
         cores: tuple[int, ...] = tuple(free or self._cpus)
@@ -241,8 +286,12 @@ class Placer:
         mem = demand.get("memory_bytes")
         return Grant(cores=cores, memory_bytes=int(mem) if mem else None, gpus=gpus)
 
-    def _enforced(self, p: Process, g: Grant) -> str:
+    def _enforced(self, p: Process, g: Grant, pl: Placement) -> str:
         """One clause for the dispatch line: what was granted, and whether and how it is enforced."""
+        if pl.resource in self._nodes:
+            mem = f"; memory {g.memory_bytes / (1 << 20):.0f} MiB" if g.memory_bytes else ""
+            return (f"a Ray task on node {self._nodes[pl.resource]} (Ray holds its CPUs and GPUs "
+                    f"there{mem}; a program runs in that node's sandbox)")
         if p.kind == "tool" and self._starts_child(p.spec.get("tool")):
             from llmos.tools.sandbox import memory_limit_how
 
@@ -280,7 +329,9 @@ class Placer:
         return True
 
     def sync_nodes(self) -> None:
-        """One resource per live node of each loaded engine that states nodes (see the NOTE)."""
+        """One resource per live node of each loaded engine that states nodes (see the NOTE),
+        and of the Ray cluster (NOTE on cluster nodes)."""
+        self._sync_cluster()
         if self._loaded is None:
             return
         for key, engine in list(self._loaded().items()):
@@ -306,6 +357,44 @@ class Placer:
                 self._remove(base.resource.name)
             elif not nodes and base.resource.name not in present:
                 self.alloc.add_resource(base.resource)
+
+    def _sync_cluster(self) -> None:
+        """One resource per live node of the Ray cluster (every ``NODES_S``; NOTE on cluster nodes)."""
+        now = self.alloc.clock.monotonic()
+        if self.cluster is None or now - self._nodes_read < NODES_S:
+            return
+        self._nodes_read = now
+        try:
+            live = self.cluster()
+        except Exception as e:                        # the GCS did not answer: keep what we had
+            log.warning("placement: the Ray cluster's nodes could not be read: %s", e)
+            return
+        ids = {node_resource_name(n.node_id): n.node_id for n in live}
+        present = {r.name for r in self.alloc.resources}
+        fresh = node_resources(live)
+        for r in fresh:
+            if r.name not in present:
+                self.alloc.add_resource(r)
+            self._nodes[r.name] = ids[r.name]
+        self._live_nodes = tuple(r.name for r in fresh)
+        for name in list(self._nodes):
+            if name not in self._live_nodes and name in present:
+                self._remove(name)                    # later, when what runs there has ended
+            if name not in {r.name for r in self.alloc.resources}:
+                del self._nodes[name]
+
+    def node_of(self, pid: int) -> str | None:
+        """The Ray node id ``pid`` was placed on (None: not placed on a cluster node)."""
+        pl = self._by_pid.get(pid)
+        return self._nodes.get(pl.resource) if pl is not None else None
+
+    def device_of(self, pid: int) -> str | None:
+        """The device a job that named one is told: the resource it was placed on; on a
+        cluster node ``ray:gpu`` for a GPU (Ray picks it there), else ``cpu``."""
+        pl = self._by_pid.get(pid)
+        if pl is None or pl.resource not in self._nodes:
+            return pl.resource if pl is not None else None
+        return RAY_GPU_RESOURCE if "gpu" in pl.task.needs else "cpu"
 
     def _remove(self, name: str) -> None:
         """Take resource ``name`` out of the allocator once nothing is placed on it (else later)."""

@@ -135,7 +135,7 @@ class LoopHooks:
         placed = self.sub.placer is not None and self.sub.placer.placement(p.pid) is not None
         engine = self.sub.placer.engine_of(p.pid) if placed and p.kind == "llm" else None
         asked = p.kind == "job" and p.spec.get("device") is not None   # only a job that asked is told
-        device = self.sub.placer.placement(p.pid).resource if placed and asked else None
+        device = self.sub.placer.device_of(p.pid) if placed and asked else None
         return Work(pid=p.pid, kind=p.kind, owner=p.owner, priority=p.priority, spec=p.spec,
                     attempt=p.attempts, idempotency_key=p.idem_key or f"{p.owner}:{p.pid}",
                     workdir=p.spec.get("workdir"), read_roots=caps.read_roots,
@@ -144,7 +144,8 @@ class LoopHooks:
                     set_timer=self.timer_hook(p.owner), call=call, engine=engine, device=device,
                     on_tokens=self.token_guard(p, agent) if p.kind == "llm" else None,
                     began=self.began_hook(p) if p.kind in ("tool", "job") else None,
-                    grant=self.sub.placer.grant(p.pid) if placed else None)
+                    grant=self.sub.placer.grant(p.pid) if placed else None,
+                    node=self.sub.placer.node_of(p.pid) if placed else None)
 
     def began_hook(self, p: Process) -> Callable[[], None]:
         """For the executor's worker: this attempt's work starts now. Journaled (and
@@ -229,7 +230,8 @@ class LoopHooks:
             work_s = max(0.0, res.wall_s - res.setup_s)
             measured = Measured(work_s, res.ok, done, work_s / res.wall_s if res.wall_s > 0 else 1.0)
             if res.ok:
-                self.processes.end(p, S.SUCCEEDED, "finished", result=jsonable(res.value), measured=measured, **usage)
+                done_why = f"finished; {res.note}" if res.note else "finished"
+                self.processes.end(p, S.SUCCEEDED, done_why, result=jsonable(res.value), measured=measured, **usage)
             else:
                 err = res.error or KernelError("failed")
                 extra = {"result": jsonable(res.value)} if res.value is not None else {}
