@@ -8,7 +8,16 @@ Map:
   on the kernel's engines; a tool step that ``ray_request.tool_route`` sends out, and a
   job whose callable can be pickled, become Ray tasks with the resources
   ``ray_request.request_for`` asks; everything else runs here as before.
-- ``stats``: counts of steps run on Ray / here, re-runs after a dead worker, failures.
+- ``sends(kind, spec, fn)``: whether a tool step or job of that spec becomes a Ray task
+  (asked before it runs: the kernel's allocator then places it on a cluster node).
+- ``stats``: counts of steps run on Ray / here, re-runs after a dead worker, failures,
+  and steps that ran off the node they were placed on (``off_node``).
+
+NOTE (nodes). A step the allocator placed on a node (``Work.node``) is submitted with
+soft node affinity to it: Ray runs it there, and when that node has left (or cannot hold
+it) on a node of its own choice; the worker reports its node, and a step that ran elsewhere
+gets a ``Result.note`` naming both (the kernel appends it to the end reason), as does
+a placed job whose callable turned out to run here.
 
 NOTE (who decides). The kernel's journal stays the only record: the executor is
 handed claimed work and returns one ``Result`` per process, exactly as the local
@@ -42,7 +51,7 @@ from llmos.executor.local import TOOL_WORKERS, LocalExecutor
 from llmos.executor.ray_connect import RayConnection
 from llmos.executor.ray_request import RAY_RETRIES, may_retry, memory_limit, request_for, tool_route
 from llmos.executor.ray_worker import run_job, run_tool, unpack
-from llmos.hal.cluster import RAY_GPU_RESOURCE
+from llmos.hal.cluster import RAY_GPU_RESOURCE, node_resource_name
 
 __all__ = ["RayExecutor", "SELF_PLACED_JOBS"]
 
@@ -91,6 +100,20 @@ class RayExecutor(LocalExecutor):
         self.connection.close()
 
     # ── routes ─────────────────────────────────────────────────────────────
+    def sends(self, kind: str, spec: Any, fn: Any = None) -> bool:
+        """Whether a tool step or job of ``spec`` runs as a Ray task, decided before it runs
+        (``route`` without the claimed Work; a job's ``fn`` when known: its registered function).
+        A job whose callable then cannot be sent runs here, and its result says so."""
+        if not isinstance(spec, dict):
+            return False
+        if kind == "tool":
+            return self.route(Work(0, "tool", "", 0, spec)) is None
+        if kind != "job" or spec.get("type") in SELF_PLACED_JOBS:
+            return False
+        if spec.get("type") == "call":            # in-process unless it asks a GPU of the cluster
+            return str(spec.get("device") or "").startswith("gpu")
+        return not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)))
+
     def route(self, w: Work) -> str | None:
         """None: ``w`` runs as a Ray task; else why it runs in this process."""
         if w.kind == "tool":
@@ -137,7 +160,7 @@ class RayExecutor(LocalExecutor):
         why = self.route(w)
         if why is not None:
             self.stats["local"] += 1
-            return await super()._exec_tool(w)
+            return self._here(w, why, await super()._exec_tool(w))
         name = w.spec["tool"]
         args = dict(w.spec.get("args") or {})
         guard = w.spec.get("guard") or {}
@@ -157,7 +180,7 @@ class RayExecutor(LocalExecutor):
                 await asyncio.to_thread(tree.__exit__, None, None, None)   # records what changed
         value = {"output": out["output"], "summary": out["summary"], "files": out["files"],
                  "risk": w.spec.get("risk")}
-        return Result(w.pid, True, value, cpu_s=float(out.get("cpu_s") or 0.0))
+        return Result(w.pid, True, value, cpu_s=float(out.get("cpu_s") or 0.0), note=self._off_node(w, out))
 
     def _keep_tree(self, w: Work) -> Any:
         """Keep the workdir's tree before a program runs on a worker (undo), as
@@ -181,7 +204,7 @@ class RayExecutor(LocalExecutor):
                                   hint="register the job type with a module-level function")
             self._payloads.pop((w.pid, w.attempt), None)
             self.stats["local"] += 1
-            return await super()._exec_job(w)
+            return self._here(w, why, await super()._exec_job(w))
         payload = self._payloads.pop((w.pid, w.attempt), None) or self._pickled(w)
         self._payloads.pop((w.pid, w.attempt), None)
         device = None
@@ -190,17 +213,43 @@ class RayExecutor(LocalExecutor):
         if w.began is not None:
             await asyncio.to_thread(w.began)
         out = await self._submit(w, self._job_task, (payload, device, memory_limit(w)), KernelError)
-        return Result(w.pid, True, out.get("value"), cpu_s=float(out.get("cpu_s") or 0.0))
+        return Result(w.pid, True, out.get("value"), cpu_s=float(out.get("cpu_s") or 0.0),
+                      note=self._off_node(w, out))
+
+    # ── nodes ──────────────────────────────────────────────────────────────
+    def _here(self, w: Work, why: str, res: Result) -> Result:
+        """A step placed on a node that ran in this process: its result says so."""
+        if w.node is not None and res.ok:
+            res.note = f"placed on {node_resource_name(w.node)} but run in the kernel's process: {why}"
+        return res
+
+    def _off_node(self, w: Work, out: dict[str, Any]) -> str:
+        """'' when the task ran on the node it was placed on (or none was); else why not."""
+        ran = out.get("node")
+        if w.node is None or ran is None or ran == w.node:
+            return ""
+        self.stats["off_node"] += 1
+        try:
+            live = {n.node_id for n in self.connection.view.nodes()}
+        except Exception:                           # the view failed: say what is known
+            live = {w.node}
+        why = "which had left the cluster" if w.node not in live else "which could not hold it"
+        log.info("ray: pid %d placed on node %s, %s: ran on %s", w.pid, w.node[:12], why, ran[:12])
+        return f"placed on {node_resource_name(w.node)}, {why}: Ray ran it on {node_resource_name(ran)}"
 
     # ── submission, retries ────────────────────────────────────────────────
     async def _submit(self, w: Work, task: Any, args: tuple, error: type[LLMOSError]) -> dict[str, Any]:
         """Run ``task`` with ``w``'s resource request; re-run an idempotent step whose worker
         died (see the NOTE). A failure the task reported is raised as its own error."""
-        req = request_for(w)
+        options = request_for(w).as_options()
+        if w.node is not None:                       # the allocator's node; Ray's choice if it left
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(w.node, soft=True)
         retries = 0
         while True:
             t0 = time.monotonic()
-            ref = task.options(**req.as_options()).remote(*args)
+            ref = task.options(**options).remote(*args)
             self._refs[w.pid] = ref
             self.stats["ray"] += 1
             try:

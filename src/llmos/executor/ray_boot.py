@@ -6,6 +6,8 @@ Map:
   makes admission refuse a job no node can hold (``hal.cluster.admit``), and returns
   a ``RayExecutor`` that leaves the cluster (stopping a head it started) on close.
 - ``attach_admission(placer, view)``: the admission part alone.
+- ``attach_nodes(kernel, executor, view)``: the allocator places the steps and jobs the
+  executor sends out on the cluster's live nodes (``kernel.placement``, cluster nodes).
 
 The kernel is duck-typed here (config, placer, versions, engine_for, _claim): the
 executor layer never imports it.
@@ -19,7 +21,7 @@ from typing import Any
 from llmos.executor.ray_connect import RayConnection, connect
 from llmos.hal.cluster import ClusterView, cluster_resources
 
-__all__ = ["ray_executor", "attach_admission"]
+__all__ = ["ray_executor", "attach_admission", "attach_nodes"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,17 @@ def attach_admission(placer: Any, view: ClusterView) -> None:
             placer.alloc.add_resource(r)
 
 
+def attach_nodes(kernel: Any, executor: Any, view: ClusterView) -> None:
+    """The placer reads the cluster's live nodes and asks the executor what it sends out."""
+    placer = kernel.placer
+    if placer is None:
+        return
+    types = getattr(kernel, "job_types", {})
+    placer.cluster = view.nodes
+    placer.sends = executor.sends
+    placer.job_fn = lambda t: getattr(types.get(t), "fn", None)
+
+
 def ray_executor(kernel: Any, tools: Any, connection: RayConnection | None = None) -> Any:
     from llmos.executor.ray import RayExecutor
 
@@ -48,6 +61,7 @@ def ray_executor(kernel: Any, tools: Any, connection: RayConnection | None = Non
         attach_admission(kernel.placer, conn.view)
         ex = RayExecutor(kernel._claim, connection=conn, engine_for=kernel.engine_for, tools=tools,
                          versions=kernel.versions)
+        attach_nodes(kernel, ex, conn.view)
     except BaseException:
         conn.close()
         raise

@@ -57,7 +57,15 @@ def unpack(data: dict[str, Any]) -> Any:
 
 
 def _where() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "worker_pid": os.getpid()}
+    """Where the task ran: host, worker pid and the Ray node id (None outside a Ray worker)."""
+    node = None
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:   # not in a Ray worker (a test calling it directly)
+        pass
+    return {"host": socket.gethostname(), "worker_pid": os.getpid(), "node": node}
 
 
 def _sandbox(memory_bytes: int | None) -> Any:
