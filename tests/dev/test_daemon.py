@@ -32,14 +32,19 @@ def daemon(config, texts, monkeypatch, sandboxed):
         srv.stop()
 
 
-def test_dev_through_the_daemon(daemon, tiny_repo, texts):
+def _dev(args: list[str]):
+    """``llmos dev ARGS`` through the CLI, as a person types it."""
     app = typer.Typer()
     dev_cli_mod.register(app)
 
     @app.callback()
     def _root() -> None:
         pass
-    res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
+    return CliRunner().invoke(app, ["dev", *args])
+
+
+def test_dev_through_the_daemon(daemon, tiny_repo, texts):
+    res = _dev(["--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
                                    "--model", "fake", "--yes", "fix add"])
     assert res.exit_code == 0, res.output
     assert "daemon at" in res.output and "tests pass" in res.output
@@ -65,13 +70,7 @@ def test_test_runs_in_the_daemon_are_the_dev_agents(daemon, tiny_repo, tmp_path)
     secret.parent.mkdir()
     secret.write_text("the person's secret\n")
     (tiny_repo / "probe.py").write_text(PROBE)
-    app = typer.Typer()
-    dev_cli_mod.register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-    res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd",
+    res = _dev(["--repo", str(tiny_repo), "--test-cmd",
                                    f"python probe.py {secret} && python test_calc.py", "--model", "fake",
                                    "--json", "--tries", "1", "fix add"])
     out = json.loads(res.output.strip().splitlines()[-1])
@@ -85,13 +84,7 @@ def test_test_runs_in_the_daemon_are_the_dev_agents(daemon, tiny_repo, tmp_path)
 
 def test_hanging_tests_through_the_daemon_are_stopped_and_reported(daemon, tiny_repo, texts):
     (tiny_repo / "test_calc.py").write_text("import time\ntime.sleep(60)\n")
-    app = typer.Typer()
-    dev_cli_mod.register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-    res = CliRunner().invoke(app, ["dev", "--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
+    res = _dev(["--repo", str(tiny_repo), "--test-cmd", "python test_calc.py",
                                    "--test-timeout", "2", "--model", "fake", "--tries", "1", "--yes", "fix add"])
     assert res.exit_code == 1, res.output
     assert "tests did not finish" in res.output and "2" in res.output

@@ -64,6 +64,7 @@ from llmos.kernel.memshare import (
     SHARES_SCHEMA,
     MemoryShares,
     check_collection,
+    scope_sql,
 )
 from llmos.kernel.memtext import (
     CHUNK_WORDS,
@@ -505,7 +506,7 @@ class LongTermMemory:
     def forget(self, agent: str | None, memory_id: int, collection: str | None = None) -> dict[str, Any]:
         """Delete one memory of ``agent`` (None: of whichever agent holds it), in
         ``collection`` when one is named (a grantee's forget stays within its share)."""
-        where, args = _scope(agent, collection)
+        where, args = scope_sql(agent, collection)
         with self._db("forget") as c:
             with c:
                 row = c.execute("SELECT agent, bytes FROM memories WHERE id = ?" + where,
@@ -525,7 +526,7 @@ class LongTermMemory:
     def forget_all(self, agent: str | None, collection: str | None = None) -> dict[str, Any]:
         """Delete every memory of ``agent`` (None: of every agent), or only those in
         ``collection``; one transaction. Returns how many memories and bytes went."""
-        where, args = _scope(agent, collection)
+        where, args = scope_sql(agent, collection)
         with self._db("forget") as c:
             with c:
                 rows = c.execute("SELECT id, agent, bytes FROM memories WHERE 1" + where, args).fetchall()
@@ -559,7 +560,7 @@ class LongTermMemory:
     def list(self, agent: str | None, tags: Sequence[str] = (), limit: int = 50,
              before_id: int | None = None, collection: str | None = None) -> list[dict[str, Any]]:
         """The agent's memories (None: every agent's), newest first (``before_id`` pages on)."""
-        where, args = _scope(agent, collection)
+        where, args = scope_sql(agent, collection)
         sql = "SELECT id, agent, collection, text, tags, created_s, bytes FROM memories m WHERE 1" + where
         for t in check_tags(tags):
             sql += " AND id IN (SELECT memory FROM memory_tags WHERE agent = m.agent AND tag = ?)"
@@ -586,19 +587,6 @@ class LongTermMemory:
                 row = c.execute("SELECT bytes, memories FROM usage WHERE agent = ?", (agent,)).fetchall()
         b, n = row[0] if row else (0, 0)
         return {"bytes": b, "memories": n, "quota_bytes": self.quota_bytes}
-
-
-def _scope(agent: str | None, collection: str | None) -> tuple[str, list[Any]]:
-    """The condition on ``memories`` of one agent's (None: any agent's) memories in one
-    collection (None: any; the name is checked): ``" AND agent = ? ..."`` and its arguments."""
-    sql, args = "", []
-    if agent is not None:
-        sql += " AND agent = ?"
-        args.append(agent)
-    if collection is not None:
-        sql += " AND collection = ?"
-        args.append(check_collection(collection))
-    return sql, args
 
 
 class _VectorsBroken(Exception):

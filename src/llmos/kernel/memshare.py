@@ -24,7 +24,7 @@ from typing import Any
 from llmos.errors import InvalidArgument, NotFound
 
 __all__ = ["MemoryShares", "check_collection", "DEFAULT_COLLECTION", "COLLECTION_MAX", "SHARE_MODES",
-           "SHARES_SCHEMA"]
+           "SHARES_SCHEMA", "scope_sql"]
 
 DEFAULT_COLLECTION = "default"  # the collection a memory goes to when none is named
 COLLECTION_MAX = 64           # characters in a collection name
@@ -101,3 +101,16 @@ class MemoryShares:
                         f"{where} = ? ORDER BY owner, collection, grantee", (agent,))]
         with self._db("shares") as c:
             return {"given": rows("owner"), "received": rows("grantee")}
+
+
+def scope_sql(agent: str | None, collection: str | None) -> tuple[str, list[Any]]:
+    """The condition on ``memories`` of one agent's (None: any agent's) memories in one
+    collection (None: any; the name is checked): ``" AND agent = ? ..."`` and its arguments."""
+    sql, args = "", []
+    if agent is not None:
+        sql += " AND agent = ?"
+        args.append(agent)
+    if collection is not None:
+        sql += " AND collection = ?"
+        args.append(check_collection(collection))
+    return sql, args

@@ -26,6 +26,7 @@ from llmos.runs import RunRecord, RunStatus, StepStatus
 from llmos.runs import Step as StepRecord
 from llmos.shell import feedback, llmtool, recall
 from llmos.shell.context import Workspace
+from llmos.shell.named import named_files
 from llmos.shell.normalize import Moments, WhenError, resolve_column
 from llmos.shell.plan import (
     LLM_TOOL,
@@ -37,7 +38,7 @@ from llmos.shell.plan import (
     render_value,
     substitute,
 )
-from llmos.shell.planner import PlanError, Planner, named_files
+from llmos.shell.planner import PlanError, Planner
 from llmos.shell.render import fill_answer, short
 from llmos.types import Risk
 

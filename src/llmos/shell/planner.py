@@ -29,7 +29,6 @@ error of a failed step) and takes the plan for the rest in the same schema.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import posixpath
 import re
@@ -42,6 +41,7 @@ from llmos.errors import InvalidArgument, LLMOSError, NotFound
 from llmos.shell import llmtool, shapes
 from llmos.shell import schema as S
 from llmos.shell.context import Workspace
+from llmos.shell.named import named_files, strings, unused_names
 from llmos.shell.normalize import canon_number, numbers, resolve_column, resolve_path
 from llmos.shell.plan import LLM_TOOL, REF_RE, Plan
 from llmos.types import Message
@@ -224,63 +224,6 @@ def check_plan(plan: Plan, registry: Any, ws: Workspace | None = None, offset: i
     return plan
 
 
-# a file name as people write one: a stem and a suffix of letters (notes.txt, q1_report.md,
-# data/2024.csv); not part of an address (a@b.com, http://x.org/a.html)
-_FILE_RE = re.compile(r"(?<![\w@/.:~-])((?:[\w-]+/)*[\w][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w@/-])")
-
-
-def named_files(request: str) -> list[str]:
-    """The file names the request states, in order, without repeats."""
-    out: list[str] = []
-    for m in _FILE_RE.finditer(request):
-        name = m.group(1)
-        end = request[m.end():m.end() + 1]
-        if end == "." and request[m.end() + 1:m.end() + 2].isalnum():
-            continue                      # "a.b.c" cut short
-        if "://" in request[max(0, m.start() - 12):m.start()]:
-            continue
-        stem, _, suffix = posixpath.basename(name).rpartition(".")
-        if len(stem) == 1 and len(suffix) == 1:
-            continue                      # "e.g", "i.e"
-        if name.lower() not in (n.lower() for n in out):
-            out.append(name)
-    return out
-
-
-def unused_names(plan: Plan, ws: Workspace) -> list[str]:
-    """The files the request names that no step of ``plan`` touches: by name in any
-    argument, through a pattern that matches it, or as the existing file a step's
-    name resolves to. A refusal or a question uses none and is not asked to."""
-    if not plan.steps or plan.refuse or plan.ask:
-        return []
-    texts = [s.lower() for st in plan.steps for s in _strings(st.args)]
-    texts += [str(st.each).lower() for st in plan.steps if st.each]
-    pats = [t for t in texts if any(c in t for c in "*?")]
-    missed = []
-    for name in named_files(plan.request):
-        low = name.lower()
-        base = posixpath.basename(low)
-        if any(low in t or base in t for t in texts):
-            continue
-        if any(fnmatch.fnmatch(base, posixpath.basename(p)) for p in pats):
-            continue
-        fixed = resolve_path(name, ws.paths)
-        if fixed and any(fixed.lower() in t for t in texts):
-            continue
-        missed.append(name)
-    return missed
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def _check_shapes(plan: Plan, tools: dict[str, dict], offset: int = 0) -> list[tuple[str, str]]:
     """Every reference names a field its step's tool returns (the registry's ``returns``
     lines; a tool without one is not checked), and ``$item.field`` a field of the list's
@@ -326,10 +269,10 @@ def _check_shapes(plan: Plan, tools: dict[str, dict], offset: int = 0) -> list[t
                 path = [p for p in m.group(3).split(".") if p]
                 check(st.each, f"steps[{i}].each", None)
                 item = shapes.item_of(found[1], path, each=found[0].each is not None)
-        for text in _strings(st.args):
+        for text in strings(st.args):
             check(text, f"steps[{i}].args", item)
         if st.when is not None:
-            for text in [st.when.ref, *_strings(st.when.value)]:
+            for text in [st.when.ref, *strings(st.when.value)]:
                 check(text, f"steps[{i}].when", None)
     check(plan.answer or "", "answer", None)
     return wrong
