@@ -111,7 +111,6 @@ def new_run_id() -> str:
     return "r" + uuid.uuid4().hex[:8]
 
 
-
 MIN_REPLY_TOKENS = 256     # the shortest reply worth asking for when the context is nearly full
 _OVERFLOW_RE = re.compile(r"prompt \((\d+) tokens\).*context \((\d+) tokens\)")
 
@@ -123,6 +122,7 @@ def _room_left(err: Exception | None) -> int | None:
         return None
     m = _OVERFLOW_RE.search(str(err))
     return int(m.group(2)) - int(m.group(1)) - 1 if m else None
+
 
 class Runner:
     execution = Execution      # one run's state machine (workflows subclass it to run a saved plan)
